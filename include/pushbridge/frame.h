@@ -1,0 +1,43 @@
+/* An outgoing WebSocket text frame, built once per event and format and
+ * shared by every connection queue it is for (ref-counted, no copies). The
+ * payload sits after PB_FRAME_HEADROOM bytes so lws_write() can put the
+ * WebSocket header in front of it in place. Loop thread only. */
+#ifndef PB_FRAME_H
+#define PB_FRAME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pushbridge/envelope.h"
+
+/* At least LWS_PRE; ws.c checks this at compile time. */
+#define PB_FRAME_HEADROOM 16
+
+/* Owned jointly by the queues that hold it; the last pb_frame_unref frees it. */
+struct pb_frame {
+    uint32_t refs;
+    uint32_t source;      /* metrics source index (topic or HTTP), for delivered counts */
+    int64_t ts_ms;        /* when the event was produced, for the latency histogram */
+    size_t len;           /* payload bytes */
+    unsigned char buf[];  /* PB_FRAME_HEADROOM + len */
+};
+
+static inline unsigned char *pb_frame_payload(struct pb_frame *f)
+{
+    return f->buf + PB_FRAME_HEADROOM;
+}
+
+/* A frame with room for len payload bytes and one reference. NULL on OOM. */
+struct pb_frame *pb_frame_new(size_t len);
+void pb_frame_ref(struct pb_frame *f);
+void pb_frame_unref(struct pb_frame *f);
+
+/* {"type":"event","event":E,"id":I,"data":<raw>} (id omitted when absent,
+ * "snapshot":true added when snapshot is set). */
+struct pb_frame *pb_frame_event_native(const struct pb_event *ev, int snapshot);
+/* What seed-form clients get: a string's text, or the data's JSON text. */
+struct pb_frame *pb_frame_event_plain(const struct pb_event *ev);
+/* A frame holding exactly these bytes (welcome, error, pong). */
+struct pb_frame *pb_frame_from(const char *text, size_t len);
+
+#endif

@@ -1,0 +1,99 @@
+/* The hub: who is connected, and fan-out. It maps user IDs to their
+ * connections, holds each connection's bounded outgoing queue, and is the one
+ * place where Kafka and HTTP pushes become queued frames (pb_hub_deliver).
+ * Transport-agnostic: the WebSocket module plugs in through pb_hub_hooks,
+ * which keeps the hub unit-testable. Loop thread only. */
+#ifndef PB_HUB_H
+#define PB_HUB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pushbridge/auth.h"
+#include "pushbridge/config.h"
+#include "pushbridge/envelope.h"
+#include "pushbridge/frame.h"
+#include "pushbridge/metrics.h"
+
+/* WebSocket close codes (documented in README.md). */
+#define PB_CLOSE_NORMAL 1000
+#define PB_CLOSE_GOING_AWAY 1001
+#define PB_CLOSE_UNSUPPORTED 1003
+#define PB_CLOSE_BAD_DATA 1007
+#define PB_CLOSE_TOO_BIG 1009
+#define PB_CLOSE_TRY_AGAIN 1013
+#define PB_CLOSE_AUTH_TIMEOUT 4001
+#define PB_CLOSE_AUTH_FAILED 4003
+#define PB_CLOSE_USER_LIMIT 4008
+#define PB_CLOSE_SLOW 4009
+
+struct pb_user;
+
+/* One WebSocket connection. Created by pb_hub_conn_new when the upgrade
+ * completes, owned by the hub, freed by pb_hub_conn_free when lws reports the
+ * close; the transport pointer (the wsi) is borrowed for that lifetime. */
+struct pb_conn {
+    void *transport;
+    uint64_t id;
+    struct pb_identity ident; /* valid once authed */
+    int authed;
+    int closing;     /* a close was requested; nothing more is queued */
+    int close_code;
+    char close_reason[64];
+
+    /* Outgoing queue: a ring of shared frames. Bound: ws.queue_max_messages
+     * entries and ws.queue_max_bytes payload bytes (enforced in enqueue). */
+    struct pb_frame **q;
+    uint32_t q_head, q_len, q_cap;
+    size_t q_bytes;
+
+    struct pb_user *user;
+    struct pb_conn *user_prev, *user_next; /* this user's connections */
+    struct pb_conn *prev, *next;           /* every connection */
+};
+
+struct pb_hub_hooks {
+    /* The queue went from empty to non-empty: ask for a writable callback. */
+    void (*want_write)(struct pb_conn *c);
+    /* c->close_code is set: close the connection soon (async is fine). */
+    void (*kill)(struct pb_conn *c);
+};
+
+struct pb_hub;
+
+struct pb_hub *pb_hub_new(const struct pb_config *cfg, struct pb_metrics *m,
+                          const struct pb_hub_hooks *hooks);
+/* Frees the hub and every connection still in it (without calling hooks). */
+void pb_hub_free(struct pb_hub *h);
+
+/* A new, unauthenticated connection; NULL when ws.max_connections are open
+ * (the caller closes with PB_CLOSE_TRY_AGAIN) or on OOM. */
+struct pb_conn *pb_hub_conn_new(struct pb_hub *h, void *transport);
+/* Takes the identity (moved, id is zeroed). -1 when the user is at
+ * ws.max_connections_per_user (the identity is then freed). */
+int pb_hub_login(struct pb_hub *h, struct pb_conn *c, struct pb_identity *id);
+/* Removes every association of c and frees it and its queue. */
+void pb_hub_conn_free(struct pb_hub *h, struct pb_conn *c);
+
+/* Queues the event to every connection it targets (ev->target_kind) whose
+ * filter admits it. Returns the number of connections it was queued to. */
+long pb_hub_deliver(struct pb_hub *h, const struct pb_event *ev, uint32_t source);
+
+/* Queues a control frame (welcome, error, pong) to one connection. */
+int pb_hub_send(struct pb_hub *h, struct pb_conn *c, struct pb_frame *f);
+
+/* Asks for c to be closed with code; drops its queue at once (memory). */
+void pb_hub_close(struct pb_hub *h, struct pb_conn *c, int code, const char *reason);
+/* Closes every connection (shutdown). */
+void pb_hub_close_all(struct pb_hub *h, int code, const char *reason);
+
+/* Head of c's queue, or NULL; pop releases the hub's reference. */
+struct pb_frame *pb_conn_peek(const struct pb_conn *c);
+void pb_conn_pop(struct pb_hub *h, struct pb_conn *c);
+
+size_t pb_hub_user_connections(const struct pb_hub *h, const char *user, size_t len);
+size_t pb_hub_connections(const struct pb_hub *h);
+size_t pb_hub_users(const struct pb_hub *h);
+size_t pb_hub_queue_bytes(const struct pb_hub *h);
+
+#endif

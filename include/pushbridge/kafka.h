@@ -1,0 +1,46 @@
+/* The Kafka source: a consumer group on kafka.topics whose queue wakes the
+ * lws loop through a pipe (rd_kafka_queue_io_event_enable), drained there in
+ * bounded batches: Kafka -> envelope -> hub. Under --dev it also owns the
+ * embedded broker (librdkafka's mock cluster). Loop thread only. */
+#ifndef PB_KAFKA_H
+#define PB_KAFKA_H
+
+#include <stddef.h>
+
+#include "pushbridge/config.h"
+#include "pushbridge/hub.h"
+#include "pushbridge/metrics.h"
+
+struct pb_kafka;
+
+/* Checks kafka.properties against librdkafka without connecting; errstr
+ * names the first property it refuses. */
+int pb_kafka_check_properties(const struct pb_config *cfg, char *errstr, size_t errlen);
+
+/* Creates the consumer (and, under --dev, the embedded cluster) and
+ * subscribes. NULL with errstr naming the cause. */
+struct pb_kafka *pb_kafka_new(const struct pb_config *cfg, struct pb_hub *hub,
+                              struct pb_metrics *m, char *errstr, size_t errlen);
+
+/* Read end of the wake-up pipe, for the loop to watch. */
+int pb_kafka_wake_fd(const struct pb_kafka *k);
+
+/* Handles at most `budget` messages and callbacks. Returns 1 when more are
+ * waiting (the pipe is re-armed so the loop comes back), else 0. */
+int pb_kafka_drain(struct pb_kafka *k, int budget);
+
+/* Once a second: keeps the group membership alive, refreshes lag metrics,
+ * flushes the rate-limited malformed-event log. */
+void pb_kafka_tick(struct pb_kafka *k);
+
+/* 1 when partitions are assigned and brokers reachable; else 0 and *why. */
+int pb_kafka_ready(const struct pb_kafka *k, const char **why);
+
+/* "HOST:PORT" of the embedded cluster under --dev, else NULL. */
+const char *pb_kafka_bootstrap(const struct pb_kafka *k);
+
+/* Leaves the group, committing the offsets stored so far. */
+void pb_kafka_close(struct pb_kafka *k);
+void pb_kafka_free(struct pb_kafka *k);
+
+#endif

@@ -1,0 +1,84 @@
+/* Counters, gauges and the delivery-latency histogram, rendered as
+ * Prometheus text and as the /stats JSON. Plain integers touched only by the
+ * loop thread: no atomics needed. Every table here has a fixed size. */
+#ifndef PB_METRICS_H
+#define PB_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pushbridge/buf.h"
+#include "pushbridge/envelope.h"
+
+/* Bound: at most this many sources (Kafka topics, plus "http"); a regex
+ * subscription that matches more shares the last slot, named "_other". */
+#define PB_METRICS_MAX_SOURCES 128
+/* Bound: consumer lag is kept for at most this many partitions. */
+#define PB_METRICS_MAX_PARTITIONS 1024
+#define PB_METRICS_LAT_BUCKETS 14
+#define PB_METRICS_MAX_STATUSES 16
+
+#define PB_SOURCE_HTTP 0 /* source index of HTTP pushes */
+
+struct pb_source_counters {
+    char name[250];
+    uint64_t consumed;
+    uint64_t delivered;  /* frames handed to connection queues */
+    uint64_t dropped[PB_DROP__COUNT];
+    uint64_t dead_lettered;
+};
+
+struct pb_partition_lag {
+    uint32_t source;
+    int32_t partition;
+    int64_t lag; /* -1 = unknown */
+};
+
+/* Owned by the server; lives as long as the process. */
+struct pb_metrics {
+    struct pb_source_counters src[PB_METRICS_MAX_SOURCES];
+    uint32_t nsrc;
+    struct {
+        int status;
+        uint64_t count;
+    } push[PB_METRICS_MAX_STATUSES];
+    uint64_t slow_client_closes;
+    uint64_t queue_drops;      /* frames dropped by drop_oldest */
+    uint64_t connections_refused; /* over ws.max_connections */
+    uint64_t lat_buckets[PB_METRICS_LAT_BUCKETS + 1]; /* last = +Inf */
+    double lat_sum;
+    uint64_t lat_count;
+    struct pb_partition_lag lag[PB_METRICS_MAX_PARTITIONS];
+    uint32_t nlag;
+    int64_t start_ms;
+};
+
+/* What the hub and Kafka module know at render time. */
+struct pb_gauges {
+    uint64_t connections;
+    uint64_t users;
+    uint64_t queue_bytes;
+    int kafka_ready;
+    const char *kafka_bootstrap; /* --dev only, else NULL */
+    const char *not_ready_reason;
+};
+
+void pb_metrics_init(struct pb_metrics *m);
+/* Index of the named source, added when new. */
+uint32_t pb_metrics_source(struct pb_metrics *m, const char *name);
+void pb_metrics_drop(struct pb_metrics *m, uint32_t source, int reason);
+void pb_metrics_push_status(struct pb_metrics *m, int status);
+void pb_metrics_latency(struct pb_metrics *m, double seconds);
+/* Replaces the lag table entry for (source, partition). */
+void pb_metrics_set_lag(struct pb_metrics *m, uint32_t source, int32_t partition, int64_t lag);
+void pb_metrics_clear_lag(struct pb_metrics *m);
+
+void pb_metrics_render_prometheus(const struct pb_metrics *m, const struct pb_gauges *g,
+                                  struct pb_buf *out);
+void pb_metrics_render_stats(const struct pb_metrics *m, const struct pb_gauges *g,
+                             struct pb_buf *out);
+
+int64_t pb_now_ms(void);      /* wall clock, ms since the epoch */
+int64_t pb_monotonic_ms(void);
+
+#endif

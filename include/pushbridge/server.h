@@ -1,0 +1,72 @@
+/* The server: owns the lws context (the one event loop), the listeners, and
+ * the modules it wires together (hub, kafka, auth, metrics). One protocol
+ * callback receives every lws event and hands it to ws.c or http.c. */
+#ifndef PB_SERVER_H
+#define PB_SERVER_H
+
+#include <libwebsockets.h>
+#include <signal.h>
+
+#include "pushbridge/auth.h"
+#include "pushbridge/buf.h"
+#include "pushbridge/config.h"
+#include "pushbridge/hub.h"
+#include "pushbridge/kafka.h"
+#include "pushbridge/metrics.h"
+
+struct pb_http_req;
+
+/* Per-connection lws data (lws allocates and zeroes it, and frees it after
+ * LWS_CALLBACK_CLOSED / CLOSED_HTTP). */
+struct pb_pss {
+    struct lws *wsi;
+    struct pb_conn *conn;           /* WebSocket: from ESTABLISHED to CLOSED */
+    lws_sorted_usec_list_t sul_auth; /* ws.auth_timeout_ms */
+    struct pb_buf rx;               /* message being reassembled from fragments */
+    int close_after_drain;          /* close with conn->close_code once the queue is empty */
+    struct pb_http_req *req;        /* HTTP: the request being served */
+};
+
+/* Per-vhost (listener) data: which roles the listener serves. */
+struct pb_vhd {
+    struct pb_server *srv;
+    int is_public;   /* /ws and the page */
+    int is_internal; /* the HTTP API */
+};
+
+/* Owned by main(); lives for the whole process. */
+struct pb_server {
+    const struct pb_config *cfg;
+    struct lws_context *ctx;
+    struct pb_vhd vhd_public, vhd_internal;
+    struct lws_vhost *vh_public, *vh_internal;
+    struct pb_metrics metrics;
+    struct pb_hub *hub;
+    struct pb_auth *auth;
+    struct pb_kafka *kafka;
+    int listening;
+    lws_sorted_usec_list_t sul_tick;
+
+    int signal_fd;
+    int stopping;           /* SIGTERM/SIGINT seen */
+    int64_t stop_deadline;  /* monotonic ms */
+    int exit_code;
+};
+
+/* Builds everything; on failure returns -1 with errstr naming the cause. */
+int pb_server_init(struct pb_server *s, const struct pb_config *cfg, char *errstr,
+                   size_t errlen);
+/* Runs the loop until a stop signal has been handled. Returns the exit code. */
+int pb_server_run(struct pb_server *s);
+void pb_server_free(struct pb_server *s);
+
+/* ws.c */
+int pb_ws_callback(struct pb_server *s, struct lws *wsi, enum lws_callback_reasons reason,
+                   struct pb_pss *pss, void *in, size_t len);
+extern const struct pb_hub_hooks pb_ws_hub_hooks;
+
+/* http.c */
+int pb_http_callback(struct pb_server *s, const struct pb_vhd *vhd, struct lws *wsi,
+                     enum lws_callback_reasons reason, struct pb_pss *pss, void *in, size_t len);
+
+#endif

@@ -1,0 +1,459 @@
+/* Client login. The login message is small (bounded by ws.max_message_bytes)
+ * so it is parsed with yajl's tree API. JWTs are checked with OpenSSL: the
+ * algorithm comes from the configured key, never from the token alone, so
+ * `alg: none` and RS256-key-as-HS256-secret confusion cannot verify. */
+#include "pushbridge/auth.h"
+
+#include <errno.h>
+#include <openssl/crypto.h>
+#include <openssl/ecdsa.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/pem.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <yajl/yajl_tree.h>
+
+#include "pushbridge/envelope.h"
+
+/* Clock skew tolerated on exp and nbf. */
+#define JWT_LEEWAY_S 30
+
+struct pb_auth {
+    int mode;
+    char *secret;
+    size_t secret_len;
+    EVP_PKEY *pkey; /* RS256 or ES256 verification key */
+    int pkey_type;  /* EVP_PKEY_RSA or EVP_PKEY_EC */
+    char *issuer;
+    char *audience;
+};
+
+/* yajl's accessor macros yield NULL for the wrong type, which the compiler
+ * rightly refuses to pass to strcmp; these never do. */
+static const char *str_of(yajl_val v)
+{
+    return YAJL_IS_STRING(v) ? v->u.string : "";
+}
+
+static const char *num_of(yajl_val v)
+{
+    return YAJL_IS_NUMBER(v) ? v->u.number.r : "";
+}
+
+static char *dup_or_null(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+struct pb_auth *pb_auth_new(const struct pb_config *cfg, char *errstr, size_t errlen)
+{
+    struct pb_auth *a = calloc(1, sizeof(*a));
+    if (!a)
+        goto oom;
+    a->mode = cfg->auth_mode;
+    if (cfg->auth_jwt_secret) {
+        a->secret = strdup(cfg->auth_jwt_secret);
+        if (!a->secret)
+            goto oom;
+        a->secret_len = strlen(a->secret);
+    }
+    a->issuer = dup_or_null(cfg->auth_jwt_issuer);
+    a->audience = dup_or_null(cfg->auth_jwt_audience);
+    if ((cfg->auth_jwt_issuer && !a->issuer) || (cfg->auth_jwt_audience && !a->audience))
+        goto oom;
+    if (cfg->auth_jwt_public_key) {
+        FILE *fp = fopen(cfg->auth_jwt_public_key, "r");
+        if (!fp) {
+            snprintf(errstr, errlen, "auth.jwt_public_key: cannot open %s: %s",
+                     cfg->auth_jwt_public_key, strerror(errno));
+            goto fail;
+        }
+        a->pkey = PEM_read_PUBKEY(fp, NULL, NULL, NULL);
+        fclose(fp);
+        if (!a->pkey) {
+            snprintf(errstr, errlen, "auth.jwt_public_key: %s holds no PEM public key",
+                     cfg->auth_jwt_public_key);
+            goto fail;
+        }
+        a->pkey_type = EVP_PKEY_base_id(a->pkey);
+        if (a->pkey_type != EVP_PKEY_RSA && a->pkey_type != EVP_PKEY_EC) {
+            snprintf(errstr, errlen, "auth.jwt_public_key: %s is neither an RSA nor an EC key",
+                     cfg->auth_jwt_public_key);
+            goto fail;
+        }
+    }
+    return a;
+oom:
+    snprintf(errstr, errlen, "out of memory");
+fail:
+    pb_auth_free(a);
+    return NULL;
+}
+
+void pb_auth_free(struct pb_auth *a)
+{
+    if (!a)
+        return;
+    if (a->secret)
+        OPENSSL_cleanse(a->secret, a->secret_len);
+    free(a->secret);
+    EVP_PKEY_free(a->pkey);
+    free(a->issuer);
+    free(a->audience);
+    free(a);
+}
+
+static void free_strv(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+void pb_identity_clear(struct pb_identity *id)
+{
+    free(id->user);
+    free_strv(id->groups, id->ngroups);
+    free_strv(id->events, id->nevents);
+    memset(id, 0, sizeof(*id));
+}
+
+static int refuse(const char **code, char *msg, size_t msglen, const char *c, const char *m)
+{
+    *code = c;
+    snprintf(msg, msglen, "%s", m);
+    return -1;
+}
+
+/* ---- JWT ---- */
+
+static int b64url_val(unsigned char ch)
+{
+    if (ch >= 'A' && ch <= 'Z')
+        return ch - 'A';
+    if (ch >= 'a' && ch <= 'z')
+        return ch - 'a' + 26;
+    if (ch >= '0' && ch <= '9')
+        return ch - '0' + 52;
+    if (ch == '-')
+        return 62;
+    if (ch == '_')
+        return 63;
+    return -1;
+}
+
+/* Decodes unpadded base64url (RFC 7515) into a new NUL-terminated buffer. */
+static unsigned char *b64url_decode(const char *s, size_t n, size_t *outlen)
+{
+    if (n % 4 == 1)
+        return NULL;
+    unsigned char *out = malloc(n * 3 / 4 + 2);
+    if (!out)
+        return NULL;
+    size_t o = 0;
+    uint32_t acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < n; i++) {
+        int v = b64url_val((unsigned char)s[i]);
+        if (v < 0) {
+            free(out);
+            return NULL;
+        }
+        acc = (acc << 6) | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[o++] = (unsigned char)(acc >> bits);
+        }
+    }
+    out[o] = '\0';
+    *outlen = o;
+    return out;
+}
+
+static int verify_hs256(const struct pb_auth *a, const char *signing, size_t slen,
+                        const unsigned char *sig, size_t siglen)
+{
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int maclen = 0;
+    if (!a->secret || siglen != 32)
+        return -1;
+    if (!HMAC(EVP_sha256(), a->secret, (int)a->secret_len, (const unsigned char *)signing, slen,
+              mac, &maclen))
+        return -1;
+    return maclen == 32 && CRYPTO_memcmp(mac, sig, 32) == 0 ? 0 : -1;
+}
+
+/* ES256 signatures are raw r||s (RFC 7518 3.4); OpenSSL wants DER. */
+static unsigned char *es256_to_der(const unsigned char *sig, size_t siglen, size_t *derlen)
+{
+    if (siglen != 64)
+        return NULL;
+    ECDSA_SIG *es = ECDSA_SIG_new();
+    BIGNUM *r = BN_bin2bn(sig, 32, NULL);
+    BIGNUM *s = BN_bin2bn(sig + 32, 32, NULL);
+    unsigned char *der = NULL;
+    if (!es || !r || !s || !ECDSA_SIG_set0(es, r, s)) {
+        BN_free(r);
+        BN_free(s);
+        ECDSA_SIG_free(es);
+        return NULL;
+    }
+    int len = i2d_ECDSA_SIG(es, &der);
+    ECDSA_SIG_free(es);
+    if (len <= 0)
+        return NULL;
+    *derlen = (size_t)len;
+    return der;
+}
+
+static int verify_pkey(const struct pb_auth *a, const char *signing, size_t slen,
+                       const unsigned char *sig, size_t siglen)
+{
+    unsigned char *der = NULL;
+    if (a->pkey_type == EVP_PKEY_EC) {
+        der = es256_to_der(sig, siglen, &siglen);
+        if (!der)
+            return -1;
+        sig = der;
+    }
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    int ok = ctx && EVP_DigestVerifyInit(ctx, NULL, EVP_sha256(), NULL, a->pkey) == 1 &&
+             EVP_DigestVerify(ctx, sig, siglen, (const unsigned char *)signing, slen) == 1;
+    EVP_MD_CTX_free(ctx);
+    OPENSSL_free(der);
+    return ok ? 0 : -1;
+}
+
+static int str_list(yajl_val v, char ***out, size_t *n, size_t max)
+{
+    if (YAJL_IS_STRING(v)) {
+        *out = calloc(1, sizeof(char *));
+        if (!*out || !(**out = strdup(str_of(v))))
+            return -1;
+        *n = 1;
+        return 0;
+    }
+    if (!YAJL_IS_ARRAY(v) || v->u.array.len > max)
+        return -1;
+    *out = calloc(v->u.array.len ? v->u.array.len : 1, sizeof(char *));
+    if (!*out)
+        return -1;
+    for (size_t i = 0; i < v->u.array.len; i++) {
+        yajl_val s = v->u.array.values[i];
+        size_t len = YAJL_IS_STRING(s) ? strlen(str_of(s)) : 0;
+        if (len == 0 || len > PB_MAX_ID_BYTES)
+            return -1;
+        if (!((*out)[i] = strdup(str_of(s))))
+            return -1;
+        (*n)++;
+    }
+    return 0;
+}
+
+static yajl_val member(yajl_val obj, const char *name)
+{
+    const char *path[] = {name, NULL};
+    return yajl_tree_get(obj, path, yajl_t_any);
+}
+
+static int aud_matches(yajl_val aud, const char *want)
+{
+    if (YAJL_IS_STRING(aud))
+        return strcmp(str_of(aud), want) == 0;
+    if (YAJL_IS_ARRAY(aud))
+        for (size_t i = 0; i < aud->u.array.len; i++)
+            if (YAJL_IS_STRING(aud->u.array.values[i]) &&
+                strcmp(str_of(aud->u.array.values[i]), want) == 0)
+                return 1;
+    return 0;
+}
+
+static int check_claims(const struct pb_auth *a, yajl_val claims, struct pb_identity *id,
+                        const char **code, char *msg, size_t msglen)
+{
+    time_t now = time(NULL);
+    yajl_val exp = member(claims, "exp"), nbf = member(claims, "nbf");
+    if (exp && (!YAJL_IS_NUMBER(exp) || (double)now > YAJL_GET_DOUBLE(exp) + JWT_LEEWAY_S))
+        return refuse(code, msg, msglen, "token_expired", "the token has expired");
+    if (nbf && (!YAJL_IS_NUMBER(nbf) || (double)now + JWT_LEEWAY_S < YAJL_GET_DOUBLE(nbf)))
+        return refuse(code, msg, msglen, "token_not_yet_valid", "the token is not valid yet");
+    yajl_val iss = member(claims, "iss");
+    if (a->issuer && (!YAJL_IS_STRING(iss) || strcmp(str_of(iss), a->issuer) != 0))
+        return refuse(code, msg, msglen, "wrong_issuer", "the token's issuer is not accepted");
+    if (a->audience && !aud_matches(member(claims, "aud"), a->audience))
+        return refuse(code, msg, msglen, "wrong_audience", "the token's audience is not accepted");
+    yajl_val sub = member(claims, "sub");
+    if (!YAJL_IS_STRING(sub))
+        return refuse(code, msg, msglen, "invalid_token", "the token has no sub claim");
+    if (!(id->user = strdup(str_of(sub))))
+        return refuse(code, msg, msglen, "internal", "out of memory");
+    yajl_val groups = member(claims, "groups");
+    if (groups && str_list(groups, &id->groups, &id->ngroups, PB_AUTH_MAX_GROUPS))
+        return refuse(code, msg, msglen, "invalid_token",
+                      "the groups claim must be a list of at most 64 names of 1 to 256 bytes");
+    return 0;
+}
+
+int pb_auth_verify_jwt(const struct pb_auth *a, const char *token, size_t len,
+                       struct pb_identity *id, const char **code, char *msg, size_t msglen)
+{
+    if (len > PB_AUTH_MAX_TOKEN_BYTES)
+        return refuse(code, msg, msglen, "invalid_token", "the token is longer than 8 KiB");
+    const char *dot1 = memchr(token, '.', len);
+    const char *dot2 = dot1 ? memchr(dot1 + 1, '.', len - (size_t)(dot1 + 1 - token)) : NULL;
+    if (!dot2 || memchr(dot2 + 1, '.', len - (size_t)(dot2 + 1 - token)))
+        return refuse(code, msg, msglen, "invalid_token", "the token is not a JWT");
+
+    int rc = -1;
+    size_t hlen, plen, siglen;
+    unsigned char *header = b64url_decode(token, (size_t)(dot1 - token), &hlen);
+    unsigned char *payload = b64url_decode(dot1 + 1, (size_t)(dot2 - dot1 - 1), &plen);
+    unsigned char *sig = b64url_decode(dot2 + 1, len - (size_t)(dot2 + 1 - token), &siglen);
+    yajl_val hdr = NULL, claims = NULL;
+    char err[128];
+    if (!header || !payload || !sig) {
+        refuse(code, msg, msglen, "invalid_token", "the token is not valid base64url");
+        goto out;
+    }
+    hdr = yajl_tree_parse((const char *)header, err, sizeof(err));
+    yajl_val alg = hdr ? member(hdr, "alg") : NULL;
+    if (!YAJL_IS_STRING(alg)) {
+        refuse(code, msg, msglen, "invalid_token", "the token header names no algorithm");
+        goto out;
+    }
+    const char *algs = str_of(alg);
+    const char *signing = token;
+    size_t slen = (size_t)(dot2 - token);
+    /* The key decides which algorithm may be used: an HS256 token is only
+     * checked against the shared secret, never against a public key. */
+    int verified = -1;
+    if (strcmp(algs, "HS256") == 0 && a->secret)
+        verified = verify_hs256(a, signing, slen, sig, siglen);
+    else if (strcmp(algs, "RS256") == 0 && a->pkey && a->pkey_type == EVP_PKEY_RSA)
+        verified = verify_pkey(a, signing, slen, sig, siglen);
+    else if (strcmp(algs, "ES256") == 0 && a->pkey && a->pkey_type == EVP_PKEY_EC)
+        verified = verify_pkey(a, signing, slen, sig, siglen);
+    else {
+        refuse(code, msg, msglen, "invalid_token", "the token's algorithm is not accepted");
+        goto out;
+    }
+    if (verified) {
+        refuse(code, msg, msglen, "invalid_token", "the token's signature does not verify");
+        goto out;
+    }
+    claims = yajl_tree_parse((const char *)payload, err, sizeof(err));
+    if (!YAJL_IS_OBJECT(claims)) {
+        refuse(code, msg, msglen, "invalid_token", "the token's claims are not a JSON object");
+        goto out;
+    }
+    rc = check_claims(a, claims, id, code, msg, msglen);
+out:
+    yajl_tree_free(hdr);
+    yajl_tree_free(claims);
+    free(header);
+    free(payload);
+    free(sig);
+    return rc;
+}
+
+/* ---- login messages ---- */
+
+static int valid_user(const char *u)
+{
+    size_t n = strlen(u);
+    return n >= 1 && n <= PB_MAX_ID_BYTES && strcmp(u, "*") != 0 && strncmp(u, "group:", 6) != 0;
+}
+
+/* A uid may be a JSON string or integer; numbers keep their JSON text. */
+static char *id_text(yajl_val v)
+{
+    if (YAJL_IS_STRING(v))
+        return strdup(str_of(v));
+    if (YAJL_IS_INTEGER(v))
+        return strdup(num_of(v));
+    return NULL;
+}
+
+static int token_user(const struct pb_auth *a, yajl_val token, struct pb_identity *id,
+                      const char **code, char *msg, size_t msglen)
+{
+    if (!YAJL_IS_STRING(token) || !*str_of(token))
+        return refuse(code, msg, msglen, "missing_token", "the login needs a non-empty token");
+    const char *t = str_of(token);
+    if (a->mode == PB_AUTH_JWT)
+        return pb_auth_verify_jwt(a, t, strlen(t), id, code, msg, msglen);
+    /* auth.mode none trusts the client: the token is the user. */
+    if (!(id->user = strdup(t)))
+        return refuse(code, msg, msglen, "internal", "out of memory");
+    return 0;
+}
+
+static int login_fields(const struct pb_auth *a, yajl_val obj, struct pb_identity *id,
+                        const char **code, char *msg, size_t msglen)
+{
+    yajl_val type = member(obj, "type");
+    yajl_val events = member(obj, "events");
+    yajl_val event = member(obj, "event");
+    if (type) {
+        if (!YAJL_IS_STRING(type) || strcmp(str_of(type), "auth") != 0)
+            return refuse(code, msg, msglen, "bad_login",
+                          "the first message must be {\"type\":\"auth\",\"token\":...}");
+        id->form = PB_FORM_NATIVE;
+        if (token_user(a, member(obj, "token"), id, code, msg, msglen))
+            return -1;
+    } else if (member(obj, "uid")) {
+        if (a->mode != PB_AUTH_NONE)
+            return refuse(code, msg, msglen, "uid_login_disabled",
+                          "login by uid is only accepted when auth.mode is none");
+        id->form = PB_FORM_PLAIN;
+        if (!(id->user = id_text(member(obj, "uid"))))
+            return refuse(code, msg, msglen, "bad_user", "uid must be a string or an integer");
+    } else if (member(obj, "token")) {
+        id->form = PB_FORM_PLAIN;
+        if (token_user(a, member(obj, "token"), id, code, msg, msglen))
+            return -1;
+    } else {
+        return refuse(code, msg, msglen, "bad_login",
+                      "the first message must log in: {\"type\":\"auth\",\"token\":...}, "
+                      "{\"uid\":...} or {\"token\":...,\"event\":...}");
+    }
+    if (!valid_user(id->user))
+        return refuse(code, msg, msglen, "bad_user",
+                      "the user must be 1 to 256 bytes and not \"*\" or \"group:...\"");
+    yajl_val filter = events ? events : event;
+    if (filter && !YAJL_IS_NULL(filter) &&
+        str_list(filter, &id->events, &id->nevents, PB_AUTH_MAX_EVENTS))
+        return refuse(code, msg, msglen, "bad_events",
+                      "events must be a list of at most 64 event names of 1 to 256 bytes");
+    return 0;
+}
+
+int pb_auth_login(const struct pb_auth *a, const char *text, size_t len, struct pb_identity *id,
+                  const char **code, char *msg, size_t msglen)
+{
+    memset(id, 0, sizeof(*id));
+    /* yajl_tree_parse wants a C string; frames may contain NUL bytes. */
+    if (memchr(text, '\0', len))
+        return refuse(code, msg, msglen, "bad_login", "the login message is not JSON");
+    char *copy = malloc(len + 1);
+    if (!copy)
+        return refuse(code, msg, msglen, "internal", "out of memory");
+    memcpy(copy, text, len);
+    copy[len] = '\0';
+    char err[128];
+    yajl_val obj = yajl_tree_parse(copy, err, sizeof(err));
+    free(copy);
+    int rc;
+    if (!YAJL_IS_OBJECT(obj))
+        rc = refuse(code, msg, msglen, "bad_login", "the login message must be a JSON object");
+    else
+        rc = login_fields(a, obj, id, code, msg, msglen);
+    yajl_tree_free(obj);
+    if (rc)
+        pb_identity_clear(id);
+    return rc;
+}

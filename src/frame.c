@@ -1,0 +1,95 @@
+/* Outgoing frames. Native frames are written in one pass into an exactly
+ * sized buffer (the length is computed first), so framing an event costs
+ * one allocation whatever the number of connections it goes to. */
+#include "pushbridge/frame.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "pushbridge/buf.h"
+
+struct pb_frame *pb_frame_new(size_t len)
+{
+    struct pb_frame *f = malloc(sizeof(*f) + PB_FRAME_HEADROOM + len);
+    if (!f)
+        return NULL;
+    f->refs = 1;
+    f->source = 0;
+    f->ts_ms = 0;
+    f->len = len;
+    return f;
+}
+
+void pb_frame_ref(struct pb_frame *f)
+{
+    f->refs++;
+}
+
+void pb_frame_unref(struct pb_frame *f)
+{
+    if (f && --f->refs == 0)
+        free(f);
+}
+
+struct pb_frame *pb_frame_from(const char *text, size_t len)
+{
+    struct pb_frame *f = pb_frame_new(len);
+    if (f)
+        memcpy(pb_frame_payload(f), text, len);
+    return f;
+}
+
+static char *put(char *p, const char *s, size_t n)
+{
+    memcpy(p, s, n);
+    return p + n;
+}
+
+#define PUT_LIT(p, lit) put((p), (lit), sizeof(lit) - 1)
+
+struct pb_frame *pb_frame_event_native(const struct pb_event *ev, int snapshot)
+{
+    static const char head[] = "{\"type\":\"event\",\"event\":";
+    static const char id_key[] = ",\"id\":";
+    static const char snap[] = ",\"snapshot\":true";
+    static const char data_key[] = ",\"data\":";
+    const char *name = pb_event_name(ev);
+    size_t name_len = strlen(name);
+    size_t id_len = ev->id ? strlen(ev->id) : 0;
+
+    size_t len = sizeof(head) - 1 + pb_json_string_len(name, name_len) + sizeof(data_key) - 1 +
+                 ev->data_len + 1;
+    if (ev->id)
+        len += sizeof(id_key) - 1 + pb_json_string_len(ev->id, id_len);
+    if (snapshot)
+        len += sizeof(snap) - 1;
+
+    struct pb_frame *f = pb_frame_new(len);
+    if (!f)
+        return NULL;
+    char *p = (char *)pb_frame_payload(f);
+    p = PUT_LIT(p, head);
+    pb_json_string_write(p, name, name_len);
+    p += pb_json_string_len(name, name_len);
+    if (ev->id) {
+        p = PUT_LIT(p, id_key);
+        pb_json_string_write(p, ev->id, id_len);
+        p += pb_json_string_len(ev->id, id_len);
+    }
+    if (snapshot)
+        p = PUT_LIT(p, snap);
+    p = PUT_LIT(p, data_key);
+    p = put(p, ev->data, ev->data_len);
+    *p = '}';
+    f->ts_ms = ev->ts_ms;
+    return f;
+}
+
+struct pb_frame *pb_frame_event_plain(const struct pb_event *ev)
+{
+    struct pb_frame *f = ev->data_is_string ? pb_frame_from(ev->data_text, ev->data_text_len)
+                                            : pb_frame_from(ev->data, ev->data_len);
+    if (f)
+        f->ts_ms = ev->ts_ms;
+    return f;
+}

@@ -1,0 +1,644 @@
+/* The HTTP API on the internal listener (push, broadcast, send, users,
+ * stats, metrics, health) and the small public pages. A request's body is
+ * gathered up to push.max_body_bytes, the handler builds the whole answer in
+ * memory, and one WRITEABLE callback sends it. Pushes enter the hub through
+ * the same pb_hub_deliver() that Kafka events use. */
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pushbridge/envelope.h"
+#include "pushbridge/log.h"
+#include "pushbridge/server.h"
+
+/* Bound on answers: /metrics is the largest (sources x reasons + lag rows). */
+#define MAX_ANSWER_BYTES (4u << 20)
+
+struct pb_http_req {
+    int method;          /* LWSHUMETH_* */
+    char path[512];
+    struct pb_buf body;  /* bound: push.max_body_bytes */
+    int status;
+    const char *content_type;
+    const char *allow;   /* for 405 */
+    struct pb_buf answer;
+    int close_after;     /* body not fully read: close instead of keep-alive */
+    int is_push;         /* counts in pushbridge_push_requests_total */
+};
+
+static void answer_error(struct pb_http_req *r, int status, const char *code, const char *msg)
+{
+    r->status = status;
+    r->content_type = "application/json";
+    pb_buf_reset(&r->answer);
+    pb_buf_puts(&r->answer, "{\"error\":");
+    pb_buf_json_string(&r->answer, code, strlen(code));
+    pb_buf_puts(&r->answer, ",\"message\":");
+    pb_buf_json_string(&r->answer, msg, strlen(msg));
+    pb_buf_puts(&r->answer, "}");
+}
+
+static void answer_json(struct pb_http_req *r, int status, const char *json)
+{
+    r->status = status;
+    r->content_type = "application/json";
+    pb_buf_reset(&r->answer);
+    pb_buf_puts(&r->answer, json);
+}
+
+/* ---- push, broadcast, send ---- */
+
+struct push_result {
+    int status; /* 200, or the error status */
+    long delivered;
+    const char *code;
+    char msg[200];
+};
+
+static void result_error(struct push_result *res, int status, const char *code, const char *msg)
+{
+    res->status = status;
+    res->code = code;
+    snprintf(res->msg, sizeof(res->msg), "%s", msg);
+}
+
+/* One push object (alone, or an item of a batch) -> the hub. */
+static void push_one(struct pb_server *s, const char *json, size_t len, int broadcast,
+                     struct push_result *res)
+{
+    struct pb_event ev;
+    pb_event_init(&ev);
+    memset(res, 0, sizeof(*res));
+    res->status = 200;
+    int reason = pb_envelope_parse(json, len, PB_ENV_HTTP_ALIASES, &ev);
+    if (reason == PB_DROP_NOT_OBJECT)
+        result_error(res, 400, "bad_field", "each push must be a JSON object");
+    else if (reason)
+        result_error(res, 400, "bad_field", ev.detail);
+    else if (broadcast) {
+        ev.target_kind = ev.group ? PB_TARGET_GROUP : PB_TARGET_ALL;
+        ev.target = ev.group;
+        ev.target_len = ev.group ? strlen(ev.group) : 0;
+    } else if (!ev.user_id)
+        result_error(res, 400, "missing_field", "user_id (or userId, uid) is required");
+    else if (pb_event_set_target(&ev, NULL, 0))
+        result_error(res, 400, "bad_field", ev.detail);
+    if (res->status == 200) {
+        ev.ts_ms = pb_now_ms();
+        s->metrics.src[PB_SOURCE_HTTP].consumed++;
+        res->delivered = pb_hub_deliver(s->hub, &ev, PB_SOURCE_HTTP);
+    } else {
+        pb_metrics_drop(&s->metrics, PB_SOURCE_HTTP, reason ? reason : PB_DROP_NO_TARGET);
+    }
+    pb_event_clear(&ev);
+}
+
+static void result_json(struct pb_buf *b, const struct push_result *res)
+{
+    if (res->status == 200) {
+        pb_buf_printf(b, "{\"delivered\":%ld}", res->delivered);
+        return;
+    }
+    pb_buf_puts(b, "{\"error\":");
+    pb_buf_json_string(b, res->code, strlen(res->code));
+    pb_buf_puts(b, ",\"message\":");
+    pb_buf_json_string(b, res->msg, strlen(res->msg));
+    pb_buf_puts(b, "}");
+}
+
+struct batch {
+    struct pb_server *s;
+    struct pb_buf *out;
+    long n;
+};
+
+static int batch_item(const char *el, size_t len, void *ud)
+{
+    struct batch *b = ud;
+    struct push_result res;
+    push_one(b->s, el, len, 0, &res);
+    if (b->n++)
+        pb_buf_puts(b->out, ",");
+    result_json(b->out, &res);
+    return 0;
+}
+
+static int body_is_json(struct pb_http_req *r)
+{
+    char detail[160];
+    if (r->body.len == 0) {
+        answer_error(r, 400, "bad_json", "the request body is empty; a JSON object is expected");
+        return 0;
+    }
+    if (pb_json_validate(r->body.data, r->body.len, detail, sizeof(detail))) {
+        answer_error(r, 400, "bad_json", detail);
+        return 0;
+    }
+    return 1;
+}
+
+static void h_push(struct pb_server *s, struct pb_http_req *r)
+{
+    if (!body_is_json(r))
+        return;
+    if (pb_json_is_array(r->body.data, r->body.len)) {
+        long n = pb_json_array_each(r->body.data, r->body.len, NULL, NULL);
+        if (n > s->cfg->push_max_batch) {
+            char msg[128];
+            snprintf(msg, sizeof(msg), "a batch of %ld items is over push.max_batch (%lld)", n,
+                     (long long)s->cfg->push_max_batch);
+            answer_error(r, 400, "batch_too_large", msg);
+            return;
+        }
+        r->status = 200;
+        r->content_type = "application/json";
+        pb_buf_reset(&r->answer);
+        pb_buf_puts(&r->answer, "[");
+        struct batch b = {.s = s, .out = &r->answer};
+        pb_json_array_each(r->body.data, r->body.len, batch_item, &b);
+        pb_buf_puts(&r->answer, "]");
+        return;
+    }
+    struct push_result res;
+    push_one(s, r->body.data, r->body.len, 0, &res);
+    if (res.status != 200) {
+        answer_error(r, res.status, res.code, res.msg);
+        return;
+    }
+    r->status = 200;
+    r->content_type = "application/json";
+    pb_buf_reset(&r->answer);
+    result_json(&r->answer, &res);
+}
+
+static void h_broadcast(struct pb_server *s, struct pb_http_req *r)
+{
+    if (!body_is_json(r))
+        return;
+    struct push_result res;
+    push_one(s, r->body.data, r->body.len, 1, &res);
+    if (res.status != 200) {
+        answer_error(r, res.status, res.code, res.msg);
+        return;
+    }
+    r->status = 200;
+    r->content_type = "application/json";
+    pb_buf_reset(&r->answer);
+    result_json(&r->answer, &res);
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Decodes %XX and '+' in place; returns the new length, or -1 when a %
+ * escape is broken. */
+static long url_decode(char *s, size_t n)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '+') {
+            s[o++] = ' ';
+        } else if (s[i] == '%') {
+            if (i + 2 >= n)
+                return -1;
+            int hi = hexval(s[i + 1]), lo = hexval(s[i + 2]);
+            if (hi < 0 || lo < 0)
+                return -1;
+            s[o++] = (char)(hi * 16 + lo);
+            i += 2;
+        } else {
+            s[o++] = s[i];
+        }
+    }
+    return (long)o;
+}
+
+/* Finds name=value in an application/x-www-form-urlencoded string (query
+ * or body) and decodes it into a new buffer. 0 found, 1 absent, -1 bad. */
+static int form_value(const char *form, size_t len, const char *name, char **out, size_t *outlen)
+{
+    size_t nlen = strlen(name);
+    size_t i = 0;
+    while (i < len) {
+        const char *amp = memchr(form + i, '&', len - i);
+        size_t end = amp ? (size_t)(amp - form) : len;
+        if (end - i > nlen && memcmp(form + i, name, nlen) == 0 && form[i + nlen] == '=') {
+            size_t vlen = end - i - nlen - 1;
+            char *v = malloc(vlen + 1);
+            if (!v)
+                return -1;
+            memcpy(v, form + i + nlen + 1, vlen);
+            long d = url_decode(v, vlen);
+            if (d < 0) {
+                free(v);
+                return -1;
+            }
+            v[d] = '\0';
+            *out = v;
+            *outlen = (size_t)d;
+            return 0;
+        }
+        i = end + 1;
+    }
+    return 1;
+}
+
+static void h_send(struct pb_server *s, struct pb_http_req *r, const char *query, size_t qlen)
+{
+    const char *form = r->method == LWSHUMETH_POST ? r->body.data : query;
+    size_t flen = r->method == LWSHUMETH_POST ? r->body.len : qlen;
+    char *uid = NULL, *message = NULL;
+    size_t uidlen = 0, msglen = 0;
+    int rc_uid = form ? form_value(form, flen, "uid", &uid, &uidlen) : 1;
+    int rc_msg = form ? form_value(form, flen, "message", &message, &msglen) : 1;
+    struct pb_event ev;
+    pb_event_init(&ev);
+    char *data_json = NULL;
+
+    if (rc_uid < 0 || rc_msg < 0) {
+        answer_error(r, 400, "bad_field", "a form value has a broken %-escape");
+        goto out;
+    }
+    if (rc_uid || uidlen == 0) {
+        answer_error(r, 400, "missing_field", "uid is required");
+        goto out;
+    }
+    if (!message) {
+        message = strdup("");
+        if (!message)
+            goto oom;
+    }
+    /* The message becomes the event's data: a JSON string for native
+     * clients, its text for seed clients. Both must be valid UTF-8. */
+    char detail[160];
+    data_json = malloc(pb_json_string_len(message, msglen) + 1);
+    if (!data_json)
+        goto oom;
+    pb_json_string_write(data_json, message, msglen);
+    ev.data = data_json;
+    ev.data_len = pb_json_string_len(message, msglen);
+    if (pb_json_validate(ev.data, ev.data_len, detail, sizeof(detail))) {
+        answer_error(r, 400, "bad_field", "message must be UTF-8 text");
+        goto out;
+    }
+    ev.data_text = message;
+    ev.data_text_len = msglen;
+    ev.data_is_string = 1;
+    message = NULL;
+    ev.user_id = uid;
+    uid = NULL;
+    if (pb_event_set_target(&ev, NULL, 0)) {
+        answer_error(r, 400, "bad_field", ev.detail);
+        goto out;
+    }
+    ev.ts_ms = pb_now_ms();
+    s->metrics.src[PB_SOURCE_HTTP].consumed++;
+    long n = pb_hub_deliver(s->hub, &ev, PB_SOURCE_HTTP);
+    if (n == 0) {
+        char msg[400];
+        snprintf(msg, sizeof(msg), "user %s has no open connection", ev.user_id);
+        answer_error(r, 400, "no_connection", msg);
+        goto out;
+    }
+    char ok[64];
+    snprintf(ok, sizeof(ok), "{\"delivered\":%ld}", n);
+    answer_json(r, 200, ok);
+    goto out;
+oom:
+    answer_error(r, 500, "internal", "out of memory");
+out:
+    ev.data = "null";
+    pb_event_clear(&ev);
+    free(data_json);
+    free(uid);
+    free(message);
+}
+
+/* ---- operator endpoints ---- */
+
+static void gauges(struct pb_server *s, struct pb_gauges *g)
+{
+    memset(g, 0, sizeof(*g));
+    g->connections = pb_hub_connections(s->hub);
+    g->users = pb_hub_users(s->hub);
+    g->queue_bytes = pb_hub_queue_bytes(s->hub);
+    g->kafka_ready = pb_kafka_ready(s->kafka, &g->not_ready_reason);
+    g->kafka_bootstrap = pb_kafka_bootstrap(s->kafka);
+}
+
+static void h_user(struct pb_server *s, struct pb_http_req *r)
+{
+    char *id = r->path + strlen("/users/");
+    long n = url_decode(id, strlen(id));
+    if (n <= 0) {
+        answer_error(r, 400, "bad_field", "the user ID in the path is empty or badly escaped");
+        return;
+    }
+    size_t conns = pb_hub_user_connections(s->hub, id, (size_t)n);
+    char buf[96];
+    snprintf(buf, sizeof(buf), "{\"online\":%s,\"connections\":%zu}", conns ? "true" : "false",
+             conns);
+    answer_json(r, 200, buf);
+}
+
+static void h_stats(struct pb_server *s, struct pb_http_req *r)
+{
+    struct pb_gauges g;
+    gauges(s, &g);
+    r->status = 200;
+    r->content_type = "application/json";
+    pb_metrics_render_stats(&s->metrics, &g, &r->answer);
+}
+
+static void h_metrics(struct pb_server *s, struct pb_http_req *r)
+{
+    struct pb_gauges g;
+    gauges(s, &g);
+    r->status = 200;
+    r->content_type = "text/plain; version=0.0.4";
+    pb_metrics_render_prometheus(&s->metrics, &g, &r->answer);
+}
+
+static void h_healthz(struct pb_server *s, struct pb_http_req *r)
+{
+    (void)s;
+    answer_json(r, 200, "{\"status\":\"ok\"}");
+}
+
+static void h_readyz(struct pb_server *s, struct pb_http_req *r)
+{
+    const char *why = NULL;
+    if (s->stopping)
+        why = "shutting down";
+    else if (!s->listening)
+        why = "listeners are not up yet";
+    else
+        pb_kafka_ready(s->kafka, &why);
+    if (why) {
+        answer_error(r, 503, "not_ready", why);
+        return;
+    }
+    answer_json(r, 200, "{\"ready\":true}");
+}
+
+/* ---- routing ---- */
+
+#define M_GET (1 << LWSHUMETH_GET)
+#define M_POST (1 << LWSHUMETH_POST)
+
+struct route {
+    const char *path;
+    int prefix;
+    int methods;
+    const char *allow;
+    int push;     /* needs push.api_keys; counted as a push request */
+    int internal; /* 1: internal listener, 0: public */
+};
+
+static const struct route routes[] = {
+    {"/push", 0, M_POST, "POST", 1, 1},
+    {"/broadcast", 0, M_POST, "POST", 1, 1},
+    {"/send", 0, M_GET | M_POST, "GET, POST", 1, 1},
+    {"/users/", 1, M_GET, "GET", 0, 1},
+    {"/stats", 0, M_GET, "GET", 0, 1},
+    {"/metrics", 0, M_GET, "GET", 0, 1},
+    {"/healthz", 0, M_GET, "GET", 0, 1},
+    {"/readyz", 0, M_GET, "GET", 0, 1},
+    {"/", 0, M_GET, "GET", 0, 0},
+};
+
+static const struct route *route_find(const struct pb_vhd *vhd, const char *path)
+{
+    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+        const struct route *rt = &routes[i];
+        if (rt->internal ? !vhd->is_internal : !vhd->is_public)
+            continue;
+        if (rt->prefix ? strncmp(path, rt->path, strlen(rt->path)) == 0
+                       : strcmp(path, rt->path) == 0)
+            return rt;
+    }
+    return NULL;
+}
+
+/* push.api_keys: any configured key, compared in constant time. */
+static int authorized(struct pb_server *s, struct lws *wsi)
+{
+    if (!s->cfg->push_api_keys.n)
+        return 1;
+    char hdr[512];
+    int n = lws_hdr_copy(wsi, hdr, sizeof(hdr), WSI_TOKEN_HTTP_AUTHORIZATION);
+    if (n <= 7 || strncmp(hdr, "Bearer ", 7) != 0)
+        return 0;
+    const char *key = hdr + 7;
+    size_t klen = (size_t)n - 7;
+    int ok = 0;
+    for (size_t i = 0; i < s->cfg->push_api_keys.n; i++) {
+        const char *want = s->cfg->push_api_keys.items[i];
+        if (strlen(want) == klen && CRYPTO_memcmp(want, key, klen) == 0)
+            ok = 1;
+    }
+    return ok;
+}
+
+static void h_page(struct pb_server *s, struct pb_http_req *r)
+{
+    (void)s;
+    r->status = 200;
+    r->content_type = "text/html; charset=utf-8";
+    pb_buf_reset(&r->answer);
+    pb_buf_puts(&r->answer, "<!doctype html><meta charset=utf-8><title>pushbridge</title>"
+                            "<p>pushbridge is running. WebSocket endpoint: <code>");
+    pb_buf_puts(&r->answer, s->cfg->ws_path);
+    pb_buf_puts(&r->answer, "</code></p>\n");
+}
+
+static void dispatch(struct pb_server *s, const struct pb_vhd *vhd, struct lws *wsi,
+                     struct pb_http_req *r)
+{
+    const struct route *rt = route_find(vhd, r->path);
+    if (!rt) {
+        answer_error(r, 404, "not_found", "no such path");
+        return;
+    }
+    if (!(rt->methods & (1 << r->method))) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "%s accepts %s", rt->path, rt->allow);
+        answer_error(r, 405, "method_not_allowed", msg);
+        r->allow = rt->allow;
+        return;
+    }
+    r->is_push = rt->push;
+    if (rt->push && !authorized(s, wsi)) {
+        answer_error(r, 401, "unauthorized", "a valid Authorization: Bearer <key> is required");
+        return;
+    }
+    char query[4096] = "";
+    int qlen = 0;
+    if (strcmp(rt->path, "/send") == 0 && r->method == LWSHUMETH_GET) {
+        /* lws splits the query into fragments; join them back with '&'. */
+        for (int i = 0, n; (n = lws_hdr_copy_fragment(wsi, query + qlen,
+                                                      (int)sizeof(query) - qlen - 1,
+                                                      WSI_TOKEN_HTTP_URI_ARGS, i)) > 0;
+             i++) {
+            qlen += n;
+            query[qlen++] = '&';
+        }
+        if (qlen)
+            query[--qlen] = '\0';
+    }
+    if (strcmp(rt->path, "/push") == 0)
+        h_push(s, r);
+    else if (strcmp(rt->path, "/broadcast") == 0)
+        h_broadcast(s, r);
+    else if (strcmp(rt->path, "/send") == 0)
+        h_send(s, r, query, (size_t)qlen);
+    else if (strcmp(rt->path, "/users/") == 0)
+        h_user(s, r);
+    else if (strcmp(rt->path, "/stats") == 0)
+        h_stats(s, r);
+    else if (strcmp(rt->path, "/metrics") == 0)
+        h_metrics(s, r);
+    else if (strcmp(rt->path, "/healthz") == 0)
+        h_healthz(s, r);
+    else if (strcmp(rt->path, "/readyz") == 0)
+        h_readyz(s, r);
+    else
+        h_page(s, r);
+}
+
+static void finish(struct pb_server *s, struct lws *wsi, struct pb_http_req *r)
+{
+    if (r->is_push)
+        pb_metrics_push_status(&s->metrics, r->status);
+    if (r->answer.truncated)
+        answer_error(r, 500, "internal", "the answer did not fit in memory");
+    lws_callback_on_writable(wsi);
+}
+
+static int write_answer(struct lws *wsi, struct pb_http_req *r)
+{
+    unsigned char hdr[LWS_PRE + 1024];
+    unsigned char *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof(hdr) - 1;
+    if (lws_add_http_common_headers(wsi, (unsigned int)r->status, r->content_type,
+                                    r->answer.len, &p, end))
+        return -1;
+    if (r->allow && lws_add_http_header_by_name(wsi, (const unsigned char *)"allow:",
+                                                (const unsigned char *)r->allow,
+                                                (int)strlen(r->allow), &p, end))
+        return -1;
+    if (lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
+                                    (const unsigned char *)"no-store", 8, &p, end))
+        return -1;
+    if (lws_finalize_write_http_header(wsi, start, &p, end))
+        return -1;
+    /* lws_write wants LWS_PRE writable bytes before the body. */
+    unsigned char *body = malloc(LWS_PRE + r->answer.len + 1);
+    if (!body)
+        return -1;
+    memcpy(body + LWS_PRE, r->answer.data ? r->answer.data : "", r->answer.len);
+    int n = lws_write(wsi, body + LWS_PRE, r->answer.len, LWS_WRITE_HTTP_FINAL);
+    free(body);
+    if (n < (int)r->answer.len)
+        return -1;
+    if (r->close_after)
+        return -1;
+    return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
+static void req_free(struct pb_pss *pss)
+{
+    if (!pss->req)
+        return;
+    pb_buf_free(&pss->req->body);
+    pb_buf_free(&pss->req->answer);
+    free(pss->req);
+    pss->req = NULL;
+}
+
+static int begin(struct pb_server *s, const struct pb_vhd *vhd, struct lws *wsi,
+                 struct pb_pss *pss)
+{
+    req_free(pss);
+    struct pb_http_req *r = calloc(1, sizeof(*r));
+    if (!r)
+        return -1;
+    pss->req = r;
+    pb_buf_init(&r->body, (size_t)s->cfg->push_max_body_bytes + 1);
+    pb_buf_init(&r->answer, MAX_ANSWER_BYTES);
+    char *uri;
+    int urilen;
+    r->method = lws_http_get_uri_and_method(wsi, &uri, &urilen);
+    if (r->method < 0 || r->method > 30)
+        r->method = 30; /* unknown: matches no route's methods */
+    snprintf(r->path, sizeof(r->path), "%.*s", urilen, uri);
+    char *q = strchr(r->path, '?');
+    if (q)
+        *q = '\0';
+
+    if (r->method == LWSHUMETH_POST || r->method == LWSHUMETH_PUT ||
+        r->method == LWSHUMETH_PATCH) {
+        char cl[32];
+        if (lws_hdr_copy(wsi, cl, sizeof(cl), WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0 &&
+            strtoll(cl, NULL, 10) > s->cfg->push_max_body_bytes) {
+            answer_error(r, 413, "payload_too_large", "the body is over push.max_body_bytes");
+            r->close_after = 1;
+            r->is_push = route_find(vhd, r->path) ? route_find(vhd, r->path)->push : 0;
+            finish(s, wsi, r);
+            return 0;
+        }
+        return 0; /* wait for the body */
+    }
+    dispatch(s, vhd, wsi, r);
+    finish(s, wsi, r);
+    return 0;
+}
+
+int pb_http_callback(struct pb_server *s, const struct pb_vhd *vhd, struct lws *wsi,
+                     enum lws_callback_reasons reason, struct pb_pss *pss, void *in, size_t len)
+{
+    struct pb_http_req *r = pss->req;
+    switch (reason) {
+    case LWS_CALLBACK_HTTP:
+        return begin(s, vhd, wsi, pss);
+    case LWS_CALLBACK_HTTP_BODY:
+        if (!r || r->status)
+            return 0; /* already answered (413): discard */
+        pb_buf_append(&r->body, in, len);
+        if (r->body.truncated) {
+            answer_error(r, 413, "payload_too_large", "the body is over push.max_body_bytes");
+            r->close_after = 1;
+            r->is_push = 1;
+            finish(s, wsi, r);
+        }
+        return 0;
+    case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+        if (!r || r->status)
+            return 0;
+        dispatch(s, vhd, wsi, r);
+        finish(s, wsi, r);
+        return 0;
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+        if (!r || !r->status)
+            return 0;
+        {
+            int rc = write_answer(wsi, r);
+            req_free(pss);
+            return rc;
+        }
+    case LWS_CALLBACK_CLOSED_HTTP:
+    case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
+        req_free(pss);
+        return 0;
+    default:
+        return 0;
+    }
+}

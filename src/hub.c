@@ -1,0 +1,413 @@
+/* Connection registry and fan-out. Users live in a chained hash table keyed
+ * by a seeded FNV-1a hash (the seed makes bucket collisions hard to aim at
+ * from outside); each user holds a list of its connections. An event is
+ * framed at most once per format and the same frame is queued everywhere. */
+#include "pushbridge/hub.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "pushbridge/log.h"
+
+struct pb_user {
+    struct pb_user *hnext;
+    struct pb_conn *conns;
+    size_t nconns;
+    uint64_t hash;
+    size_t idlen;
+    char id[];
+};
+
+struct pb_hub {
+    const struct pb_config *cfg;
+    struct pb_metrics *m;
+    struct pb_hub_hooks hooks;
+
+    /* Bound: at most ws.max_connections users (a user exists only while it
+     * has a connection); the bucket array doubles with them. */
+    struct pb_user **buckets;
+    size_t nbuckets;
+    size_t nusers;
+
+    struct pb_conn *conns; /* every connection, authed or not */
+    size_t nconns;
+    size_t queue_bytes; /* sum of q_bytes: the pushbridge_queue_bytes gauge */
+    uint64_t next_id;
+    uint64_t seed;
+};
+
+static uint64_t hash_id(const struct pb_hub *h, const char *s, size_t n)
+{
+    uint64_t x = 1469598103934665603ULL ^ h->seed;
+    for (size_t i = 0; i < n; i++) {
+        x ^= (unsigned char)s[i];
+        x *= 1099511628211ULL;
+    }
+    return x ^ (x >> 29);
+}
+
+struct pb_hub *pb_hub_new(const struct pb_config *cfg, struct pb_metrics *m,
+                          const struct pb_hub_hooks *hooks)
+{
+    struct pb_hub *h = calloc(1, sizeof(*h));
+    if (!h)
+        return NULL;
+    h->cfg = cfg;
+    h->m = m;
+    h->hooks = *hooks;
+    h->nbuckets = 64;
+    h->buckets = calloc(h->nbuckets, sizeof(*h->buckets));
+    if (!h->buckets) {
+        free(h);
+        return NULL;
+    }
+    if (getrandom(&h->seed, sizeof(h->seed), GRND_NONBLOCK) != sizeof(h->seed))
+        h->seed = (uint64_t)(uintptr_t)h ^ (uint64_t)pb_monotonic_ms();
+    h->next_id = 1;
+    return h;
+}
+
+static void queue_clear(struct pb_hub *h, struct pb_conn *c)
+{
+    while (c->q_len)
+        pb_conn_pop(h, c);
+    free(c->q);
+    c->q = NULL;
+    c->q_cap = 0;
+    c->q_head = 0;
+}
+
+void pb_hub_free(struct pb_hub *h)
+{
+    if (!h)
+        return;
+    while (h->conns)
+        pb_hub_conn_free(h, h->conns);
+    free(h->buckets);
+    free(h);
+}
+
+static struct pb_user *user_find(const struct pb_hub *h, const char *id, size_t len,
+                                 uint64_t hash)
+{
+    for (struct pb_user *u = h->buckets[hash & (h->nbuckets - 1)]; u; u = u->hnext)
+        if (u->hash == hash && u->idlen == len && memcmp(u->id, id, len) == 0)
+            return u;
+    return NULL;
+}
+
+/* Doubles the bucket array when users outnumber buckets; a failed grow only
+ * makes chains longer, so it is not an error. */
+static void maybe_grow(struct pb_hub *h)
+{
+    if (h->nusers < h->nbuckets)
+        return;
+    size_t n = h->nbuckets * 2;
+    struct pb_user **b = calloc(n, sizeof(*b));
+    if (!b)
+        return;
+    for (size_t i = 0; i < h->nbuckets; i++) {
+        struct pb_user *u = h->buckets[i];
+        while (u) {
+            struct pb_user *next = u->hnext;
+            u->hnext = b[u->hash & (n - 1)];
+            b[u->hash & (n - 1)] = u;
+            u = next;
+        }
+    }
+    free(h->buckets);
+    h->buckets = b;
+    h->nbuckets = n;
+}
+
+struct pb_conn *pb_hub_conn_new(struct pb_hub *h, void *transport)
+{
+    if ((int64_t)h->nconns >= h->cfg->ws_max_connections) {
+        h->m->connections_refused++;
+        return NULL;
+    }
+    struct pb_conn *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    c->transport = transport;
+    c->id = h->next_id++;
+    c->next = h->conns;
+    if (h->conns)
+        h->conns->prev = c;
+    h->conns = c;
+    h->nconns++;
+    return c;
+}
+
+int pb_hub_login(struct pb_hub *h, struct pb_conn *c, struct pb_identity *id)
+{
+    size_t len = strlen(id->user);
+    uint64_t hash = hash_id(h, id->user, len);
+    struct pb_user *u = user_find(h, id->user, len, hash);
+    if (u && (int64_t)u->nconns >= h->cfg->ws_max_connections_per_user) {
+        pb_identity_clear(id);
+        return -1;
+    }
+    if (!u) {
+        u = calloc(1, sizeof(*u) + len + 1);
+        if (!u) {
+            pb_identity_clear(id);
+            return -1;
+        }
+        memcpy(u->id, id->user, len);
+        u->idlen = len;
+        u->hash = hash;
+        maybe_grow(h);
+        u->hnext = h->buckets[hash & (h->nbuckets - 1)];
+        h->buckets[hash & (h->nbuckets - 1)] = u;
+        h->nusers++;
+    }
+    c->ident = *id;
+    memset(id, 0, sizeof(*id));
+    c->authed = 1;
+    c->user = u;
+    c->user_next = u->conns;
+    if (u->conns)
+        u->conns->user_prev = c;
+    u->conns = c;
+    u->nconns++;
+    return 0;
+}
+
+static void user_remove_conn(struct pb_hub *h, struct pb_conn *c)
+{
+    struct pb_user *u = c->user;
+    if (!u)
+        return;
+    if (c->user_prev)
+        c->user_prev->user_next = c->user_next;
+    else
+        u->conns = c->user_next;
+    if (c->user_next)
+        c->user_next->user_prev = c->user_prev;
+    c->user = NULL;
+    if (--u->nconns > 0)
+        return;
+    struct pb_user **pp = &h->buckets[u->hash & (h->nbuckets - 1)];
+    while (*pp != u)
+        pp = &(*pp)->hnext;
+    *pp = u->hnext;
+    h->nusers--;
+    free(u);
+}
+
+void pb_hub_conn_free(struct pb_hub *h, struct pb_conn *c)
+{
+    if (!c)
+        return;
+    user_remove_conn(h, c);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        h->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    h->nconns--;
+    queue_clear(h, c);
+    pb_identity_clear(&c->ident);
+    free(c);
+}
+
+struct pb_frame *pb_conn_peek(const struct pb_conn *c)
+{
+    return c->q_len ? c->q[c->q_head] : NULL;
+}
+
+void pb_conn_pop(struct pb_hub *h, struct pb_conn *c)
+{
+    if (!c->q_len)
+        return;
+    struct pb_frame *f = c->q[c->q_head];
+    c->q_head = (c->q_head + 1) % c->q_cap;
+    c->q_len--;
+    c->q_bytes -= f->len;
+    h->queue_bytes -= f->len;
+    pb_frame_unref(f);
+}
+
+/* Grows the ring up to ws.queue_max_messages slots; idle connections hold
+ * no ring at all, which keeps per-connection memory small. */
+static int queue_grow(struct pb_conn *c, uint32_t max)
+{
+    uint32_t cap = c->q_cap ? c->q_cap * 2 : 8;
+    if (cap > max)
+        cap = max;
+    if (cap <= c->q_cap)
+        return -1;
+    struct pb_frame **q = malloc(cap * sizeof(*q));
+    if (!q)
+        return -1;
+    for (uint32_t i = 0; i < c->q_len; i++)
+        q[i] = c->q[(c->q_head + i) % c->q_cap];
+    free(c->q);
+    c->q = q;
+    c->q_cap = cap;
+    c->q_head = 0;
+    return 0;
+}
+
+void pb_hub_close(struct pb_hub *h, struct pb_conn *c, int code, const char *reason)
+{
+    if (c->closing)
+        return;
+    c->closing = 1;
+    c->close_code = code;
+    snprintf(c->close_reason, sizeof(c->close_reason), "%s", reason);
+    queue_clear(h, c);
+    if (h->hooks.kill)
+        h->hooks.kill(c);
+}
+
+void pb_hub_close_all(struct pb_hub *h, int code, const char *reason)
+{
+    for (struct pb_conn *c = h->conns; c; c = c->next)
+        pb_hub_close(h, c, code, reason);
+}
+
+/* Puts f on c's queue, applying ws.slow_client when a bound would be
+ * crossed. Returns 1 when queued. */
+static int enqueue(struct pb_hub *h, struct pb_conn *c, struct pb_frame *f)
+{
+    if (c->closing)
+        return 0;
+    uint32_t max_msgs = (uint32_t)h->cfg->ws_queue_max_messages;
+    size_t max_bytes = (size_t)h->cfg->ws_queue_max_bytes;
+    if (c->q_len + 1 > max_msgs || c->q_bytes + f->len > max_bytes) {
+        if (h->cfg->ws_slow_client == PB_SLOW_CLOSE) {
+            h->m->slow_client_closes++;
+            pb_info("closing connection %llu of user %s: outgoing queue full (%u messages, %zu "
+                    "bytes)",
+                    (unsigned long long)c->id, c->ident.user ? c->ident.user : "-", c->q_len,
+                    c->q_bytes);
+            pb_hub_close(h, c, PB_CLOSE_SLOW, "slow consumer: outgoing queue full");
+            return 0;
+        }
+        /* drop_oldest (coalesce falls back to it until task state exists). */
+        while (c->q_len && (c->q_len + 1 > max_msgs || c->q_bytes + f->len > max_bytes)) {
+            pb_conn_pop(h, c);
+            h->m->queue_drops++;
+        }
+        if (f->len > max_bytes) {
+            h->m->queue_drops++;
+            return 0;
+        }
+    }
+    if (c->q_len == c->q_cap && queue_grow(c, max_msgs))
+        return 0;
+    c->q[(c->q_head + c->q_len) % c->q_cap] = f;
+    pb_frame_ref(f);
+    c->q_len++;
+    c->q_bytes += f->len;
+    h->queue_bytes += f->len;
+    if (c->q_len == 1 && h->hooks.want_write)
+        h->hooks.want_write(c);
+    return 1;
+}
+
+int pb_hub_send(struct pb_hub *h, struct pb_conn *c, struct pb_frame *f)
+{
+    return enqueue(h, c, f);
+}
+
+static int wants_event(const struct pb_conn *c, const char *name)
+{
+    if (!c->ident.nevents)
+        return 1;
+    for (size_t i = 0; i < c->ident.nevents; i++)
+        if (strcmp(c->ident.events[i], name) == 0)
+            return 1;
+    return 0;
+}
+
+static int in_group(const struct pb_conn *c, const char *g, size_t len)
+{
+    for (size_t i = 0; i < c->ident.ngroups; i++)
+        if (strlen(c->ident.groups[i]) == len && memcmp(c->ident.groups[i], g, len) == 0)
+            return 1;
+    return 0;
+}
+
+/* The two frames an event may need, each built on first use. */
+struct frames {
+    const struct pb_event *ev;
+    uint32_t source;
+    struct pb_frame *native;
+    struct pb_frame *plain;
+    int oom;
+};
+
+static int deliver_one(struct pb_hub *h, struct pb_conn *c, struct frames *fr, const char *name)
+{
+    if (!c->authed || !wants_event(c, name))
+        return 0;
+    struct pb_frame **slot = c->ident.form == PB_FORM_NATIVE ? &fr->native : &fr->plain;
+    if (!*slot) {
+        *slot = c->ident.form == PB_FORM_NATIVE ? pb_frame_event_native(fr->ev, 0)
+                                                : pb_frame_event_plain(fr->ev);
+        if (!*slot) {
+            fr->oom = 1;
+            return 0;
+        }
+        (*slot)->source = fr->source;
+    }
+    return enqueue(h, c, *slot);
+}
+
+long pb_hub_deliver(struct pb_hub *h, const struct pb_event *ev, uint32_t source)
+{
+    struct frames fr = {.ev = ev, .source = source};
+    const char *name = pb_event_name(ev);
+    long n = 0;
+
+    if (ev->target_kind == PB_TARGET_USER) {
+        uint64_t hash = hash_id(h, ev->target, ev->target_len);
+        struct pb_user *u = user_find(h, ev->target, ev->target_len, hash);
+        /* deliver_one may close (and so unlink) c; the list is only changed
+         * at pb_hub_conn_free, which runs from lws later, so next is safe. */
+        for (struct pb_conn *c = u ? u->conns : NULL; c; c = c->user_next)
+            n += deliver_one(h, c, &fr, name);
+    } else if (ev->target_kind == PB_TARGET_ALL || ev->target_kind == PB_TARGET_GROUP) {
+        for (struct pb_conn *c = h->conns; c; c = c->next) {
+            if (ev->target_kind == PB_TARGET_GROUP && !in_group(c, ev->target, ev->target_len))
+                continue;
+            n += deliver_one(h, c, &fr, name);
+        }
+    }
+    /* The queues hold their own references now. */
+    pb_frame_unref(fr.native);
+    pb_frame_unref(fr.plain);
+    if (fr.oom)
+        pb_error("out of memory framing an event for %s; some connections missed it",
+                 ev->target_kind == PB_TARGET_USER ? "a user" : "a broadcast");
+    if (source < PB_METRICS_MAX_SOURCES)
+        h->m->src[source].delivered += (uint64_t)n;
+    return n;
+}
+
+size_t pb_hub_user_connections(const struct pb_hub *h, const char *user, size_t len)
+{
+    const struct pb_user *u = user_find(h, user, len, hash_id(h, user, len));
+    return u ? u->nconns : 0;
+}
+
+size_t pb_hub_connections(const struct pb_hub *h)
+{
+    return h->nconns;
+}
+
+size_t pb_hub_users(const struct pb_hub *h)
+{
+    return h->nusers;
+}
+
+size_t pb_hub_queue_bytes(const struct pb_hub *h)
+{
+    return h->queue_bytes;
+}

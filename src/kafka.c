@@ -1,0 +1,442 @@
+/* Kafka source. Offsets: enable.auto.offset.store is off and each message's
+ * offset is stored only after pb_hub_deliver() has put it on every local
+ * connection queue it was for; auto-commit then commits what was stored, and
+ * closing the consumer commits the rest. Since delivery to queues is
+ * synchronous in this loop, "handed to every queue" is simply "returned". */
+#include "pushbridge/kafka.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "pushbridge/envelope.h"
+#include "pushbridge/log.h"
+
+/* Malformed events are logged in full once per interval; the rest of the
+ * interval is counted and summarised, so a flood cannot flood the log. */
+#define MALFORMED_LOG_INTERVAL_MS 10000
+#define LAG_INTERVAL_MS 2000
+
+struct pb_kafka {
+    const struct pb_config *cfg;
+    struct pb_hub *hub;
+    struct pb_metrics *m;
+    rd_kafka_t *rk;
+    rd_kafka_queue_t *queue;
+    int pipefd[2];
+
+    rd_kafka_t *mock_rk; /* --dev: the handle the embedded cluster lives in */
+    rd_kafka_mock_cluster_t *mock;
+    char *bootstrap;
+
+    int assigned;      /* partitions currently assigned */
+    int brokers_down;
+    char why[200];
+
+    int64_t malformed_window_start;
+    uint64_t malformed_suppressed;
+    int64_t last_lag_ms;
+};
+
+static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    (void)rk;
+    /* syslog levels: 0-3 error, 4 warning, 5-6 info, 7 debug. Kafka's
+     * chatter is demoted one notch: our own lines say what matters. */
+    int lvl = level <= 3 ? PB_LOG_WARN : level <= 4 ? PB_LOG_INFO : PB_LOG_DEBUG;
+    pb_log(lvl, "kafka %s: %s", fac, buf);
+}
+
+static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    (void)rk;
+    struct pb_kafka *k = opaque;
+    if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
+        if (!k->brokers_down)
+            pb_error("kafka: all brokers are down (%s); keeping WebSocket connections, "
+                     "reconnecting",
+                     reason);
+        k->brokers_down = 1;
+        return;
+    }
+    pb_warn("kafka error: %s: %s", rd_kafka_err2name(err), reason);
+}
+
+static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    struct pb_kafka *k = opaque;
+    int cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        if (cooperative) {
+            rd_kafka_error_t *e = rd_kafka_incremental_assign(rk, parts);
+            if (e) {
+                pb_error("kafka: incremental assign failed: %s", rd_kafka_error_string(e));
+                rd_kafka_error_destroy(e);
+            }
+            k->assigned += parts->cnt;
+        } else {
+            rd_kafka_assign(rk, parts);
+            k->assigned = parts->cnt;
+        }
+        k->brokers_down = 0;
+        pb_info("kafka: %d partition(s) assigned, %d in all", parts->cnt, k->assigned);
+    } else {
+        if (cooperative) {
+            rd_kafka_error_t *e = rd_kafka_incremental_unassign(rk, parts);
+            if (e)
+                rd_kafka_error_destroy(e);
+            k->assigned -= parts->cnt;
+        } else {
+            rd_kafka_assign(rk, NULL);
+            k->assigned = 0;
+        }
+        if (k->assigned < 0)
+            k->assigned = 0;
+        pb_metrics_clear_lag(k->m);
+        pb_info("kafka: %d partition(s) revoked (%s)", parts->cnt, rd_kafka_err2name(err));
+    }
+}
+
+static int conf_set(rd_kafka_conf_t *conf, const char *key, const char *val, char *errstr,
+                    size_t errlen)
+{
+    char err[256];
+    if (rd_kafka_conf_set(conf, key, val, err, sizeof(err)) != RD_KAFKA_CONF_OK) {
+        snprintf(errstr, errlen, "kafka.properties: %s: %s", key, err);
+        return -1;
+    }
+    return 0;
+}
+
+static int apply_properties(const struct pb_config *cfg, rd_kafka_conf_t *conf, char *errstr,
+                            size_t errlen)
+{
+    for (size_t i = 0; i < cfg->kafka_properties.n; i++)
+        if (conf_set(conf, cfg->kafka_properties.items[i].key,
+                     cfg->kafka_properties.items[i].value, errstr, errlen))
+            return -1;
+    return 0;
+}
+
+int pb_kafka_check_properties(const struct pb_config *cfg, char *errstr, size_t errlen)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    int rc = apply_properties(cfg, conf, errstr, errlen);
+    rd_kafka_conf_destroy(conf);
+    return rc;
+}
+
+/* --dev: an in-process cluster with the configured (non-regex) topics. */
+static int start_embedded(struct pb_kafka *k, char *errstr, size_t errlen)
+{
+    char err[256];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set_log_cb(conf, on_log);
+    k->mock_rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+    if (!k->mock_rk) {
+        rd_kafka_conf_destroy(conf);
+        snprintf(errstr, errlen, "embedded Kafka: %s", err);
+        return -1;
+    }
+    rd_kafka_mock_cluster_t *mc = k->mock = rd_kafka_mock_cluster_new(k->mock_rk, 1);
+    if (!mc) {
+        snprintf(errstr, errlen, "embedded Kafka: cannot create the mock cluster");
+        return -1;
+    }
+    for (size_t i = 0; i < k->cfg->kafka_topics.n; i++) {
+        const char *t = k->cfg->kafka_topics.items[i];
+        if (t[0] != '^')
+            rd_kafka_mock_topic_create(mc, t, 1, 1);
+    }
+    k->bootstrap = strdup(rd_kafka_mock_cluster_bootstraps(mc));
+    if (!k->bootstrap) {
+        snprintf(errstr, errlen, "out of memory");
+        return -1;
+    }
+    pb_info("embedded Kafka started: bootstrap.servers=%s", k->bootstrap);
+    return 0;
+}
+
+static rd_kafka_conf_t *consumer_conf(struct pb_kafka *k, char *errstr, size_t errlen)
+{
+    const struct pb_config *cfg = k->cfg;
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    /* Our defaults first, so kafka.properties may override any of them. */
+    if (conf_set(conf, "bootstrap.servers", k->bootstrap ? k->bootstrap : cfg->kafka_brokers,
+                 errstr, errlen) ||
+        conf_set(conf, "group.id", cfg->kafka_group_id, errstr, errlen) ||
+        conf_set(conf, "enable.auto.offset.store", "false", errstr, errlen) ||
+        conf_set(conf, "enable.auto.commit", "true", errstr, errlen) ||
+        conf_set(conf, "auto.commit.interval.ms", "1000", errstr, errlen) ||
+        /* A new group reads from the start; max_event_age_ms then skips what
+         * is stale. "latest" would race with producers right after join. */
+        conf_set(conf, "auto.offset.reset", "earliest", errstr, errlen) ||
+        conf_set(conf, "client.id", "pushbridge", errstr, errlen) ||
+        apply_properties(cfg, conf, errstr, errlen)) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    rd_kafka_conf_set_opaque(conf, k);
+    rd_kafka_conf_set_log_cb(conf, on_log);
+    rd_kafka_conf_set_error_cb(conf, on_error);
+    rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+    return conf;
+}
+
+static int subscribe(struct pb_kafka *k, char *errstr, size_t errlen)
+{
+    rd_kafka_topic_partition_list_t *topics =
+        rd_kafka_topic_partition_list_new((int)k->cfg->kafka_topics.n);
+    for (size_t i = 0; i < k->cfg->kafka_topics.n; i++)
+        rd_kafka_topic_partition_list_add(topics, k->cfg->kafka_topics.items[i],
+                                          RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t err = rd_kafka_subscribe(k->rk, topics);
+    rd_kafka_topic_partition_list_destroy(topics);
+    if (err) {
+        snprintf(errstr, errlen, "kafka.topics: cannot subscribe: %s", rd_kafka_err2str(err));
+        return -1;
+    }
+    return 0;
+}
+
+struct pb_kafka *pb_kafka_new(const struct pb_config *cfg, struct pb_hub *hub,
+                              struct pb_metrics *m, char *errstr, size_t errlen)
+{
+    char err[256];
+    struct pb_kafka *k = calloc(1, sizeof(*k));
+    if (!k) {
+        snprintf(errstr, errlen, "out of memory");
+        return NULL;
+    }
+    k->cfg = cfg;
+    k->hub = hub;
+    k->m = m;
+    k->pipefd[0] = k->pipefd[1] = -1;
+    snprintf(k->why, sizeof(k->why), "no Kafka partitions assigned yet");
+
+    if (cfg->dev && start_embedded(k, errstr, errlen))
+        goto fail;
+    rd_kafka_conf_t *conf = consumer_conf(k, errstr, errlen);
+    if (!conf)
+        goto fail;
+    k->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
+    if (!k->rk) {
+        rd_kafka_conf_destroy(conf);
+        snprintf(errstr, errlen, "kafka: cannot create the consumer: %s", err);
+        goto fail;
+    }
+    /* From here on the handle owns conf. Route the main queue (errors,
+     * rebalances) into the consumer queue: one queue, one wake-up. */
+    rd_kafka_poll_set_consumer(k->rk);
+    k->queue = rd_kafka_queue_get_consumer(k->rk);
+    if (pipe2(k->pipefd, O_NONBLOCK | O_CLOEXEC)) {
+        snprintf(errstr, errlen, "kafka: pipe: %s", strerror(errno));
+        goto fail;
+    }
+    rd_kafka_queue_io_event_enable(k->queue, k->pipefd[1], "1", 1);
+    if (subscribe(k, errstr, errlen))
+        goto fail;
+    pb_info("kafka: consuming %zu topic(s) from %s as group %s", cfg->kafka_topics.n,
+            k->bootstrap ? k->bootstrap : cfg->kafka_brokers, cfg->kafka_group_id);
+    return k;
+fail:
+    pb_kafka_free(k);
+    return NULL;
+}
+
+int pb_kafka_wake_fd(const struct pb_kafka *k)
+{
+    return k->pipefd[0];
+}
+
+const char *pb_kafka_bootstrap(const struct pb_kafka *k)
+{
+    return k->bootstrap;
+}
+
+int pb_kafka_ready(const struct pb_kafka *k, const char **why)
+{
+    if (k->brokers_down) {
+        *why = "Kafka brokers are unreachable";
+        return 0;
+    }
+    if (k->assigned <= 0) {
+        *why = k->why;
+        return 0;
+    }
+    return 1;
+}
+
+static void malformed(struct pb_kafka *k, const rd_kafka_message_t *msg, uint32_t src, int reason,
+                      const char *detail)
+{
+    pb_metrics_drop(k->m, src, reason);
+    int64_t now = pb_monotonic_ms();
+    if (k->malformed_window_start && now - k->malformed_window_start < MALFORMED_LOG_INTERVAL_MS) {
+        k->malformed_suppressed++;
+        return;
+    }
+    k->malformed_window_start = now;
+    pb_warn("dropped malformed event %s/%d@%lld: %s: %s", rd_kafka_topic_name(msg->rkt),
+            (int)msg->partition, (long long)msg->offset, pb_drop_reason_name(reason), detail);
+}
+
+static void flush_malformed_log(struct pb_kafka *k)
+{
+    if (!k->malformed_suppressed ||
+        pb_monotonic_ms() - k->malformed_window_start < MALFORMED_LOG_INTERVAL_MS)
+        return;
+    pb_warn("dropped %llu more malformed event(s) in the last %d s (see "
+            "pushbridge_events_dropped_total)",
+            (unsigned long long)k->malformed_suppressed, MALFORMED_LOG_INTERVAL_MS / 1000);
+    k->malformed_suppressed = 0;
+    k->malformed_window_start = 0;
+}
+
+/* Parses, routes and delivers one message. Never fails: bad input is
+ * counted and logged, and the offset moves on either way. */
+static void handle_message(struct pb_kafka *k, const rd_kafka_message_t *msg)
+{
+    uint32_t src = pb_metrics_source(k->m, rd_kafka_topic_name(msg->rkt));
+    k->m->src[src].consumed++;
+
+    rd_kafka_timestamp_type_t tstype;
+    int64_t ts = rd_kafka_message_timestamp(msg, &tstype);
+    int64_t now = pb_now_ms();
+    if (ts <= 0)
+        ts = now;
+    if (k->cfg->kafka_max_event_age_ms > 0 && now - ts > k->cfg->kafka_max_event_age_ms) {
+        pb_metrics_drop(k->m, src, PB_DROP_STALE);
+        return;
+    }
+
+    struct pb_event ev;
+    pb_event_init(&ev);
+    ev.ts_ms = ts;
+    int reason;
+    if (!msg->payload) {
+        reason = PB_DROP_NOT_JSON;
+        snprintf(ev.detail, sizeof(ev.detail), "the message has no value");
+    } else if ((int64_t)msg->len > k->cfg->kafka_max_event_bytes) {
+        reason = PB_DROP_OVERSIZED;
+        snprintf(ev.detail, sizeof(ev.detail), "%zu bytes is over kafka.max_event_bytes (%lld)",
+                 msg->len, (long long)k->cfg->kafka_max_event_bytes);
+    } else {
+        reason = pb_envelope_parse(msg->payload, msg->len, 0, &ev);
+    }
+
+    rd_kafka_headers_t *hdrs = NULL;
+    const void *hval;
+    size_t hlen;
+    if (!reason && rd_kafka_message_headers(msg, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        rd_kafka_header_get_last(hdrs, "event", &hval, &hlen) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        hval)
+        reason = pb_event_set_name(&ev, hval, hlen);
+    if (!reason)
+        reason = pb_event_set_target(&ev, msg->key, msg->key_len);
+
+    if (reason)
+        malformed(k, msg, src, reason, ev.detail);
+    else
+        pb_hub_deliver(k->hub, &ev, src);
+    pb_event_clear(&ev);
+}
+
+static void handle(struct pb_kafka *k, rd_kafka_message_t *msg)
+{
+    if (msg->err) {
+        if (msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+            pb_warn("kafka: consume error: %s", rd_kafka_message_errstr(msg));
+        return;
+    }
+    k->brokers_down = 0;
+    handle_message(k, msg);
+    /* Delivered (or deliberately dropped): this offset may be committed. */
+    rd_kafka_offset_store(msg->rkt, msg->partition, msg->offset);
+}
+
+int pb_kafka_drain(struct pb_kafka *k, int budget)
+{
+    char sink[64];
+    while (read(k->pipefd[0], sink, sizeof(sink)) > 0)
+        ;
+    for (int i = 0; i < budget; i++) {
+        rd_kafka_message_t *msg = rd_kafka_consumer_poll(k->rk, 0);
+        if (!msg)
+            return 0;
+        handle(k, msg);
+        rd_kafka_message_destroy(msg);
+    }
+    /* Budget spent with messages left: librdkafka writes the pipe only when
+     * its queue turns non-empty, so wake ourselves to come back after the
+     * loop has served the sockets. */
+    if (write(k->pipefd[1], "1", 1) < 0 && errno != EAGAIN)
+        pb_warn("kafka: cannot re-arm the wake-up pipe: %s", strerror(errno));
+    return 1;
+}
+
+static void update_lag(struct pb_kafka *k)
+{
+    rd_kafka_topic_partition_list_t *parts = NULL;
+    if (rd_kafka_assignment(k->rk, &parts) || !parts)
+        return;
+    rd_kafka_position(k->rk, parts);
+    for (int i = 0; i < parts->cnt; i++) {
+        rd_kafka_topic_partition_t *p = &parts->elems[i];
+        int64_t lo, hi, lag = -1;
+        if (rd_kafka_get_watermark_offsets(k->rk, p->topic, p->partition, &lo, &hi) == 0 &&
+            hi >= 0)
+            lag = p->offset >= 0 ? hi - p->offset : -1;
+        pb_metrics_set_lag(k->m, pb_metrics_source(k->m, p->topic), p->partition, lag);
+    }
+    rd_kafka_topic_partition_list_destroy(parts);
+}
+
+void pb_kafka_tick(struct pb_kafka *k)
+{
+    /* Polling at least this often keeps us inside max.poll.interval.ms even
+     * when no message wakes the loop. */
+    pb_kafka_drain(k, 64);
+    flush_malformed_log(k);
+    int64_t now = pb_monotonic_ms();
+    if (now - k->last_lag_ms >= LAG_INTERVAL_MS) {
+        k->last_lag_ms = now;
+        update_lag(k);
+    }
+}
+
+void pb_kafka_close(struct pb_kafka *k)
+{
+    if (!k || !k->rk)
+        return;
+    rd_kafka_resp_err_t err = rd_kafka_consumer_close(k->rk);
+    if (err)
+        pb_warn("kafka: closing the consumer: %s", rd_kafka_err2str(err));
+    else
+        pb_info("kafka: consumer closed, offsets committed");
+}
+
+void pb_kafka_free(struct pb_kafka *k)
+{
+    if (!k)
+        return;
+    if (k->queue)
+        rd_kafka_queue_destroy(k->queue);
+    if (k->rk)
+        rd_kafka_destroy(k->rk);
+    if (k->mock)
+        rd_kafka_mock_cluster_destroy(k->mock);
+    if (k->mock_rk)
+        rd_kafka_destroy(k->mock_rk);
+    for (int i = 0; i < 2; i++)
+        if (k->pipefd[i] >= 0)
+            close(k->pipefd[i]);
+    free(k->bootstrap);
+    free(k);
+}

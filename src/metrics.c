@@ -1,0 +1,223 @@
+/* Metrics: fixed-size tables updated in place on the hot path (an index,
+ * an increment) and rendered only when /metrics or /stats is read. */
+#include "pushbridge/metrics.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+/* Upper bounds of the latency buckets, in seconds. */
+static const double lat_bounds[PB_METRICS_LAT_BUCKETS] = {
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+};
+
+int64_t pb_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t pb_monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void pb_metrics_init(struct pb_metrics *m)
+{
+    memset(m, 0, sizeof(*m));
+    snprintf(m->src[PB_SOURCE_HTTP].name, sizeof(m->src[0].name), "http");
+    m->nsrc = 1;
+    m->start_ms = pb_monotonic_ms();
+}
+
+uint32_t pb_metrics_source(struct pb_metrics *m, const char *name)
+{
+    for (uint32_t i = 0; i < m->nsrc; i++)
+        if (strcmp(m->src[i].name, name) == 0)
+            return i;
+    if (m->nsrc < PB_METRICS_MAX_SOURCES - 1) {
+        snprintf(m->src[m->nsrc].name, sizeof(m->src[0].name), "%s", name);
+        return m->nsrc++;
+    }
+    /* Table full: everything else is counted under one "_other" row. */
+    uint32_t last = PB_METRICS_MAX_SOURCES - 1;
+    if (m->nsrc == last) {
+        snprintf(m->src[last].name, sizeof(m->src[0].name), "_other");
+        m->nsrc++;
+    }
+    return last;
+}
+
+void pb_metrics_drop(struct pb_metrics *m, uint32_t source, int reason)
+{
+    if (source < m->nsrc && reason > 0 && reason < PB_DROP__COUNT)
+        m->src[source].dropped[reason]++;
+}
+
+void pb_metrics_push_status(struct pb_metrics *m, int status)
+{
+    for (int i = 0; i < PB_METRICS_MAX_STATUSES; i++) {
+        if (m->push[i].status == status || m->push[i].status == 0) {
+            m->push[i].status = status;
+            m->push[i].count++;
+            return;
+        }
+    }
+}
+
+void pb_metrics_latency(struct pb_metrics *m, double seconds)
+{
+    if (seconds < 0)
+        seconds = 0; /* producer clock ahead of ours */
+    int i = 0;
+    while (i < PB_METRICS_LAT_BUCKETS && seconds > lat_bounds[i])
+        i++;
+    m->lat_buckets[i]++;
+    m->lat_sum += seconds;
+    m->lat_count++;
+}
+
+void pb_metrics_set_lag(struct pb_metrics *m, uint32_t source, int32_t partition, int64_t lag)
+{
+    for (uint32_t i = 0; i < m->nlag; i++) {
+        if (m->lag[i].source == source && m->lag[i].partition == partition) {
+            m->lag[i].lag = lag;
+            return;
+        }
+    }
+    if (m->nlag < PB_METRICS_MAX_PARTITIONS)
+        m->lag[m->nlag++] = (struct pb_partition_lag){source, partition, lag};
+}
+
+void pb_metrics_clear_lag(struct pb_metrics *m)
+{
+    m->nlag = 0;
+}
+
+static void help(struct pb_buf *b, const char *name, const char *type, const char *text)
+{
+    pb_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, text, name, type);
+}
+
+/* Label values are topic names: Kafka allows [a-zA-Z0-9._-], nothing to
+ * escape; "_other" and "http" likewise. */
+void pb_metrics_render_prometheus(const struct pb_metrics *m, const struct pb_gauges *g,
+                                  struct pb_buf *b)
+{
+    help(b, "pushbridge_connections", "gauge", "Open WebSocket connections.");
+    pb_buf_printf(b, "pushbridge_connections %llu\n", (unsigned long long)g->connections);
+    help(b, "pushbridge_users", "gauge", "Users with at least one authenticated connection.");
+    pb_buf_printf(b, "pushbridge_users %llu\n", (unsigned long long)g->users);
+    help(b, "pushbridge_queue_bytes", "gauge", "Bytes waiting in outgoing connection queues.");
+    pb_buf_printf(b, "pushbridge_queue_bytes %llu\n", (unsigned long long)g->queue_bytes);
+    help(b, "pushbridge_kafka_ready", "gauge", "1 when Kafka partitions are assigned.");
+    pb_buf_printf(b, "pushbridge_kafka_ready %d\n", g->kafka_ready);
+    help(b, "pushbridge_uptime_seconds", "gauge", "Seconds since start.");
+    pb_buf_printf(b, "pushbridge_uptime_seconds %lld\n",
+                  (long long)((pb_monotonic_ms() - m->start_ms) / 1000));
+
+    help(b, "pushbridge_events_consumed_total", "counter", "Events read, by source topic.");
+    for (uint32_t i = 0; i < m->nsrc; i++)
+        pb_buf_printf(b, "pushbridge_events_consumed_total{topic=\"%s\"} %llu\n", m->src[i].name,
+                      (unsigned long long)m->src[i].consumed);
+    help(b, "pushbridge_events_delivered_total", "counter",
+         "Frames handed to connection queues, by source topic.");
+    for (uint32_t i = 0; i < m->nsrc; i++)
+        pb_buf_printf(b, "pushbridge_events_delivered_total{topic=\"%s\"} %llu\n", m->src[i].name,
+                      (unsigned long long)m->src[i].delivered);
+    help(b, "pushbridge_events_dropped_total", "counter",
+         "Events not delivered, by source topic and reason.");
+    for (uint32_t i = 0; i < m->nsrc; i++)
+        for (int r = 1; r < PB_DROP__COUNT; r++)
+            pb_buf_printf(b, "pushbridge_events_dropped_total{topic=\"%s\",reason=\"%s\"} %llu\n",
+                          m->src[i].name, pb_drop_reason_name(r),
+                          (unsigned long long)m->src[i].dropped[r]);
+    help(b, "pushbridge_events_dead_lettered_total", "counter",
+         "Malformed events produced to the dead-letter topic.");
+    for (uint32_t i = 0; i < m->nsrc; i++)
+        pb_buf_printf(b, "pushbridge_events_dead_lettered_total{topic=\"%s\"} %llu\n",
+                      m->src[i].name, (unsigned long long)m->src[i].dead_lettered);
+
+    help(b, "pushbridge_push_requests_total", "counter", "HTTP push calls, by status.");
+    for (int i = 0; i < PB_METRICS_MAX_STATUSES && m->push[i].status; i++)
+        pb_buf_printf(b, "pushbridge_push_requests_total{status=\"%d\"} %llu\n", m->push[i].status,
+                      (unsigned long long)m->push[i].count);
+    help(b, "pushbridge_slow_client_closes_total", "counter",
+         "Connections closed because their outgoing queue was full.");
+    pb_buf_printf(b, "pushbridge_slow_client_closes_total %llu\n",
+                  (unsigned long long)m->slow_client_closes);
+    help(b, "pushbridge_queue_dropped_total", "counter",
+         "Frames dropped from full queues (ws.slow_client drop_oldest).");
+    pb_buf_printf(b, "pushbridge_queue_dropped_total %llu\n", (unsigned long long)m->queue_drops);
+    help(b, "pushbridge_connections_refused_total", "counter",
+         "Connections refused at ws.max_connections.");
+    pb_buf_printf(b, "pushbridge_connections_refused_total %llu\n",
+                  (unsigned long long)m->connections_refused);
+
+    help(b, "pushbridge_consumer_lag", "gauge", "Messages behind the high watermark.");
+    for (uint32_t i = 0; i < m->nlag; i++)
+        pb_buf_printf(b, "pushbridge_consumer_lag{topic=\"%s\",partition=\"%d\"} %lld\n",
+                      m->src[m->lag[i].source].name, m->lag[i].partition,
+                      (long long)m->lag[i].lag);
+
+    help(b, "pushbridge_delivery_latency_seconds", "histogram",
+         "From the Kafka message timestamp (or HTTP receipt) to the socket write.");
+    uint64_t cum = 0;
+    for (int i = 0; i < PB_METRICS_LAT_BUCKETS; i++) {
+        cum += m->lat_buckets[i];
+        pb_buf_printf(b, "pushbridge_delivery_latency_seconds_bucket{le=\"%g\"} %llu\n",
+                      lat_bounds[i], (unsigned long long)cum);
+    }
+    cum += m->lat_buckets[PB_METRICS_LAT_BUCKETS];
+    pb_buf_printf(b, "pushbridge_delivery_latency_seconds_bucket{le=\"+Inf\"} %llu\n",
+                  (unsigned long long)cum);
+    pb_buf_printf(b, "pushbridge_delivery_latency_seconds_sum %.6f\n", m->lat_sum);
+    pb_buf_printf(b, "pushbridge_delivery_latency_seconds_count %llu\n",
+                  (unsigned long long)m->lat_count);
+}
+
+void pb_metrics_render_stats(const struct pb_metrics *m, const struct pb_gauges *g,
+                             struct pb_buf *b)
+{
+    pb_buf_printf(b,
+                  "{\"connections\":%llu,\"users\":%llu,\"queue_bytes\":%llu,\"uptime_s\":%lld,"
+                  "\"kafka_ready\":%s,",
+                  (unsigned long long)g->connections, (unsigned long long)g->users,
+                  (unsigned long long)g->queue_bytes,
+                  (long long)((pb_monotonic_ms() - m->start_ms) / 1000),
+                  g->kafka_ready ? "true" : "false");
+    if (g->kafka_bootstrap) {
+        pb_buf_puts(b, "\"kafka_bootstrap\":");
+        pb_buf_json_string(b, g->kafka_bootstrap, strlen(g->kafka_bootstrap));
+        pb_buf_puts(b, ",");
+    }
+    pb_buf_printf(b, "\"slow_client_closes\":%llu,\"queue_dropped\":%llu,\"topics\":{",
+                  (unsigned long long)m->slow_client_closes, (unsigned long long)m->queue_drops);
+    for (uint32_t i = 0; i < m->nsrc; i++) {
+        const struct pb_source_counters *s = &m->src[i];
+        uint64_t dropped = 0;
+        for (int r = 1; r < PB_DROP__COUNT; r++)
+            dropped += s->dropped[r];
+        pb_buf_printf(b,
+                      "%s\"%s\":{\"consumed\":%llu,\"delivered\":%llu,\"dropped\":%llu,"
+                      "\"dead_lettered\":%llu,\"lag\":",
+                      i ? "," : "", s->name, (unsigned long long)s->consumed,
+                      (unsigned long long)s->delivered, (unsigned long long)dropped,
+                      (unsigned long long)s->dead_lettered);
+        int64_t lag = 0;
+        int any = 0;
+        for (uint32_t k = 0; k < m->nlag; k++)
+            if (m->lag[k].source == i && m->lag[k].lag >= 0) {
+                lag += m->lag[k].lag;
+                any = 1;
+            }
+        if (any)
+            pb_buf_printf(b, "%lld}", (long long)lag);
+        else
+            pb_buf_puts(b, "null}");
+    }
+    pb_buf_puts(b, "}}");
+}

@@ -1,0 +1,290 @@
+/* The event loop and the wiring around it. libwebsockets owns the loop; the
+ * Kafka wake-up pipe and a signalfd are adopted into it as raw file
+ * descriptors, so sockets, Kafka and signals are all served by one thread
+ * with no locks. A 1 s timer keeps the consumer polled and drives shutdown. */
+#include "pushbridge/server.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "pushbridge/log.h"
+
+/* Kafka messages handled per wake-up before the loop serves sockets again. */
+#define KAFKA_BATCH 512
+#define TICK_US (1000 * LWS_US_PER_MS)
+
+static int server_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                     size_t len)
+{
+    struct lws_vhost *vh = lws_get_vhost(wsi);
+    struct pb_vhd *vhd = vh ? lws_get_vhost_user(vh) : NULL;
+    if (!vhd)
+        return lws_callback_http_dummy(wsi, reason, user, in, len);
+    switch (reason) {
+    case LWS_CALLBACK_HTTP:
+    case LWS_CALLBACK_HTTP_BODY:
+    case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+    case LWS_CALLBACK_CLOSED_HTTP:
+    case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
+        return pb_http_callback(vhd->srv, vhd, wsi, reason, user, in, len);
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+    case LWS_CALLBACK_ESTABLISHED:
+    case LWS_CALLBACK_RECEIVE:
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+    case LWS_CALLBACK_CLOSED:
+        return pb_ws_callback(vhd->srv, wsi, reason, user, in, len);
+    default:
+        return lws_callback_http_dummy(wsi, reason, user, in, len);
+    }
+}
+
+static struct pb_server *server_of(struct lws *wsi)
+{
+    struct pb_vhd *vhd = lws_get_vhost_user(lws_get_vhost(wsi));
+    return vhd->srv;
+}
+
+static int kafka_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                    size_t len)
+{
+    (void)user;
+    (void)in;
+    (void)len;
+    if (reason == LWS_CALLBACK_RAW_RX_FILE)
+        pb_kafka_drain(server_of(wsi)->kafka, KAFKA_BATCH);
+    return 0;
+}
+
+static void begin_stop(struct pb_server *s, const char *why)
+{
+    if (s->stopping)
+        return;
+    s->stopping = 1;
+    s->stop_deadline = pb_monotonic_ms() + s->cfg->shutdown_timeout_ms;
+    pb_info("%s: closing %zu WebSocket connection(s) with 1001, then committing offsets", why,
+            pb_hub_connections(s->hub));
+    pb_hub_close_all(s->hub, PB_CLOSE_GOING_AWAY, "server shutting down");
+    lws_cancel_service(s->ctx);
+}
+
+static int signal_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                     size_t len)
+{
+    (void)user;
+    (void)in;
+    (void)len;
+    if (reason != LWS_CALLBACK_RAW_RX_FILE)
+        return 0;
+    struct pb_server *s = server_of(wsi);
+    struct signalfd_siginfo si;
+    while (read(s->signal_fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+        if (si.ssi_signo == SIGHUP) {
+            pb_log_reopen();
+            pb_info("SIGHUP: log reopened");
+        } else {
+            begin_stop(s, si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+        }
+    }
+    return 0;
+}
+
+static const struct lws_protocols protocols[] = {
+    {"pushbridge", server_cb, sizeof(struct pb_pss), 4096, 0, NULL, 0},
+    {"pb-kafka", kafka_cb, 0, 0, 0, NULL, 0},
+    {"pb-signal", signal_cb, 0, 0, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0},
+};
+
+static void tick(lws_sorted_usec_list_t *sul)
+{
+    struct pb_server *s = lws_container_of(sul, struct pb_server, sul_tick);
+    if (s->kafka)
+        pb_kafka_tick(s->kafka);
+    lws_sul_schedule(s->ctx, 0, &s->sul_tick, tick, TICK_US);
+}
+
+static void lws_log_emit(int level, const char *line)
+{
+    size_t n = strlen(line);
+    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        n--;
+    pb_log(level == LLL_ERR ? PB_LOG_WARN : PB_LOG_DEBUG, "lws: %.*s", (int)n, line);
+}
+
+static struct lws_vhost *listen_on(struct pb_server *s, const char *name, const char *addr,
+                                   struct pb_vhd *vhd, int tls, char *errstr, size_t errlen)
+{
+    static lws_retry_bo_t retry;
+    char host[256];
+    int port;
+    if (pb_config_split_hostport(addr, host, sizeof(host), &port)) {
+        snprintf(errstr, errlen, "listen.%s: cannot parse address %s", name, addr);
+        return NULL;
+    }
+    /* lws checks liveness in whole seconds. */
+    retry.secs_since_valid_ping = (uint16_t)((s->cfg->ws_ping_interval_ms + 999) / 1000);
+    retry.secs_since_valid_hangup = (uint16_t)((s->cfg->ws_idle_timeout_ms + 999) / 1000);
+
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof(info));
+    info.vhost_name = name;
+    info.port = port;
+    info.iface = (host[0] && strcmp(host, "0.0.0.0") != 0) ? host : NULL;
+    info.protocols = protocols;
+    info.user = vhd;
+    info.retry_and_idle_policy = &retry;
+    info.options = LWS_SERVER_OPTION_VALIDATE_UTF8;
+    info.timeout_secs = 20;
+    if (strcmp(host, "0.0.0.0") == 0)
+        info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
+    if (tls) {
+        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+        info.ssl_cert_filepath = s->cfg->tls_cert;
+        info.ssl_private_key_filepath = s->cfg->tls_key;
+    }
+    struct lws_vhost *vh = lws_create_vhost(s->ctx, &info);
+    if (!vh) {
+        snprintf(errstr, errlen, "listen.%s: cannot listen on %s (in use, or a bad address%s)",
+                 name, addr, tls ? ", or tls.cert/tls.key cannot be loaded" : "");
+        return NULL;
+    }
+    pb_info("listening on %s:%d (%s%s)", host, lws_get_vhost_listen_port(vh), name,
+            tls ? ", TLS" : "");
+    return vh;
+}
+
+static int adopt_fd(struct pb_server *s, int fd, const char *protocol, char *errstr,
+                    size_t errlen)
+{
+    /* lws closes what it adopts; the module keeps (and closes) its own. */
+    lws_sock_file_fd_type u;
+    u.filefd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (u.filefd < 0) {
+        snprintf(errstr, errlen, "cannot duplicate the %s descriptor: %s", protocol,
+                 strerror(errno));
+        return -1;
+    }
+    if (!lws_adopt_descriptor_vhost(s->vh_public, LWS_ADOPT_RAW_FILE_DESC, u, protocol, NULL)) {
+        close(u.filefd);
+        snprintf(errstr, errlen, "cannot watch the %s descriptor", protocol);
+        return -1;
+    }
+    return 0;
+}
+
+static int signals_init(struct pb_server *s, char *errstr, size_t errlen)
+{
+    /* Blocked before librdkafka starts its threads, which inherit the mask,
+     * so every signal is read here, in the loop. */
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGHUP);
+    if (sigprocmask(SIG_BLOCK, &mask, NULL)) {
+        snprintf(errstr, errlen, "sigprocmask: %s", strerror(errno));
+        return -1;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    s->signal_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (s->signal_fd < 0) {
+        snprintf(errstr, errlen, "signalfd: %s", strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int pb_server_init(struct pb_server *s, const struct pb_config *cfg, char *errstr,
+                   size_t errlen)
+{
+    memset(s, 0, sizeof(*s));
+    s->cfg = cfg;
+    s->signal_fd = -1;
+    pb_metrics_init(&s->metrics);
+    s->vhd_public = (struct pb_vhd){.srv = s, .is_public = 1};
+    s->vhd_internal = (struct pb_vhd){.srv = s, .is_internal = 1};
+
+    if (signals_init(s, errstr, errlen))
+        return -1;
+    lws_set_log_level(pb_log_enabled(PB_LOG_DEBUG) ? (LLL_ERR | LLL_WARN) : LLL_ERR,
+                      lws_log_emit);
+    if (!(s->auth = pb_auth_new(cfg, errstr, errlen)))
+        return -1;
+    if (!(s->hub = pb_hub_new(cfg, &s->metrics, &pb_ws_hub_hooks))) {
+        snprintf(errstr, errlen, "out of memory");
+        return -1;
+    }
+
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof(info));
+    info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
+    if (cfg->tls_cert)
+        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+    info.port = CONTEXT_PORT_NO_LISTEN;
+    s->ctx = lws_create_context(&info);
+    if (!s->ctx) {
+        snprintf(errstr, errlen, "cannot create the libwebsockets context");
+        return -1;
+    }
+
+    int same = strcmp(cfg->listen_public, cfg->listen_internal) == 0;
+    if (same)
+        s->vhd_public.is_internal = 1;
+    s->vh_public = listen_on(s, "public", cfg->listen_public, &s->vhd_public, cfg->tls_cert != NULL,
+                             errstr, errlen);
+    if (!s->vh_public)
+        return -1;
+    if (!same) {
+        s->vh_internal = listen_on(s, "internal", cfg->listen_internal, &s->vhd_internal, 0,
+                                   errstr, errlen);
+        if (!s->vh_internal)
+            return -1;
+    }
+
+    if (!(s->kafka = pb_kafka_new(cfg, s->hub, &s->metrics, errstr, errlen)))
+        return -1;
+    if (adopt_fd(s, pb_kafka_wake_fd(s->kafka), "pb-kafka", errstr, errlen) ||
+        adopt_fd(s, s->signal_fd, "pb-signal", errstr, errlen))
+        return -1;
+    s->listening = 1;
+    lws_sul_schedule(s->ctx, 0, &s->sul_tick, tick, TICK_US);
+    return 0;
+}
+
+int pb_server_run(struct pb_server *s)
+{
+    while (lws_service(s->ctx, 0) >= 0) {
+        if (!s->stopping)
+            continue;
+        if (pb_hub_connections(s->hub) == 0)
+            break;
+        if (pb_monotonic_ms() > s->stop_deadline) {
+            pb_warn("shutdown_timeout_ms reached with %zu connection(s) still open",
+                    pb_hub_connections(s->hub));
+            break;
+        }
+    }
+    pb_kafka_close(s->kafka);
+    pb_info("stopped");
+    return 0;
+}
+
+void pb_server_free(struct pb_server *s)
+{
+    lws_sul_cancel(&s->sul_tick);
+    if (s->ctx)
+        lws_context_destroy(s->ctx); /* closes every wsi: hub connections are freed */
+    s->ctx = NULL;
+    pb_kafka_free(s->kafka);
+    pb_hub_free(s->hub);
+    pb_auth_free(s->auth);
+    if (s->signal_fd >= 0)
+        close(s->signal_fd);
+    memset(s, 0, sizeof(*s));
+}

@@ -1,0 +1,229 @@
+/* WebSocket side of a connection: login, the incoming-message limits, and
+ * writing the connection's queue to the socket. lws drives it; the hub owns
+ * the connection and its queue. Close codes are listed in hub.h and README. */
+#include <stdio.h>
+#include <string.h>
+
+#include "pushbridge/log.h"
+#include "pushbridge/server.h"
+
+_Static_assert(PB_FRAME_HEADROOM >= LWS_PRE, "frames need LWS_PRE bytes of headroom");
+
+/* Frames written per WRITEABLE callback while the socket takes them: one
+ * write per callback costs a poll round-trip per frame under fan-out. */
+#define WRITES_PER_CALLBACK 16
+
+static struct pb_server *server_of(struct lws *wsi)
+{
+    struct pb_vhd *vhd = lws_get_vhost_user(lws_get_vhost(wsi));
+    return vhd->srv;
+}
+
+static void hook_want_write(struct pb_conn *c)
+{
+    lws_callback_on_writable(c->transport);
+}
+
+/* Close asynchronously: the WRITEABLE callback sends the close frame; a
+ * client that never lets us write (slow consumer) is cut after 3 s. */
+static void hook_kill(struct pb_conn *c)
+{
+    lws_callback_on_writable(c->transport);
+    lws_set_timeout(c->transport, PENDING_TIMEOUT_USER_OK, 3);
+}
+
+const struct pb_hub_hooks pb_ws_hub_hooks = {
+    .want_write = hook_want_write,
+    .kill = hook_kill,
+};
+
+static int close_now(struct lws *wsi, int code, const char *reason)
+{
+    lws_close_reason(wsi, (enum lws_close_status)code, (unsigned char *)reason, strlen(reason));
+    return -1;
+}
+
+static void send_text(struct pb_server *s, struct pb_conn *c, const char *text, size_t len)
+{
+    struct pb_frame *f = pb_frame_from(text, len);
+    if (!f)
+        return;
+    pb_hub_send(s->hub, c, f);
+    pb_frame_unref(f);
+}
+
+static void send_error(struct pb_server *s, struct pb_conn *c, const char *code, const char *msg)
+{
+    char buf[512];
+    struct pb_buf b;
+    pb_buf_init_static(&b, buf, sizeof(buf));
+    pb_buf_puts(&b, "{\"type\":\"error\",\"code\":");
+    pb_buf_json_string(&b, code, strlen(code));
+    pb_buf_puts(&b, ",\"message\":");
+    pb_buf_json_string(&b, msg, strlen(msg));
+    pb_buf_puts(&b, "}");
+    send_text(s, c, b.data, b.len);
+}
+
+/* Queue the error, then close once it is written. */
+static void refuse(struct pb_server *s, struct pb_pss *pss, int code, const char *errcode,
+                   const char *msg)
+{
+    send_error(s, pss->conn, errcode, msg);
+    pss->conn->close_code = code;
+    snprintf(pss->conn->close_reason, sizeof(pss->conn->close_reason), "%s", errcode);
+    pss->close_after_drain = 1;
+    lws_callback_on_writable(pss->wsi);
+}
+
+static void auth_timeout(lws_sorted_usec_list_t *sul)
+{
+    struct pb_pss *pss = lws_container_of(sul, struct pb_pss, sul_auth);
+    struct pb_server *s = server_of(pss->wsi);
+    if (pss->conn && !pss->conn->authed)
+        pb_hub_close(s->hub, pss->conn, PB_CLOSE_AUTH_TIMEOUT, "authentication timeout");
+}
+
+static void login(struct pb_server *s, struct pb_pss *pss, const char *text, size_t len)
+{
+    struct pb_identity id;
+    const char *code;
+    char msg[256];
+    if (pb_auth_login(s->auth, text, len, &id, &code, msg, sizeof(msg))) {
+        pb_info("connection %llu: login refused: %s: %s", (unsigned long long)pss->conn->id,
+                code, msg);
+        refuse(s, pss, PB_CLOSE_AUTH_FAILED, code, msg);
+        return;
+    }
+    int form = id.form;
+    if (pb_hub_login(s->hub, pss->conn, &id)) {
+        refuse(s, pss, PB_CLOSE_USER_LIMIT, "too_many_connections",
+               "this user has ws.max_connections_per_user connections open");
+        return;
+    }
+    lws_sul_cancel(&pss->sul_auth);
+    struct pb_conn *c = pss->conn;
+    pb_debug("connection %llu logged in as %s", (unsigned long long)c->id, c->ident.user);
+    if (form != PB_FORM_NATIVE)
+        return;
+    char buf[512];
+    struct pb_buf b;
+    pb_buf_init_static(&b, buf, sizeof(buf));
+    pb_buf_puts(&b, "{\"type\":\"welcome\",\"user\":");
+    pb_buf_json_string(&b, c->ident.user, strlen(c->ident.user));
+    pb_buf_printf(&b, ",\"conn_id\":\"%llu\"}", (unsigned long long)c->id);
+    send_text(s, c, b.data, b.len);
+}
+
+/* After login a client may ping at the application level; anything else
+ * gets an error frame, and the connection stays up. */
+static void client_message(struct pb_server *s, struct pb_pss *pss, const char *text, size_t len)
+{
+    static const char ping[] = "{\"type\":\"ping\"}";
+    if (len == sizeof(ping) - 1 && memcmp(text, ping, len) == 0) {
+        send_text(s, pss->conn, "{\"type\":\"pong\"}", 15);
+        return;
+    }
+    send_error(s, pss->conn, "unknown_message",
+               "after login the server only answers {\"type\":\"ping\"}");
+}
+
+static int receive(struct pb_server *s, struct pb_pss *pss, const char *in, size_t len)
+{
+    struct lws *wsi = pss->wsi;
+    if (!pss->conn || pss->conn->closing || pss->close_after_drain)
+        return 0;
+    if (lws_frame_is_binary(wsi))
+        return close_now(wsi, PB_CLOSE_UNSUPPORTED, "binary frames are not accepted");
+    /* Bound: one message of at most ws.max_message_bytes is buffered. */
+    if (pss->rx.len + len > (size_t)s->cfg->ws_max_message_bytes)
+        return close_now(wsi, PB_CLOSE_TOO_BIG, "message over ws.max_message_bytes");
+    int whole = lws_is_first_fragment(wsi) && lws_is_final_fragment(wsi) &&
+                !lws_remaining_packet_payload(wsi) && pss->rx.len == 0;
+    const char *text = in;
+    if (!whole) {
+        pb_buf_append(&pss->rx, in, len);
+        if (pss->rx.truncated)
+            return close_now(wsi, PB_CLOSE_TOO_BIG, "message over ws.max_message_bytes");
+        if (!lws_is_final_fragment(wsi) || lws_remaining_packet_payload(wsi))
+            return 0;
+        text = pss->rx.data;
+        len = pss->rx.len;
+    }
+    if (pss->conn->authed)
+        client_message(s, pss, text, len);
+    else
+        login(s, pss, text, len);
+    pb_buf_reset(&pss->rx);
+    return 0;
+}
+
+static int writeable(struct pb_server *s, struct pb_pss *pss)
+{
+    struct pb_conn *c = pss->conn;
+    if (!c)
+        return 0;
+    if (c->closing)
+        return close_now(pss->wsi, c->close_code, c->close_reason);
+    for (int i = 0; i < WRITES_PER_CALLBACK; i++) {
+        struct pb_frame *f = pb_conn_peek(c);
+        if (!f)
+            break;
+        int n = lws_write(pss->wsi, pb_frame_payload(f), f->len, LWS_WRITE_TEXT);
+        if (n < (int)f->len)
+            return -1;
+        if (f->ts_ms)
+            pb_metrics_latency(&s->metrics, (double)(pb_now_ms() - f->ts_ms) / 1000.0);
+        pb_conn_pop(s->hub, c);
+        if (lws_send_pipe_choked(pss->wsi))
+            break;
+    }
+    if (pb_conn_peek(c))
+        lws_callback_on_writable(pss->wsi);
+    else if (pss->close_after_drain)
+        return close_now(pss->wsi, c->close_code, c->close_reason);
+    return 0;
+}
+
+static int path_is_ws(struct pb_server *s, struct lws *wsi)
+{
+    char uri[256];
+    if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0)
+        return 0;
+    return strcmp(uri, s->cfg->ws_path) == 0;
+}
+
+int pb_ws_callback(struct pb_server *s, struct lws *wsi, enum lws_callback_reasons reason,
+                   struct pb_pss *pss, void *in, size_t len)
+{
+    switch (reason) {
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: {
+        const struct pb_vhd *vhd = lws_get_vhost_user(lws_get_vhost(wsi));
+        if (!vhd->is_public || !path_is_ws(s, wsi) || s->stopping)
+            return 1;
+        return 0;
+    }
+    case LWS_CALLBACK_ESTABLISHED:
+        pss->wsi = wsi;
+        pb_buf_init(&pss->rx, (size_t)s->cfg->ws_max_message_bytes + 1);
+        pss->conn = pb_hub_conn_new(s->hub, wsi);
+        if (!pss->conn)
+            return close_now(wsi, PB_CLOSE_TRY_AGAIN, "server at ws.max_connections");
+        lws_sul_schedule(s->ctx, 0, &pss->sul_auth, auth_timeout,
+                         (lws_usec_t)s->cfg->ws_auth_timeout_ms * LWS_US_PER_MS);
+        return 0;
+    case LWS_CALLBACK_RECEIVE:
+        return receive(s, pss, in, len);
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+        return writeable(s, pss);
+    case LWS_CALLBACK_CLOSED:
+        lws_sul_cancel(&pss->sul_auth);
+        pb_buf_free(&pss->rx);
+        if (pss->conn)
+            pb_hub_conn_free(s->hub, pss->conn);
+        pss->conn = NULL;
+        return 0;
+    default:
+        return 0;
+    }
+}

@@ -1,0 +1,165 @@
+"""Small helpers shared by the integration harness: free ports, bounded
+polling, HTTP calls and Prometheus text parsing. Standard library only."""
+
+import http.client
+import json
+import re
+import socket
+import time
+
+# Ports handed out in this process: never hand the same one out twice, so a
+# broker restart and a bridge started later cannot collide.
+_handed_out = set()
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
+    raise RuntimeError("no free port found")
+
+
+def wait_until(fn, timeout=10.0, interval=0.05, desc="condition"):
+    """Poll fn() until it returns something truthy; return that value.
+
+    Raises AssertionError naming desc (and the last value or exception seen)
+    once timeout seconds have passed. This is the only way tests wait."""
+    deadline = time.monotonic() + timeout
+    last = None
+    last_exc = None
+    while True:
+        try:
+            last = fn()
+            last_exc = None
+            if last:
+                return last
+        except AssertionError:
+            raise
+        except Exception as e:  # keep polling; report the last error
+            last_exc = e
+        if time.monotonic() >= deadline:
+            detail = f"last error: {last_exc!r}" if last_exc else f"last value: {last!r}"
+            raise AssertionError(f"timed out after {timeout}s waiting for {desc} ({detail})")
+        time.sleep(interval)
+
+
+def http_request(host, port, method, path, body=None, headers=None, timeout=10.0):
+    """One request on a fresh connection. body may be bytes, str, or a
+    JSON-able object (then sent as application/json).
+
+    Returns (status, headers as a case-insensitive HTTPMessage, body bytes)."""
+    hdrs = dict(headers or {})
+    if body is not None and not isinstance(body, (bytes, bytearray, str)):
+        body = json.dumps(body).encode()
+        hdrs.setdefault("Content-Type", "application/json")
+    elif isinstance(body, str):
+        body = body.encode()
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=hdrs)
+        resp = conn.getresponse()
+        data = resp.read()
+        return resp.status, resp.headers, data
+    finally:
+        conn.close()
+
+
+_SAMPLE_RE = re.compile(
+    r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+(-?\d+))?\s*$')
+_LABEL_RE = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*,?')
+
+
+def _unescape_label(v):
+    return v.replace('\\"', '"').replace("\\n", "\n").replace("\\\\", "\\")
+
+
+def parse_prometheus(text):
+    """Parse Prometheus text exposition into {name: [(labels dict, value)]}.
+
+    Raises ValueError on a line that is neither a comment nor a valid sample,
+    so a malformed exposition fails the test that reads it."""
+    out = {}
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        m = _SAMPLE_RE.match(line)
+        if not m:
+            raise ValueError(f"metrics line {lineno} is not a valid sample: {line!r}")
+        name, labels_s, value_s = m.group(1), m.group(2), m.group(3)
+        labels = {}
+        if labels_s:
+            pos = 0
+            while pos < len(labels_s):
+                lm = _LABEL_RE.match(labels_s, pos)
+                if not lm or lm.end() == pos:
+                    raise ValueError(f"metrics line {lineno}: bad labels {labels_s!r}")
+                labels[lm.group(1)] = _unescape_label(lm.group(2))
+                pos = lm.end()
+        try:
+            value = float(value_s)
+        except ValueError:
+            raise ValueError(f"metrics line {lineno}: bad value {value_s!r}") from None
+        out.setdefault(name, []).append((labels, value))
+    return out
+
+
+def metric_value(parsed, name, **labels):
+    """Sum of the samples of `name` whose labels include `labels`; None when
+    the metric has no such sample at all."""
+    samples = parsed.get(name)
+    if not samples:
+        return None
+    total = None
+    for lab, val in samples:
+        if all(lab.get(k) == str(v) for k, v in labels.items()):
+            total = (total or 0.0) + val
+    return total
+
+
+_uid_seq = [0]
+
+
+def unique_uid(prefix="u"):
+    """A user ID no other test uses."""
+    import uuid as _uuid
+    _uid_seq[0] += 1
+    return f"{prefix}{_uid_seq[0]}-{_uuid.uuid4().hex[:6]}"
+
+
+def envelope(data=None, event=None, id=None, user_id=None, **extra):
+    """A Kafka event value (JSON object bytes) per schemas/event.schema.json.
+    Members whose value is None are left out."""
+    obj = {}
+    if event is not None:
+        obj["event"] = event
+    if data is not None:
+        obj["data"] = data
+    if id is not None:
+        obj["id"] = id
+    if user_id is not None:
+        obj["user_id"] = user_id
+    obj.update(extra)
+    return json.dumps(obj).encode()
+
+
+def assert_data_verbatim(frame_text, data_bytes):
+    """The native event frame carries the producer's data byte for byte."""
+    if isinstance(data_bytes, bytes):
+        data_bytes = data_bytes.decode()
+    rx = r'"data"\s*:\s*' + re.escape(data_bytes) + r'\s*[,}]'
+    assert re.search(rx, frame_text), (
+        f"frame does not carry data {data_bytes!r} verbatim: {frame_text!r}")
+
+
+def batch_results(doc):
+    """The per-item results of a batch /push answer: a JSON array, or an
+    object carrying the array under "results"."""
+    if isinstance(doc, dict) and isinstance(doc.get("results"), list):
+        return doc["results"]
+    assert isinstance(doc, list), f"batch answer is not a list of results: {doc!r}"
+    return doc
