@@ -228,9 +228,14 @@ static int verify_pkey(const struct pb_auth *a, const char *signing, size_t slen
     return ok ? 0 : -1;
 }
 
-static int str_list(yajl_val v, char ***out, size_t *n, size_t max)
+/* A list of 1..max names of 1..256 bytes; with one_ok, a lone string is
+ * a list of one. */
+static int str_list(yajl_val v, char ***out, size_t *n, size_t max, int one_ok)
 {
-    if (YAJL_IS_STRING(v)) {
+    if (one_ok && YAJL_IS_STRING(v)) {
+        size_t len = strlen(str_of(v));
+        if (len == 0 || len > PB_MAX_ID_BYTES)
+            return -1;
         *out = calloc(1, sizeof(char *));
         if (!*out || !(**out = strdup(str_of(v))))
             return -1;
@@ -292,7 +297,7 @@ static int check_claims(const struct pb_auth *a, yajl_val claims, struct pb_iden
     if (!(id->user = strdup(str_of(sub))))
         return refuse(code, msg, msglen, "internal", "out of memory");
     yajl_val groups = member(claims, "groups");
-    if (groups && str_list(groups, &id->groups, &id->ngroups, PB_AUTH_MAX_GROUPS))
+    if (groups && str_list(groups, &id->groups, &id->ngroups, PB_AUTH_MAX_GROUPS, 1))
         return refuse(code, msg, msglen, "invalid_token",
                       "the groups claim must be a list of at most 64 names of 1 to 256 bytes");
     return 0;
@@ -424,26 +429,51 @@ static int login_fields(const struct pb_auth *a, yajl_val obj, struct pb_identit
     if (!valid_user(id->user))
         return refuse(code, msg, msglen, "bad_user",
                       "the user must be 1 to 256 bytes and not \"*\" or \"group:...\"");
-    yajl_val filter = events ? events : event;
-    if (filter && !YAJL_IS_NULL(filter) &&
-        str_list(filter, &id->events, &id->nevents, PB_AUTH_MAX_EVENTS))
+    /* "events" is a list (native form), "event" one name (seed form). */
+    if (events && !YAJL_IS_NULL(events) &&
+        str_list(events, &id->events, &id->nevents, PB_AUTH_MAX_EVENTS, 0))
         return refuse(code, msg, msglen, "bad_events",
                       "events must be a list of at most 64 event names of 1 to 256 bytes");
+    if (!events && event && !YAJL_IS_NULL(event) &&
+        str_list(event, &id->events, &id->nevents, 1, 1))
+        return refuse(code, msg, msglen, "bad_events", "event must be a name of 1 to 256 bytes");
     return 0;
+}
+
+/* A copy with a terminating NUL for yajl_tree_parse; NULL when the text
+ * holds a NUL byte (never valid JSON here) or on OOM. */
+static char *cstring(const char *text, size_t len)
+{
+    if (memchr(text, '\0', len))
+        return NULL;
+    char *copy = malloc(len + 1);
+    if (copy) {
+        memcpy(copy, text, len);
+        copy[len] = '\0';
+    }
+    return copy;
+}
+
+int pb_auth_is_ping(const char *text, size_t len)
+{
+    char *copy = cstring(text, len);
+    if (!copy)
+        return 0;
+    yajl_val obj = yajl_tree_parse(copy, NULL, 0);
+    free(copy);
+    yajl_val type = YAJL_IS_OBJECT(obj) ? member(obj, "type") : NULL;
+    int ping = YAJL_IS_STRING(type) && strcmp(str_of(type), "ping") == 0;
+    yajl_tree_free(obj);
+    return ping;
 }
 
 int pb_auth_login(const struct pb_auth *a, const char *text, size_t len, struct pb_identity *id,
                   const char **code, char *msg, size_t msglen)
 {
     memset(id, 0, sizeof(*id));
-    /* yajl_tree_parse wants a C string; frames may contain NUL bytes. */
-    if (memchr(text, '\0', len))
-        return refuse(code, msg, msglen, "bad_login", "the login message is not JSON");
-    char *copy = malloc(len + 1);
+    char *copy = cstring(text, len);
     if (!copy)
-        return refuse(code, msg, msglen, "internal", "out of memory");
-    memcpy(copy, text, len);
-    copy[len] = '\0';
+        return refuse(code, msg, msglen, "bad_login", "the login message is not JSON");
     char err[128];
     yajl_val obj = yajl_tree_parse(copy, err, sizeof(err));
     free(copy);

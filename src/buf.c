@@ -64,6 +64,8 @@ int pb_buf_reserve(struct pb_buf *b, size_t n)
 
 void pb_buf_append(struct pb_buf *b, const void *p, size_t n)
 {
+    if (n == 0)
+        return; /* p may be NULL then (lws passes empty bodies so) */
     if (pb_buf_reserve(b, n))
         return;
     memcpy(b->data + b->len, p, n);

@@ -74,9 +74,9 @@ static const struct setting settings[] = {
     STR("kafka.dead_letter_topic", kafka_dead_letter_topic, NULL, F_OPTIONAL,
         "Topic that receives malformed events unchanged, with headers saying why; null = none"),
     INT("kafka.max_event_age_ms", kafka_max_event_age_ms, 1, INT64_C(31536000000), "60000",
-        "Events older than this (by Kafka timestamp) are skipped on resume"),
+        "Events older than this (by Kafka timestamp) when consumed are skipped, so stale progress is not replayed"),
     INT("kafka.max_event_bytes", kafka_max_event_bytes, 64, 100 * MIB, "1048576",
-        "Largest event value accepted; larger ones are dead-lettered"),
+        "Largest event value accepted; larger ones are dropped as oversized"),
 
     ENUM("auth.mode", auth_mode, auth_modes, "jwt",
          "How clients are identified: jwt (verified token) or none (trust the client; --dev)"),

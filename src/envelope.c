@@ -155,6 +155,10 @@ static int scalar(struct parse_ctx *c, int is_string, int is_number, const unsig
         return fail(c, PB_DROP_BAD_FIELD, "%s must be a string", field_name(c->field));
     if (len == 0 || len > maxlen)
         return fail(c, PB_DROP_BAD_FIELD, "%s must be 1 to 256 bytes long", field_name(c->field));
+    /* Stored as C strings: an escaped NUL would silently cut them short. */
+    if (memchr(s, '\0', len))
+        return fail(c, PB_DROP_BAD_FIELD, "%s must not contain NUL characters",
+                    field_name(c->field));
     if (set_string(slot, s, len))
         return fail(c, PB_DROP_OVERSIZED, "out of memory decoding %s", field_name(c->field));
     return 1;
@@ -192,6 +196,8 @@ static int open_container(struct parse_ctx *c, int is_map)
 {
     if (c->depth == 0 && !is_map)
         return fail(c, PB_DROP_NOT_OBJECT, "the event is not a JSON object%s", "");
+    if (c->depth == 1 && c->field == F_FINAL)
+        return fail(c, PB_DROP_BAD_FIELD, "%s must be true or false", "final");
     if (c->depth == 1 && c->field != F_OTHER && c->field != F_DATA && c->field != F_DATA_ALIAS)
         return fail(c, PB_DROP_BAD_FIELD, "%s must be a string", field_name(c->field));
     if (c->depth == 1 && (c->field == F_DATA || c->field == F_DATA_ALIAS)) {
@@ -245,8 +251,8 @@ static int cb_map_key(void *ud, const unsigned char *k, size_t len)
         c->field = F_USER_ID;
     else if (key_is(k, len, "task"))
         c->field = F_TASK;
-    else if (key_is(k, len, "group"))
-        c->field = F_GROUP;
+    else if (aliases && key_is(k, len, "group"))
+        c->field = F_GROUP; /* broadcast bodies; a Kafka key says group:NAME */
     else if (key_is(k, len, "final"))
         c->field = F_FINAL;
     else if (key_is(k, len, "data"))
@@ -254,9 +260,9 @@ static int cb_map_key(void *ud, const unsigned char *k, size_t len)
     else if (aliases && key_is(k, len, "message"))
         c->field = F_DATA_ALIAS;
     if (c->field == F_DATA)
-        c->data_seen = 1;
+        c->data_seen++;
     if (c->field == F_DATA_ALIAS)
-        c->alias_seen = 1;
+        c->alias_seen++;
     return 1;
 }
 
@@ -363,14 +369,14 @@ static size_t skip_value(const char *p, size_t i, size_t n)
 }
 
 /* Finds the last top-level member named `name` (written without escapes)
- * and returns its value span. 0 when found. */
+ * and returns its value span and how many such members there are. */
 static int find_member(const char *p, size_t n, const char *name, const char **v, size_t *vlen)
 {
     size_t namelen = strlen(name);
     size_t i = skip_ws(p, 0, n);
     int found = 0;
     if (i >= n || p[i] != '{')
-        return -1;
+        return 0;
     i++;
     for (;;) {
         i = skip_ws(p, i, n);
@@ -387,14 +393,14 @@ static int find_member(const char *p, size_t n, const char *name, const char **v
         if (kend - 1 - kstart == namelen && memcmp(p + kstart, name, namelen) == 0) {
             *v = p + vstart;
             *vlen = i - vstart;
-            found = 1;
+            found++;
         }
         i = skip_ws(p, i, n);
         if (i >= n || p[i] != ',')
             break;
         i++;
     }
-    return found ? 0 : -1;
+    return found;
 }
 
 int pb_json_is_array(const char *buf, size_t len)
@@ -431,6 +437,12 @@ int pb_envelope_parse(const char *buf, size_t len, int flags, struct pb_event *e
 {
     struct parse_ctx c = {.ev = ev, .flags = flags};
     int canceled = 0;
+    /* yajl lets overlong forms and encoded surrogates through; data is
+     * forwarded byte for byte into text frames, which browsers would fail. */
+    if (!pb_utf8_valid(buf, len)) {
+        snprintf(ev->detail, sizeof(ev->detail), "not valid JSON: the text is not valid UTF-8");
+        return PB_DROP_NOT_JSON;
+    }
     if (run_yajl(&callbacks, &c, buf, len, &canceled, ev->detail, sizeof(ev->detail))) {
         free(c.alias_text);
         if (canceled && c.reason)
@@ -449,7 +461,10 @@ int pb_envelope_parse(const char *buf, size_t len, int flags, struct pb_event *e
         c.alias_text = NULL;
     }
     free(c.alias_text);
-    if (find_member(buf, len, key, &ev->data, &ev->data_len)) {
+    /* yajl and the scanner must agree on which member is data: a name
+     * written with escapes is seen by yajl only. */
+    if (find_member(buf, len, key, &ev->data, &ev->data_len) !=
+        (c.data_seen ? c.data_seen : c.alias_seen)) {
         snprintf(ev->detail, sizeof(ev->detail), "the %s member name must not use escapes", key);
         return PB_DROP_BAD_FIELD;
     }
@@ -460,8 +475,9 @@ int pb_envelope_parse(const char *buf, size_t len, int flags, struct pb_event *e
 
 /* Strict UTF-8 (no overlongs, no surrogates), for Kafka keys, which no JSON
  * parser has seen. */
-static int utf8_valid(const unsigned char *s, size_t n)
+int pb_utf8_valid(const char *str, size_t n)
 {
+    const unsigned char *s = (const unsigned char *)str;
     size_t i = 0;
     while (i < n) {
         unsigned char c = s[i];
@@ -499,7 +515,7 @@ static int utf8_valid(const unsigned char *s, size_t n)
 
 int pb_event_set_name(struct pb_event *ev, const char *name, size_t len)
 {
-    if (len == 0 || len > PB_MAX_ID_BYTES || !utf8_valid((const unsigned char *)name, len)) {
+    if (len == 0 || len > PB_MAX_ID_BYTES || !pb_utf8_valid(name, len)) {
         snprintf(ev->detail, sizeof(ev->detail), "the event header must be 1 to 256 bytes of UTF-8");
         return PB_DROP_BAD_FIELD;
     }
@@ -526,7 +542,7 @@ int pb_event_set_target(struct pb_event *ev, const char *key, size_t keylen)
         ev->target_len = strlen(ev->user_id);
         return PB_DROP_NONE;
     }
-    if (!utf8_valid((const unsigned char *)key, keylen))
+    if (!pb_utf8_valid(key, keylen))
         return target_fail(ev, PB_DROP_NO_TARGET, "the key is not valid UTF-8");
     if (keylen == 1 && key[0] == '*') {
         ev->target_kind = PB_TARGET_ALL;

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "pushbridge/envelope.h"
+#include "pushbridge/http.h"
 #include "pushbridge/log.h"
 #include "pushbridge/server.h"
 
@@ -76,6 +77,10 @@ static void push_one(struct pb_server *s, const char *json, size_t len, int broa
         result_error(res, 400, "bad_field", "each push must be a JSON object");
     else if (reason)
         result_error(res, 400, "bad_field", ev.detail);
+    else if (broadcast && ev.user_id)
+        result_error(res, 400, "bad_field",
+                     "a broadcast goes to everyone or to a group: user_id is not accepted; "
+                     "use POST /push");
     else if (broadcast) {
         ev.target_kind = ev.group ? PB_TARGET_GROUP : PB_TARGET_ALL;
         ev.target = ev.group;
@@ -222,9 +227,8 @@ static long url_decode(char *s, size_t n)
     return (long)o;
 }
 
-/* Finds name=value in an application/x-www-form-urlencoded string (query
- * or body) and decodes it into a new buffer. 0 found, 1 absent, -1 bad. */
-static int form_value(const char *form, size_t len, const char *name, char **out, size_t *outlen)
+int pb_http_form_value(const char *form, size_t len, const char *name, char **out,
+                       size_t *outlen)
 {
     size_t nlen = strlen(name);
     size_t i = 0;
@@ -254,12 +258,18 @@ static int form_value(const char *form, size_t len, const char *name, char **out
 
 static void h_send(struct pb_server *s, struct pb_http_req *r, const char *query, size_t qlen)
 {
-    const char *form = r->method == LWSHUMETH_POST ? r->body.data : query;
-    size_t flen = r->method == LWSHUMETH_POST ? r->body.len : qlen;
+    /* A POST form body wins over the query; either may carry the fields. */
     char *uid = NULL, *message = NULL;
     size_t uidlen = 0, msglen = 0;
-    int rc_uid = form ? form_value(form, flen, "uid", &uid, &uidlen) : 1;
-    int rc_msg = form ? form_value(form, flen, "message", &message, &msglen) : 1;
+    int rc_uid = 1, rc_msg = 1;
+    if (r->body.len) {
+        rc_uid = pb_http_form_value(r->body.data, r->body.len, "uid", &uid, &uidlen);
+        rc_msg = pb_http_form_value(r->body.data, r->body.len, "message", &message, &msglen);
+    }
+    if (rc_uid == 1)
+        rc_uid = pb_http_form_value(query, qlen, "uid", &uid, &uidlen);
+    if (rc_msg == 1)
+        rc_msg = pb_http_form_value(query, qlen, "message", &message, &msglen);
     struct pb_event ev;
     pb_event_init(&ev);
     char *data_json = NULL;
@@ -337,10 +347,11 @@ static void gauges(struct pb_server *s, struct pb_gauges *g)
 
 static void h_user(struct pb_server *s, struct pb_http_req *r)
 {
+    /* lws has already %-decoded the path. */
     char *id = r->path + strlen("/users/");
-    long n = url_decode(id, strlen(id));
-    if (n <= 0) {
-        answer_error(r, 400, "bad_field", "the user ID in the path is empty or badly escaped");
+    long n = (long)strlen(id);
+    if (n == 0) {
+        answer_error(r, 400, "missing_field", "the user ID is missing from the path");
         return;
     }
     size_t conns = pb_hub_user_connections(s->hub, id, (size_t)n);
@@ -483,7 +494,7 @@ static void dispatch(struct pb_server *s, const struct pb_vhd *vhd, struct lws *
     }
     char query[4096] = "";
     int qlen = 0;
-    if (strcmp(rt->path, "/send") == 0 && r->method == LWSHUMETH_GET) {
+    if (strcmp(rt->path, "/send") == 0) {
         /* lws splits the query into fragments; join them back with '&'. */
         for (int i = 0, n; (n = lws_hdr_copy_fragment(wsi, query + qlen,
                                                       (int)sizeof(query) - qlen - 1,
@@ -524,8 +535,13 @@ static void finish(struct pb_server *s, struct lws *wsi, struct pb_http_req *r)
     lws_callback_on_writable(wsi);
 }
 
-static int write_answer(struct lws *wsi, struct pb_http_req *r)
+static void req_free(struct pb_pss *pss);
+
+/* Sends the answer and ends the transaction. Frees the request first:
+ * lws_http_transaction_completed() may drop and free pss itself. */
+static int write_answer(struct lws *wsi, struct pb_pss *pss)
 {
+    struct pb_http_req *r = pss->req;
     unsigned char hdr[LWS_PRE + 1024];
     unsigned char *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof(hdr) - 1;
     if (lws_add_http_common_headers(wsi, (unsigned int)r->status, r->content_type,
@@ -547,9 +563,9 @@ static int write_answer(struct lws *wsi, struct pb_http_req *r)
     memcpy(body + LWS_PRE, r->answer.data ? r->answer.data : "", r->answer.len);
     int n = lws_write(wsi, body + LWS_PRE, r->answer.len, LWS_WRITE_HTTP_FINAL);
     free(body);
-    if (n < (int)r->answer.len)
-        return -1;
-    if (r->close_after)
+    int close_after = r->close_after || n < (int)r->answer.len;
+    req_free(pss);
+    if (close_after)
         return -1;
     return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
@@ -629,11 +645,7 @@ int pb_http_callback(struct pb_server *s, const struct pb_vhd *vhd, struct lws *
     case LWS_CALLBACK_HTTP_WRITEABLE:
         if (!r || !r->status)
             return 0;
-        {
-            int rc = write_answer(wsi, r);
-            req_free(pss);
-            return rc;
-        }
+        return write_answer(wsi, pss);
     case LWS_CALLBACK_CLOSED_HTTP:
     case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
         req_free(pss);

@@ -277,9 +277,12 @@ static int enqueue(struct pb_hub *h, struct pb_conn *c, struct pb_frame *f)
 {
     if (c->closing)
         return 0;
+    /* Bound: ws.queue_max_messages frames and ws.queue_max_bytes bytes, except
+     * that an empty queue always takes one frame, so a reading client never
+     * loses an event bigger than the byte bound (kafka.max_event_bytes caps it). */
     uint32_t max_msgs = (uint32_t)h->cfg->ws_queue_max_messages;
     size_t max_bytes = (size_t)h->cfg->ws_queue_max_bytes;
-    if (c->q_len + 1 > max_msgs || c->q_bytes + f->len > max_bytes) {
+    if (c->q_len && (c->q_len + 1 > max_msgs || c->q_bytes + f->len > max_bytes)) {
         if (h->cfg->ws_slow_client == PB_SLOW_CLOSE) {
             h->m->slow_client_closes++;
             pb_info("closing connection %llu of user %s: outgoing queue full (%u messages, %zu "
@@ -293,10 +296,6 @@ static int enqueue(struct pb_hub *h, struct pb_conn *c, struct pb_frame *f)
         while (c->q_len && (c->q_len + 1 > max_msgs || c->q_bytes + f->len > max_bytes)) {
             pb_conn_pop(h, c);
             h->m->queue_drops++;
-        }
-        if (f->len > max_bytes) {
-            h->m->queue_drops++;
-            return 0;
         }
     }
     if (c->q_len == c->q_cap && queue_grow(c, max_msgs))

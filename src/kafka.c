@@ -178,7 +178,12 @@ static rd_kafka_conf_t *consumer_conf(struct pb_kafka *k, char *errstr, size_t e
          * is stale. "latest" would race with producers right after join. */
         conf_set(conf, "auto.offset.reset", "earliest", errstr, errlen) ||
         conf_set(conf, "client.id", "pushbridge", errstr, errlen) ||
-        apply_properties(cfg, conf, errstr, errlen)) {
+        /* librdkafka logs from its own threads otherwise; through the queue
+         * they are served by the loop like everything else. */
+        conf_set(conf, "log.queue", "true", errstr, errlen) ||
+        apply_properties(cfg, conf, errstr, errlen) ||
+        /* Not overridable: offsets are stored only after hand-off (SPEC 1). */
+        conf_set(conf, "enable.auto.offset.store", "false", errstr, errlen)) {
         rd_kafka_conf_destroy(conf);
         return NULL;
     }
@@ -234,6 +239,7 @@ struct pb_kafka *pb_kafka_new(const struct pb_config *cfg, struct pb_hub *hub,
     /* From here on the handle owns conf. Route the main queue (errors,
      * rebalances) into the consumer queue: one queue, one wake-up. */
     rd_kafka_poll_set_consumer(k->rk);
+    rd_kafka_set_log_queue(k->rk, NULL); /* the main queue, now the consumer's */
     k->queue = rd_kafka_queue_get_consumer(k->rk);
     if (pipe2(k->pipefd, O_NONBLOCK | O_CLOEXEC)) {
         snprintf(errstr, errlen, "kafka: pipe: %s", strerror(errno));

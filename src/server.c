@@ -25,6 +25,10 @@ static int server_cb(struct lws *wsi, enum lws_callback_reasons reason, void *us
     struct pb_vhd *vhd = vh ? lws_get_vhost_user(vh) : NULL;
     if (!vhd)
         return lws_callback_http_dummy(wsi, reason, user, in, len);
+    /* lws calls CLOSED_HTTP for connections it dropped before allocating
+     * per-session data (a malformed request line, for one). */
+    if (!user && reason != LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION)
+        return lws_callback_http_dummy(wsi, reason, user, in, len);
     switch (reason) {
     case LWS_CALLBACK_HTTP:
     case LWS_CALLBACK_HTTP_BODY:
@@ -38,6 +42,7 @@ static int server_cb(struct lws *wsi, enum lws_callback_reasons reason, void *us
     case LWS_CALLBACK_RECEIVE:
     case LWS_CALLBACK_SERVER_WRITEABLE:
     case LWS_CALLBACK_CLOSED:
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
         return pb_ws_callback(vhd->srv, wsi, reason, user, in, len);
     default:
         return lws_callback_http_dummy(wsi, reason, user, in, len);

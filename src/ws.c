@@ -52,17 +52,27 @@ static void send_text(struct pb_server *s, struct pb_conn *c, const char *text, 
     pb_frame_unref(f);
 }
 
+/* Control frames are small but carry user-chosen text (a user ID is up to
+ * 256 bytes, 1536 once escaped): built on the heap, capped at 8 KiB. */
+#define CONTROL_FRAME_MAX 8192
+
+static void send_buf(struct pb_server *s, struct pb_conn *c, struct pb_buf *b)
+{
+    if (!b->truncated)
+        send_text(s, c, b->data, b->len);
+    pb_buf_free(b);
+}
+
 static void send_error(struct pb_server *s, struct pb_conn *c, const char *code, const char *msg)
 {
-    char buf[512];
     struct pb_buf b;
-    pb_buf_init_static(&b, buf, sizeof(buf));
+    pb_buf_init(&b, CONTROL_FRAME_MAX);
     pb_buf_puts(&b, "{\"type\":\"error\",\"code\":");
     pb_buf_json_string(&b, code, strlen(code));
     pb_buf_puts(&b, ",\"message\":");
     pb_buf_json_string(&b, msg, strlen(msg));
     pb_buf_puts(&b, "}");
-    send_text(s, c, b.data, b.len);
+    send_buf(s, c, &b);
 }
 
 /* Queue the error, then close once it is written. */
@@ -106,26 +116,45 @@ static void login(struct pb_server *s, struct pb_pss *pss, const char *text, siz
     pb_debug("connection %llu logged in as %s", (unsigned long long)c->id, c->ident.user);
     if (form != PB_FORM_NATIVE)
         return;
-    char buf[512];
     struct pb_buf b;
-    pb_buf_init_static(&b, buf, sizeof(buf));
+    pb_buf_init(&b, CONTROL_FRAME_MAX);
     pb_buf_puts(&b, "{\"type\":\"welcome\",\"user\":");
     pb_buf_json_string(&b, c->ident.user, strlen(c->ident.user));
     pb_buf_printf(&b, ",\"conn_id\":\"%llu\"}", (unsigned long long)c->id);
-    send_text(s, c, b.data, b.len);
+    send_buf(s, c, &b);
 }
 
 /* After login a client may ping at the application level; anything else
  * gets an error frame, and the connection stays up. */
 static void client_message(struct pb_server *s, struct pb_pss *pss, const char *text, size_t len)
 {
-    static const char ping[] = "{\"type\":\"ping\"}";
-    if (len == sizeof(ping) - 1 && memcmp(text, ping, len) == 0) {
+    if (pb_auth_is_ping(text, len)) {
         send_text(s, pss->conn, "{\"type\":\"pong\"}", 15);
         return;
     }
     send_error(s, pss->conn, "unknown_message",
                "after login the server only answers {\"type\":\"ping\"}");
+}
+
+/* RFC 6455 7.4: codes a peer may send. */
+static int close_code_valid(unsigned code)
+{
+    if (code >= 3000 && code <= 4999)
+        return 1;
+    return code >= 1000 && code <= 1014 && code != 1004 && code != 1005 && code != 1006;
+}
+
+static int peer_close(struct lws *wsi, const unsigned char *in, size_t len)
+{
+    if (len == 0)
+        return 0;
+    if (len == 1 || !close_code_valid((unsigned)in[0] << 8 | in[1]) ||
+        !pb_utf8_valid((const char *)in + 2, len - 2)) {
+        lws_close_reason(wsi, LWS_CLOSE_STATUS_PROTOCOL_ERR, (unsigned char *)"bad close frame",
+                         15);
+        return 1;
+    }
+    return 0; /* lws echoes the close */
 }
 
 static int receive(struct pb_server *s, struct pb_pss *pss, const char *in, size_t len)
@@ -150,6 +179,9 @@ static int receive(struct pb_server *s, struct pb_pss *pss, const char *in, size
         text = pss->rx.data;
         len = pss->rx.len;
     }
+    /* lws's own check misses some invalid sequences (surrogates). */
+    if (!pb_utf8_valid(text, len))
+        return close_now(wsi, PB_CLOSE_BAD_DATA, "text message is not valid UTF-8");
     if (pss->conn->authed)
         client_message(s, pss, text, len);
     else
@@ -216,6 +248,8 @@ int pb_ws_callback(struct pb_server *s, struct lws *wsi, enum lws_callback_reaso
         return receive(s, pss, in, len);
     case LWS_CALLBACK_SERVER_WRITEABLE:
         return writeable(s, pss);
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+        return peer_close(wsi, in, len);
     case LWS_CALLBACK_CLOSED:
         lws_sul_cancel(&pss->sul_auth);
         pb_buf_free(&pss->rx);

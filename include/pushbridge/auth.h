@@ -49,4 +49,8 @@ int pb_auth_verify_jwt(const struct pb_auth *a, const char *token, size_t len,
 
 void pb_identity_clear(struct pb_identity *id);
 
+/* 1 when a client message after login is {"type":"ping"} (any spacing,
+ * other members ignored). */
+int pb_auth_is_ping(const char *text, size_t len);
+
 #endif

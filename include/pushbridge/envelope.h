@@ -27,7 +27,7 @@ enum pb_target_kind { PB_TARGET_NONE = 0, PB_TARGET_USER, PB_TARGET_ALL, PB_TARG
 #define PB_MAX_ID_BYTES 256
 
 /* Parse options. */
-#define PB_ENV_HTTP_ALIASES 1 /* accept userId/uid for user_id and message for data */
+#define PB_ENV_HTTP_ALIASES 1 /* HTTP bodies: userId/uid, message, and group */
 
 /* One parsed event. Strings are owned by the event and freed by
  * pb_event_clear(); `data` points into the input buffer, which must outlive
@@ -79,6 +79,9 @@ long pb_json_array_each(const char *buf, size_t len,
 
 /* 1 when buf (valid JSON) starts with '[' after whitespace. */
 int pb_json_is_array(const char *buf, size_t len);
+
+/* 1 when s is strict UTF-8 (no overlong forms, no surrogates). */
+int pb_utf8_valid(const char *s, size_t n);
 
 /* Validates buf as one JSON text with yajl. Returns 0 or -1 (detail filled). */
 int pb_json_validate(const char *buf, size_t len, char *detail, size_t detlen);

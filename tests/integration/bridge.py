@@ -11,7 +11,7 @@ import subprocess
 import urllib.parse
 import uuid
 
-from pbutil import free_port, http_request, metric_value, parse_prometheus, wait_until
+from pbutil import die_with_parent, free_port, http_request, metric_value, parse_prometheus, wait_until
 from wsclient import WsClient, WsHandshakeError
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -108,7 +108,8 @@ class Bridge:
     def _launch(self):
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=log,
-                                     stderr=subprocess.STDOUT, env=self.env)
+                                     stderr=subprocess.STDOUT, env=self.env,
+                                     preexec_fn=die_with_parent())
         log.close()
 
     def wait_ready(self, timeout=30.0):
@@ -159,6 +160,12 @@ class Bridge:
             return self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             raise AssertionError(f"pushbridge still running after {timeout}s") from None
+
+    def assert_alive(self):
+        """Fail with the exit status and the log tail if the process ended."""
+        if not self.alive:
+            raise AssertionError(f"pushbridge died (exit status {self.proc.returncode}, "
+                                 f"negative = signal):\n{self.log_tail(4000)}")
 
     @property
     def alive(self):
@@ -322,6 +329,18 @@ class BridgeFactory:
         self.kafka = kafka
         self.tmpdir = tmpdir
         self.bridges = []
+        self._shared = {}
+
+    def shared(self, **kwargs):
+        """A bridge shared by several tests (started on first use with
+        these arguments). If a test killed it (a crash is a bug the test
+        reports), the next test gets a fresh one instead of a dead one."""
+        key = json.dumps(kwargs, sort_keys=True, default=str)
+        b = self._shared.get(key)
+        if b is None or not b.alive:
+            b = self(**kwargs)
+            self._shared[key] = b
+        return b
 
     def base_config(self, topic, group_id):
         return {

@@ -1,20 +1,24 @@
-"""Fixtures for the pushbridge integration tests.
+"""Fixtures for the pushbridge integration tests (see README.md here).
 
 - kafka (session): one real Apache Kafka broker (KRaft) on free loopback
-  ports, see kafka_harness.KafkaBroker. API: .bootstrap, .create_topic(name,
+  ports, kafka_harness.KafkaBroker: .bootstrap, .create_topic(name,
   partitions), .produce(topic, value, key=None, headers=None, partition=None),
   .produce_many(topic, [(key, value)]), .consume(topic, n), .unique_topic(),
-  .stop() / .start() / .kill() (same ports and data), .end_offsets(topic).
-- bridge_factory (function): starts the real binary, see bridge.BridgeFactory.
-  bridge_factory(config={...overrides}, env={...}, args=[...],
-  wait_ready=True, partitions=1) -> bridge.Bridge.
-- bridge: a bridge with the default config (a shortcut).
-- module_bridge_factory (module): the same, for bridges shared by the tests
-  of one module (each test then uses its own user IDs and metric deltas).
-- run_cli: run the binary to completion, run_cli(args, config=None, env=None).
+  .metadata(topic), .end_offsets(topic), .stop() / .start() / .kill() (same
+  ports and data; a test that leaves it stopped gets it restarted).
+- bridge_factory (function): bridge.BridgeFactory; bridge_factory(config=
+  {overrides}, env={...}, args=[...], wait_ready=True, partitions=1,
+  topic=None, group_id=None) -> bridge.Bridge; bridge_factory.dev() runs
+  --dev. Bridges get SIGTERM at teardown; a sanitizer build that exits badly
+  or reports fails the test.
+- bridge: one bridge with the default config.
+- module_bridge_factory (module): the same for bridges shared by the tests
+  of a module: module_bridge_factory.shared(**same arguments) (restarted
+  for the next test if a test crashed it).
+- run_cli: run the binary to completion: run_cli(args, config=None, env=None).
 
-On a failed test the tail of every involved bridge's log is attached to the
-report.
+On a failed test the log tail of every bridge it used is attached to the
+report. WebSocket clients a test opened are dropped after it.
 """
 
 import os
@@ -36,7 +40,18 @@ def kafka(tmp_path_factory):
     broker.stop()
 
 
-def _finish(factory, request_node=None):
+@pytest.fixture(autouse=True)
+def _kafka_back_up(request):
+    """A test that stops the broker (outage tests) and fails before starting
+    it again must not take the rest of the session down with it."""
+    yield
+    if "kafka" in request.fixturenames:
+        broker = request.getfixturevalue("kafka")
+        if not broker.running:
+            broker.start()
+
+
+def _finish(factory):
     errors = factory.teardown()
     if errors:
         pytest.fail("\n\n".join(errors), pytrace=False)

@@ -27,7 +27,7 @@ import tempfile
 import time
 import uuid
 
-from pbutil import free_port, wait_until
+from pbutil import die_with_parent, free_port, wait_until
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 KAFKA_LIB = os.path.join(REPO, "tests", "kafka", "lib")
@@ -188,7 +188,7 @@ class KafkaBroker:
         self.proc = subprocess.Popen(
             self._java("kafka.Kafka", self.props_path),
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True)
+            start_new_session=True, preexec_fn=die_with_parent(signal.SIGKILL))
         log.close()
 
         def up():

@@ -1,9 +1,11 @@
 """Small helpers shared by the integration harness: free ports, bounded
 polling, HTTP calls and Prometheus text parsing. Standard library only."""
 
+import ctypes
 import http.client
 import json
 import re
+import signal
 import socket
 import time
 
@@ -22,6 +24,18 @@ def free_port():
             _handed_out.add(port)
             return port
     raise RuntimeError("no free port found")
+
+
+def die_with_parent(sig=signal.SIGTERM):
+    """A preexec_fn for subprocess.Popen: the child gets `sig` when the test
+    process goes away, however it ends, so no broker or bridge outlives a
+    killed test run and holds on to its ports."""
+    def preexec():
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(sig), 0, 0, 0)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    return preexec
 
 
 def wait_until(fn, timeout=10.0, interval=0.05, desc="condition"):

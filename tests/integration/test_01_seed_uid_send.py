@@ -9,9 +9,10 @@ import pytest
 from pbutil import envelope, unique_uid
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def shared(module_bridge_factory):
-    return module_bridge_factory()
+    """The bridge these tests share (a fresh one after a crash)."""
+    return module_bridge_factory.shared()
 
 
 def test_send_get_delivers_hello_world(shared):

@@ -8,9 +8,10 @@ import pytest
 from pbutil import envelope, unique_uid
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def shared(module_bridge_factory):
-    return module_bridge_factory()
+    """The bridge these tests share (a fresh one after a crash)."""
+    return module_bridge_factory.shared()
 
 
 def test_push_useris_message_reaches_e1_connection_only(shared):

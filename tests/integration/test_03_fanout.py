@@ -8,9 +8,10 @@ import pytest
 from pbutil import assert_data_verbatim, envelope, unique_uid
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def shared(module_bridge_factory):
-    return module_bridge_factory()
+    """The bridge these tests share (a fresh one after a crash)."""
+    return module_bridge_factory.shared()
 
 
 def _clients(bridge, uid, n_native, n_uid, n_token):

@@ -11,9 +11,10 @@ from pbutil import batch_results, unique_uid
 N = 1000
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def shared(module_bridge_factory):
-    return module_bridge_factory(partitions=3)
+    """The bridge these tests share (a fresh one after a crash)."""
+    return module_bridge_factory.shared(partitions=3)
 
 
 def test_1000_events_in_order_on_every_connection(shared, kafka):

@@ -41,9 +41,10 @@ CASES = [
 ]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def shared(module_bridge_factory):
-    return module_bridge_factory(config={"kafka": {"max_event_bytes": MAX_EVENT_BYTES}})
+    """The bridge these tests share (a fresh one after a crash)."""
+    return module_bridge_factory.shared(config={"kafka": {"max_event_bytes": MAX_EVENT_BYTES}})
 
 
 def _dropped(bridge, **labels):
@@ -73,7 +74,7 @@ def test_malformed_event_dropped_and_next_one_delivered(shared, kafka, case, key
     assert _dropped(shared) == before_total + 1
     if reason:
         assert _dropped(shared, reason=reason) == before_reason + 1
-    assert shared.alive
+    shared.assert_alive()
 
 
 def test_storm_of_malformed_events_does_not_stall_good_ones(shared, kafka):

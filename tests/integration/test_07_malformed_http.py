@@ -13,9 +13,10 @@ MAX_BODY = 2048
 MAX_BATCH = 10
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def shared(module_bridge_factory):
-    return module_bridge_factory(config={"push": {"max_body_bytes": MAX_BODY,
+    """The bridge these tests share (a fresh one after a crash)."""
+    return module_bridge_factory.shared(config={"push": {"max_body_bytes": MAX_BODY,
                                                   "max_batch": MAX_BATCH}})
 
 
@@ -25,7 +26,7 @@ def healthy(shared):
     uid = unique_uid()
     c = shared.uid_client(uid)
     yield c
-    assert shared.alive, "pushbridge died"
+    shared.assert_alive()
     st, doc = shared.push(uid, "still alive")
     assert (st, doc) == (200, {"delivered": 1})
     assert c.recv_text() == "still alive"

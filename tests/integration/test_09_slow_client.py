@@ -10,19 +10,25 @@ import pytest
 from pbutil import unique_uid
 
 PAD = "x" * 16000
-# Enough bytes to fill the kernel's socket buffers (tcp_wmem max is 4 MB by
-# default) several times over, so the bridge's own queue must fill.
-N = 400
+# Enough bytes to fill the kernel's socket buffers several times over, so the
+# bridge's own queue for the slow client must fill.
+N = 300
+# Events are produced CHUNK at a time and every reading client reads each
+# chunk before the next is produced: a reader never has more than CHUNK
+# events queued, whatever the size of the batches the bridge drains from
+# Kafka, while the client that does not read piles up all of them.
+CHUNK = 8
 
 
-def _produce(kafka, topic, uid, n=N):
-    kafka.produce_many(topic, [(uid, json.dumps({"event": "big", "data": {"i": i, "pad": PAD}}))
-                               for i in range(n)])
-
-
-def _read_all(c, n, timeout=60):
-    got = [c.recv_json(timeout=timeout)["data"]["i"] for _ in range(n)]
-    assert got == list(range(n))
+def _feed(kafka, topic, uid, readers, n=N):
+    for start in range(0, n, CHUNK):
+        idx = range(start, min(n, start + CHUNK))
+        kafka.produce_many(topic, [(uid, json.dumps({"event": "big", "data": {"i": i, "pad": PAD}}))
+                                   for i in idx])
+        for r in readers:
+            for i in idx:
+                got = r.recv_json(timeout=20)["data"]["i"]
+                assert got == i, f"reader got event {got}, expected {i}"
 
 
 @pytest.mark.parametrize("limits", [
@@ -36,9 +42,8 @@ def test_slow_client_closed_4009_others_unaffected(bridge_factory, kafka, limits
     slow.login_native(uid)
     fast, _ = b.native_client(uid)
     other, _ = b.native_client(other_uid)
-    _produce(kafka, b.topic, uid)
+    _feed(kafka, b.topic, uid, [fast])
     kafka.produce(b.topic, json.dumps({"data": "other user"}), key=other_uid)
-    _read_all(fast, N)
     assert other.recv_json(timeout=20)["data"] == "other user"
     assert slow.expect_close(timeout=30)[0] == 4009
     b.wait_metric("pushbridge_slow_client_closes_total", 1)
@@ -54,8 +59,7 @@ def test_drop_oldest_keeps_slow_client_with_newest_events(bridge_factory, kafka)
     slow = b.ws(rcvbuf=4096)
     slow.login_native(uid)
     fast, _ = b.native_client(uid)
-    _produce(kafka, b.topic, uid)
-    _read_all(fast, N)
+    _feed(kafka, b.topic, uid, [fast])
     # Now the slow client catches up: it sees an increasing subsequence that
     # ends with the newest event, and is still connected.
     seen = []
@@ -74,7 +78,8 @@ def test_slow_client_does_not_delay_http_push_to_others(bridge_factory, kafka):
     slow = b.ws(rcvbuf=4096)
     slow.login_native(uid)
     other = b.uid_client(other_uid)
-    _produce(kafka, b.topic, uid, n=200)
+    kafka.produce_many(b.topic, [(uid, json.dumps({"event": "big", "data": {"i": i, "pad": PAD}}))
+                                 for i in range(N)])
     # While the slow client's queue fills, pushes to someone else go through.
     for i in range(20):
         assert b.push(other_uid, i) == (200, {"delivered": 1})

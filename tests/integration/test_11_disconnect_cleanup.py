@@ -7,9 +7,10 @@ import pytest
 from pbutil import unique_uid, wait_until
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def shared(module_bridge_factory):
-    return module_bridge_factory(config={"ws": {"max_connections_per_user": 3}})
+    """The bridge these tests share (a fresh one after a crash)."""
+    return module_bridge_factory.shared(config={"ws": {"max_connections_per_user": 3}})
 
 
 @pytest.mark.parametrize("how", ["close_handshake", "fin", "rst", "mid_frame"])

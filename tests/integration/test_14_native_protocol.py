@@ -11,9 +11,10 @@ import pytest
 from pbutil import assert_data_verbatim, envelope, unique_uid
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def shared(module_bridge_factory):
-    return module_bridge_factory()
+    """The bridge these tests share (a fresh one after a crash)."""
+    return module_bridge_factory.shared()
 
 
 def test_welcome_shape(shared):
@@ -140,10 +141,14 @@ def test_unicode_user_ids(shared, kafka):
     assert c.recv_json(10)["data"] == "ok"
 
 
-def test_app_ping_pong(shared):
+@pytest.mark.parametrize("ping", [b'{"type":"ping"}', b'{ "type" : "ping" }\n',
+                                  b'{"type": "ping", "ts": 1}'],
+                         ids=["compact", "spaced", "extra_member"])
+def test_app_ping_pong(shared, ping):
+    # Any JSON spelling of the ping is a ping, not only the compact one.
     c, _ = shared.native_client(unique_uid())
     for _ in range(3):
-        c.send_json({"type": "ping"})
+        c.send_text(ping)
         assert c.recv_json() == {"type": "pong"}
 
 

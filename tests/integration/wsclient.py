@@ -206,7 +206,8 @@ class WsClient:
         self.send_frame(OP_TEXT, text.encode() if isinstance(text, str) else text)
 
     def send_json(self, obj):
-        self.send_text(json.dumps(obj))
+        """Compact JSON, as a browser's JSON.stringify writes it."""
+        self.send_text(json.dumps(obj, separators=(",", ":"), ensure_ascii=False))
 
     def send_binary(self, data):
         self.send_frame(OP_BINARY, data)
@@ -410,6 +411,21 @@ class WsClient:
         if op == OP_CLOSE:
             raise AssertionError(f"expected no message, connection closed {self.close_received}")
         raise AssertionError(f"expected no message, got {OPNAMES.get(op, op)} {payload[:300]!r}")
+
+    def wait_pongs(self, n, timeout=5.0):
+        """Read until n pongs have arrived in all (a data message meanwhile
+        is an error)."""
+        deadline = time.monotonic() + timeout
+        while len(self.pongs_received) < n:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"{len(self.pongs_received)} pongs, expected {n}")
+            try:
+                op, payload = self.recv(timeout=remaining)
+            except TimeoutError:
+                continue
+            raise AssertionError(f"expected a pong, got {OPNAMES.get(op, op)} {payload[:200]!r}")
+        return self.pongs_received
 
     def is_open(self, timeout=5.0):
         """Round trip an application ping ({"type":"ping"} -> pong) to show

@@ -1,0 +1,30 @@
+/* Fuzzes the Kafka envelope: value bytes -> parse -> target from a key
+ * carved off the input -> both frame formats. Nothing may crash or leak. */
+#include <stdint.h>
+#include <string.h>
+
+#include "pushbridge/envelope.h"
+#include "pushbridge/frame.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    /* First byte: key length (0 = no key); then the key; the rest is the value. */
+    size_t keylen = size ? data[0] : 0;
+    if (keylen > size - (size ? 1 : 0))
+        keylen = size ? size - 1 : 0;
+    const char *key = size ? (const char *)data + 1 : NULL;
+    const char *value = key ? key + keylen : (const char *)data;
+    size_t vlen = size ? size - 1 - keylen : 0;
+
+    for (int flags = 0; flags <= PB_ENV_HTTP_ALIASES; flags++) {
+        struct pb_event ev;
+        pb_event_init(&ev);
+        if (pb_envelope_parse(value, vlen, flags, &ev) == PB_DROP_NONE &&
+            pb_event_set_target(&ev, keylen ? key : NULL, keylen) == PB_DROP_NONE) {
+            pb_frame_unref(pb_frame_event_native(&ev, flags));
+            pb_frame_unref(pb_frame_event_plain(&ev));
+        }
+        pb_event_clear(&ev);
+    }
+    return 0;
+}
