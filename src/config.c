@@ -11,6 +11,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <strings.h>
 
 #include <yajl/yajl_parse.h>
@@ -42,6 +43,7 @@ struct setting {
 #define INT(k, f, lo, hi, d, h) {k, T_INT, FIELD(f, int64_t), lo, hi, d, NULL, 0, h}
 #define ENUM(k, f, nm, d, h)    {k, T_ENUM, FIELD(f, int), 0, 0, d, nm, 0, h}
 #define LIST(k, f, d, fl, h)    {k, T_STRLIST, FIELD(f, struct pb_strlist), 0, 0, d, NULL, fl, h}
+#define BOOL(k, f, d, h)        {k, T_BOOL, FIELD(f, int), 0, 0, d, NULL, 0, h}
 #define KVLIST(k, f, h)         {k, T_KVLIST, FIELD(f, struct pb_kvlist), 0, 0, "", NULL, 0, h}
 /* clang-format on */
 
@@ -74,7 +76,7 @@ static const struct setting settings[] = {
     STR("kafka.dead_letter_topic", kafka_dead_letter_topic, NULL, F_OPTIONAL,
         "Topic that receives malformed events unchanged, with headers saying why; null = none"),
     INT("kafka.max_event_age_ms", kafka_max_event_age_ms, 1, INT64_C(31536000000), "60000",
-        "Events older than this (by Kafka timestamp) when consumed are skipped, so stale progress is not replayed"),
+        "When the bridge (re)joins, backlog events older than this (by Kafka timestamp) are skipped: stale progress is not replayed"),
     INT("kafka.max_event_bytes", kafka_max_event_bytes, 64, 100 * MIB, "1048576",
         "Largest event value accepted; larger ones are dropped as oversized"),
 
@@ -122,6 +124,8 @@ static const struct setting settings[] = {
     STR("tls.cert", tls_cert, NULL, F_OPTIONAL,
         "PEM certificate chain for the public listener (wss://); needs tls.key"),
     STR("tls.key", tls_key, NULL, F_OPTIONAL, "PEM private key for tls.cert"),
+    BOOL("tls.internal", tls_internal, "false",
+         "Serve the internal listener over TLS too (https://), with tls.cert and tls.key"),
 
     ENUM("cluster.mode", cluster_mode, cluster_modes, "standalone",
          "standalone, or kafka: every node consumes every partition and pushes go via "
@@ -919,6 +923,15 @@ int pb_config_validate(const struct pb_config *c, char *errstr, size_t errlen)
     if (!c->tls_cert != !c->tls_key)
         return fail(errstr, errlen, "tls.cert and tls.key must be set together (%s is missing)",
                     c->tls_cert ? "tls.key" : "tls.cert");
+    if (c->tls_internal && !c->tls_cert)
+        return fail(errstr, errlen, "tls.internal is true but tls.cert and tls.key are not set");
+    /* Checked here so that --check-config catches it, not only a start. */
+    const char *pem[] = {c->tls_cert, c->tls_key, c->auth_jwt_public_key};
+    const char *pem_key[] = {"tls.cert", "tls.key", "auth.jwt_public_key"};
+    for (int i = 0; i < 3; i++)
+        if (pem[i] && access(pem[i], R_OK) != 0)
+            return fail(errstr, errlen, "%s: cannot read %s: %s", pem_key[i], pem[i],
+                        strerror(errno));
     if (!c->kafka_topics.n)
         return fail(errstr, errlen, "kafka.topics is empty: at least one topic is needed");
     if (c->ws_path[0] != '/')

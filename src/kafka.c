@@ -30,6 +30,9 @@ struct pb_kafka {
     rd_kafka_queue_t *queue;
     int pipefd[2];
 
+    rd_kafka_t *dlq; /* producer for kafka.dead_letter_topic, or NULL */
+    int64_t dlq_last_error_log;
+
     rd_kafka_t *mock_rk; /* --dev: the handle the embedded cluster lives in */
     rd_kafka_mock_cluster_t *mock;
     char *bootstrap;
@@ -38,10 +41,21 @@ struct pb_kafka {
     int brokers_down;
     char why[200];
 
+    /* Partitions assigned but not yet caught up: only their backlog is
+     * subject to kafka.max_event_age_ms, so events held up by a broker
+     * outage are still delivered once it ends. Bound: the assignment. */
+    struct catchup {
+        char *topic;
+        int32_t partition;
+    } *catchup;
+    size_t ncatchup;
+
     int64_t malformed_window_start;
     uint64_t malformed_suppressed;
     int64_t last_lag_ms;
 };
+
+static rd_kafka_t *dead_letter_producer(struct pb_kafka *k, char *errstr, size_t errlen);
 
 static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
@@ -67,6 +81,55 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
     pb_warn("kafka error: %s: %s", rd_kafka_err2name(err), reason);
 }
 
+static void catchup_add(struct pb_kafka *k, const rd_kafka_topic_partition_list_t *parts)
+{
+    struct catchup *c = realloc(k->catchup, (k->ncatchup + (size_t)parts->cnt) * sizeof(*c));
+    if (!c && parts->cnt)
+        return; /* no age filter for these: deliver rather than fail */
+    k->catchup = c;
+    for (int i = 0; i < parts->cnt; i++) {
+        char *t = strdup(parts->elems[i].topic);
+        if (!t)
+            continue;
+        k->catchup[k->ncatchup++] = (struct catchup){t, parts->elems[i].partition};
+    }
+}
+
+static void catchup_remove_at(struct pb_kafka *k, size_t i)
+{
+    free(k->catchup[i].topic);
+    k->catchup[i] = k->catchup[--k->ncatchup];
+}
+
+/* parts NULL: every partition. */
+static void catchup_remove(struct pb_kafka *k, const rd_kafka_topic_partition_list_t *parts)
+{
+    for (size_t i = k->ncatchup; i-- > 0;) {
+        int hit = !parts;
+        for (int j = 0; parts && j < parts->cnt && !hit; j++)
+            hit = parts->elems[j].partition == k->catchup[i].partition &&
+                  strcmp(parts->elems[j].topic, k->catchup[i].topic) == 0;
+        if (hit)
+            catchup_remove_at(k, i);
+    }
+}
+
+/* 1 when the message is stale backlog of a partition still catching up;
+ * the first fresh message ends the catching up for its partition. */
+static int stale_backlog(struct pb_kafka *k, const rd_kafka_message_t *msg, int64_t age_ms)
+{
+    for (size_t i = 0; i < k->ncatchup; i++) {
+        if (k->catchup[i].partition != msg->partition ||
+            strcmp(k->catchup[i].topic, rd_kafka_topic_name(msg->rkt)) != 0)
+            continue;
+        if (age_ms > k->cfg->kafka_max_event_age_ms)
+            return 1;
+        catchup_remove_at(k, i);
+        return 0;
+    }
+    return 0;
+}
+
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
@@ -83,7 +146,9 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         } else {
             rd_kafka_assign(rk, parts);
             k->assigned = parts->cnt;
+            catchup_remove(k, NULL);
         }
+        catchup_add(k, parts);
         k->brokers_down = 0;
         pb_info("kafka: %d partition(s) assigned, %d in all", parts->cnt, k->assigned);
     } else {
@@ -92,9 +157,11 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             if (e)
                 rd_kafka_error_destroy(e);
             k->assigned -= parts->cnt;
+            catchup_remove(k, parts);
         } else {
             rd_kafka_assign(rk, NULL);
             k->assigned = 0;
+            catchup_remove(k, NULL);
         }
         if (k->assigned < 0)
             k->assigned = 0;
@@ -246,6 +313,8 @@ struct pb_kafka *pb_kafka_new(const struct pb_config *cfg, struct pb_hub *hub,
         goto fail;
     }
     rd_kafka_queue_io_event_enable(k->queue, k->pipefd[1], "1", 1);
+    if (cfg->kafka_dead_letter_topic && !(k->dlq = dead_letter_producer(k, errstr, errlen)))
+        goto fail;
     if (subscribe(k, errstr, errlen))
         goto fail;
     pb_info("kafka: consuming %zu topic(s) from %s as group %s", cfg->kafka_topics.n,
@@ -279,10 +348,99 @@ int pb_kafka_ready(const struct pb_kafka *k, const char **why)
     return 1;
 }
 
+/* Delivery reports of the dead-letter producer, served from pb_kafka_tick
+ * and after each produce: count what landed, and what did not. */
+static void on_dead_letter_report(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
+{
+    (void)rk;
+    struct pb_kafka *k = opaque;
+    uint32_t src = (uint32_t)(uintptr_t)msg->_private;
+    if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        if (src < k->m->nsrc)
+            k->m->src[src].dead_lettered++;
+        return;
+    }
+    k->m->dead_letter_failures++;
+    int64_t now = pb_monotonic_ms();
+    if (now - k->dlq_last_error_log >= MALFORMED_LOG_INTERVAL_MS) {
+        k->dlq_last_error_log = now;
+        pb_error("kafka: cannot produce to dead-letter topic %s: %s (counted in "
+                 "pushbridge_dead_letter_failures_total)",
+                 k->cfg->kafka_dead_letter_topic, rd_kafka_err2str(msg->err));
+    }
+}
+
+static rd_kafka_t *dead_letter_producer(struct pb_kafka *k, char *errstr, size_t errlen)
+{
+    char err[256];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    /* Bound: at most 10000 messages / 64 MiB wait to be dead-lettered; past
+     * that, produce fails at once and is counted, never blocking the loop. */
+    if (conf_set(conf, "bootstrap.servers", k->bootstrap ? k->bootstrap : k->cfg->kafka_brokers,
+                 errstr, errlen) ||
+        conf_set(conf, "queue.buffering.max.messages", "10000", errstr, errlen) ||
+        conf_set(conf, "queue.buffering.max.kbytes", "65536", errstr, errlen) ||
+        conf_set(conf, "linger.ms", "20", errstr, errlen) ||
+        conf_set(conf, "log.queue", "true", errstr, errlen) ||
+        apply_properties(k->cfg, conf, errstr, errlen)) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    rd_kafka_conf_set_opaque(conf, k);
+    rd_kafka_conf_set_log_cb(conf, on_log);
+    rd_kafka_conf_set_dr_msg_cb(conf, on_dead_letter_report);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+    if (!rk) {
+        rd_kafka_conf_destroy(conf);
+        snprintf(errstr, errlen, "kafka.dead_letter_topic: cannot create the producer: %s", err);
+        return NULL;
+    }
+    rd_kafka_set_log_queue(rk, NULL);
+    return rk;
+}
+
+static void add_header(rd_kafka_headers_t *h, const char *name, const char *value)
+{
+    rd_kafka_header_add(h, name, -1, value, -1);
+}
+
+/* Produces the message unchanged (key, value, headers) to the dead-letter
+ * topic, with pushbridge-* headers saying where it came from and why. */
+static void dead_letter(struct pb_kafka *k, const rd_kafka_message_t *msg, uint32_t src,
+                        int reason)
+{
+    rd_kafka_headers_t *orig = NULL, *h;
+    if (rd_kafka_message_headers(msg, &orig) == RD_KAFKA_RESP_ERR_NO_ERROR)
+        h = rd_kafka_headers_copy(orig);
+    else
+        h = rd_kafka_headers_new(5);
+    char partition[16], offset[32];
+    snprintf(partition, sizeof(partition), "%d", (int)msg->partition);
+    snprintf(offset, sizeof(offset), "%lld", (long long)msg->offset);
+    add_header(h, "pushbridge-reason", pb_drop_reason_name(reason));
+    add_header(h, "pushbridge-source-topic", rd_kafka_topic_name(msg->rkt));
+    add_header(h, "pushbridge-source-partition", partition);
+    add_header(h, "pushbridge-source-offset", offset);
+
+    rd_kafka_resp_err_t err = rd_kafka_producev(
+        k->dlq, RD_KAFKA_V_TOPIC(k->cfg->kafka_dead_letter_topic),
+        RD_KAFKA_V_KEY(msg->key, msg->key_len), RD_KAFKA_V_VALUE(msg->payload, msg->len),
+        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(h),
+        RD_KAFKA_V_OPAQUE((void *)(uintptr_t)src), RD_KAFKA_V_END);
+    if (err) {
+        rd_kafka_headers_destroy(h); /* only owned by librdkafka on success */
+        rd_kafka_message_t failed = {.err = err, ._private = (void *)(uintptr_t)src};
+        on_dead_letter_report(k->dlq, &failed, k);
+    }
+    rd_kafka_poll(k->dlq, 0);
+}
+
 static void malformed(struct pb_kafka *k, const rd_kafka_message_t *msg, uint32_t src, int reason,
                       const char *detail)
 {
     pb_metrics_drop(k->m, src, reason);
+    if (k->dlq)
+        dead_letter(k, msg, src, reason);
     int64_t now = pb_monotonic_ms();
     if (k->malformed_window_start && now - k->malformed_window_start < MALFORMED_LOG_INTERVAL_MS) {
         k->malformed_suppressed++;
@@ -317,7 +475,7 @@ static void handle_message(struct pb_kafka *k, const rd_kafka_message_t *msg)
     int64_t now = pb_now_ms();
     if (ts <= 0)
         ts = now;
-    if (k->cfg->kafka_max_event_age_ms > 0 && now - ts > k->cfg->kafka_max_event_age_ms) {
+    if (k->ncatchup && stale_backlog(k, msg, now - ts)) {
         pb_metrics_drop(k->m, src, PB_DROP_STALE);
         return;
     }
@@ -409,6 +567,8 @@ void pb_kafka_tick(struct pb_kafka *k)
     /* Polling at least this often keeps us inside max.poll.interval.ms even
      * when no message wakes the loop. */
     pb_kafka_drain(k, 64);
+    if (k->dlq)
+        rd_kafka_poll(k->dlq, 0);
     flush_malformed_log(k);
     int64_t now = pb_monotonic_ms();
     if (now - k->last_lag_ms >= LAG_INTERVAL_MS) {
@@ -426,6 +586,9 @@ void pb_kafka_close(struct pb_kafka *k)
         pb_warn("kafka: closing the consumer: %s", rd_kafka_err2str(err));
     else
         pb_info("kafka: consumer closed, offsets committed");
+    /* Dead letters already accepted get a bounded chance to leave. */
+    if (k->dlq && rd_kafka_flush(k->dlq, 2000) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        pb_warn("kafka: %d dead letter(s) not produced before exit", rd_kafka_outq_len(k->dlq));
 }
 
 void pb_kafka_free(struct pb_kafka *k)
@@ -436,6 +599,8 @@ void pb_kafka_free(struct pb_kafka *k)
         rd_kafka_queue_destroy(k->queue);
     if (k->rk)
         rd_kafka_destroy(k->rk);
+    if (k->dlq)
+        rd_kafka_destroy(k->dlq);
     if (k->mock)
         rd_kafka_mock_cluster_destroy(k->mock);
     if (k->mock_rk)
@@ -443,6 +608,8 @@ void pb_kafka_free(struct pb_kafka *k)
     for (int i = 0; i < 2; i++)
         if (k->pipefd[i] >= 0)
             close(k->pipefd[i]);
+    catchup_remove(k, NULL);
+    free(k->catchup);
     free(k->bootstrap);
     free(k);
 }

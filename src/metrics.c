@@ -141,6 +141,11 @@ void pb_metrics_render_prometheus(const struct pb_metrics *m, const struct pb_ga
         pb_buf_printf(b, "pushbridge_events_dead_lettered_total{topic=\"%s\"} %llu\n",
                       m->src[i].name, (unsigned long long)m->src[i].dead_lettered);
 
+    help(b, "pushbridge_dead_letter_failures_total", "counter",
+         "Malformed events that could not be produced to the dead-letter topic.");
+    pb_buf_printf(b, "pushbridge_dead_letter_failures_total %llu\n",
+                  (unsigned long long)m->dead_letter_failures);
+
     help(b, "pushbridge_push_requests_total", "counter", "HTTP push calls, by status.");
     for (int i = 0; i < PB_METRICS_MAX_STATUSES && m->push[i].status; i++)
         pb_buf_printf(b, "pushbridge_push_requests_total{status=\"%d\"} %llu\n", m->push[i].status,
@@ -156,6 +161,11 @@ void pb_metrics_render_prometheus(const struct pb_metrics *m, const struct pb_ga
          "Connections refused at ws.max_connections.");
     pb_buf_printf(b, "pushbridge_connections_refused_total %llu\n",
                   (unsigned long long)m->connections_refused);
+
+    help(b, "pushbridge_origin_refused_total", "counter",
+         "WebSocket upgrades refused with 403 by ws.allowed_origins.");
+    pb_buf_printf(b, "pushbridge_origin_refused_total %llu\n",
+                  (unsigned long long)m->origin_refused);
 
     help(b, "pushbridge_consumer_lag", "gauge", "Messages behind the high watermark.");
     for (uint32_t i = 0; i < m->nlag; i++)

@@ -246,8 +246,8 @@ int pb_server_init(struct pb_server *s, const struct pb_config *cfg, char *errst
     if (!s->vh_public)
         return -1;
     if (!same) {
-        s->vh_internal = listen_on(s, "internal", cfg->listen_internal, &s->vhd_internal, 0,
-                                   errstr, errlen);
+        s->vh_internal = listen_on(s, "internal", cfg->listen_internal, &s->vhd_internal,
+                                   cfg->tls_internal, errstr, errlen);
         if (!s->vh_internal)
             return -1;
     }

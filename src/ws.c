@@ -3,6 +3,7 @@
  * the connection and its queue. Close codes are listed in hub.h and README. */
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "pushbridge/log.h"
 #include "pushbridge/server.h"
@@ -225,14 +226,60 @@ static int path_is_ws(struct pb_server *s, struct lws *wsi)
     return strcmp(uri, s->cfg->ws_path) == 0;
 }
 
+/* One ws.allowed_origins entry: an exact origin, or "https://" "*.domain"
+ * matching any subdomain (one or more labels) but not the bare domain. */
+static int origin_matches(const char *pattern, const char *origin)
+{
+    const char *star = strstr(pattern, "://*.");
+    if (!star)
+        return strcasecmp(pattern, origin) == 0;
+    size_t scheme_len = (size_t)(star - pattern) + 3; /* "https://" */
+    const char *suffix = star + 4;                    /* ".example.com" */
+    size_t olen = strlen(origin), slen = strlen(suffix);
+    if (strncasecmp(pattern, origin, scheme_len) != 0 || olen <= scheme_len + slen)
+        return 0;
+    const char *host = origin + scheme_len;
+    size_t host_len = olen - scheme_len;
+    /* The subdomain part may not hold a port or a path of its own. */
+    if (strcspn(host, ":/") < host_len - slen)
+        return 0;
+    return strcasecmp(origin + olen - slen, suffix) == 0;
+}
+
+static int origin_allowed(const struct pb_config *cfg, struct lws *wsi)
+{
+    if (!cfg->ws_allowed_origins.n)
+        return 1;
+    char origin[512];
+    if (lws_hdr_copy(wsi, origin, sizeof(origin), WSI_TOKEN_ORIGIN) <= 0)
+        return 0;
+    for (size_t i = 0; i < cfg->ws_allowed_origins.n; i++)
+        if (origin_matches(cfg->ws_allowed_origins.items[i], origin))
+            return 1;
+    return 0;
+}
+
+/* Answers the upgrade request with a plain HTTP error, before any frame. */
+static int refuse_upgrade(struct lws *wsi, unsigned int status, const char *why)
+{
+    lws_return_http_status(wsi, status, why);
+    return -1;
+}
+
 int pb_ws_callback(struct pb_server *s, struct lws *wsi, enum lws_callback_reasons reason,
                    struct pb_pss *pss, void *in, size_t len)
 {
     switch (reason) {
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: {
         const struct pb_vhd *vhd = lws_get_vhost_user(lws_get_vhost(wsi));
-        if (!vhd->is_public || !path_is_ws(s, wsi) || s->stopping)
-            return 1;
+        if (!vhd->is_public || !path_is_ws(s, wsi))
+            return refuse_upgrade(wsi, HTTP_STATUS_NOT_FOUND, "no WebSocket endpoint here");
+        if (s->stopping)
+            return refuse_upgrade(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "shutting down");
+        if (!origin_allowed(s->cfg, wsi)) {
+            s->metrics.origin_refused++;
+            return refuse_upgrade(wsi, HTTP_STATUS_FORBIDDEN, "origin not allowed");
+        }
         return 0;
     }
     case LWS_CALLBACK_ESTABLISHED:

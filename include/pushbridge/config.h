@@ -69,6 +69,7 @@ struct pb_config {
 
     char *tls_cert;
     char *tls_key;
+    int tls_internal; /* TLS on the internal listener too */
 
     int cluster_mode; /* enum pb_cluster_mode */
 

@@ -102,6 +102,8 @@ class Bridge:
         self.returncode = None
         self.expected_exit = False  # set when a test stops it on purpose
         self.clients = []
+        self._san_offset = 0  # log position up to which sanitizer reports were judged
+        self.sanitizer_reported = False  # a test already failed on a report of this bridge
 
     # ---- process ----------------------------------------------------------
 
@@ -188,6 +190,19 @@ class Bridge:
         return wait_until(lambda: rx.search(self.log_text()), timeout=timeout,
                           desc=f"log line matching {regex!r}")
 
+    def new_sanitizer_report(self):
+        """The log text of a sanitizer report that appeared since the last
+        call (None if none): lets the test that caused it fail, not a later
+        one sharing the bridge."""
+        log = self.log_text()
+        m = SANITIZER_RE.search(log, self._san_offset)
+        self._san_offset = len(log)
+        if not m:
+            return None
+        self.sanitizer_reported = True
+        start = log.rfind("\n", 0, max(0, m.start() - 2000)) + 1
+        return log[start:start + 20000]
+
     def _teardown(self):
         """SIGTERM, wait; returns an error string when the run must fail."""
         for c in self.clients:
@@ -205,15 +220,16 @@ class Bridge:
                 problems.append("did not exit within 20 s of SIGTERM (killed)")
         rc = self.proc.returncode
         log = self.log_text()
-        if SANITIZER_RE.search(log):
+        report = self.new_sanitizer_report()
+        if report:
             problems.append("sanitizer report in the log")
-        if is_sanitized(self.binary) and rc != 0 and not self.expected_exit:
+        if (is_sanitized(self.binary) and rc != 0 and not self.expected_exit
+                and not self.sanitizer_reported):
+            # (A report already blamed on a test explains a bad exit status.)
             problems.append(f"sanitizer build exited with {rc}")
-        if problems and is_sanitized(self.binary):
-            return (f"{self.name}: " + "; ".join(problems) + "\n--- log tail ---\n"
-                    + log[-20000:])
-        if SANITIZER_RE.search(log):
-            return f"{self.name}: sanitizer report\n" + log[-20000:]
+        if report or (problems and is_sanitized(self.binary)):
+            return (f"{self.name}: " + "; ".join(problems) + "\n--- log ---\n"
+                    + (report or log[-20000:]))
         return None
 
     # ---- HTTP -------------------------------------------------------------

@@ -77,11 +77,18 @@ def module_bridge_factory(kafka, tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
-def _drop_clients():
-    """Close the WebSocket clients a test opened once it is over."""
+def _drop_clients(request):
+    """Close the WebSocket clients a test opened once it is over, and fail
+    the test if a bridge it used (shared ones included) printed a sanitizer
+    report meanwhile."""
     yield
     while OPEN_CLIENTS:
         OPEN_CLIENTS.pop().abort()
+    reports = [f"{b.name}:\n{r}" for b in _bridges_of(request.node)
+               for r in [b.new_sanitizer_report()] if r]
+    if reports:
+        pytest.fail("sanitizer report during this test:\n" + "\n\n".join(reports),
+                    pytrace=False)
 
 
 @pytest.fixture
