@@ -166,14 +166,21 @@ class KafkaBroker:
         return ["java", *JVM_FLAGS, "-cp", os.path.join(KAFKA_LIB, "*"), *args]
 
     def _format(self):
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        r = subprocess.run(
-            self._java("kafka.tools.StorageTool", "format", "-t", cluster_id,
-                       "-c", self.props_path),
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
-        if r.returncode != 0:
-            raise KafkaError("kafka StorageTool format failed:\n" + r.stdout.decode(errors="replace"))
-        self._formatted = True
+        # Two attempts: a JVM that dies on a busy machine should not cost the
+        # whole session.
+        out = ""
+        for _attempt in range(2):
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            r = subprocess.run(
+                self._java("kafka.tools.StorageTool", "format", "-t", cluster_id,
+                           "-c", self.props_path),
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
+            out = r.stdout.decode(errors="replace")
+            if r.returncode == 0:
+                self._formatted = True
+                return
+        raise KafkaError(f"kafka StorageTool format failed (exit {r.returncode}):\n{out}")
 
     def start(self, timeout=60.0):
         """Start the broker (formatting its storage the first time) and wait
