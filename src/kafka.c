@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <yajl/yajl_tree.h>
 
 #include "pushbridge/envelope.h"
 #include "pushbridge/log.h"
@@ -21,6 +22,7 @@
  * interval is counted and summarised, so a flood cannot flood the log. */
 #define MALFORMED_LOG_INTERVAL_MS 10000
 #define LAG_INTERVAL_MS 2000
+#define STATS_INTERVAL_MS "2000"
 
 struct pb_kafka {
     const struct pb_config *cfg;
@@ -63,7 +65,29 @@ static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char 
     /* syslog levels: 0-3 error, 4 warning, 5-6 info, 7 debug. Kafka's
      * chatter is demoted one notch: our own lines say what matters. */
     int lvl = level <= 3 ? PB_LOG_WARN : level <= 4 ? PB_LOG_INFO : PB_LOG_DEBUG;
+    /* Connection failures repeat on every retry; the outage edge is logged
+     * once by set_brokers_down(), so these are debug. */
+    if (strcmp(fac, "FAIL") == 0)
+        lvl = PB_LOG_DEBUG;
     pb_log(lvl, "kafka %s: %s", fac, buf);
+}
+
+/* Broker reachability drives /readyz. The down edge comes fast through
+ * ALL_BROKERS_DOWN; librdkafka has no "back up" event, so the up edge comes
+ * from the statistics (every STATS_INTERVAL). Each edge is logged once. */
+static void set_brokers_down(struct pb_kafka *k, int down, const char *why)
+{
+    if (down == k->brokers_down)
+        return;
+    k->brokers_down = down;
+    if (down) {
+        k->m->kafka_outages++;
+        pb_error("kafka: all brokers are down (%s); keeping WebSocket connections, "
+                 "reconnecting",
+                 why);
+    } else {
+        pb_info("kafka: brokers reachable again");
+    }
 }
 
 static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
@@ -71,14 +95,49 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
     (void)rk;
     struct pb_kafka *k = opaque;
     if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
-        if (!k->brokers_down)
-            pb_error("kafka: all brokers are down (%s); keeping WebSocket connections, "
-                     "reconnecting",
-                     reason);
-        k->brokers_down = 1;
+        set_brokers_down(k, 1, reason);
         return;
     }
-    pb_warn("kafka error: %s: %s", rd_kafka_err2name(err), reason);
+    /* Transport errors repeat on every retry: debug, the edge says enough. */
+    pb_log(err == RD_KAFKA_RESP_ERR__TRANSPORT || err == RD_KAFKA_RESP_ERR__RESOLVE
+               ? PB_LOG_DEBUG
+               : PB_LOG_WARN,
+           "kafka error: %s: %s", rd_kafka_err2name(err), reason);
+}
+
+/* Counts brokers in state UP in a statistics JSON document. */
+static int brokers_up(const char *json)
+{
+    char err[64];
+    yajl_val root = yajl_tree_parse(json, err, sizeof(err));
+    const char *path[] = {"brokers", NULL};
+    yajl_val brokers = root ? yajl_tree_get(root, path, yajl_t_object) : NULL;
+    int up = 0;
+    for (size_t i = 0; brokers && i < brokers->u.object.len; i++) {
+        const char *state_path[] = {"state", NULL};
+        const char *nodeid_path[] = {"nodeid", NULL};
+        yajl_val b = brokers->u.object.values[i];
+        yajl_val state = yajl_tree_get(b, state_path, yajl_t_string);
+        yajl_val nodeid = yajl_tree_get(b, nodeid_path, yajl_t_number);
+        /* Bootstrap placeholders (nodeid -1) do not count. */
+        if (state && nodeid && YAJL_IS_INTEGER(nodeid) && nodeid->u.number.i >= 0 &&
+            strcmp(state->u.string, "UP") == 0)
+            up++;
+    }
+    yajl_tree_free(root);
+    return up;
+}
+
+static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
+{
+    (void)rk;
+    (void)len;
+    struct pb_kafka *k = opaque;
+    int up = brokers_up(json);
+    k->m->kafka_brokers_up = (uint64_t)up;
+    if (up > 0)
+        set_brokers_down(k, 0, NULL);
+    return 0; /* librdkafka frees json */
 }
 
 static void catchup_add(struct pb_kafka *k, const rd_kafka_topic_partition_list_t *parts)
@@ -149,7 +208,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             catchup_remove(k, NULL);
         }
         catchup_add(k, parts);
-        k->brokers_down = 0;
+        set_brokers_down(k, 0, NULL);
         pb_info("kafka: %d partition(s) assigned, %d in all", parts->cnt, k->assigned);
     } else {
         if (cooperative) {
@@ -248,6 +307,7 @@ static rd_kafka_conf_t *consumer_conf(struct pb_kafka *k, char *errstr, size_t e
         /* librdkafka logs from its own threads otherwise; through the queue
          * they are served by the loop like everything else. */
         conf_set(conf, "log.queue", "true", errstr, errlen) ||
+        conf_set(conf, "statistics.interval.ms", STATS_INTERVAL_MS, errstr, errlen) ||
         apply_properties(cfg, conf, errstr, errlen) ||
         /* Not overridable: offsets are stored only after hand-off (SPEC 1). */
         conf_set(conf, "enable.auto.offset.store", "false", errstr, errlen)) {
@@ -258,6 +318,7 @@ static rd_kafka_conf_t *consumer_conf(struct pb_kafka *k, char *errstr, size_t e
     rd_kafka_conf_set_log_cb(conf, on_log);
     rd_kafka_conf_set_error_cb(conf, on_error);
     rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+    rd_kafka_conf_set_stats_cb(conf, on_stats);
     return conf;
 }
 
@@ -519,7 +580,7 @@ static void handle(struct pb_kafka *k, rd_kafka_message_t *msg)
             pb_warn("kafka: consume error: %s", rd_kafka_message_errstr(msg));
         return;
     }
-    k->brokers_down = 0;
+    set_brokers_down(k, 0, NULL);
     handle_message(k, msg);
     /* Delivered (or deliberately dropped): this offset may be committed. */
     rd_kafka_offset_store(msg->rkt, msg->partition, msg->offset);

@@ -115,6 +115,12 @@ void pb_metrics_render_prometheus(const struct pb_metrics *m, const struct pb_ga
     pb_buf_printf(b, "pushbridge_queue_bytes %llu\n", (unsigned long long)g->queue_bytes);
     help(b, "pushbridge_kafka_ready", "gauge", "1 when Kafka partitions are assigned.");
     pb_buf_printf(b, "pushbridge_kafka_ready %d\n", g->kafka_ready);
+    help(b, "pushbridge_kafka_brokers_up", "gauge",
+         "Kafka brokers the consumer is connected to (from librdkafka statistics).");
+    pb_buf_printf(b, "pushbridge_kafka_brokers_up %llu\n", (unsigned long long)m->kafka_brokers_up);
+    help(b, "pushbridge_kafka_outages_total", "counter",
+         "Times every Kafka broker became unreachable.");
+    pb_buf_printf(b, "pushbridge_kafka_outages_total %llu\n", (unsigned long long)m->kafka_outages);
     help(b, "pushbridge_uptime_seconds", "gauge", "Seconds since start.");
     pb_buf_printf(b, "pushbridge_uptime_seconds %lld\n",
                   (long long)((pb_monotonic_ms() - m->start_ms) / 1000));

@@ -130,7 +130,7 @@ static const char full_config[] =
     "         \"queue_max_bytes\": 65536, \"slow_client\": \"drop_oldest\"},\n"
     "  \"push\": {\"api_keys\": [\"k1\", \"k2\"], \"max_body_bytes\": 4096, \"max_batch\": 10,\n"
     "           \"topic\": \"pp\"},\n"
-    "  \"tls\": {\"cert\": \"/etc/c.pem\", \"key\": \"/etc/k.pem\"},\n"
+    "  \"tls\": {\"cert\": \"/etc/hostname\", \"key\": \"/etc/hosts\"},\n"
     "  \"cluster\": {\"mode\": \"kafka\"},\n"
     "  \"log\": {\"level\": \"debug\", \"format\": \"json\", \"file\": \"/var/log/pb.log\"},\n"
     "  \"shutdown_timeout_ms\": 3000 // trailing comment\n"
@@ -174,8 +174,8 @@ static void test_load_file(void **state)
     assert_int_equal(c.push_max_body_bytes, 4096);
     assert_int_equal(c.push_max_batch, 10);
     assert_string_equal(c.push_topic, "pp");
-    assert_string_equal(c.tls_cert, "/etc/c.pem");
-    assert_string_equal(c.tls_key, "/etc/k.pem");
+    assert_string_equal(c.tls_cert, "/etc/hostname");
+    assert_string_equal(c.tls_key, "/etc/hosts");
     assert_int_equal(c.cluster_mode, PB_CLUSTER_KAFKA);
     assert_int_equal(c.log_level, PB_LOG_DEBUG);
     assert_int_equal(c.log_format, PB_LOG_JSON);
@@ -574,7 +574,12 @@ static void test_validate(void **state)
     assert_int_equal(pb_config_validate(&c, err, sizeof(err)), -1);
     assert_string_equal(err, "auth.mode is jwt but neither auth.jwt_secret nor "
                              "auth.jwt_public_key is set");
-    assert_int_equal(pb_config_set(&c, "auth.jwt_public_key", "/etc/k.pem", err, sizeof(err)), 0);
+    assert_int_equal(pb_config_set(&c, "auth.jwt_public_key", "/nonexistent/k.pem", err,
+                                   sizeof(err)),
+                     0);
+    assert_int_equal(pb_config_validate(&c, err, sizeof(err)), -1);
+    expect_contains(err, "auth.jwt_public_key: cannot read /nonexistent/k.pem");
+    assert_int_equal(pb_config_set(&c, "auth.jwt_public_key", "/etc/hosts", err, sizeof(err)), 0);
     assert_int_equal(pb_config_validate(&c, err, sizeof(err)), 0);
     assert_int_equal(pb_config_set(&c, "auth.jwt_public_key", "", err, sizeof(err)), 0);
     assert_int_equal(pb_config_set(&c, "auth.mode", "none", err, sizeof(err)), 0);
@@ -688,11 +693,11 @@ static void test_print_table(void **state)
     expect_contains(text, "| `auth.jwt_secret` | `PUSHBRIDGE_AUTH_JWT_SECRET` | string or null "
                           "| `null` |");
     expect_contains(text, "one of `close`, `drop_oldest`, `coalesce` | `\"close\"`");
-    /* one row per setting: 36 settings, two header lines */
+    /* one row per setting: 37 settings, two header lines */
     size_t lines = 0;
     for (const char *p = text; *p; p++)
         lines += *p == '\n';
-    assert_int_equal(lines, 36 + 2);
+    assert_int_equal(lines, 37 + 2);
     free(text);
 }
 
@@ -722,7 +727,7 @@ static void test_table_env_names(void **state)
         }
         rows++;
     }
-    assert_int_equal(rows, 36);
+    assert_int_equal(rows, 37);
     pb_config_free(&c);
     free(text);
 }
