@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include <yajl/yajl_tree.h>
 
+#include "pushbridge/buf.h"
 #include "pushbridge/envelope.h"
 #include "pushbridge/log.h"
 
@@ -41,6 +42,7 @@ struct pb_kafka {
 
     int assigned;      /* partitions currently assigned */
     int brokers_down;
+    int closed; /* pb_kafka_close finished */
     char why[200];
 
     /* Partitions assigned but not yet caught up: only their backlog is
@@ -103,6 +105,23 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
                ? PB_LOG_DEBUG
                : PB_LOG_WARN,
            "kafka error: %s: %s", rd_kafka_err2name(err), reason);
+}
+
+/* Auto-commits and the final commit at close report here, on the loop. */
+static void on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                      rd_kafka_topic_partition_list_t *offsets, void *opaque)
+{
+    (void)rk;
+    (void)offsets;
+    struct pb_kafka *k = opaque;
+    if (err == RD_KAFKA_RESP_ERR__NO_OFFSET)
+        return; /* nothing new was stored: not a commit */
+    if (err) {
+        k->m->commit_failures++;
+        pb_warn("kafka: offset commit failed: %s", rd_kafka_err2str(err));
+        return;
+    }
+    k->m->commits++;
 }
 
 /* Counts brokers in state UP in a statistics JSON document. */
@@ -189,6 +208,24 @@ static int stale_backlog(struct pb_kafka *k, const rd_kafka_message_t *msg, int6
     return 0;
 }
 
+/* "topic[0,1,2] other[5]" for the log, cut at the buffer's end. */
+static const char *describe_parts(const rd_kafka_topic_partition_list_t *parts, char *buf,
+                                  size_t len)
+{
+    struct pb_buf b;
+    pb_buf_init_static(&b, buf, len);
+    for (int i = 0; i < parts->cnt; i++) {
+        const rd_kafka_topic_partition_t *p = &parts->elems[i];
+        int same = i > 0 && strcmp(parts->elems[i - 1].topic, p->topic) == 0;
+        if (same)
+            pb_buf_printf(&b, ",%d", (int)p->partition);
+        else
+            pb_buf_printf(&b, "%s%s[%d", i ? "] " : "", p->topic, (int)p->partition);
+    }
+    pb_buf_puts(&b, parts->cnt ? "]" : "none");
+    return b.truncated ? "(too many to list)" : buf;
+}
+
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
@@ -209,7 +246,9 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         }
         catchup_add(k, parts);
         set_brokers_down(k, 0, NULL);
-        pb_info("kafka: %d partition(s) assigned, %d in all", parts->cnt, k->assigned);
+        char list[512];
+        pb_info("kafka: %d partition(s) assigned, %d in all: %s", parts->cnt, k->assigned,
+                describe_parts(parts, list, sizeof(list)));
     } else {
         if (cooperative) {
             rd_kafka_error_t *e = rd_kafka_incremental_unassign(rk, parts);
@@ -225,7 +264,9 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         if (k->assigned < 0)
             k->assigned = 0;
         pb_metrics_clear_lag(k->m);
-        pb_info("kafka: %d partition(s) revoked (%s)", parts->cnt, rd_kafka_err2name(err));
+        char list[512];
+        pb_info("kafka: %d partition(s) revoked (%s): %s", parts->cnt, rd_kafka_err2name(err),
+                describe_parts(parts, list, sizeof(list)));
     }
 }
 
@@ -319,6 +360,7 @@ static rd_kafka_conf_t *consumer_conf(struct pb_kafka *k, char *errstr, size_t e
     rd_kafka_conf_set_error_cb(conf, on_error);
     rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
     rd_kafka_conf_set_stats_cb(conf, on_stats);
+    rd_kafka_conf_set_offset_commit_cb(conf, on_commit);
     return conf;
 }
 
@@ -638,18 +680,38 @@ void pb_kafka_tick(struct pb_kafka *k)
     }
 }
 
-void pb_kafka_close(struct pb_kafka *k)
+void pb_kafka_close(struct pb_kafka *k, int64_t deadline_ms)
 {
     if (!k || !k->rk)
         return;
-    rd_kafka_resp_err_t err = rd_kafka_consumer_close(k->rk);
-    if (err)
-        pb_warn("kafka: closing the consumer: %s", rd_kafka_err2str(err));
-    else
+    /* Asynchronous close, so that a broker that is gone cannot hold the
+     * process past shutdown_timeout_ms: leave the group, commit what was
+     * stored, serving the rebalance callback meanwhile. */
+    rd_kafka_queue_t *q = rd_kafka_queue_new(k->rk);
+    rd_kafka_error_t *e = rd_kafka_consumer_close_queue(k->rk, q);
+    if (e) {
+        pb_warn("kafka: closing the consumer: %s", rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+    } else {
+        while (!rd_kafka_consumer_closed(k->rk) && pb_monotonic_ms() < deadline_ms)
+            rd_kafka_queue_poll_callback(q, 100);
+    }
+    rd_kafka_queue_destroy(q);
+    k->closed = rd_kafka_consumer_closed(k->rk);
+    if (k->closed)
         pb_info("kafka: consumer closed, offsets committed");
-    /* Dead letters already accepted get a bounded chance to leave. */
-    if (k->dlq && rd_kafka_flush(k->dlq, 2000) != RD_KAFKA_RESP_ERR_NO_ERROR)
+    else
+        pb_warn("kafka: consumer close did not finish within shutdown_timeout_ms; events "
+                "after the last commit will be delivered again after restart");
+    /* Dead letters already accepted get what is left of the time. */
+    int64_t left = deadline_ms - pb_monotonic_ms();
+    if (k->dlq && rd_kafka_flush(k->dlq, left > 0 ? (int)left : 0) != RD_KAFKA_RESP_ERR_NO_ERROR)
         pb_warn("kafka: %d dead letter(s) not produced before exit", rd_kafka_outq_len(k->dlq));
+}
+
+int pb_kafka_closed(const struct pb_kafka *k)
+{
+    return !k || k->closed;
 }
 
 void pb_kafka_free(struct pb_kafka *k)
@@ -658,8 +720,10 @@ void pb_kafka_free(struct pb_kafka *k)
         return;
     if (k->queue)
         rd_kafka_queue_destroy(k->queue);
+    /* A consumer whose close did not finish must not be closed again
+     * (blocking) by rd_kafka_destroy. */
     if (k->rk)
-        rd_kafka_destroy(k->rk);
+        rd_kafka_destroy_flags(k->rk, k->closed ? 0 : RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
     if (k->dlq)
         rd_kafka_destroy(k->dlq);
     if (k->mock)

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include "pushbridge/config.h"
 #include "pushbridge/kafka.h"
@@ -147,6 +148,14 @@ int main(int argc, char **argv)
         rc = 1;
     } else {
         rc = pb_server_run(&srv);
+        if (!pb_server_can_free(&srv)) {
+            /* The broker is gone and librdkafka would wait for it: leave
+             * now, within shutdown_timeout_ms; the OS reclaims the rest. */
+            pb_warn("exiting without tearing down the Kafka client");
+            pb_log_close();
+            fflush(NULL);
+            _exit(rc);
+        }
     }
     pb_server_free(&srv);
     pb_config_free(&cfg);

@@ -121,6 +121,11 @@ void pb_metrics_render_prometheus(const struct pb_metrics *m, const struct pb_ga
     help(b, "pushbridge_kafka_outages_total", "counter",
          "Times every Kafka broker became unreachable.");
     pb_buf_printf(b, "pushbridge_kafka_outages_total %llu\n", (unsigned long long)m->kafka_outages);
+    help(b, "pushbridge_kafka_commits_total", "counter", "Successful offset commits.");
+    pb_buf_printf(b, "pushbridge_kafka_commits_total %llu\n", (unsigned long long)m->commits);
+    help(b, "pushbridge_kafka_commit_failures_total", "counter", "Failed offset commits.");
+    pb_buf_printf(b, "pushbridge_kafka_commit_failures_total %llu\n",
+                  (unsigned long long)m->commit_failures);
     help(b, "pushbridge_uptime_seconds", "gauge", "Seconds since start.");
     pb_buf_printf(b, "pushbridge_uptime_seconds %lld\n",
                   (long long)((pb_monotonic_ms() - m->start_ms) / 1000));

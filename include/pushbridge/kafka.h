@@ -39,8 +39,13 @@ int pb_kafka_ready(const struct pb_kafka *k, const char **why);
 /* "HOST:PORT" of the embedded cluster under --dev, else NULL. */
 const char *pb_kafka_bootstrap(const struct pb_kafka *k);
 
-/* Leaves the group, committing the offsets stored so far. */
-void pb_kafka_close(struct pb_kafka *k);
+/* Leaves the group, committing the offsets stored so far; gives up at
+ * deadline_ms (monotonic), so a lost broker cannot stall shutdown. */
+void pb_kafka_close(struct pb_kafka *k, int64_t deadline_ms);
 void pb_kafka_free(struct pb_kafka *k);
+
+/* 1 once pb_kafka_close finished. When it did not (the broker is gone),
+ * librdkafka cannot be destroyed without blocking until the broker is back. */
+int pb_kafka_closed(const struct pb_kafka *k);
 
 #endif

@@ -48,6 +48,8 @@ struct pb_metrics {
     uint64_t origin_refused;      /* upgrades refused by ws.allowed_origins */
     uint64_t dead_letter_failures; /* malformed events that could not be dead-lettered */
     uint64_t kafka_outages;        /* times every broker became unreachable */
+    uint64_t commits;              /* successful offset commits */
+    uint64_t commit_failures;
     uint64_t kafka_brokers_up;     /* brokers in state UP at the last statistics */
     uint64_t lat_buckets[PB_METRICS_LAT_BUCKETS + 1]; /* last = +Inf */
     double lat_sum;

@@ -58,6 +58,8 @@ int pb_server_init(struct pb_server *s, const struct pb_config *cfg, char *errst
                    size_t errlen);
 /* Runs the loop until a stop signal has been handled. Returns the exit code. */
 int pb_server_run(struct pb_server *s);
+/* 0 when pb_server_free would block on a Kafka broker that is gone. */
+int pb_server_can_free(const struct pb_server *s);
 void pb_server_free(struct pb_server *s);
 
 /* ws.c */

@@ -70,3 +70,35 @@ def test_offsets_committed_on_sigterm(bridge_factory, kafka):
     assert c2.recv_text(10) == "m5"
     c2.no_message(0.3)
     assert second.metric("pushbridge_events_consumed_total", topic=second.topic) == 1
+
+
+def test_sigterm_with_kafka_never_reachable_exits_in_time(bridge_factory):
+    from pbutil import free_port
+    b = bridge_factory(config={"shutdown_timeout_ms": 2000,
+                               "kafka": {"brokers": f"127.0.0.1:{free_port()}"}},
+                       create_topic=False, wait_ready=False)
+    b.wait_healthy()
+    t0 = time.monotonic()
+    assert b.stop(signal.SIGTERM, timeout=15) == 0
+    assert time.monotonic() - t0 < 2.0 + 1.5
+
+
+def test_sigterm_after_broker_loss_exits_in_time(bridge_factory, kafka):
+    # Committing offsets needs the broker; with the broker gone the bridge
+    # must still exit once shutdown_timeout_ms has passed.
+    b = bridge_factory(config={"shutdown_timeout_ms": 2000})
+    uid = unique_uid()
+    c = b.uid_client(uid)
+    kafka.produce(b.topic, json.dumps({"data": "x"}), key=uid)
+    assert c.recv_text(10) == "x"
+    kafka.stop()
+    try:
+        t0 = time.monotonic()
+        b.proc.send_signal(signal.SIGTERM)
+        assert c.expect_close(timeout=5)[0] == 1001
+        rc = b.stop(signal.SIGTERM, timeout=15)
+        elapsed = time.monotonic() - t0
+    finally:
+        kafka.start()
+    assert rc == 0
+    assert elapsed < 2.0 + 1.5, f"took {elapsed:.1f}s with shutdown_timeout_ms 2000"
