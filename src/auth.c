@@ -16,17 +16,16 @@
 #include <time.h>
 #include <yajl/yajl_tree.h>
 
+#include "pushbridge/authkeys.h"
 #include "pushbridge/envelope.h"
-
-/* Clock skew tolerated on exp and nbf. */
-#define JWT_LEEWAY_S 30
 
 struct pb_auth {
     int mode;
     char *secret;
     size_t secret_len;
-    EVP_PKEY *pkey; /* RS256 or ES256 verification key */
-    int pkey_type;  /* EVP_PKEY_RSA or EVP_PKEY_EC */
+    struct pb_auth_key keys[PB_AUTH_MAX_KEYS]; /* RS256/ES256: PEM or JWKS */
+    int nkeys;
+    int64_t leeway_s; /* clock skew tolerated on exp and nbf */
     char *issuer;
     char *audience;
 };
@@ -54,6 +53,7 @@ struct pb_auth *pb_auth_new(const struct pb_config *cfg, char *errstr, size_t er
     if (!a)
         goto oom;
     a->mode = cfg->auth_mode;
+    a->leeway_s = cfg->auth_jwt_leeway_s;
     if (cfg->auth_jwt_secret) {
         a->secret = strdup(cfg->auth_jwt_secret);
         if (!a->secret)
@@ -65,23 +65,10 @@ struct pb_auth *pb_auth_new(const struct pb_config *cfg, char *errstr, size_t er
     if ((cfg->auth_jwt_issuer && !a->issuer) || (cfg->auth_jwt_audience && !a->audience))
         goto oom;
     if (cfg->auth_jwt_public_key) {
-        FILE *fp = fopen(cfg->auth_jwt_public_key, "r");
-        if (!fp) {
-            snprintf(errstr, errlen, "auth.jwt_public_key: cannot open %s: %s",
-                     cfg->auth_jwt_public_key, strerror(errno));
-            goto fail;
-        }
-        a->pkey = PEM_read_PUBKEY(fp, NULL, NULL, NULL);
-        fclose(fp);
-        if (!a->pkey) {
-            snprintf(errstr, errlen, "auth.jwt_public_key: %s holds no PEM public key",
-                     cfg->auth_jwt_public_key);
-            goto fail;
-        }
-        a->pkey_type = EVP_PKEY_base_id(a->pkey);
-        if (a->pkey_type != EVP_PKEY_RSA && a->pkey_type != EVP_PKEY_EC) {
-            snprintf(errstr, errlen, "auth.jwt_public_key: %s is neither an RSA nor an EC key",
-                     cfg->auth_jwt_public_key);
+        a->nkeys = pb_auth_keys_load(cfg->auth_jwt_public_key, a->keys, PB_AUTH_MAX_KEYS, errstr,
+                                     errlen);
+        if (a->nkeys < 0) {
+            a->nkeys = 0;
             goto fail;
         }
     }
@@ -100,7 +87,7 @@ void pb_auth_free(struct pb_auth *a)
     if (a->secret)
         OPENSSL_cleanse(a->secret, a->secret_len);
     free(a->secret);
-    EVP_PKEY_free(a->pkey);
+    pb_auth_keys_free(a->keys, a->nkeys);
     free(a->issuer);
     free(a->audience);
     free(a);
@@ -121,6 +108,13 @@ void pb_identity_clear(struct pb_identity *id)
     memset(id, 0, sizeof(*id));
 }
 
+/* yajl's tree keeps strings NUL-terminated, so "a\u0000b" would silently
+ * become "a": any text that could decode to a NUL is refused outright. */
+static int may_hold_nul(const char *text, size_t len)
+{
+    return memchr(text, '\0', len) || memmem(text, len, "\\u0000", 6);
+}
+
 static int refuse(const char **code, char *msg, size_t msglen, const char *c, const char *m)
 {
     *code = c;
@@ -129,50 +123,6 @@ static int refuse(const char **code, char *msg, size_t msglen, const char *c, co
 }
 
 /* ---- JWT ---- */
-
-static int b64url_val(unsigned char ch)
-{
-    if (ch >= 'A' && ch <= 'Z')
-        return ch - 'A';
-    if (ch >= 'a' && ch <= 'z')
-        return ch - 'a' + 26;
-    if (ch >= '0' && ch <= '9')
-        return ch - '0' + 52;
-    if (ch == '-')
-        return 62;
-    if (ch == '_')
-        return 63;
-    return -1;
-}
-
-/* Decodes unpadded base64url (RFC 7515) into a new NUL-terminated buffer. */
-static unsigned char *b64url_decode(const char *s, size_t n, size_t *outlen)
-{
-    if (n % 4 == 1)
-        return NULL;
-    unsigned char *out = malloc(n * 3 / 4 + 2);
-    if (!out)
-        return NULL;
-    size_t o = 0;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < n; i++) {
-        int v = b64url_val((unsigned char)s[i]);
-        if (v < 0) {
-            free(out);
-            return NULL;
-        }
-        acc = (acc << 6) | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[o++] = (unsigned char)(acc >> bits);
-        }
-    }
-    out[o] = '\0';
-    *outlen = o;
-    return out;
-}
 
 static int verify_hs256(const struct pb_auth *a, const char *signing, size_t slen,
                         const unsigned char *sig, size_t siglen)
@@ -210,18 +160,18 @@ static unsigned char *es256_to_der(const unsigned char *sig, size_t siglen, size
     return der;
 }
 
-static int verify_pkey(const struct pb_auth *a, const char *signing, size_t slen,
+static int verify_pkey(const struct pb_auth_key *key, const char *signing, size_t slen,
                        const unsigned char *sig, size_t siglen)
 {
     unsigned char *der = NULL;
-    if (a->pkey_type == EVP_PKEY_EC) {
+    if (key->type == EVP_PKEY_EC) {
         der = es256_to_der(sig, siglen, &siglen);
         if (!der)
             return -1;
         sig = der;
     }
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    int ok = ctx && EVP_DigestVerifyInit(ctx, NULL, EVP_sha256(), NULL, a->pkey) == 1 &&
+    int ok = ctx && EVP_DigestVerifyInit(ctx, NULL, EVP_sha256(), NULL, key->pkey) == 1 &&
              EVP_DigestVerify(ctx, sig, siglen, (const unsigned char *)signing, slen) == 1;
     EVP_MD_CTX_free(ctx);
     OPENSSL_free(der);
@@ -282,9 +232,9 @@ static int check_claims(const struct pb_auth *a, yajl_val claims, struct pb_iden
 {
     time_t now = time(NULL);
     yajl_val exp = member(claims, "exp"), nbf = member(claims, "nbf");
-    if (exp && (!YAJL_IS_NUMBER(exp) || (double)now > YAJL_GET_DOUBLE(exp) + JWT_LEEWAY_S))
+    if (exp && (!YAJL_IS_NUMBER(exp) || (double)now > YAJL_GET_DOUBLE(exp) + a->leeway_s))
         return refuse(code, msg, msglen, "token_expired", "the token has expired");
-    if (nbf && (!YAJL_IS_NUMBER(nbf) || (double)now + JWT_LEEWAY_S < YAJL_GET_DOUBLE(nbf)))
+    if (nbf && (!YAJL_IS_NUMBER(nbf) || (double)now + a->leeway_s < YAJL_GET_DOUBLE(nbf)))
         return refuse(code, msg, msglen, "token_not_yet_valid", "the token is not valid yet");
     yajl_val iss = member(claims, "iss");
     if (a->issuer && (!YAJL_IS_STRING(iss) || strcmp(str_of(iss), a->issuer) != 0))
@@ -315,9 +265,9 @@ int pb_auth_verify_jwt(const struct pb_auth *a, const char *token, size_t len,
 
     int rc = -1;
     size_t hlen, plen, siglen;
-    unsigned char *header = b64url_decode(token, (size_t)(dot1 - token), &hlen);
-    unsigned char *payload = b64url_decode(dot1 + 1, (size_t)(dot2 - dot1 - 1), &plen);
-    unsigned char *sig = b64url_decode(dot2 + 1, len - (size_t)(dot2 + 1 - token), &siglen);
+    unsigned char *header = pb_b64url_decode(token, (size_t)(dot1 - token), &hlen);
+    unsigned char *payload = pb_b64url_decode(dot1 + 1, (size_t)(dot2 - dot1 - 1), &plen);
+    unsigned char *sig = pb_b64url_decode(dot2 + 1, len - (size_t)(dot2 + 1 - token), &siglen);
     yajl_val hdr = NULL, claims = NULL;
     char err[128];
     if (!header || !payload || !sig) {
@@ -338,11 +288,23 @@ int pb_auth_verify_jwt(const struct pb_auth *a, const char *token, size_t len,
     int verified = -1;
     if (strcmp(algs, "HS256") == 0 && a->secret)
         verified = verify_hs256(a, signing, slen, sig, siglen);
-    else if (strcmp(algs, "RS256") == 0 && a->pkey && a->pkey_type == EVP_PKEY_RSA)
-        verified = verify_pkey(a, signing, slen, sig, siglen);
-    else if (strcmp(algs, "ES256") == 0 && a->pkey && a->pkey_type == EVP_PKEY_EC)
-        verified = verify_pkey(a, signing, slen, sig, siglen);
-    else {
+    else if (strcmp(algs, "RS256") == 0 || strcmp(algs, "ES256") == 0) {
+        int type = algs[0] == 'R' ? EVP_PKEY_RSA : EVP_PKEY_EC;
+        yajl_val kid = member(hdr, "kid");
+        int tried = 0;
+        for (int i = 0; i < a->nkeys && verified; i++) {
+            const struct pb_auth_key *key = &a->keys[i];
+            if (key->type != type || (YAJL_IS_STRING(kid) && strcmp(key->kid, str_of(kid)) != 0))
+                continue;
+            tried++;
+            verified = verify_pkey(key, signing, slen, sig, siglen);
+        }
+        if (!tried) {
+            refuse(code, msg, msglen, "invalid_token",
+                   "no configured key matches the token's algorithm and kid");
+            goto out;
+        }
+    } else {
         refuse(code, msg, msglen, "invalid_token", "the token's algorithm is not accepted");
         goto out;
     }
@@ -350,7 +312,8 @@ int pb_auth_verify_jwt(const struct pb_auth *a, const char *token, size_t len,
         refuse(code, msg, msglen, "invalid_token", "the token's signature does not verify");
         goto out;
     }
-    claims = yajl_tree_parse((const char *)payload, err, sizeof(err));
+    if (!may_hold_nul((const char *)payload, plen))
+        claims = yajl_tree_parse((const char *)payload, err, sizeof(err));
     if (!YAJL_IS_OBJECT(claims)) {
         refuse(code, msg, msglen, "invalid_token", "the token's claims are not a JSON object");
         goto out;
@@ -441,10 +404,10 @@ static int login_fields(const struct pb_auth *a, yajl_val obj, struct pb_identit
 }
 
 /* A copy with a terminating NUL for yajl_tree_parse; NULL when the text
- * holds a NUL byte (never valid JSON here) or on OOM. */
+ * could hold a NUL byte, or on OOM. */
 static char *cstring(const char *text, size_t len)
 {
-    if (memchr(text, '\0', len))
+    if (may_hold_nul(text, len))
         return NULL;
     char *copy = malloc(len + 1);
     if (copy) {

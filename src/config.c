@@ -83,8 +83,11 @@ static const struct setting settings[] = {
     ENUM("auth.mode", auth_mode, auth_modes, "jwt",
          "How clients are identified: jwt (verified token) or none (trust the client; --dev)"),
     STR("auth.jwt_secret", auth_jwt_secret, NULL, F_OPTIONAL | F_SECRET, "HS256 shared secret"),
+    INT("auth.jwt_leeway_s", auth_jwt_leeway_s, 0, 3600, "30",
+        "Clock skew tolerated when checking a token's exp and nbf, in seconds"),
     STR("auth.jwt_public_key", auth_jwt_public_key, NULL, F_OPTIONAL,
-        "PEM file with the RS256 or ES256 public key"),
+        "PEM public key, or a JWKS file of RSA / P-256 keys (chosen by the token's kid), "
+        "for RS256 and ES256"),
     STR("auth.jwt_issuer", auth_jwt_issuer, NULL, F_OPTIONAL,
         "Required iss claim; null = not checked"),
     STR("auth.jwt_audience", auth_jwt_audience, NULL, F_OPTIONAL,

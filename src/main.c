@@ -9,6 +9,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "pushbridge/auth.h"
 #include "pushbridge/config.h"
 #include "pushbridge/kafka.h"
 #include "pushbridge/log.h"
@@ -94,7 +95,14 @@ static int load_config(const struct args *a, struct pb_config *cfg, char *err, s
         return -1;
     if (pb_config_validate(cfg, err, errlen))
         return -1;
-    return pb_kafka_check_properties(cfg, err, errlen);
+    if (pb_kafka_check_properties(cfg, err, errlen))
+        return -1;
+    /* Key files are configuration too: --check-config loads them. */
+    struct pb_auth *auth = pb_auth_new(cfg, err, errlen);
+    if (!auth)
+        return -1;
+    pb_auth_free(auth);
+    return 0;
 }
 
 /* Each connection is a descriptor: take the whole hard limit. */

@@ -49,6 +49,7 @@ struct pb_config {
     char *auth_jwt_public_key; /* PEM file path */
     char *auth_jwt_issuer;
     char *auth_jwt_audience;
+    int64_t auth_jwt_leeway_s;
 
     char *ws_path;
     struct pb_strlist ws_allowed_origins;

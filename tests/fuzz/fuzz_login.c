@@ -1,8 +1,14 @@
 /* Fuzzes the WebSocket login message and the JWT verifier (HS256 secret
- * and auth.mode none), the first thing any stranger on the internet sends. */
+ * and auth.mode none), the first thing any stranger on the internet sends.
+ * An input holding a NUL byte is also read as HEADER NUL CLAIMS, which is
+ * signed with the configured secret so that the header and claims parsers
+ * behind the signature check are reached too. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include "pushbridge/auth.h"
 
@@ -23,6 +29,52 @@ static void setup(void)
         abort();
 }
 
+static size_t b64url(const uint8_t *in, size_t n, char *out)
+{
+    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    size_t o = 0;
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16 | (i + 1 < n ? (uint32_t)in[i + 1] << 8 : 0) |
+                     (i + 2 < n ? in[i + 2] : 0);
+        out[o++] = tab[v >> 18 & 63];
+        out[o++] = tab[v >> 12 & 63];
+        if (i + 1 < n)
+            out[o++] = tab[v >> 6 & 63];
+        if (i + 2 < n)
+            out[o++] = tab[v & 63];
+    }
+    return o;
+}
+
+/* HEADER NUL CLAIMS -> a token signed with the fuzz secret. */
+static void signed_token(const uint8_t *data, size_t size)
+{
+    const uint8_t *nul = memchr(data, 0, size);
+    if (!nul || size > 6000)
+        return;
+    size_t hlen = (size_t)(nul - data), clen = size - hlen - 1;
+    char *tok = malloc(size * 2 + 64);
+    if (!tok)
+        return;
+    size_t n = b64url(data, hlen, tok);
+    tok[n++] = '.';
+    n += b64url(nul + 1, clen, tok + n);
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int maclen = 0;
+    HMAC(EVP_sha256(), "fuzz-secret", 11, (unsigned char *)tok, n, mac, &maclen);
+    tok[n++] = '.';
+    n += b64url(mac, maclen, tok + n);
+
+    struct pb_identity id;
+    const char *code;
+    char msg[256];
+    memset(&id, 0, sizeof(id));
+    if (pb_auth_verify_jwt(auth_jwt, tok, n, &id, &code, msg, sizeof(msg)) == 0)
+        pb_identity_clear(&id);
+    pb_identity_clear(&id);
+    free(tok);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (!auth_jwt)
@@ -39,5 +91,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (pb_auth_verify_jwt(auth_jwt, (const char *)data, size, &id, &code, msg, sizeof(msg)) == 0)
         pb_identity_clear(&id);
     pb_identity_clear(&id);
+    signed_token(data, size);
     return 0;
 }
