@@ -19,6 +19,10 @@
 #include "pushbridge/authkeys.h"
 #include "pushbridge/envelope.h"
 
+/* Nesting allowed in login messages and JWT parts, far above any real one:
+ * yajl frees its trees recursively, so depth must be bounded before parsing. */
+#define MAX_JSON_DEPTH 32
+
 struct pb_auth {
     int mode;
     char *secret;
@@ -274,7 +278,8 @@ int pb_auth_verify_jwt(const struct pb_auth *a, const char *token, size_t len,
         refuse(code, msg, msglen, "invalid_token", "the token is not valid base64url");
         goto out;
     }
-    hdr = yajl_tree_parse((const char *)header, err, sizeof(err));
+    if (!pb_json_too_deep((const char *)header, hlen, MAX_JSON_DEPTH))
+        hdr = yajl_tree_parse((const char *)header, err, sizeof(err));
     yajl_val alg = hdr ? member(hdr, "alg") : NULL;
     if (!YAJL_IS_STRING(alg)) {
         refuse(code, msg, msglen, "invalid_token", "the token header names no algorithm");
@@ -312,7 +317,8 @@ int pb_auth_verify_jwt(const struct pb_auth *a, const char *token, size_t len,
         refuse(code, msg, msglen, "invalid_token", "the token's signature does not verify");
         goto out;
     }
-    if (!may_hold_nul((const char *)payload, plen))
+    if (!may_hold_nul((const char *)payload, plen) &&
+        !pb_json_too_deep((const char *)payload, plen, MAX_JSON_DEPTH))
         claims = yajl_tree_parse((const char *)payload, err, sizeof(err));
     if (!YAJL_IS_OBJECT(claims)) {
         refuse(code, msg, msglen, "invalid_token", "the token's claims are not a JSON object");
@@ -407,7 +413,7 @@ static int login_fields(const struct pb_auth *a, yajl_val obj, struct pb_identit
  * could hold a NUL byte, or on OOM. */
 static char *cstring(const char *text, size_t len)
 {
-    if (may_hold_nul(text, len))
+    if (may_hold_nul(text, len) || pb_json_too_deep(text, len, MAX_JSON_DEPTH))
         return NULL;
     char *copy = malloc(len + 1);
     if (copy) {
@@ -434,9 +440,13 @@ int pb_auth_login(const struct pb_auth *a, const char *text, size_t len, struct 
                   const char **code, char *msg, size_t msglen)
 {
     memset(id, 0, sizeof(*id));
+    if (may_hold_nul(text, len))
+        return refuse(code, msg, msglen, "bad_user",
+                      "user IDs and tokens must not contain NUL characters");
     char *copy = cstring(text, len);
     if (!copy)
-        return refuse(code, msg, msglen, "bad_login", "the login message is not JSON");
+        return refuse(code, msg, msglen, "bad_login",
+                      "the login message is not JSON, or nests too deeply");
     char err[128];
     yajl_val obj = yajl_tree_parse(copy, err, sizeof(err));
     free(copy);

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <yajl/yajl_tree.h>
 
+#include "pushbridge/envelope.h"
 #include "pushbridge/log.h"
 
 #define MAX_KEY_FILE_BYTES (1024 * 1024)
@@ -203,7 +204,8 @@ static int load_jwks(const char *path, const char *text, struct pb_auth_key *key
                      char *errstr, size_t errlen)
 {
     char err[160];
-    yajl_val root = yajl_tree_parse(text, err, sizeof(err));
+    yajl_val root = pb_json_too_deep(text, strlen(text), 16) ? NULL
+                                                              : yajl_tree_parse(text, err, sizeof(err));
     if (!YAJL_IS_OBJECT(root)) {
         yajl_tree_free(root);
         snprintf(errstr, errlen, "auth.jwt_public_key: %s is not a JWKS JSON object", path);

@@ -104,6 +104,34 @@ static int set_string(char **slot, const unsigned char *s, size_t len)
     return 0;
 }
 
+static size_t utf8_seq_len(const unsigned char *s, size_t n);
+
+/* Copies s into *out with each invalid UTF-8 sequence replaced by U+FFFD. */
+static int utf8_repair(char **out, size_t *outlen, const unsigned char *s, size_t n)
+{
+    char *buf = malloc(n * 3 + 1);
+    if (!buf)
+        return -1;
+    size_t o = 0;
+    for (size_t i = 0; i < n;) {
+        size_t k = utf8_seq_len(s + i, n - i);
+        if (k) {
+            memcpy(buf + o, s + i, k);
+            o += k;
+            i += k;
+        } else {
+            memcpy(buf + o, "\xef\xbf\xbd", 3);
+            o += 3;
+            i++;
+        }
+    }
+    buf[o] = '\0';
+    free(*out);
+    *out = buf;
+    *outlen = o;
+    return 0;
+}
+
 /* A value at depth 1 arrived for the current field; depth 0 means it is
  * the root, which must be an object. */
 static int scalar(struct parse_ctx *c, int is_string, int is_number, const unsigned char *s,
@@ -132,9 +160,14 @@ static int scalar(struct parse_ctx *c, int is_string, int is_number, const unsig
         else
             c->alias_is_string = is_string;
         if (is_string) {
-            if (set_string(text, s, len))
+            /* "\udc00" decodes to bytes that are not UTF-8: seed clients would
+             * get them raw in a text frame, which browsers fail. Native
+             * clients get the escape as sent; seed clients get U+FFFD. */
+            if (pb_utf8_valid((const char *)s, len) ? set_string(text, s, len)
+                                                    : utf8_repair(text, tlen, s, len))
                 return fail(c, PB_DROP_OVERSIZED, "out of memory decoding %s", "data");
-            *tlen = len;
+            if (!*tlen)
+                *tlen = len;
         }
         return 1;
     }
@@ -158,6 +191,9 @@ static int scalar(struct parse_ctx *c, int is_string, int is_number, const unsig
     /* Stored as C strings: an escaped NUL would silently cut them short. */
     if (memchr(s, '\0', len))
         return fail(c, PB_DROP_BAD_FIELD, "%s must not contain NUL characters",
+                    field_name(c->field));
+    if (!pb_utf8_valid((const char *)s, len))
+        return fail(c, PB_DROP_BAD_FIELD, "%s holds an unpaired surrogate escape",
                     field_name(c->field));
     if (set_string(slot, s, len))
         return fail(c, PB_DROP_OVERSIZED, "out of memory decoding %s", field_name(c->field));
@@ -403,6 +439,23 @@ static int find_member(const char *p, size_t n, const char *name, const char **v
     return found;
 }
 
+int pb_json_too_deep(const char *buf, size_t len, int max)
+{
+    int depth = 0;
+    for (size_t i = 0; i < len; i++) {
+        char ch = buf[i];
+        if (ch == '"') {
+            i = skip_string(buf, i, len) - 1;
+        } else if (ch == '[' || ch == '{') {
+            if (++depth > max)
+                return 1;
+        } else if (ch == ']' || ch == '}') {
+            depth--;
+        }
+    }
+    return 0;
+}
+
 int pb_json_is_array(const char *buf, size_t len)
 {
     size_t i = skip_ws(buf, 0, len);
@@ -475,41 +528,46 @@ int pb_envelope_parse(const char *buf, size_t len, int flags, struct pb_event *e
 
 /* Strict UTF-8 (no overlongs, no surrogates), for Kafka keys, which no JSON
  * parser has seen. */
+/* Length of the valid UTF-8 sequence at s (strict: no overlong forms, no
+ * surrogates, nothing above U+10FFFF), or 0 when it is not one. */
+static size_t utf8_seq_len(const unsigned char *s, size_t n)
+{
+    unsigned char c = s[0];
+    size_t extra;
+    unsigned int cp;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf) {
+        extra = 1;
+        cp = c & 0x1f;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        extra = 2;
+        cp = c & 0x0f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        extra = 3;
+        cp = c & 0x07;
+    } else {
+        return 0;
+    }
+    if (n <= extra)
+        return 0;
+    for (size_t k = 1; k <= extra; k++) {
+        if ((s[k] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[k] & 0x3f);
+    }
+    if ((extra == 2 && cp < 0x800) || (extra == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
+        (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return extra + 1;
+}
+
 int pb_utf8_valid(const char *str, size_t n)
 {
     const unsigned char *s = (const unsigned char *)str;
-    size_t i = 0;
-    while (i < n) {
-        unsigned char c = s[i];
-        size_t extra;
-        unsigned int cp;
-        if (c < 0x80) {
-            i++;
-            continue;
-        } else if (c >= 0xc2 && c <= 0xdf) {
-            extra = 1;
-            cp = c & 0x1f;
-        } else if (c >= 0xe0 && c <= 0xef) {
-            extra = 2;
-            cp = c & 0x0f;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            extra = 3;
-            cp = c & 0x07;
-        } else {
+    for (size_t i = 0, k; i < n; i += k)
+        if (!(k = utf8_seq_len(s + i, n - i)))
             return 0;
-        }
-        if (n - i <= extra)
-            return 0;
-        for (size_t k = 1; k <= extra; k++) {
-            if ((s[i + k] & 0xc0) != 0x80)
-                return 0;
-            cp = (cp << 6) | (s[i + k] & 0x3f);
-        }
-        if ((extra == 2 && cp < 0x800) || (extra == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
-            (cp >= 0xd800 && cp <= 0xdfff))
-            return 0;
-        i += extra + 1;
-    }
     return 1;
 }
 

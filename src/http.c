@@ -26,6 +26,7 @@ struct pb_http_req {
     struct pb_buf answer;
     int close_after;     /* body not fully read: close instead of keep-alive */
     int is_push;         /* counts in pushbridge_push_requests_total */
+
 };
 
 static void answer_error(struct pb_http_req *r, int status, const char *code, const char *msg)
@@ -287,6 +288,15 @@ static void h_send(struct pb_server *s, struct pb_http_req *r, const char *query
         if (!message)
             goto oom;
     }
+    /* Both end up in C strings and WebSocket text frames. */
+    if (memchr(uid, '\0', uidlen) || !pb_utf8_valid(uid, uidlen) || uidlen > PB_MAX_ID_BYTES) {
+        answer_error(r, 400, "bad_field", "uid must be 1 to 256 bytes of UTF-8 without NUL");
+        goto out;
+    }
+    if (!pb_utf8_valid(message, msglen)) {
+        answer_error(r, 400, "bad_field", "message must be UTF-8 text");
+        goto out;
+    }
     /* The message becomes the event's data: a JSON string for native
      * clients, its text for seed clients. Both must be valid UTF-8. */
     char detail[160];
@@ -445,10 +455,16 @@ static int authorized(struct pb_server *s, struct lws *wsi)
 {
     if (!s->cfg->push_api_keys.n)
         return 1;
-    char hdr[512];
-    int n = lws_hdr_copy(wsi, hdr, sizeof(hdr), WSI_TOKEN_HTTP_AUTHORIZATION);
-    if (n <= 7 || strncmp(hdr, "Bearer ", 7) != 0)
+    /* Sized for the header, so that a long key can match at all. */
+    int total = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
+    if (total <= 7 || total > 8192)
         return 0;
+    char *hdr = malloc((size_t)total + 1);
+    int n = hdr ? lws_hdr_copy(wsi, hdr, total + 1, WSI_TOKEN_HTTP_AUTHORIZATION) : -1;
+    if (n <= 7 || strncmp(hdr, "Bearer ", 7) != 0) {
+        free(hdr);
+        return 0;
+    }
     const char *key = hdr + 7;
     size_t klen = (size_t)n - 7;
     int ok = 0;
@@ -457,6 +473,7 @@ static int authorized(struct pb_server *s, struct lws *wsi)
         if (strlen(want) == klen && CRYPTO_memcmp(want, key, klen) == 0)
             ok = 1;
     }
+    free(hdr);
     return ok;
 }
 
@@ -526,13 +543,21 @@ static void dispatch(struct pb_server *s, const struct pb_vhd *vhd, struct lws *
         h_page(s, r);
 }
 
-static void finish(struct pb_server *s, struct lws *wsi, struct pb_http_req *r)
+static int write_answer(struct lws *wsi, struct pb_pss *pss);
+
+/* Counts the answer and writes it at once. Waiting for WRITEABLE does not
+ * work for pipelined requests in lws 4.1: it replays BODY_COMPLETION from
+ * its rx buffer until the answer is written, and never asks to write.
+ * lws_write() keeps whatever the socket does not take (bounded by
+ * MAX_ANSWER_BYTES) and sends it later. Returns what the callback returns. */
+static int finish(struct pb_server *s, struct lws *wsi, struct pb_pss *pss)
 {
+    struct pb_http_req *r = pss->req;
     if (r->is_push)
         pb_metrics_push_status(&s->metrics, r->status);
     if (r->answer.truncated)
         answer_error(r, 500, "internal", "the answer did not fit in memory");
-    lws_callback_on_writable(wsi);
+    return write_answer(wsi, pss);
 }
 
 static void req_free(struct pb_pss *pss);
@@ -546,6 +571,18 @@ static int write_answer(struct lws *wsi, struct pb_pss *pss)
     unsigned char *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof(hdr) - 1;
     if (lws_add_http_common_headers(wsi, (unsigned int)r->status, r->content_type,
                                     r->answer.len, &p, end))
+        return -1;
+    /* lws 4.1 hands a request pipelined behind another the wrong bytes as
+     * its body, and replays its callbacks: every answer ends its connection,
+     * which is how RFC 7230 6.3.2 lets a server decline pipelining (clients
+     * resend what was not answered). The cost is a TCP handshake per call. */
+    r->close_after = 1;
+    if (r->close_after && lws_add_http_header_by_name(wsi, (const unsigned char *)"connection:",
+                                                      (const unsigned char *)"close", 5, &p, end))
+        return -1;
+    if (r->status == 401 &&
+        lws_add_http_header_by_name(wsi, (const unsigned char *)"www-authenticate:",
+                                    (const unsigned char *)"Bearer", 6, &p, end))
         return -1;
     if (r->allow && lws_add_http_header_by_name(wsi, (const unsigned char *)"allow:",
                                                 (const unsigned char *)r->allow,
@@ -602,20 +639,32 @@ static int begin(struct pb_server *s, const struct pb_vhd *vhd, struct lws *wsi,
 
     if (r->method == LWSHUMETH_POST || r->method == LWSHUMETH_PUT ||
         r->method == LWSHUMETH_PATCH) {
+        /* lws 4.1 frames bodies by Content-Length only; anything else could
+         * make it read a body where the client meant a next request. */
+        if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0) {
+            answer_error(r, 411, "length_required",
+                         "send the body with a Content-Length (Transfer-Encoding is not "
+                         "accepted)");
+            r->close_after = 1;
+            return finish(s, wsi, pss);
+        }
         char cl[32];
-        if (lws_hdr_copy(wsi, cl, sizeof(cl), WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0 &&
-            strtoll(cl, NULL, 10) > s->cfg->push_max_body_bytes) {
+        int cln = lws_hdr_copy(wsi, cl, sizeof(cl), WSI_TOKEN_HTTP_CONTENT_LENGTH);
+        if (cln != 0 && (cln < 0 || strspn(cl, "0123456789") != (size_t)cln || cln > 19)) {
+            answer_error(r, 400, "bad_request", "Content-Length must be one decimal number");
+            r->close_after = 1;
+            return finish(s, wsi, pss);
+        }
+        if (cln > 0 && strtoll(cl, NULL, 10) > s->cfg->push_max_body_bytes) {
             answer_error(r, 413, "payload_too_large", "the body is over push.max_body_bytes");
             r->close_after = 1;
             r->is_push = route_find(vhd, r->path) ? route_find(vhd, r->path)->push : 0;
-            finish(s, wsi, r);
-            return 0;
+            return finish(s, wsi, pss);
         }
         return 0; /* wait for the body */
     }
     dispatch(s, vhd, wsi, r);
-    finish(s, wsi, r);
-    return 0;
+    return finish(s, wsi, pss);
 }
 
 int pb_http_callback(struct pb_server *s, const struct pb_vhd *vhd, struct lws *wsi,
@@ -633,19 +682,14 @@ int pb_http_callback(struct pb_server *s, const struct pb_vhd *vhd, struct lws *
             answer_error(r, 413, "payload_too_large", "the body is over push.max_body_bytes");
             r->close_after = 1;
             r->is_push = 1;
-            finish(s, wsi, r);
+            return finish(s, wsi, pss);
         }
         return 0;
     case LWS_CALLBACK_HTTP_BODY_COMPLETION:
         if (!r || r->status)
             return 0;
         dispatch(s, vhd, wsi, r);
-        finish(s, wsi, r);
-        return 0;
-    case LWS_CALLBACK_HTTP_WRITEABLE:
-        if (!r || !r->status)
-            return 0;
-        return write_answer(wsi, pss);
+        return finish(s, wsi, pss);
     case LWS_CALLBACK_CLOSED_HTTP:
     case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
         req_free(pss);

@@ -240,8 +240,14 @@ static int origin_matches(const char *pattern, const char *origin)
         return 0;
     const char *host = origin + scheme_len;
     size_t host_len = olen - scheme_len;
-    /* The subdomain part may not hold a port or a path of its own. */
-    if (strcspn(host, ":/") < host_len - slen)
+    /* The subdomain part is DNS labels only: no port, path or anything else. */
+    for (size_t i = 0; i < host_len - slen; i++) {
+        char ch = host[i];
+        if (!(ch == '-' || ch == '.' || (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') ||
+              (ch >= 'A' && ch <= 'Z')))
+            return 0;
+    }
+    if (host[0] == '.' || host[host_len - slen - 1] == '.')
         return 0;
     return strcasecmp(origin + olen - slen, suffix) == 0;
 }
@@ -259,11 +265,38 @@ static int origin_allowed(const struct pb_config *cfg, struct lws *wsi)
     return 0;
 }
 
-/* Answers the upgrade request with a plain HTTP error, before any frame. */
-static int refuse_upgrade(struct lws *wsi, unsigned int status, const char *why)
+/* Answers the upgrade request with a plain HTTP error and a JSON body,
+ * before any frame, then closes. `extra` is one more header or NULL. */
+static int refuse_upgrade(struct lws *wsi, unsigned int status, const char *code,
+                          const char *why, const char *extra_name, const char *extra_value)
 {
-    lws_return_http_status(wsi, status, why);
+    char body[256];
+    int blen = snprintf(body, sizeof(body), "{\"error\":\"%s\",\"message\":\"%s\"}", code,
+                        why);
+    unsigned char buf[LWS_PRE + 512];
+    unsigned char *start = buf + LWS_PRE, *p = start, *end = buf + sizeof(buf) - 1;
+    if (lws_add_http_common_headers(wsi, status, "application/json", (lws_filepos_t)blen, &p,
+                                    end) ||
+        lws_add_http_header_by_name(wsi, (const unsigned char *)"connection:",
+                                    (const unsigned char *)"close", 5, &p, end) ||
+        (extra_name && lws_add_http_header_by_name(wsi, (const unsigned char *)extra_name,
+                                                   (const unsigned char *)extra_value,
+                                                   (int)strlen(extra_value), &p, end)) ||
+        lws_finalize_http_header(wsi, &p, end))
+        return -1;
+    if (p + blen < end) {
+        memcpy(p, body, (size_t)blen);
+        p += blen;
+    }
+    lws_write(wsi, start, (size_t)(p - start), LWS_WRITE_HTTP_HEADERS);
     return -1;
+}
+
+/* RFC 6455 4.2.2: only version 13 is spoken; say so with 426. */
+static int version_ok(struct lws *wsi)
+{
+    char v[16];
+    return lws_hdr_copy(wsi, v, sizeof(v), WSI_TOKEN_VERSION) > 0 && strcmp(v, "13") == 0;
 }
 
 int pb_ws_callback(struct pb_server *s, struct lws *wsi, enum lws_callback_reasons reason,
@@ -273,12 +306,19 @@ int pb_ws_callback(struct pb_server *s, struct lws *wsi, enum lws_callback_reaso
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: {
         const struct pb_vhd *vhd = lws_get_vhost_user(lws_get_vhost(wsi));
         if (!vhd->is_public || !path_is_ws(s, wsi))
-            return refuse_upgrade(wsi, HTTP_STATUS_NOT_FOUND, "no WebSocket endpoint here");
+            return refuse_upgrade(wsi, HTTP_STATUS_NOT_FOUND, "not_found",
+                                  "no WebSocket endpoint here", NULL, NULL);
+        if (!version_ok(wsi))
+            return refuse_upgrade(wsi, 426, "upgrade_required",
+                                  "only WebSocket version 13 is supported",
+                                  "sec-websocket-version:", "13");
         if (s->stopping)
-            return refuse_upgrade(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "shutting down");
+            return refuse_upgrade(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "not_ready",
+                                  "the server is shutting down", NULL, NULL);
         if (!origin_allowed(s->cfg, wsi)) {
             s->metrics.origin_refused++;
-            return refuse_upgrade(wsi, HTTP_STATUS_FORBIDDEN, "origin not allowed");
+            return refuse_upgrade(wsi, HTTP_STATUS_FORBIDDEN, "origin_not_allowed",
+                                  "this Origin may not connect (ws.allowed_origins)", NULL, NULL);
         }
         return 0;
     }

@@ -80,6 +80,11 @@ long pb_json_array_each(const char *buf, size_t len,
 /* 1 when buf (valid JSON) starts with '[' after whitespace. */
 int pb_json_is_array(const char *buf, size_t len);
 
+/* 1 when any array/object in buf nests deeper than max (strings are
+ * skipped). yajl's tree is freed recursively: texts that will be parsed
+ * into a tree are checked with this first. */
+int pb_json_too_deep(const char *buf, size_t len, int max);
+
 /* 1 when s is strict UTF-8 (no overlong forms, no surrogates). */
 int pb_utf8_valid(const char *s, size_t n);
 
