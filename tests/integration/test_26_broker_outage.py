@@ -47,4 +47,6 @@ def test_outage_keeps_clients_and_delivers_everything_after(bridge_factory, kafk
     b.wait_ready(timeout=30)
     assert b.log_text().count("all brokers are down") == 1
     assert "brokers reachable again" in b.log_text()
-    assert b.metric("pushbridge_kafka_brokers_up") >= 1
+    # The gauge comes from librdkafka's statistics, every 2 s.
+    wait_until(lambda: (b.metric("pushbridge_kafka_brokers_up") or 0) >= 1, timeout=15,
+               desc="pushbridge_kafka_brokers_up >= 1 after the outage")
