@@ -440,6 +440,8 @@ int pb_auth_login(const struct pb_auth *a, const char *text, size_t len, struct 
                   const char **code, char *msg, size_t msglen)
 {
     memset(id, 0, sizeof(*id));
+    if (memchr(text, '\0', len))
+        return refuse(code, msg, msglen, "bad_login", "the login message is not JSON");
     if (may_hold_nul(text, len))
         return refuse(code, msg, msglen, "bad_user",
                       "user IDs and tokens must not contain NUL characters");

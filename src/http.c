@@ -144,6 +144,21 @@ static int body_is_json(struct pb_http_req *r)
     return 1;
 }
 
+/* One push or broadcast object -> the hub -> {"delivered":N} or an error. */
+static void answer_one(struct pb_server *s, struct pb_http_req *r, int broadcast)
+{
+    struct push_result res;
+    push_one(s, r->body.data, r->body.len, broadcast, &res);
+    if (res.status != 200) {
+        answer_error(r, res.status, res.code, res.msg);
+        return;
+    }
+    r->status = 200;
+    r->content_type = "application/json";
+    pb_buf_reset(&r->answer);
+    result_json(&r->answer, &res);
+}
+
 static void h_push(struct pb_server *s, struct pb_http_req *r)
 {
     if (!body_is_json(r))
@@ -166,32 +181,13 @@ static void h_push(struct pb_server *s, struct pb_http_req *r)
         pb_buf_puts(&r->answer, "]");
         return;
     }
-    struct push_result res;
-    push_one(s, r->body.data, r->body.len, 0, &res);
-    if (res.status != 200) {
-        answer_error(r, res.status, res.code, res.msg);
-        return;
-    }
-    r->status = 200;
-    r->content_type = "application/json";
-    pb_buf_reset(&r->answer);
-    result_json(&r->answer, &res);
+    answer_one(s, r, 0);
 }
 
 static void h_broadcast(struct pb_server *s, struct pb_http_req *r)
 {
-    if (!body_is_json(r))
-        return;
-    struct push_result res;
-    push_one(s, r->body.data, r->body.len, 1, &res);
-    if (res.status != 200) {
-        answer_error(r, res.status, res.code, res.msg);
-        return;
-    }
-    r->status = 200;
-    r->content_type = "application/json";
-    pb_buf_reset(&r->answer);
-    result_json(&r->answer, &res);
+    if (body_is_json(r))
+        answer_one(s, r, 1);
 }
 
 static int hexval(char c)

@@ -102,30 +102,36 @@ static void help(struct pb_buf *b, const char *name, const char *type, const cha
     pb_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, text, name, type);
 }
 
+/* A metric with one value and no labels. */
+static void scalar(struct pb_buf *b, const char *name, const char *type, const char *text,
+                   uint64_t value)
+{
+    help(b, name, type, text);
+    pb_buf_printf(b, "%s %llu\n", name, (unsigned long long)value);
+}
+
 /* Label values are topic names: Kafka allows [a-zA-Z0-9._-], nothing to
  * escape; "_other" and "http" likewise. */
 void pb_metrics_render_prometheus(const struct pb_metrics *m, const struct pb_gauges *g,
                                   struct pb_buf *b)
 {
-    help(b, "pushbridge_connections", "gauge", "Open WebSocket connections.");
-    pb_buf_printf(b, "pushbridge_connections %llu\n", (unsigned long long)g->connections);
-    help(b, "pushbridge_users", "gauge", "Users with at least one authenticated connection.");
-    pb_buf_printf(b, "pushbridge_users %llu\n", (unsigned long long)g->users);
-    help(b, "pushbridge_queue_bytes", "gauge", "Bytes waiting in outgoing connection queues.");
-    pb_buf_printf(b, "pushbridge_queue_bytes %llu\n", (unsigned long long)g->queue_bytes);
+    scalar(b, "pushbridge_connections", "gauge", "Open WebSocket connections.",
+           (uint64_t)(g->connections));
+    scalar(b, "pushbridge_users", "gauge", "Users with at least one authenticated connection.",
+           (uint64_t)(g->users));
+    scalar(b, "pushbridge_queue_bytes", "gauge", "Bytes waiting in outgoing connection queues.",
+           (uint64_t)(g->queue_bytes));
     help(b, "pushbridge_kafka_ready", "gauge", "1 when Kafka partitions are assigned.");
     pb_buf_printf(b, "pushbridge_kafka_ready %d\n", g->kafka_ready);
-    help(b, "pushbridge_kafka_brokers_up", "gauge",
-         "Kafka brokers the consumer is connected to (from librdkafka statistics).");
-    pb_buf_printf(b, "pushbridge_kafka_brokers_up %llu\n", (unsigned long long)m->kafka_brokers_up);
-    help(b, "pushbridge_kafka_outages_total", "counter",
-         "Times every Kafka broker became unreachable.");
-    pb_buf_printf(b, "pushbridge_kafka_outages_total %llu\n", (unsigned long long)m->kafka_outages);
-    help(b, "pushbridge_kafka_commits_total", "counter", "Successful offset commits.");
-    pb_buf_printf(b, "pushbridge_kafka_commits_total %llu\n", (unsigned long long)m->commits);
-    help(b, "pushbridge_kafka_commit_failures_total", "counter", "Failed offset commits.");
-    pb_buf_printf(b, "pushbridge_kafka_commit_failures_total %llu\n",
-                  (unsigned long long)m->commit_failures);
+    scalar(b, "pushbridge_kafka_brokers_up", "gauge",
+           "Kafka brokers the consumer is connected to (from librdkafka statistics).",
+           (uint64_t)(m->kafka_brokers_up));
+    scalar(b, "pushbridge_kafka_outages_total", "counter",
+           "Times every Kafka broker became unreachable.", (uint64_t)(m->kafka_outages));
+    scalar(b, "pushbridge_kafka_commits_total", "counter", "Successful offset commits.",
+           (uint64_t)(m->commits));
+    scalar(b, "pushbridge_kafka_commit_failures_total", "counter", "Failed offset commits.",
+           (uint64_t)(m->commit_failures));
     help(b, "pushbridge_uptime_seconds", "gauge", "Seconds since start.");
     pb_buf_printf(b, "pushbridge_uptime_seconds %lld\n",
                   (long long)((pb_monotonic_ms() - m->start_ms) / 1000));
@@ -152,37 +158,31 @@ void pb_metrics_render_prometheus(const struct pb_metrics *m, const struct pb_ga
         pb_buf_printf(b, "pushbridge_events_dead_lettered_total{topic=\"%s\"} %llu\n",
                       m->src[i].name, (unsigned long long)m->src[i].dead_lettered);
 
-    help(b, "pushbridge_dead_letter_failures_total", "counter",
-         "Malformed events that could not be produced to the dead-letter topic.");
-    pb_buf_printf(b, "pushbridge_dead_letter_failures_total %llu\n",
-                  (unsigned long long)m->dead_letter_failures);
+    scalar(b, "pushbridge_dead_letter_failures_total", "counter",
+           "Malformed events that could not be produced to the dead-letter topic.",
+           (uint64_t)(m->dead_letter_failures));
 
     help(b, "pushbridge_push_requests_total", "counter", "HTTP push calls, by status.");
     for (int i = 0; i < PB_METRICS_MAX_STATUSES && m->push[i].status; i++)
         pb_buf_printf(b, "pushbridge_push_requests_total{status=\"%d\"} %llu\n", m->push[i].status,
                       (unsigned long long)m->push[i].count);
-    help(b, "pushbridge_slow_client_closes_total", "counter",
-         "Connections closed because their outgoing queue was full.");
-    pb_buf_printf(b, "pushbridge_slow_client_closes_total %llu\n",
-                  (unsigned long long)m->slow_client_closes);
-    help(b, "pushbridge_queue_dropped_total", "counter",
-         "Frames dropped from full queues (ws.slow_client drop_oldest).");
-    pb_buf_printf(b, "pushbridge_queue_dropped_total %llu\n", (unsigned long long)m->queue_drops);
-    help(b, "pushbridge_connections_refused_total", "counter",
-         "Connections refused at ws.max_connections.");
-    pb_buf_printf(b, "pushbridge_connections_refused_total %llu\n",
-                  (unsigned long long)m->connections_refused);
+    scalar(b, "pushbridge_slow_client_closes_total", "counter",
+           "Connections closed because their outgoing queue was full.",
+           (uint64_t)(m->slow_client_closes));
+    scalar(b, "pushbridge_queue_dropped_total", "counter",
+           "Frames dropped from full queues (ws.slow_client drop_oldest).",
+           (uint64_t)(m->queue_drops));
+    scalar(b, "pushbridge_connections_refused_total", "counter",
+           "Connections refused at ws.max_connections.", (uint64_t)(m->connections_refused));
 
-    help(b, "pushbridge_origin_refused_total", "counter",
-         "WebSocket upgrades refused with 403 by ws.allowed_origins.");
-    pb_buf_printf(b, "pushbridge_origin_refused_total %llu\n",
-                  (unsigned long long)m->origin_refused);
+    scalar(b, "pushbridge_origin_refused_total", "counter",
+           "WebSocket upgrades refused with 403 by ws.allowed_origins.",
+           (uint64_t)(m->origin_refused));
 
     help(b, "pushbridge_consumer_lag", "gauge", "Messages behind the high watermark.");
     for (uint32_t i = 0; i < m->nlag; i++)
         pb_buf_printf(b, "pushbridge_consumer_lag{topic=\"%s\",partition=\"%d\"} %lld\n",
-                      m->src[m->lag[i].source].name, m->lag[i].partition,
-                      (long long)m->lag[i].lag);
+                      m->src[m->lag[i].source].name, m->lag[i].partition, (long long)m->lag[i].lag);
 
     help(b, "pushbridge_delivery_latency_seconds", "histogram",
          "From the Kafka message timestamp (or HTTP receipt) to the socket write.");
