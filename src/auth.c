@@ -440,6 +440,8 @@ int pb_auth_login(const struct pb_auth *a, const char *text, size_t len, struct 
                   const char **code, char *msg, size_t msglen)
 {
     memset(id, 0, sizeof(*id));
+    if (len > PB_AUTH_MAX_LOGIN_BYTES)
+        return refuse(code, msg, msglen, "bad_login", "a login message is at most 32 KiB");
     if (memchr(text, '\0', len))
         return refuse(code, msg, msglen, "bad_login", "the login message is not JSON");
     if (may_hold_nul(text, len))

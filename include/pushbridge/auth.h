@@ -18,6 +18,9 @@ enum pb_login_form {
 #define PB_AUTH_MAX_GROUPS 64
 #define PB_AUTH_MAX_EVENTS 64
 #define PB_AUTH_MAX_TOKEN_BYTES 8192
+/* Bound: a login message, checked before parsing. The largest legitimate
+ * one (an 8 KiB token, 64 event names of 256 bytes) is about 26 KiB. */
+#define PB_AUTH_MAX_LOGIN_BYTES (32 * 1024)
 
 /* Who a connection is. Owned by its connection once logged in; freed by
  * pb_identity_clear (the hub does so when the connection closes). */
