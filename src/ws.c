@@ -158,23 +158,33 @@ static int peer_close(struct lws *wsi, const unsigned char *in, size_t len)
     return 0; /* lws echoes the close */
 }
 
+/* Closes from the WRITEABLE callback, ignoring input meanwhile: returning
+ * -1 from RECEIVE lets lws drop the connection without the close frame
+ * when more fragments are already on their way. */
+static int refuse_input(struct pb_server *s, struct pb_pss *pss, int code, const char *why)
+{
+    pb_buf_free(&pss->rx);
+    pb_hub_close(s->hub, pss->conn, code, why);
+    return 0;
+}
+
 static int receive(struct pb_server *s, struct pb_pss *pss, const char *in, size_t len)
 {
     struct lws *wsi = pss->wsi;
     if (!pss->conn || pss->conn->closing || pss->close_after_drain)
         return 0;
     if (lws_frame_is_binary(wsi))
-        return close_now(wsi, PB_CLOSE_UNSUPPORTED, "binary frames are not accepted");
+        return refuse_input(s, pss, PB_CLOSE_UNSUPPORTED, "binary frames are not accepted");
     /* Bound: one message of at most ws.max_message_bytes is buffered. */
     if (pss->rx.len + len > (size_t)s->cfg->ws_max_message_bytes)
-        return close_now(wsi, PB_CLOSE_TOO_BIG, "message over ws.max_message_bytes");
+        return refuse_input(s, pss, PB_CLOSE_TOO_BIG, "message over ws.max_message_bytes");
     int whole = lws_is_first_fragment(wsi) && lws_is_final_fragment(wsi) &&
                 !lws_remaining_packet_payload(wsi) && pss->rx.len == 0;
     const char *text = in;
     if (!whole) {
         pb_buf_append(&pss->rx, in, len);
         if (pss->rx.truncated)
-            return close_now(wsi, PB_CLOSE_TOO_BIG, "message over ws.max_message_bytes");
+            return refuse_input(s, pss, PB_CLOSE_TOO_BIG, "message over ws.max_message_bytes");
         if (!lws_is_final_fragment(wsi) || lws_remaining_packet_payload(wsi))
             return 0;
         text = pss->rx.data;
@@ -182,7 +192,7 @@ static int receive(struct pb_server *s, struct pb_pss *pss, const char *in, size
     }
     /* lws's own check misses some invalid sequences (surrogates). */
     if (!pb_utf8_valid(text, len))
-        return close_now(wsi, PB_CLOSE_BAD_DATA, "text message is not valid UTF-8");
+        return refuse_input(s, pss, PB_CLOSE_BAD_DATA, "text message is not valid UTF-8");
     if (pss->conn->authed)
         client_message(s, pss, text, len);
     else

@@ -259,3 +259,21 @@ def test_no_login_within_auth_timeout_closes_4001(bridge_factory):
     # A connection that logged in in time is not closed by the auth timer.
     on_time.no_message(0.5)
     assert on_time.is_open()
+
+
+@pytest.mark.parametrize("logged_in", [False, True], ids=["before_login", "after_login"])
+def test_oversized_message_in_separate_fragments_gets_1009(shared, healthy, logged_in):
+    # Fragments that reach the bridge one by one (separate TCP segments) used
+    # to end in a dropped connection without a close frame; the client must
+    # see 1009 whatever the timing.
+    c = shared.ws()
+    if logged_in:
+        c.login_native(unique_uid())
+    part = b"x" * 2056
+    c.send_frame(OP_TEXT, part, fin=False)
+    assert shared.http("GET", "/healthz")[0] == 200  # a round trip between fragments
+    c.send_frame(OP_CONT, part, fin=False)
+    assert shared.http("GET", "/healthz")[0] == 200
+    c.send_frame(OP_CONT, part, fin=True)
+    assert c.expect_close()[0] == 1009
+    assert healthy.is_open()
