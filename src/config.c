@@ -76,7 +76,8 @@ static const struct setting settings[] = {
     STR("kafka.dead_letter_topic", kafka_dead_letter_topic, NULL, F_OPTIONAL,
         "Topic that receives malformed events unchanged, with headers saying why; null = none"),
     INT("kafka.max_event_age_ms", kafka_max_event_age_ms, 1, INT64_C(31536000000), "60000",
-        "When the bridge (re)joins, backlog events older than this (by Kafka timestamp) are skipped: stale progress is not replayed"),
+        "When the bridge (re)joins, backlog events older than this (by Kafka timestamp) are "
+        "skipped: stale progress is not replayed"),
     INT("kafka.max_event_bytes", kafka_max_event_bytes, 64, 100 * MIB, "1048576",
         "Largest event value accepted; larger ones are dropped as oversized"),
 
@@ -98,9 +99,10 @@ static const struct setting settings[] = {
          "Origins allowed to connect; empty = any origin"),
     INT("ws.auth_timeout_ms", ws_auth_timeout_ms, 1, 600000, "10000",
         "Time a client has to send its login message (else close 4001)"),
+    /* lws keeps both in uint16_t seconds: at most 65535 s. */
     INT("ws.ping_interval_ms", ws_ping_interval_ms, 1000, 3600000, "25000",
         "Interval between server pings"),
-    INT("ws.idle_timeout_ms", ws_idle_timeout_ms, 1000, 86400000, "60000",
+    INT("ws.idle_timeout_ms", ws_idle_timeout_ms, 1000, 65535000, "60000",
         "A connection silent this long is closed; must exceed ws.ping_interval_ms"),
     INT("ws.max_message_bytes", ws_max_message_bytes, 16, 16 * MIB, "4096",
         "Largest message a client may send"),
@@ -926,6 +928,16 @@ int pb_config_validate(const struct pb_config *c, char *errstr, size_t errlen)
     if (!c->tls_cert != !c->tls_key)
         return fail(errstr, errlen, "tls.cert and tls.key must be set together (%s is missing)",
                     c->tls_cert ? "tls.key" : "tls.cert");
+    /* Accepted names for what SPEC 7 and 8 describe, refused until built:
+     * running them as something else would lose events silently. */
+    if (c->cluster_mode == PB_CLUSTER_KAFKA)
+        return fail(errstr, errlen,
+                    "cluster.mode: kafka is not implemented yet; run "
+                    "standalone nodes, each with its own kafka.group_id");
+    if (c->ws_slow_client == PB_SLOW_COALESCE)
+        return fail(errstr, errlen,
+                    "ws.slow_client: coalesce is not implemented yet; use "
+                    "close or drop_oldest");
     if (c->tls_internal && !c->tls_cert)
         return fail(errstr, errlen, "tls.internal is true but tls.cert and tls.key are not set");
     /* Checked here so that --check-config catches it, not only a start. */

@@ -11,8 +11,8 @@
 #include <yajl/yajl_parse.h>
 
 static const char *const reason_names[PB_DROP__COUNT] = {
-    "none", "not_json", "not_object", "no_target", "oversized", "key_mismatch", "bad_field",
-    "stale",
+    "none",      "not_json",     "not_object", "no_target",
+    "oversized", "key_mismatch", "bad_field",  "stale",
 };
 
 const char *pb_drop_reason_name(int reason)
@@ -65,9 +65,9 @@ struct parse_ctx {
     int depth; /* 0 before the root, 1 inside the top-level object */
     int field; /* field of the member whose value comes next (depth 1) */
     int reason;
-    int data_seen;       /* "data" member present */
-    int alias_seen;      /* "message" member present */
-    char *alias_text;    /* decoded "message" string, used when no "data" */
+    int data_seen;    /* "data" member present */
+    int alias_seen;   /* "message" member present */
+    char *alias_text; /* decoded "message" string, used when no "data" */
     size_t alias_text_len;
     int alias_is_string;
 };
@@ -82,13 +82,20 @@ static int fail(struct parse_ctx *c, int reason, const char *fmt, const char *fi
 static const char *field_name(int f)
 {
     switch (f) {
-    case F_EVENT: return "event";
-    case F_ID: return "id";
-    case F_USER_ID: return "user_id";
-    case F_TASK: return "task";
-    case F_GROUP: return "group";
-    case F_FINAL: return "final";
-    default: return "data";
+    case F_EVENT:
+        return "event";
+    case F_ID:
+        return "id";
+    case F_USER_ID:
+        return "user_id";
+    case F_TASK:
+        return "task";
+    case F_GROUP:
+        return "group";
+    case F_FINAL:
+        return "final";
+    default:
+        return "data";
     }
 }
 
@@ -146,8 +153,10 @@ static int scalar(struct parse_ctx *c, int is_string, int is_number, const unsig
     char **slot = NULL;
     size_t maxlen = PB_MAX_ID_BYTES;
     switch (c->field) {
-    case F_OTHER: return 1;
-    case F_FINAL: return fail(c, PB_DROP_BAD_FIELD, "%s must be true or false", "final");
+    case F_OTHER:
+        return 1;
+    case F_FINAL:
+        return fail(c, PB_DROP_BAD_FIELD, "%s must be true or false", "final");
     case F_DATA:
     case F_DATA_ALIAS: {
         char **text = c->field == F_DATA ? &ev->data_text : &c->alias_text;
@@ -171,11 +180,21 @@ static int scalar(struct parse_ctx *c, int is_string, int is_number, const unsig
         }
         return 1;
     }
-    case F_EVENT: slot = &ev->event; break;
-    case F_ID: slot = &ev->id; break;
-    case F_USER_ID: slot = &ev->user_id; break;
-    case F_TASK: slot = &ev->task; break;
-    case F_GROUP: slot = &ev->group; break;
+    case F_EVENT:
+        slot = &ev->event;
+        break;
+    case F_ID:
+        slot = &ev->id;
+        break;
+    case F_USER_ID:
+        slot = &ev->user_id;
+        break;
+    case F_TASK:
+        slot = &ev->task;
+        break;
+    case F_GROUP:
+        slot = &ev->group;
+        break;
     }
     if (!s) { /* null: the optional field is absent */
         free(*slot);
@@ -317,8 +336,8 @@ static const yajl_callbacks callbacks = {
 /* Runs yajl over buf. Returns 0 when the text is valid JSON; otherwise -1
  * with detail holding yajl's message (a callback's own failure is reported
  * by the callback, not here). */
-static int run_yajl(const yajl_callbacks *cbs, void *ud, const char *buf, size_t len,
-                    int *canceled, char *detail, size_t detlen)
+static int run_yajl(const yajl_callbacks *cbs, void *ud, const char *buf, size_t len, int *canceled,
+                    char *detail, size_t detlen)
 {
     yajl_handle h = yajl_alloc(cbs, NULL, ud);
     if (!h) {
@@ -347,10 +366,23 @@ static int run_yajl(const yajl_callbacks *cbs, void *ud, const char *buf, size_t
     return rc;
 }
 
+/* yajl takes \f and \v as whitespace, RFC 8259 and the span scanner do not;
+ * in valid JSON they can only be whitespace (yajl refuses them in strings),
+ * so refusing them keeps both passes reading the same text. */
+static int odd_whitespace(const char *buf, size_t len, char *detail, size_t detlen)
+{
+    if (!memchr(buf, '\f', len) && !memchr(buf, '\v', len))
+        return 0;
+    snprintf(detail, detlen, "not valid JSON: form feed or vertical tab outside a string");
+    return 1;
+}
+
 int pb_json_validate(const char *buf, size_t len, char *detail, size_t detlen)
 {
     static const yajl_callbacks none;
     int canceled;
+    if (odd_whitespace(buf, len, detail, detlen))
+        return -1;
     return run_yajl(&none, NULL, buf, len, &canceled, detail, detlen);
 }
 
@@ -496,6 +528,8 @@ int pb_envelope_parse(const char *buf, size_t len, int flags, struct pb_event *e
         snprintf(ev->detail, sizeof(ev->detail), "not valid JSON: the text is not valid UTF-8");
         return PB_DROP_NOT_JSON;
     }
+    if (odd_whitespace(buf, len, ev->detail, sizeof(ev->detail)))
+        return PB_DROP_NOT_JSON;
     if (run_yajl(&callbacks, &c, buf, len, &canceled, ev->detail, sizeof(ev->detail))) {
         free(c.alias_text);
         if (canceled && c.reason)
@@ -574,7 +608,8 @@ int pb_utf8_valid(const char *str, size_t n)
 int pb_event_set_name(struct pb_event *ev, const char *name, size_t len)
 {
     if (len == 0 || len > PB_MAX_ID_BYTES || !pb_utf8_valid(name, len)) {
-        snprintf(ev->detail, sizeof(ev->detail), "the event header must be 1 to 256 bytes of UTF-8");
+        snprintf(ev->detail, sizeof(ev->detail),
+                 "the event header must be 1 to 256 bytes of UTF-8");
         return PB_DROP_BAD_FIELD;
     }
     if (set_string(&ev->event, (const unsigned char *)name, len)) {

@@ -17,16 +17,15 @@
 #define MAX_ANSWER_BYTES (4u << 20)
 
 struct pb_http_req {
-    int method;          /* LWSHUMETH_* */
+    int method; /* LWSHUMETH_* */
     char path[512];
-    struct pb_buf body;  /* bound: push.max_body_bytes */
+    struct pb_buf body; /* bound: push.max_body_bytes */
     int status;
     const char *content_type;
-    const char *allow;   /* for 405 */
+    const char *allow; /* for 405 */
     struct pb_buf answer;
-    int close_after;     /* body not fully read: close instead of keep-alive */
-    int is_push;         /* counts in pushbridge_push_requests_total */
-
+    int close_after; /* body not fully read: close instead of keep-alive */
+    int is_push;     /* counts in pushbridge_push_requests_total */
 };
 
 static void answer_error(struct pb_http_req *r, int status, const char *code, const char *msg)
@@ -224,8 +223,8 @@ static long url_decode(char *s, size_t n)
     return (long)o;
 }
 
-int pb_http_form_value(const char *form, size_t len, const char *name, char **out,
-                       size_t *outlen)
+static int find_value(const char *form, size_t len, const char *name, int decode, char **out,
+                      size_t *outlen)
 {
     size_t nlen = strlen(name);
     size_t i = 0;
@@ -238,7 +237,7 @@ int pb_http_form_value(const char *form, size_t len, const char *name, char **ou
             if (!v)
                 return -1;
             memcpy(v, form + i + nlen + 1, vlen);
-            long d = url_decode(v, vlen);
+            long d = decode ? url_decode(v, vlen) : (long)vlen;
             if (d < 0) {
                 free(v);
                 return -1;
@@ -253,6 +252,16 @@ int pb_http_form_value(const char *form, size_t len, const char *name, char **ou
     return 1;
 }
 
+int pb_http_form_value(const char *form, size_t len, const char *name, char **out, size_t *outlen)
+{
+    return find_value(form, len, name, 1, out, outlen);
+}
+
+int pb_http_query_value(const char *query, size_t len, const char *name, char **out, size_t *outlen)
+{
+    return find_value(query, len, name, 0, out, outlen);
+}
+
 static void h_send(struct pb_server *s, struct pb_http_req *r, const char *query, size_t qlen)
 {
     /* A POST form body wins over the query; either may carry the fields. */
@@ -264,9 +273,9 @@ static void h_send(struct pb_server *s, struct pb_http_req *r, const char *query
         rc_msg = pb_http_form_value(r->body.data, r->body.len, "message", &message, &msglen);
     }
     if (rc_uid == 1)
-        rc_uid = pb_http_form_value(query, qlen, "uid", &uid, &uidlen);
+        rc_uid = pb_http_query_value(query, qlen, "uid", &uid, &uidlen);
     if (rc_msg == 1)
-        rc_msg = pb_http_form_value(query, qlen, "message", &message, &msglen);
+        rc_msg = pb_http_query_value(query, qlen, "message", &message, &msglen);
     struct pb_event ev;
     pb_event_init(&ev);
     char *data_json = NULL;
@@ -409,7 +418,7 @@ static void h_readyz(struct pb_server *s, struct pb_http_req *r)
 
 /* ---- routing ---- */
 
-#define M_GET (1 << LWSHUMETH_GET)
+#define M_GET  (1 << LWSHUMETH_GET)
 #define M_POST (1 << LWSHUMETH_POST)
 
 struct route {
@@ -509,10 +518,14 @@ static void dispatch(struct pb_server *s, const struct pb_vhd *vhd, struct lws *
     int qlen = 0;
     if (strcmp(rt->path, "/send") == 0) {
         /* lws splits the query into fragments; join them back with '&'. */
-        for (int i = 0, n; (n = lws_hdr_copy_fragment(wsi, query + qlen,
-                                                      (int)sizeof(query) - qlen - 1,
-                                                      WSI_TOKEN_HTTP_URI_ARGS, i)) > 0;
-             i++) {
+        for (int i = 0; lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_URI_ARGS, i) > 0; i++) {
+            int n = lws_hdr_copy_fragment(wsi, query + qlen, (int)sizeof(query) - qlen - 1,
+                                          WSI_TOKEN_HTTP_URI_ARGS, i);
+            if (n < 0) { /* the fragment exists but does not fit */
+                answer_error(r, 414, "uri_too_long",
+                             "the query is over 4 KiB; POST a form body for long messages");
+                return;
+            }
             qlen += n;
             query[qlen++] = '&';
         }
@@ -565,8 +578,8 @@ static int write_answer(struct lws *wsi, struct pb_pss *pss)
     struct pb_http_req *r = pss->req;
     unsigned char hdr[LWS_PRE + 1024];
     unsigned char *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof(hdr) - 1;
-    if (lws_add_http_common_headers(wsi, (unsigned int)r->status, r->content_type,
-                                    r->answer.len, &p, end))
+    if (lws_add_http_common_headers(wsi, (unsigned int)r->status, r->content_type, r->answer.len,
+                                    &p, end))
         return -1;
     /* lws 4.1 hands a request pipelined behind another the wrong bytes as
      * its body, and replays its callbacks: every answer ends its connection,
@@ -580,9 +593,9 @@ static int write_answer(struct lws *wsi, struct pb_pss *pss)
         lws_add_http_header_by_name(wsi, (const unsigned char *)"www-authenticate:",
                                     (const unsigned char *)"Bearer", 6, &p, end))
         return -1;
-    if (r->allow && lws_add_http_header_by_name(wsi, (const unsigned char *)"allow:",
-                                                (const unsigned char *)r->allow,
-                                                (int)strlen(r->allow), &p, end))
+    if (r->allow && lws_add_http_header_by_name(
+                        wsi, (const unsigned char *)"allow:", (const unsigned char *)r->allow,
+                        (int)strlen(r->allow), &p, end))
         return -1;
     if (lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
                                     (const unsigned char *)"no-store", 8, &p, end))
@@ -613,8 +626,7 @@ static void req_free(struct pb_pss *pss)
     pss->req = NULL;
 }
 
-static int begin(struct pb_server *s, const struct pb_vhd *vhd, struct lws *wsi,
-                 struct pb_pss *pss)
+static int begin(struct pb_server *s, const struct pb_vhd *vhd, struct lws *wsi, struct pb_pss *pss)
 {
     req_free(pss);
     struct pb_http_req *r = calloc(1, sizeof(*r));
@@ -633,8 +645,7 @@ static int begin(struct pb_server *s, const struct pb_vhd *vhd, struct lws *wsi,
     if (q)
         *q = '\0';
 
-    if (r->method == LWSHUMETH_POST || r->method == LWSHUMETH_PUT ||
-        r->method == LWSHUMETH_PATCH) {
+    if (r->method == LWSHUMETH_POST || r->method == LWSHUMETH_PUT || r->method == LWSHUMETH_PATCH) {
         /* lws 4.1 frames bodies by Content-Length only; anything else could
          * make it read a body where the client meant a next request. */
         if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0) {
@@ -644,8 +655,22 @@ static int begin(struct pb_server *s, const struct pb_vhd *vhd, struct lws *wsi,
             r->close_after = 1;
             return finish(s, wsi, pss);
         }
+        /* Refuse before buffering up to push.max_body_bytes for a caller
+         * without a key. */
+        const struct route *rt = route_find(vhd, r->path);
+        if (rt && rt->push && (rt->methods & (1 << r->method)) && !authorized(s, wsi)) {
+            r->is_push = 1;
+            answer_error(r, 401, "unauthorized", "a valid Authorization: Bearer <key> is required");
+            r->close_after = 1;
+            return finish(s, wsi, pss);
+        }
         char cl[32];
         int cln = lws_hdr_copy(wsi, cl, sizeof(cl), WSI_TOKEN_HTTP_CONTENT_LENGTH);
+        if (cln == 0 && lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) == 0) {
+            answer_error(r, 411, "length_required", "a request body needs a Content-Length");
+            r->close_after = 1;
+            return finish(s, wsi, pss);
+        }
         if (cln != 0 && (cln < 0 || strspn(cl, "0123456789") != (size_t)cln || cln > 19)) {
             answer_error(r, 400, "bad_request", "Content-Length must be one decimal number");
             r->close_after = 1;

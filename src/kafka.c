@@ -22,8 +22,8 @@
 /* Malformed events are logged in full once per interval; the rest of the
  * interval is counted and summarised, so a flood cannot flood the log. */
 #define MALFORMED_LOG_INTERVAL_MS 10000
-#define LAG_INTERVAL_MS 2000
-#define STATS_INTERVAL_MS "2000"
+#define LAG_INTERVAL_MS           2000
+#define STATS_INTERVAL_MS         "2000"
 
 struct pb_kafka {
     const struct pb_config *cfg;
@@ -40,7 +40,7 @@ struct pb_kafka {
     rd_kafka_mock_cluster_t *mock;
     char *bootstrap;
 
-    int assigned;      /* partitions currently assigned */
+    int assigned; /* partitions currently assigned */
     int brokers_down;
     int closed; /* pb_kafka_close finished */
     char why[200];
@@ -51,8 +51,13 @@ struct pb_kafka {
     struct catchup {
         char *topic;
         int32_t partition;
-    } *catchup;
+    } * catchup;
     size_t ncatchup;
+    /* Partitions this process has consumed before: a rebalance that hands
+     * one back must not make its backlog "stale". Bound: the partitions of
+     * the subscribed topics. */
+    struct catchup *seen;
+    size_t nseen;
 
     int64_t malformed_window_start;
     uint64_t malformed_suppressed;
@@ -101,9 +106,8 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
         return;
     }
     /* Transport errors repeat on every retry: debug, the edge says enough. */
-    pb_log(err == RD_KAFKA_RESP_ERR__TRANSPORT || err == RD_KAFKA_RESP_ERR__RESOLVE
-               ? PB_LOG_DEBUG
-               : PB_LOG_WARN,
+    pb_log(err == RD_KAFKA_RESP_ERR__TRANSPORT || err == RD_KAFKA_RESP_ERR__RESOLVE ? PB_LOG_DEBUG
+                                                                                    : PB_LOG_WARN,
            "kafka error: %s: %s", rd_kafka_err2name(err), reason);
 }
 
@@ -159,17 +163,42 @@ static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
     return 0; /* librdkafka frees json */
 }
 
+static int seen_before(struct pb_kafka *k, const char *topic, int32_t partition)
+{
+    for (size_t i = 0; i < k->nseen; i++)
+        if (k->seen[i].partition == partition && strcmp(k->seen[i].topic, topic) == 0)
+            return 1;
+    return 0;
+}
+
+/* First assignment of a partition in this process: its backlog is subject
+ * to the age filter. A later one (after a rebalance) is not. */
 static void catchup_add(struct pb_kafka *k, const rd_kafka_topic_partition_list_t *parts)
 {
-    struct catchup *c = realloc(k->catchup, (k->ncatchup + (size_t)parts->cnt) * sizeof(*c));
-    if (!c && parts->cnt)
+    size_t n = (size_t)parts->cnt;
+    struct catchup *c = realloc(k->catchup, (k->ncatchup + n) * sizeof(*c));
+    if (c || !n)
+        k->catchup = c;
+    struct catchup *s = realloc(k->seen, (k->nseen + n) * sizeof(*s));
+    if (!c || !s) {
+        if (s || !n)
+            k->seen = s;
         return; /* no age filter for these: deliver rather than fail */
-    k->catchup = c;
+    }
+    k->seen = s;
     for (int i = 0; i < parts->cnt; i++) {
-        char *t = strdup(parts->elems[i].topic);
-        if (!t)
+        const char *topic = parts->elems[i].topic;
+        int32_t partition = parts->elems[i].partition;
+        if (seen_before(k, topic, partition))
             continue;
-        k->catchup[k->ncatchup++] = (struct catchup){t, parts->elems[i].partition};
+        char *t1 = strdup(topic), *t2 = strdup(topic);
+        if (!t1 || !t2) {
+            free(t1);
+            free(t2);
+            continue;
+        }
+        k->catchup[k->ncatchup++] = (struct catchup){t1, partition};
+        k->seen[k->nseen++] = (struct catchup){t2, partition};
     }
 }
 
@@ -237,10 +266,16 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             if (e) {
                 pb_error("kafka: incremental assign failed: %s", rd_kafka_error_string(e));
                 rd_kafka_error_destroy(e);
+                return;
             }
             k->assigned += parts->cnt;
         } else {
-            rd_kafka_assign(rk, parts);
+            rd_kafka_resp_err_t e = rd_kafka_assign(rk, parts);
+            if (e) {
+                pb_error("kafka: assign failed: %s", rd_kafka_err2str(e));
+                k->assigned = 0;
+                return;
+            }
             k->assigned = parts->cnt;
             catchup_remove(k, NULL);
         }
@@ -285,8 +320,8 @@ static int apply_properties(const struct pb_config *cfg, rd_kafka_conf_t *conf, 
                             size_t errlen)
 {
     for (size_t i = 0; i < cfg->kafka_properties.n; i++)
-        if (conf_set(conf, cfg->kafka_properties.items[i].key,
-                     cfg->kafka_properties.items[i].value, errstr, errlen))
+        if (conf_set(conf, cfg->kafka_properties.items[i].key, cfg->kafka_properties.items[i].value,
+                     errstr, errlen))
             return -1;
     return 0;
 }
@@ -380,8 +415,8 @@ static int subscribe(struct pb_kafka *k, char *errstr, size_t errlen)
     return 0;
 }
 
-struct pb_kafka *pb_kafka_new(const struct pb_config *cfg, struct pb_hub *hub,
-                              struct pb_metrics *m, char *errstr, size_t errlen)
+struct pb_kafka *pb_kafka_new(const struct pb_config *cfg, struct pb_hub *hub, struct pb_metrics *m,
+                              char *errstr, size_t errlen)
 {
     char err[256];
     struct pb_kafka *k = calloc(1, sizeof(*k));
@@ -509,8 +544,7 @@ static void add_header(rd_kafka_headers_t *h, const char *name, const char *valu
 
 /* Produces the message unchanged (key, value, headers) to the dead-letter
  * topic, with pushbridge-* headers saying where it came from and why. */
-static void dead_letter(struct pb_kafka *k, const rd_kafka_message_t *msg, uint32_t src,
-                        int reason)
+static void dead_letter(struct pb_kafka *k, const rd_kafka_message_t *msg, uint32_t src, int reason)
 {
     rd_kafka_headers_t *orig = NULL, *h;
     if (rd_kafka_message_headers(msg, &orig) == RD_KAFKA_RESP_ERR_NO_ERROR)
@@ -602,8 +636,7 @@ static void handle_message(struct pb_kafka *k, const rd_kafka_message_t *msg)
     const void *hval;
     size_t hlen;
     if (!reason && rd_kafka_message_headers(msg, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR &&
-        rd_kafka_header_get_last(hdrs, "event", &hval, &hlen) == RD_KAFKA_RESP_ERR_NO_ERROR &&
-        hval)
+        rd_kafka_header_get_last(hdrs, "event", &hval, &hlen) == RD_KAFKA_RESP_ERR_NO_ERROR && hval)
         reason = pb_event_set_name(&ev, hval, hlen);
     if (!reason)
         reason = pb_event_set_target(&ev, msg->key, msg->key_len);
@@ -657,8 +690,7 @@ static void update_lag(struct pb_kafka *k)
     for (int i = 0; i < parts->cnt; i++) {
         rd_kafka_topic_partition_t *p = &parts->elems[i];
         int64_t lo, hi, lag = -1;
-        if (rd_kafka_get_watermark_offsets(k->rk, p->topic, p->partition, &lo, &hi) == 0 &&
-            hi >= 0)
+        if (rd_kafka_get_watermark_offsets(k->rk, p->topic, p->partition, &lo, &hi) == 0 && hi >= 0)
             lag = p->offset >= 0 ? hi - p->offset : -1;
         pb_metrics_set_lag(k->m, pb_metrics_source(k->m, p->topic), p->partition, lag);
     }
@@ -735,6 +767,9 @@ void pb_kafka_free(struct pb_kafka *k)
             close(k->pipefd[i]);
     catchup_remove(k, NULL);
     free(k->catchup);
+    for (size_t i = 0; i < k->nseen; i++)
+        free(k->seen[i].topic);
+    free(k->seen);
     free(k->bootstrap);
     free(k);
 }

@@ -60,7 +60,8 @@ void pb_log_reopen(void)
 {
     if (!log_path)
         return;
-    FILE *fp = freopen(log_path, "a", log_fp);
+    /* After a failed reopen log_fp is NULL: open afresh then. */
+    FILE *fp = log_fp ? freopen(log_path, "a", log_fp) : fopen(log_path, "a");
     if (!fp) {
         /* freopen closed the old stream; fall back to stderr rather than lose lines. */
         log_fp = NULL;

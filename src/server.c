@@ -99,8 +99,14 @@ static int signal_cb(struct lws *wsi, enum lws_callback_reasons reason, void *us
     return 0;
 }
 
+/* rx_buffer_size is lws's receive buffer, allocated per connection: at 4096 it
+ * was most of an idle connection's memory (5.6 KiB each, docs/PERFORMANCE.md).
+ * Client messages are small (logins, pings) and longer ones are reassembled
+ * from several RECEIVE callbacks in ws.c, so 512 costs nothing else. */
+#define RX_BUFFER_BYTES 512
+
 static const struct lws_protocols protocols[] = {
-    {"pushbridge", server_cb, sizeof(struct pb_pss), 4096, 0, NULL, 0},
+    {"pushbridge", server_cb, sizeof(struct pb_pss), RX_BUFFER_BYTES, 0, NULL, 0},
     {"pb-kafka", kafka_cb, 0, 0, 0, NULL, 0},
     {"pb-signal", signal_cb, 0, 0, 0, NULL, 0},
     {NULL, NULL, 0, 0, 0, NULL, 0},

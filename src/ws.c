@@ -84,7 +84,10 @@ static void refuse(struct pb_server *s, struct pb_pss *pss, int code, const char
     pss->conn->close_code = code;
     snprintf(pss->conn->close_reason, sizeof(pss->conn->close_reason), "%s", errcode);
     pss->close_after_drain = 1;
+    lws_sul_cancel(&pss->sul_auth);
     lws_callback_on_writable(pss->wsi);
+    /* A client that does not read its error is cut like a slow consumer. */
+    lws_set_timeout(pss->wsi, PENDING_TIMEOUT_USER_OK, 3);
 }
 
 static void auth_timeout(lws_sorted_usec_list_t *sul)
@@ -101,8 +104,8 @@ static void login(struct pb_server *s, struct pb_pss *pss, const char *text, siz
     const char *code;
     char msg[256];
     if (pb_auth_login(s->auth, text, len, &id, &code, msg, sizeof(msg))) {
-        pb_info("connection %llu: login refused: %s: %s", (unsigned long long)pss->conn->id,
-                code, msg);
+        pb_info("connection %llu: login refused: %s: %s", (unsigned long long)pss->conn->id, code,
+                msg);
         refuse(s, pss, PB_CLOSE_AUTH_FAILED, code, msg);
         return;
     }
@@ -277,12 +280,11 @@ static int origin_allowed(const struct pb_config *cfg, struct lws *wsi)
 
 /* Answers the upgrade request with a plain HTTP error and a JSON body,
  * before any frame, then closes. `extra` is one more header or NULL. */
-static int refuse_upgrade(struct lws *wsi, unsigned int status, const char *code,
-                          const char *why, const char *extra_name, const char *extra_value)
+static int refuse_upgrade(struct lws *wsi, unsigned int status, const char *code, const char *why,
+                          const char *extra_name, const char *extra_value)
 {
     char body[256];
-    int blen = snprintf(body, sizeof(body), "{\"error\":\"%s\",\"message\":\"%s\"}", code,
-                        why);
+    int blen = snprintf(body, sizeof(body), "{\"error\":\"%s\",\"message\":\"%s\"}", code, why);
     unsigned char buf[LWS_PRE + 512];
     unsigned char *start = buf + LWS_PRE, *p = start, *end = buf + sizeof(buf) - 1;
     if (lws_add_http_common_headers(wsi, status, "application/json", (lws_filepos_t)blen, &p,

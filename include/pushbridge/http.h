@@ -11,4 +11,9 @@
 int pb_http_form_value(const char *form, size_t len, const char *name, char **out,
                        size_t *outlen);
 
+/* The same for a query string that lws has already %-decoded: values are
+ * copied as they are. */
+int pb_http_query_value(const char *query, size_t len, const char *name, char **out,
+                        size_t *outlen);
+
 #endif

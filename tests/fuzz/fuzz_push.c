@@ -33,6 +33,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         size_t vlen;
         if (pb_http_form_value(body, size, names[i], &v, &vlen) == 0)
             free(v);
+        if (pb_http_query_value(body, size, names[i], &v, &vlen) == 0)
+            free(v);
     }
     return 0;
 }
