@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Installs what building and running pushbridge need on Debian 12, only when
+# Installs what building and running pushbridge (and its tour) need on Debian 12, only when
 # something is missing (so a second run is instant). Needs root or sudo.
 # (tests/run.sh installs the test tools itself.)
 set -euo pipefail
-pkgs=(build-essential cmake pkg-config librdkafka-dev libwebsockets-dev libyajl-dev libssl-dev)
+# kcat is for the README tour (producing to the embedded Kafka).
+pkgs=(build-essential cmake pkg-config librdkafka-dev libwebsockets-dev libyajl-dev libssl-dev
+      kcat)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
