@@ -932,11 +932,11 @@ int pb_config_validate(const struct pb_config *c, char *errstr, size_t errlen)
      * running them as something else would lose events silently. */
     if (c->cluster_mode == PB_CLUSTER_KAFKA)
         return fail(errstr, errlen,
-                    "cluster.mode: kafka is not implemented yet; run "
+                    "cluster.mode: kafka is not available in this version; run "
                     "standalone nodes, each with its own kafka.group_id");
     if (c->ws_slow_client == PB_SLOW_COALESCE)
         return fail(errstr, errlen,
-                    "ws.slow_client: coalesce is not implemented yet; use "
+                    "ws.slow_client: coalesce is not available in this version; use "
                     "close or drop_oldest");
     if (c->tls_internal && !c->tls_cert)
         return fail(errstr, errlen, "tls.internal is true but tls.cert and tls.key are not set");

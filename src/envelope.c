@@ -113,14 +113,20 @@ static int set_string(char **slot, const unsigned char *s, size_t len)
 
 static size_t utf8_seq_len(const unsigned char *s, size_t n);
 
-/* Copies s into *out with each invalid UTF-8 sequence replaced by U+FFFD. */
+/* Copies s into *out (NUL-terminated) with each invalid UTF-8 sequence
+ * replaced by U+FFFD; valid text is copied as it is. */
 static int utf8_repair(char **out, size_t *outlen, const unsigned char *s, size_t n)
 {
-    char *buf = malloc(n * 3 + 1);
+    int valid = pb_utf8_valid((const char *)s, n);
+    char *buf = malloc(valid ? n + 1 : n * 3 + 1);
     if (!buf)
         return -1;
     size_t o = 0;
-    for (size_t i = 0; i < n;) {
+    if (valid) {
+        memcpy(buf, s, n);
+        o = n;
+    }
+    for (size_t i = o; i < n;) {
         size_t k = utf8_seq_len(s + i, n - i);
         if (k) {
             memcpy(buf + o, s + i, k);
@@ -172,11 +178,8 @@ static int scalar(struct parse_ctx *c, int is_string, int is_number, const unsig
             /* "\udc00" decodes to bytes that are not UTF-8: seed clients would
              * get them raw in a text frame, which browsers fail. Native
              * clients get the escape as sent; seed clients get U+FFFD. */
-            if (pb_utf8_valid((const char *)s, len) ? set_string(text, s, len)
-                                                    : utf8_repair(text, tlen, s, len))
+            if (utf8_repair(text, tlen, s, len))
                 return fail(c, PB_DROP_OVERSIZED, "out of memory decoding %s", "data");
-            if (!*tlen)
-                *tlen = len;
         }
         return 1;
     }

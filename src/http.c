@@ -679,7 +679,7 @@ static int begin(struct pb_server *s, const struct pb_vhd *vhd, struct lws *wsi,
         if (cln > 0 && strtoll(cl, NULL, 10) > s->cfg->push_max_body_bytes) {
             answer_error(r, 413, "payload_too_large", "the body is over push.max_body_bytes");
             r->close_after = 1;
-            r->is_push = route_find(vhd, r->path) ? route_find(vhd, r->path)->push : 0;
+            r->is_push = rt && rt->push;
             return finish(s, wsi, pss);
         }
         return 0; /* wait for the body */

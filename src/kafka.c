@@ -45,19 +45,22 @@ struct pb_kafka {
     int closed; /* pb_kafka_close finished */
     char why[200];
 
-    /* Partitions assigned but not yet caught up: only their backlog is
-     * subject to kafka.max_event_age_ms, so events held up by a broker
-     * outage are still delivered once it ends. Bound: the assignment. */
-    struct catchup {
+    /* Every partition this process has been assigned. Only the backlog of
+     * a first assignment is subject to kafka.max_event_age_ms (catching_up
+     * until its first fresh message): events held up by a broker outage, or
+     * handed back by a rebalance, are still delivered. Bound: the partitions
+     * of the subscribed topics. */
+    struct part {
         char *topic;
         int32_t partition;
-    } * catchup;
-    size_t ncatchup;
-    /* Partitions this process has consumed before: a rebalance that hands
-     * one back must not make its backlog "stale". Bound: the partitions of
-     * the subscribed topics. */
-    struct catchup *seen;
-    size_t nseen;
+        int catching_up;
+    } * parts;
+    size_t nparts;
+    size_t ncatching; /* parts with catching_up set: 0 = no scan per message */
+
+    /* The metrics source of the last message's topic: messages come in runs
+     * of one topic, so usually one compare instead of a table search. */
+    uint32_t last_src;
 
     int64_t malformed_window_start;
     uint64_t malformed_suppressed;
@@ -163,77 +166,64 @@ static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
     return 0; /* librdkafka frees json */
 }
 
-static int seen_before(struct pb_kafka *k, const char *topic, int32_t partition)
+static struct part *part_find(struct pb_kafka *k, const char *topic, int32_t partition)
 {
-    for (size_t i = 0; i < k->nseen; i++)
-        if (k->seen[i].partition == partition && strcmp(k->seen[i].topic, topic) == 0)
-            return 1;
-    return 0;
+    for (size_t i = 0; i < k->nparts; i++)
+        if (k->parts[i].partition == partition && strcmp(k->parts[i].topic, topic) == 0)
+            return &k->parts[i];
+    return NULL;
 }
 
-/* First assignment of a partition in this process: its backlog is subject
- * to the age filter. A later one (after a rebalance) is not. */
+/* A partition assigned for the first time starts catching up; one seen
+ * before does not. On OOM a partition simply gets no age filter. */
 static void catchup_add(struct pb_kafka *k, const rd_kafka_topic_partition_list_t *parts)
 {
-    size_t n = (size_t)parts->cnt;
-    struct catchup *c = realloc(k->catchup, (k->ncatchup + n) * sizeof(*c));
-    if (c || !n)
-        k->catchup = c;
-    struct catchup *s = realloc(k->seen, (k->nseen + n) * sizeof(*s));
-    if (!c || !s) {
-        if (s || !n)
-            k->seen = s;
-        return; /* no age filter for these: deliver rather than fail */
-    }
-    k->seen = s;
+    struct part *p = realloc(k->parts, (k->nparts + (size_t)parts->cnt) * sizeof(*p));
+    if (!p)
+        return;
+    k->parts = p;
     for (int i = 0; i < parts->cnt; i++) {
-        const char *topic = parts->elems[i].topic;
-        int32_t partition = parts->elems[i].partition;
-        if (seen_before(k, topic, partition))
+        const rd_kafka_topic_partition_t *tp = &parts->elems[i];
+        if (part_find(k, tp->topic, tp->partition))
             continue;
-        char *t1 = strdup(topic), *t2 = strdup(topic);
-        if (!t1 || !t2) {
-            free(t1);
-            free(t2);
+        char *topic = strdup(tp->topic);
+        if (!topic)
             continue;
-        }
-        k->catchup[k->ncatchup++] = (struct catchup){t1, partition};
-        k->seen[k->nseen++] = (struct catchup){t2, partition};
+        k->parts[k->nparts++] = (struct part){topic, tp->partition, 1};
+        k->ncatching++;
     }
 }
 
-static void catchup_remove_at(struct pb_kafka *k, size_t i)
+static void catchup_end(struct pb_kafka *k, struct part *p)
 {
-    free(k->catchup[i].topic);
-    k->catchup[i] = k->catchup[--k->ncatchup];
+    if (p && p->catching_up) {
+        p->catching_up = 0;
+        k->ncatching--;
+    }
 }
 
-/* parts NULL: every partition. */
+/* Revoked partitions stop catching up (parts NULL: all of them). */
 static void catchup_remove(struct pb_kafka *k, const rd_kafka_topic_partition_list_t *parts)
 {
-    for (size_t i = k->ncatchup; i-- > 0;) {
-        int hit = !parts;
-        for (int j = 0; parts && j < parts->cnt && !hit; j++)
-            hit = parts->elems[j].partition == k->catchup[i].partition &&
-                  strcmp(parts->elems[j].topic, k->catchup[i].topic) == 0;
-        if (hit)
-            catchup_remove_at(k, i);
+    if (!parts) {
+        for (size_t i = 0; i < k->nparts; i++)
+            catchup_end(k, &k->parts[i]);
+        return;
     }
+    for (int j = 0; j < parts->cnt; j++)
+        catchup_end(k, part_find(k, parts->elems[j].topic, parts->elems[j].partition));
 }
 
 /* 1 when the message is stale backlog of a partition still catching up;
  * the first fresh message ends the catching up for its partition. */
 static int stale_backlog(struct pb_kafka *k, const rd_kafka_message_t *msg, int64_t age_ms)
 {
-    for (size_t i = 0; i < k->ncatchup; i++) {
-        if (k->catchup[i].partition != msg->partition ||
-            strcmp(k->catchup[i].topic, rd_kafka_topic_name(msg->rkt)) != 0)
-            continue;
-        if (age_ms > k->cfg->kafka_max_event_age_ms)
-            return 1;
-        catchup_remove_at(k, i);
+    struct part *p = part_find(k, rd_kafka_topic_name(msg->rkt), msg->partition);
+    if (!p || !p->catching_up)
         return 0;
-    }
+    if (age_ms > k->cfg->kafka_max_event_age_ms)
+        return 1;
+    catchup_end(k, p);
     return 0;
 }
 
@@ -604,7 +594,10 @@ static void flush_malformed_log(struct pb_kafka *k)
  * counted and logged, and the offset moves on either way. */
 static void handle_message(struct pb_kafka *k, const rd_kafka_message_t *msg)
 {
-    uint32_t src = pb_metrics_source(k->m, rd_kafka_topic_name(msg->rkt));
+    const char *topic = rd_kafka_topic_name(msg->rkt);
+    if (strcmp(k->m->src[k->last_src].name, topic) != 0)
+        k->last_src = pb_metrics_source(k->m, topic);
+    uint32_t src = k->last_src;
     k->m->src[src].consumed++;
 
     rd_kafka_timestamp_type_t tstype;
@@ -612,7 +605,7 @@ static void handle_message(struct pb_kafka *k, const rd_kafka_message_t *msg)
     int64_t now = pb_now_ms();
     if (ts <= 0)
         ts = now;
-    if (k->ncatchup && stale_backlog(k, msg, now - ts)) {
+    if (k->ncatching && stale_backlog(k, msg, now - ts)) {
         pb_metrics_drop(k->m, src, PB_DROP_STALE);
         return;
     }
@@ -765,11 +758,9 @@ void pb_kafka_free(struct pb_kafka *k)
     for (int i = 0; i < 2; i++)
         if (k->pipefd[i] >= 0)
             close(k->pipefd[i]);
-    catchup_remove(k, NULL);
-    free(k->catchup);
-    for (size_t i = 0; i < k->nseen; i++)
-        free(k->seen[i].topic);
-    free(k->seen);
+    for (size_t i = 0; i < k->nparts; i++)
+        free(k->parts[i].topic);
+    free(k->parts);
     free(k->bootstrap);
     free(k);
 }

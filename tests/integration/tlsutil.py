@@ -2,11 +2,10 @@
 openssl command line, a client SSLContext that trusts exactly that
 certificate, a WebSocket client over TLS (wss://) and one HTTPS request.
 
-TlsWsClient does the same opening handshake as wsclient.WsClient (whose
-frame code works unchanged on an ssl.SSLSocket); it registers itself with
-the harness so that conftest drops it after the test."""
+TlsWsClient runs wsclient.WsClient's own handshake and frame code over an
+ssl.SSLSocket; it registers itself with the harness so that conftest drops it
+after the test."""
 
-import base64
 import http.client
 import json
 import os
@@ -15,7 +14,7 @@ import ssl
 import subprocess
 
 from bridge import OPEN_CLIENTS
-from wsclient import WsClient, WsHandshakeError, accept_key
+from wsclient import WsClient
 
 
 def make_cert(directory, cn="localhost", name="server"):
@@ -51,32 +50,11 @@ class TlsWsClient(WsClient):
     @classmethod
     def connect_tls(cls, host, port, context, server_hostname="localhost", path="/ws",
                     origin=None, headers=None, timeout=10.0):
-        raw = socket.create_connection((host, port), timeout=timeout)
-        try:
-            sock = context.wrap_socket(raw, server_hostname=server_hostname)
-        except BaseException:
-            raw.close()
-            raise
-        try:
-            sock.settimeout(timeout)
-            key = base64.b64encode(os.urandom(16)).decode()
-            lines = [f"GET {path} HTTP/1.1", f"Host: {server_hostname}:{port}",
-                     "Upgrade: websocket", "Connection: Upgrade",
-                     f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13"]
-            if origin is not None:
-                lines.append(f"Origin: {origin}")
-            for k, v in (headers or {}).items():
-                lines.append(f"{k}: {v}")
-            sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
-            status, hdrs, leftover, reason = cls._read_response_head(sock, timeout)
-            if status != 101:
-                raise WsHandshakeError(status, hdrs, bytes(leftover), reason)
-            if hdrs.get("sec-websocket-accept") != accept_key(key):
-                raise WsHandshakeError(status, hdrs, b"", "bad Sec-WebSocket-Accept")
-        except BaseException:
-            sock.close()
-            raise
-        c = cls(sock, host, port, path, hdrs, leftover)
+        """WsClient.connect over TLS, verifying the server as server_hostname."""
+        c = cls.connect(host, port, path=path, origin=origin, headers=headers, timeout=timeout,
+                        wrap=lambda raw: context.wrap_socket(raw,
+                                                             server_hostname=server_hostname),
+                        host_header=server_hostname)
         OPEN_CLIENTS.append(c)
         return c
 

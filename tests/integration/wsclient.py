@@ -109,20 +109,25 @@ class WsClient:
 
     @classmethod
     def connect(cls, host, port, path="/ws", origin=None, headers=None, timeout=10.0,
-                rcvbuf=None, key=None, version="13"):
+                rcvbuf=None, key=None, version="13", wrap=None, host_header=None):
         """Open a TCP connection and perform the opening handshake.
 
         Raises WsHandshakeError (with .status) when the server answers
         anything but a valid 101. rcvbuf: SO_RCVBUF to set before connecting
-        (a small one makes a client that stops reading back up quickly)."""
+        (a small one makes a client that stops reading back up quickly).
+        wrap: called with the connected socket, returns the one to speak on
+        (TLS); host_header: the name in Host (default: host)."""
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf is not None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         sock.settimeout(timeout)
         try:
             sock.connect((host, port))
+            if wrap is not None:
+                sock = wrap(sock)
             key = key or base64.b64encode(os.urandom(16)).decode()
-            lines = [f"GET {path} HTTP/1.1", f"Host: {host}:{port}", "Upgrade: websocket",
+            lines = [f"GET {path} HTTP/1.1", f"Host: {host_header or host}:{port}",
+                     "Upgrade: websocket",
                      "Connection: Upgrade", f"Sec-WebSocket-Key: {key}"]
             if version is not None:
                 lines.append(f"Sec-WebSocket-Version: {version}")

@@ -183,11 +183,11 @@ static void test_load_file(void **state)
     assert_int_equal(c.shutdown_timeout_ms, 3000);
     /* cluster.mode kafka parses, but validate refuses it until it is built */
     assert_int_equal(pb_config_validate(&c, err, sizeof(err)), -1);
-    expect_contains(err, "cluster.mode: kafka is not implemented yet");
+    expect_contains(err, "cluster.mode: kafka is not available in this version");
     c.cluster_mode = PB_CLUSTER_STANDALONE;
     c.ws_slow_client = PB_SLOW_COALESCE;
     assert_int_equal(pb_config_validate(&c, err, sizeof(err)), -1);
-    expect_contains(err, "ws.slow_client: coalesce is not implemented yet");
+    expect_contains(err, "ws.slow_client: coalesce is not available in this version");
     c.ws_slow_client = PB_SLOW_DROP_OLDEST;
     assert_int_equal(pb_config_validate(&c, err, sizeof(err)), 0);
     pb_config_free(&c);
