@@ -4,8 +4,9 @@
 # (tests/run.sh installs the test tools itself.)
 set -euo pipefail
 # kcat is for the README tour (producing to the embedded Kafka).
+# libev-dev and libwebsockets-evlib-ev: the epoll event loop lws runs on.
 pkgs=(build-essential cmake pkg-config librdkafka-dev libwebsockets-dev libyajl-dev libssl-dev
-      kcat)
+      libev-dev libwebsockets-evlib-ev kcat)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -114,6 +114,10 @@ static const struct setting settings[] = {
         "Outgoing queue limit per connection, in messages"),
     INT("ws.queue_max_bytes", ws_queue_max_bytes, 1024, 1024 * MIB, "1048576",
         "Outgoing queue limit per connection, in bytes"),
+    INT("ws.send_buffer_bytes", ws_send_buffer_bytes, 0, 64 * MIB, "65536",
+        "Kernel send buffer (SO_SNDBUF) of each WebSocket; the kernel doubles it. Bounds what a "
+        "client that stops reading holds in the kernel, so the queue limits apply soon; 0 = "
+        "the kernel's default (autotuned, up to megabytes)"),
     ENUM("ws.slow_client", ws_slow_client, slow_clients, "close",
          "What a full queue does: close the connection, drop_oldest event, or coalesce "
          "task updates"),

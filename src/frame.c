@@ -8,6 +8,31 @@
 
 #include "pushbridge/buf.h"
 
+/* RFC 6455 5.2: FIN + text opcode, no mask bit, then a 7-, 16- or 64-bit
+ * length. Written at the end of the headroom, right before the payload. */
+static void write_header(struct pb_frame *f)
+{
+    unsigned char h[10];
+    uint32_t n;
+    h[0] = 0x81;
+    if (f->len < 126) {
+        h[1] = (unsigned char)f->len;
+        n = 2;
+    } else if (f->len <= 0xffff) {
+        h[1] = 126;
+        h[2] = (unsigned char)(f->len >> 8);
+        h[3] = (unsigned char)f->len;
+        n = 4;
+    } else {
+        h[1] = 127;
+        for (int i = 0; i < 8; i++)
+            h[2 + i] = (unsigned char)((uint64_t)f->len >> (56 - 8 * i));
+        n = 10;
+    }
+    f->hdr_len = n;
+    memcpy(f->buf + PB_FRAME_HEADROOM - n, h, n);
+}
+
 struct pb_frame *pb_frame_new(size_t len)
 {
     struct pb_frame *f = malloc(sizeof(*f) + PB_FRAME_HEADROOM + len);
@@ -17,6 +42,7 @@ struct pb_frame *pb_frame_new(size_t len)
     f->source = 0;
     f->ts_ms = 0;
     f->len = len;
+    write_header(f);
     return f;
 }
 

@@ -220,6 +220,11 @@ struct pb_frame *pb_conn_peek(const struct pb_conn *c)
     return c->q_len ? c->q[c->q_head] : NULL;
 }
 
+struct pb_frame *pb_conn_at(const struct pb_conn *c, uint32_t i)
+{
+    return i < c->q_len ? c->q[(c->q_head + i) % c->q_cap] : NULL;
+}
+
 void pb_conn_pop(struct pb_hub *h, struct pb_conn *c)
 {
     if (!c->q_len)

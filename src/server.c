@@ -1,7 +1,7 @@
-/* The event loop and the wiring around it. libwebsockets owns the loop; the
- * Kafka wake-up pipe and a signalfd are adopted into it as raw file
- * descriptors, so sockets, Kafka and signals are all served by one thread
- * with no locks. A 1 s timer keeps the consumer polled and drives shutdown. */
+/* The event loop and the wiring around it. One libev (epoll) loop serves the
+ * lws sockets, the Kafka wake-up pipe and a signalfd, so sockets, Kafka and
+ * signals are all handled by one thread with no locks. A 1 s timer keeps the
+ * consumer polled; a prepare watcher ends the loop once shutdown is done. */
 #include "pushbridge/server.h"
 
 #include <errno.h>
@@ -16,7 +16,7 @@
 
 /* Kafka messages handled per wake-up before the loop serves sockets again. */
 #define KAFKA_BATCH 512
-#define TICK_US (1000 * LWS_US_PER_MS)
+#define TICK_S 1.0
 
 static int server_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                      size_t len)
@@ -49,21 +49,40 @@ static int server_cb(struct lws *wsi, enum lws_callback_reasons reason, void *us
     }
 }
 
-static struct pb_server *server_of(struct lws *wsi)
+/* Kafka's consumer queue turned non-empty (librdkafka wrote the pipe). */
+static void kafka_ready_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
-    struct pb_vhd *vhd = lws_get_vhost_user(lws_get_vhost(wsi));
-    return vhd->srv;
+    (void)loop;
+    (void)revents;
+    struct pb_server *s = w->data;
+    pb_kafka_drain(s->kafka, KAFKA_BATCH);
 }
 
-static int kafka_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
-                    size_t len)
+/* Runs before the loop sleeps, only while stopping: ends the loop once every
+ * WebSocket is gone or half of shutdown_timeout_ms was spent closing them
+ * (the other half is for committing offsets). */
+static void stop_check_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 {
-    (void)user;
-    (void)in;
-    (void)len;
-    if (reason == LWS_CALLBACK_RAW_RX_FILE)
-        pb_kafka_drain(server_of(wsi)->kafka, KAFKA_BATCH);
-    return 0;
+    (void)revents;
+    struct pb_server *s = w->data;
+    if (pb_hub_connections(s->hub) == 0) {
+        ev_break(loop, EVBREAK_ALL);
+        return;
+    }
+    if (pb_monotonic_ms() >= s->stop_deadline - s->cfg->shutdown_timeout_ms / 2) {
+        pb_warn("half of shutdown_timeout_ms spent closing WebSockets; dropping the %zu "
+                "still open",
+                pb_hub_connections(s->hub));
+        ev_break(loop, EVBREAK_ALL);
+    }
+}
+
+/* Only wakes the loop so that stop_check_cb runs at the half-way mark. */
+static void stop_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)w;
+    (void)revents;
 }
 
 static void begin_stop(struct pb_server *s, const char *why)
@@ -75,18 +94,19 @@ static void begin_stop(struct pb_server *s, const char *why)
     pb_info("%s: closing %zu WebSocket connection(s) with 1001, then committing offsets", why,
             pb_hub_connections(s->hub));
     pb_hub_close_all(s->hub, PB_CLOSE_GOING_AWAY, "server shutting down");
+    ev_prepare_start(s->loop, &s->stop_check_w);
+    ev_timer_set(&s->stop_timer_w, (double)s->cfg->shutdown_timeout_ms / 2000.0, 0.);
+    ev_timer_start(s->loop, &s->stop_timer_w);
+    /* The closes were asked for outside an lws callback: let lws look at its
+     * timers and writable sockets now. */
     lws_cancel_service(s->ctx);
 }
 
-static int signal_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
-                     size_t len)
+static void signal_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
-    (void)user;
-    (void)in;
-    (void)len;
-    if (reason != LWS_CALLBACK_RAW_RX_FILE)
-        return 0;
-    struct pb_server *s = server_of(wsi);
+    (void)loop;
+    (void)revents;
+    struct pb_server *s = w->data;
     struct signalfd_siginfo si;
     while (read(s->signal_fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
         if (si.ssi_signo == SIGHUP) {
@@ -96,7 +116,6 @@ static int signal_cb(struct lws *wsi, enum lws_callback_reasons reason, void *us
             begin_stop(s, si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
         }
     }
-    return 0;
 }
 
 /* rx_buffer_size is lws's receive buffer, allocated per connection: at 4096 it
@@ -104,20 +123,30 @@ static int signal_cb(struct lws *wsi, enum lws_callback_reasons reason, void *us
  * Client messages are small (logins, pings) and longer ones are reassembled
  * from several RECEIVE callbacks in ws.c, so 512 costs nothing else. */
 #define RX_BUFFER_BYTES 512
+/* lws hands the socket at most tx_packet_size (+ LWS_PRE + 4) bytes per
+ * send and copies the rest into its own buffer for a later POLLOUT; left at
+ * 0 that limit is rx_buffer_size, so every answer or frame over ~530 bytes
+ * took a copy and an extra loop iteration. No memory is sized by it. */
+#define TX_PACKET_BYTES (256 * 1024)
 
 static const struct lws_protocols protocols[] = {
-    {"pushbridge", server_cb, sizeof(struct pb_pss), RX_BUFFER_BYTES, 0, NULL, 0},
-    {"pb-kafka", kafka_cb, 0, 0, 0, NULL, 0},
-    {"pb-signal", signal_cb, 0, 0, 0, NULL, 0},
+    {"pushbridge", server_cb, sizeof(struct pb_pss), RX_BUFFER_BYTES, 0, NULL, TX_PACKET_BYTES},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
-static void tick(lws_sorted_usec_list_t *sul)
+static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
-    struct pb_server *s = lws_container_of(sul, struct pb_server, sul_tick);
-    if (s->kafka)
-        pb_kafka_tick(s->kafka);
-    lws_sul_schedule(s->ctx, 0, &s->sul_tick, tick, TICK_US);
+    (void)loop;
+    (void)revents;
+    struct pb_server *s = w->data;
+    pb_kafka_tick(s->kafka);
+    /* lws's evlib_ev plugin (4.1) re-arms its timer with ev_timer_set on an
+     * active watcher, which libev ignores: a timeout scheduled earlier than
+     * the one already armed (lws_set_timeout, keep-alive) would wait for
+     * that one. lws serves every ripe timer whenever it wakes, so waking it
+     * once a second bounds the delay to a second. pushbridge's own timers
+     * are libev timers for that reason. */
+    lws_cancel_service(s->ctx);
 }
 
 static void lws_log_emit(int level, const char *line)
@@ -170,25 +199,6 @@ static struct lws_vhost *listen_on(struct pb_server *s, const char *name, const 
     return vh;
 }
 
-static int adopt_fd(struct pb_server *s, int fd, const char *protocol, char *errstr,
-                    size_t errlen)
-{
-    /* lws closes what it adopts; the module keeps (and closes) its own. */
-    lws_sock_file_fd_type u;
-    u.filefd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-    if (u.filefd < 0) {
-        snprintf(errstr, errlen, "cannot duplicate the %s descriptor: %s", protocol,
-                 strerror(errno));
-        return -1;
-    }
-    if (!lws_adopt_descriptor_vhost(s->vh_public, LWS_ADOPT_RAW_FILE_DESC, u, protocol, NULL)) {
-        close(u.filefd);
-        snprintf(errstr, errlen, "cannot watch the %s descriptor", protocol);
-        return -1;
-    }
-    return 0;
-}
-
 static int signals_init(struct pb_server *s, char *errstr, size_t errlen)
 {
     /* Blocked before librdkafka starts its threads, which inherit the mask,
@@ -211,6 +221,27 @@ static int signals_init(struct pb_server *s, char *errstr, size_t errlen)
     return 0;
 }
 
+/* The loop is libev's epoll backend, created here and lent to lws as a
+ * "foreign" loop: lws watches its sockets through Debian's evlib_ev plugin,
+ * and the Kafka pipe, the signalfd and the tick are plain libev watchers, so
+ * the cost of an iteration follows the ready descriptors, not all of them. */
+static int loop_init(struct pb_server *s, char *errstr, size_t errlen)
+{
+    s->loop = ev_loop_new(EVBACKEND_EPOLL | EVFLAG_NOENV);
+    if (!s->loop) {
+        snprintf(errstr, errlen, "cannot create the epoll event loop (libev)");
+        return -1;
+    }
+    ev_set_userdata(s->loop, s);
+    ev_io_init(&s->signal_w, signal_cb, s->signal_fd, EV_READ);
+    ev_timer_init(&s->tick_w, tick_cb, TICK_S, TICK_S);
+    ev_prepare_init(&s->stop_check_w, stop_check_cb);
+    ev_timer_init(&s->stop_timer_w, stop_timer_cb, 0., 0.);
+    s->signal_w.data = s->tick_w.data = s->stop_check_w.data = s->stop_timer_w.data = s;
+    ev_io_start(s->loop, &s->signal_w);
+    return 0;
+}
+
 int pb_server_init(struct pb_server *s, const struct pb_config *cfg, char *errstr,
                    size_t errlen)
 {
@@ -221,7 +252,7 @@ int pb_server_init(struct pb_server *s, const struct pb_config *cfg, char *errst
     s->vhd_public = (struct pb_vhd){.srv = s, .is_public = 1};
     s->vhd_internal = (struct pb_vhd){.srv = s, .is_internal = 1};
 
-    if (signals_init(s, errstr, errlen))
+    if (signals_init(s, errstr, errlen) || loop_init(s, errstr, errlen))
         return -1;
     lws_set_log_level(pb_log_enabled(PB_LOG_DEBUG) ? (LLL_ERR | LLL_WARN) : LLL_ERR,
                       lws_log_emit);
@@ -233,14 +264,18 @@ int pb_server_init(struct pb_server *s, const struct pb_config *cfg, char *errst
     }
 
     struct lws_context_creation_info info;
+    void *foreign_loops[1] = {s->loop};
     memset(&info, 0, sizeof(info));
-    info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
+    info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS | LWS_SERVER_OPTION_LIBEV;
+    info.foreign_loops = foreign_loops;
     if (cfg->tls_cert)
         info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
     info.port = CONTEXT_PORT_NO_LISTEN;
     s->ctx = lws_create_context(&info);
     if (!s->ctx) {
-        snprintf(errstr, errlen, "cannot create the libwebsockets context");
+        snprintf(errstr, errlen,
+                 "cannot create the libwebsockets context (is the libev event-library plugin, "
+                 "Debian's libwebsockets-evlib-ev, installed?)");
         return -1;
     }
 
@@ -260,29 +295,19 @@ int pb_server_init(struct pb_server *s, const struct pb_config *cfg, char *errst
 
     if (!(s->kafka = pb_kafka_new(cfg, s->hub, &s->metrics, errstr, errlen)))
         return -1;
-    if (adopt_fd(s, pb_kafka_wake_fd(s->kafka), "pb-kafka", errstr, errlen) ||
-        adopt_fd(s, s->signal_fd, "pb-signal", errstr, errlen))
-        return -1;
+    ev_io_init(&s->kafka_w, kafka_ready_cb, pb_kafka_wake_fd(s->kafka), EV_READ);
+    s->kafka_w.data = s;
+    ev_io_start(s->loop, &s->kafka_w);
+    ev_timer_start(s->loop, &s->tick_w);
     s->listening = 1;
-    lws_sul_schedule(s->ctx, 0, &s->sul_tick, tick, TICK_US);
     return 0;
 }
 
 int pb_server_run(struct pb_server *s)
 {
-    while (lws_service(s->ctx, 0) >= 0) {
-        if (!s->stopping)
-            continue;
-        if (pb_hub_connections(s->hub) == 0)
-            break;
-        /* Closing WebSockets may use half the time; committing gets the rest. */
-        if (pb_monotonic_ms() > s->stop_deadline - s->cfg->shutdown_timeout_ms / 2) {
-            pb_warn("half of shutdown_timeout_ms spent closing WebSockets; dropping the %zu "
-                    "still open",
-                    pb_hub_connections(s->hub));
-            break;
-        }
-    }
+    ev_run(s->loop, 0);
+    ev_prepare_stop(s->loop, &s->stop_check_w);
+    ev_timer_stop(s->loop, &s->stop_timer_w);
     if (!s->stopping)
         s->stop_deadline = pb_monotonic_ms() + s->cfg->shutdown_timeout_ms;
     pb_kafka_close(s->kafka, s->stop_deadline);
@@ -297,10 +322,16 @@ int pb_server_can_free(const struct pb_server *s)
 
 void pb_server_free(struct pb_server *s)
 {
-    lws_sul_cancel(&s->sul_tick);
+    if (s->loop) {
+        ev_io_stop(s->loop, &s->kafka_w);
+        ev_io_stop(s->loop, &s->signal_w);
+        ev_timer_stop(s->loop, &s->tick_w);
+    }
     if (s->ctx)
         lws_context_destroy(s->ctx); /* closes every wsi: hub connections are freed */
     s->ctx = NULL;
+    if (s->loop)
+        ev_loop_destroy(s->loop);
     pb_kafka_free(s->kafka);
     pb_hub_free(s->hub);
     pb_auth_free(s->auth);

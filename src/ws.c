@@ -1,18 +1,21 @@
 /* WebSocket side of a connection: login, the incoming-message limits, and
  * writing the connection's queue to the socket. lws drives it; the hub owns
  * the connection and its queue. Close codes are listed in hub.h and README. */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 
 #include "pushbridge/log.h"
 #include "pushbridge/server.h"
 
-_Static_assert(PB_FRAME_HEADROOM >= LWS_PRE, "frames need LWS_PRE bytes of headroom");
-
-/* Frames written per WRITEABLE callback while the socket takes them: one
- * write per callback costs a poll round-trip per frame under fan-out. */
-#define WRITES_PER_CALLBACK 16
+/* Frames gathered into one writev() (plain TCP). The kernel takes what fits
+ * in the socket's send buffer; the rest waits for the next POLLOUT. */
+#define FRAMES_PER_WRITE 64
+/* Bytes copied into one TLS record (TLS cannot gather). */
+#define TLS_GATHER_BYTES (16 * 1024)
 
 static struct pb_server *server_of(struct lws *wsi)
 {
@@ -84,15 +87,17 @@ static void refuse(struct pb_server *s, struct pb_pss *pss, int code, const char
     pss->conn->close_code = code;
     snprintf(pss->conn->close_reason, sizeof(pss->conn->close_reason), "%s", errcode);
     pss->close_after_drain = 1;
-    lws_sul_cancel(&pss->sul_auth);
+    ev_timer_stop(s->loop, &pss->auth_timer);
     lws_callback_on_writable(pss->wsi);
     /* A client that does not read its error is cut like a slow consumer. */
     lws_set_timeout(pss->wsi, PENDING_TIMEOUT_USER_OK, 3);
 }
 
-static void auth_timeout(lws_sorted_usec_list_t *sul)
+static void auth_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 {
-    struct pb_pss *pss = lws_container_of(sul, struct pb_pss, sul_auth);
+    (void)loop;
+    (void)revents;
+    struct pb_pss *pss = w->data;
     struct pb_server *s = server_of(pss->wsi);
     if (pss->conn && !pss->conn->authed)
         pb_hub_close(s->hub, pss->conn, PB_CLOSE_AUTH_TIMEOUT, "authentication timeout");
@@ -115,7 +120,7 @@ static void login(struct pb_server *s, struct pb_pss *pss, const char *text, siz
                "this user has ws.max_connections_per_user connections open");
         return;
     }
-    lws_sul_cancel(&pss->sul_auth);
+    ev_timer_stop(s->loop, &pss->auth_timer);
     struct pb_conn *c = pss->conn;
     pb_debug("connection %llu logged in as %s", (unsigned long long)c->id, c->ident.user);
     if (form != PB_FORM_NATIVE)
@@ -204,6 +209,74 @@ static int receive(struct pb_server *s, struct pb_pss *pss, const char *in, size
     return 0;
 }
 
+/* A frame has left: count its latency (Kafka timestamp -> socket) and
+ * release the queue's reference. */
+static void sent(struct pb_server *s, struct pb_conn *c)
+{
+    struct pb_frame *f = pb_conn_peek(c);
+    if (f->ts_ms)
+        pb_metrics_latency(&s->metrics, (double)(pb_now_ms() - f->ts_ms) / 1000.0);
+    pb_conn_pop(s->hub, c);
+}
+
+/* Plain TCP: every queued frame (up to FRAMES_PER_WRITE) in one writev(),
+ * straight from the shared frames. A frame the socket took only part of is
+ * handed, from where it stopped, to lws's own output buffer (one copy of at
+ * most one frame per connection), which lws drains before anything else it
+ * writes (pings, the close frame) and before the next WRITEABLE: the byte
+ * stream stays whole. Returns -1 when the connection is broken. */
+static int write_gathered(struct pb_server *s, struct pb_pss *pss)
+{
+    struct pb_conn *c = pss->conn;
+    struct iovec iov[FRAMES_PER_WRITE];
+    int n = 0;
+    for (struct pb_frame *f; n < FRAMES_PER_WRITE && (f = pb_conn_at(c, (uint32_t)n)); n++) {
+        iov[n].iov_base = (void *)pb_frame_wire(f);
+        iov[n].iov_len = pb_frame_wire_len(f);
+    }
+    ssize_t m = writev(lws_get_socket_fd(pss->wsi), iov, n);
+    if (m < 0)
+        return errno == EAGAIN || errno == EINTR ? 0 : -1;
+    for (int i = 0; i < n && m > 0; i++) {
+        size_t len = iov[i].iov_len;
+        if ((size_t)m < len &&
+            lws_write(pss->wsi, (unsigned char *)iov[i].iov_base + m, len - (size_t)m,
+                      LWS_WRITE_HTTP) < 0)
+            return -1;
+        m -= (ssize_t)((size_t)m < len ? (size_t)m : len);
+        sent(s, c);
+    }
+    return 0;
+}
+
+/* TLS: queued frames copied into one record of up to TLS_GATHER_BYTES (or
+ * one larger frame alone), written through lws, which keeps what the socket
+ * does not take. */
+static int write_tls(struct pb_server *s, struct pb_pss *pss)
+{
+    static unsigned char rec[TLS_GATHER_BYTES]; /* loop thread only */
+    struct pb_conn *c = pss->conn;
+    struct pb_frame *f = pb_conn_peek(c);
+    if (pb_frame_wire_len(f) > sizeof(rec)) {
+        if (lws_write(pss->wsi, (unsigned char *)pb_frame_wire(f), pb_frame_wire_len(f),
+                      LWS_WRITE_HTTP) < 0)
+            return -1;
+        sent(s, c);
+        return 0;
+    }
+    size_t len = 0;
+    uint32_t n = 0;
+    for (; (f = pb_conn_at(c, n)) && len + pb_frame_wire_len(f) <= sizeof(rec); n++) {
+        memcpy(rec + len, pb_frame_wire(f), pb_frame_wire_len(f));
+        len += pb_frame_wire_len(f);
+    }
+    if (lws_write(pss->wsi, rec, len, LWS_WRITE_HTTP) < 0)
+        return -1;
+    while (n--)
+        sent(s, c);
+    return 0;
+}
+
 static int writeable(struct pb_server *s, struct pb_pss *pss)
 {
     struct pb_conn *c = pss->conn;
@@ -211,18 +284,12 @@ static int writeable(struct pb_server *s, struct pb_pss *pss)
         return 0;
     if (c->closing)
         return close_now(pss->wsi, c->close_code, c->close_reason);
-    for (int i = 0; i < WRITES_PER_CALLBACK; i++) {
-        struct pb_frame *f = pb_conn_peek(c);
-        if (!f)
-            break;
-        int n = lws_write(pss->wsi, pb_frame_payload(f), f->len, LWS_WRITE_TEXT);
-        if (n < (int)f->len)
+    /* lws drains its own buffer before calling here; if it has not, the
+     * frames must wait behind it. */
+    if (pb_conn_peek(c) && !lws_partial_buffered(pss->wsi)) {
+        int rc = lws_is_ssl(pss->wsi) ? write_tls(s, pss) : write_gathered(s, pss);
+        if (rc < 0)
             return -1;
-        if (f->ts_ms)
-            pb_metrics_latency(&s->metrics, (double)(pb_now_ms() - f->ts_ms) / 1000.0);
-        pb_conn_pop(s->hub, c);
-        if (lws_send_pipe_choked(pss->wsi))
-            break;
     }
     if (pb_conn_peek(c))
         lws_callback_on_writable(pss->wsi);
@@ -311,6 +378,20 @@ static int version_ok(struct lws *wsi)
     return lws_hdr_copy(wsi, v, sizeof(v), WSI_TOKEN_VERSION) > 0 && strcmp(v, "13") == 0;
 }
 
+/* ws.send_buffer_bytes: without it a client that stops reading takes up to
+ * tcp_wmem's maximum (4 MiB here) into the kernel before the bridge's own
+ * queue bound even starts to count. A failure costs only that bound. */
+static void bound_send_buffer(struct pb_server *s, struct lws *wsi)
+{
+    int bytes = (int)s->cfg->ws_send_buffer_bytes;
+    if (bytes && setsockopt(lws_get_socket_fd(wsi), SOL_SOCKET, SO_SNDBUF, &bytes,
+                            sizeof(bytes)) && !s->sndbuf_warned) {
+        s->sndbuf_warned = 1;
+        pb_warn("cannot set ws.send_buffer_bytes on a WebSocket: %s (warned once)",
+                strerror(errno));
+    }
+}
+
 int pb_ws_callback(struct pb_server *s, struct lws *wsi, enum lws_callback_reasons reason,
                    struct pb_pss *pss, void *in, size_t len)
 {
@@ -336,12 +417,15 @@ int pb_ws_callback(struct pb_server *s, struct lws *wsi, enum lws_callback_reaso
     }
     case LWS_CALLBACK_ESTABLISHED:
         pss->wsi = wsi;
+        bound_send_buffer(s, wsi);
         pb_buf_init(&pss->rx, (size_t)s->cfg->ws_max_message_bytes + 1);
         pss->conn = pb_hub_conn_new(s->hub, wsi);
         if (!pss->conn)
             return close_now(wsi, PB_CLOSE_TRY_AGAIN, "server at ws.max_connections");
-        lws_sul_schedule(s->ctx, 0, &pss->sul_auth, auth_timeout,
-                         (lws_usec_t)s->cfg->ws_auth_timeout_ms * LWS_US_PER_MS);
+        ev_timer_init(&pss->auth_timer, auth_timeout, (double)s->cfg->ws_auth_timeout_ms / 1000.,
+                      0.);
+        pss->auth_timer.data = pss;
+        ev_timer_start(s->loop, &pss->auth_timer);
         return 0;
     case LWS_CALLBACK_RECEIVE:
         return receive(s, pss, in, len);
@@ -350,7 +434,7 @@ int pb_ws_callback(struct pb_server *s, struct lws *wsi, enum lws_callback_reaso
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
         return peer_close(wsi, in, len);
     case LWS_CALLBACK_CLOSED:
-        lws_sul_cancel(&pss->sul_auth);
+        ev_timer_stop(s->loop, &pss->auth_timer);
         pb_buf_free(&pss->rx);
         if (pss->conn)
             pb_hub_conn_free(s->hub, pss->conn);

@@ -26,7 +26,8 @@ log() { printf '\n==> %s\n' "$*"; }
 # come from elsewhere, e.g. a JDK or a pip-installed pytest) when the tool
 # itself answers.
 PACKAGES=(build-essential cmake pkg-config librdkafka-dev libwebsockets-dev libyajl-dev
-          libssl-dev libcmocka-dev kcat default-jre-headless maven python3-pytest)
+          libssl-dev libev-dev libwebsockets-evlib-ev libcmocka-dev kcat default-jre-headless
+          maven python3-pytest)
 
 present() {
     local pkg="$1"

@@ -1,7 +1,9 @@
 /* An outgoing WebSocket text frame, built once per event and format and
- * shared by every connection queue it is for (ref-counted, no copies). The
- * payload sits after PB_FRAME_HEADROOM bytes so lws_write() can put the
- * WebSocket header in front of it in place. Loop thread only. */
+ * shared by every connection queue it is for (ref-counted, no copies). A
+ * server's frames are not masked, so the WebSocket header is the same for
+ * every connection: it is written once, at creation, right in front of the
+ * payload, and header + payload go to the socket as they are. Loop thread
+ * only. */
 #ifndef PB_FRAME_H
 #define PB_FRAME_H
 
@@ -10,7 +12,7 @@
 
 #include "pushbridge/envelope.h"
 
-/* At least LWS_PRE; ws.c checks this at compile time. */
+/* Room for the longest WebSocket header (2 + 8 bytes), rounded up. */
 #define PB_FRAME_HEADROOM 16
 
 /* Owned jointly by the queues that hold it; the last pb_frame_unref frees it. */
@@ -19,6 +21,7 @@ struct pb_frame {
     uint32_t source;      /* metrics source index (topic or HTTP), for delivered counts */
     int64_t ts_ms;        /* when the event was produced, for the latency histogram */
     size_t len;           /* payload bytes */
+    uint32_t hdr_len;     /* WebSocket header bytes, just before the payload */
     unsigned char buf[];  /* PB_FRAME_HEADROOM + len */
 };
 
@@ -27,7 +30,19 @@ static inline unsigned char *pb_frame_payload(struct pb_frame *f)
     return f->buf + PB_FRAME_HEADROOM;
 }
 
-/* A frame with room for len payload bytes and one reference. NULL on OOM. */
+/* The bytes that go on the wire: the WebSocket header, then the payload. */
+static inline const unsigned char *pb_frame_wire(const struct pb_frame *f)
+{
+    return f->buf + PB_FRAME_HEADROOM - f->hdr_len;
+}
+
+static inline size_t pb_frame_wire_len(const struct pb_frame *f)
+{
+    return f->hdr_len + f->len;
+}
+
+/* A text frame with room for len payload bytes (its header already written)
+ * and one reference. NULL on OOM. */
 struct pb_frame *pb_frame_new(size_t len);
 void pb_frame_ref(struct pb_frame *f);
 void pb_frame_unref(struct pb_frame *f);

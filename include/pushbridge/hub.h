@@ -89,6 +89,8 @@ void pb_hub_close_all(struct pb_hub *h, int code, const char *reason);
 
 /* Head of c's queue, or NULL; pop releases the hub's reference. */
 struct pb_frame *pb_conn_peek(const struct pb_conn *c);
+/* The i-th queued frame (0 = head), or NULL past the end. */
+struct pb_frame *pb_conn_at(const struct pb_conn *c, uint32_t i);
 void pb_conn_pop(struct pb_hub *h, struct pb_conn *c);
 
 size_t pb_hub_user_connections(const struct pb_hub *h, const char *user, size_t len);

@@ -4,6 +4,7 @@
 #ifndef PB_SERVER_H
 #define PB_SERVER_H
 
+#include <ev.h>
 #include <libwebsockets.h>
 #include <signal.h>
 
@@ -21,7 +22,7 @@ struct pb_http_req;
 struct pb_pss {
     struct lws *wsi;
     struct pb_conn *conn;           /* WebSocket: from ESTABLISHED to CLOSED */
-    lws_sorted_usec_list_t sul_auth; /* ws.auth_timeout_ms */
+    ev_timer auth_timer;            /* ws.auth_timeout_ms (a libev timer: see server.c) */
     struct pb_buf rx;               /* message being reassembled from fragments */
     int close_after_drain;          /* close with conn->close_code once the queue is empty */
     struct pb_http_req *req;        /* HTTP: the request being served */
@@ -45,7 +46,17 @@ struct pb_server {
     struct pb_auth *auth;
     struct pb_kafka *kafka;
     int listening;
-    lws_sorted_usec_list_t sul_tick;
+
+    /* The loop (libev, epoll) and pushbridge's own watchers on it; lws adds
+     * its sockets and timers to the same loop. */
+    struct ev_loop *loop;
+    ev_io kafka_w;              /* the Kafka consumer queue's wake-up pipe */
+    ev_io signal_w;             /* signal_fd */
+    ev_timer tick_w;            /* 1 s: pb_kafka_tick */
+    ev_prepare stop_check_w;    /* while stopping: end the loop when done */
+    ev_timer stop_timer_w;      /* wakes the loop at half of shutdown_timeout_ms */
+
+    int sndbuf_warned;      /* ws.send_buffer_bytes failed once (logged) */
 
     int signal_fd;
     int stopping;           /* SIGTERM/SIGINT seen */

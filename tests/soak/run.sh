@@ -34,8 +34,6 @@ if ((!DEV)); then
     command -v java >/dev/null 2>&1 || need+=(default-jre-headless)
     [[ -f tests/kafka/lib/kafka_2.13-3.9.1.jar ]] || command -v mvn >/dev/null 2>&1 || need+=(maven)
 fi
-command -v cmake >/dev/null 2>&1 || need+=(cmake build-essential pkg-config librdkafka-dev
-                                          libwebsockets-dev libyajl-dev libssl-dev)
 if ((${#need[@]})); then
     if [[ "$(id -u)" != 0 ]]; then
         echo "missing: ${need[*]} (run tests/run.sh once as root, or install them)" >&2
@@ -46,6 +44,8 @@ if ((${#need[@]})); then
     apt-get update -q
     apt-get install -y -q --no-install-recommends "${need[@]}"
 fi
+
+scripts/deps.sh # the build's own packages, as for the daemon
 
 if ((!DEV)) && [[ ! -f tests/kafka/lib/kafka_2.13-3.9.1.jar ]]; then
     log "fetching the Kafka broker jars with Maven"
