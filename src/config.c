@@ -124,6 +124,9 @@ static const struct setting settings[] = {
 
     LIST("push.api_keys", push_api_keys, "", F_SECRET,
          "Bearer keys accepted by the push API; empty = no authentication"),
+    INT("push.max_connections", push_max_connections, 1, 1000000, "1024",
+        "Open connections to the internal HTTP API (keep-alive); more are answered 503 and "
+        "closed"),
     INT("push.max_body_bytes", push_max_body_bytes, 64, 100 * MIB, "1048576",
         "Largest push request body (else 413)"),
     INT("push.max_batch", push_max_batch, 1, 100000, "1000", "Most items in one batch push"),

@@ -13,22 +13,9 @@
 #include "pushbridge/log.h"
 #include "pushbridge/server.h"
 
-/* Bound on answers: /metrics is the largest (sources x reasons + lag rows). */
-#define MAX_ANSWER_BYTES (4u << 20)
 
-struct pb_http_req {
-    int method; /* LWSHUMETH_* */
-    char path[512];
-    struct pb_buf body; /* bound: push.max_body_bytes */
-    int status;
-    const char *content_type;
-    const char *allow; /* for 405 */
-    struct pb_buf answer;
-    int close_after; /* body not fully read: close instead of keep-alive */
-    int is_push;     /* counts in pushbridge_push_requests_total */
-};
 
-static void answer_error(struct pb_http_req *r, int status, const char *code, const char *msg)
+void pb_http_answer_error(struct pb_http_req *r, int status, const char *code, const char *msg)
 {
     r->status = status;
     r->content_type = "application/json";
@@ -133,11 +120,11 @@ static int body_is_json(struct pb_http_req *r)
 {
     char detail[160];
     if (r->body.len == 0) {
-        answer_error(r, 400, "bad_json", "the request body is empty; a JSON object is expected");
+        pb_http_answer_error(r, 400, "bad_json", "the request body is empty; a JSON object is expected");
         return 0;
     }
     if (pb_json_validate(r->body.data, r->body.len, detail, sizeof(detail))) {
-        answer_error(r, 400, "bad_json", detail);
+        pb_http_answer_error(r, 400, "bad_json", detail);
         return 0;
     }
     return 1;
@@ -149,7 +136,7 @@ static void answer_one(struct pb_server *s, struct pb_http_req *r, int broadcast
     struct push_result res;
     push_one(s, r->body.data, r->body.len, broadcast, &res);
     if (res.status != 200) {
-        answer_error(r, res.status, res.code, res.msg);
+        pb_http_answer_error(r, res.status, res.code, res.msg);
         return;
     }
     r->status = 200;
@@ -168,7 +155,7 @@ static void h_push(struct pb_server *s, struct pb_http_req *r)
             char msg[128];
             snprintf(msg, sizeof(msg), "a batch of %ld items is over push.max_batch (%lld)", n,
                      (long long)s->cfg->push_max_batch);
-            answer_error(r, 400, "batch_too_large", msg);
+            pb_http_answer_error(r, 400, "batch_too_large", msg);
             return;
         }
         r->status = 200;
@@ -200,13 +187,13 @@ static int hexval(char c)
     return -1;
 }
 
-/* Decodes %XX and '+' in place; returns the new length, or -1 when a %
- * escape is broken. */
-static long url_decode(char *s, size_t n)
+/* Decodes %XX (and '+' in a form) in place; returns the new length, or -1
+ * when a % escape is broken. */
+static long url_decode(char *s, size_t n, int form)
 {
     size_t o = 0;
     for (size_t i = 0; i < n; i++) {
-        if (s[i] == '+') {
+        if (s[i] == '+' && form) {
             s[o++] = ' ';
         } else if (s[i] == '%') {
             if (i + 2 >= n)
@@ -223,6 +210,11 @@ static long url_decode(char *s, size_t n)
     return (long)o;
 }
 
+long pb_http_path_decode(char *s, size_t n)
+{
+    return url_decode(s, n, 0);
+}
+
 static int find_value(const char *form, size_t len, const char *name, int decode, char **out,
                       size_t *outlen)
 {
@@ -237,7 +229,7 @@ static int find_value(const char *form, size_t len, const char *name, int decode
             if (!v)
                 return -1;
             memcpy(v, form + i + nlen + 1, vlen);
-            long d = decode ? url_decode(v, vlen) : (long)vlen;
+            long d = decode ? url_decode(v, vlen, 1) : (long)vlen;
             if (d < 0) {
                 free(v);
                 return -1;
@@ -272,20 +264,24 @@ static void h_send(struct pb_server *s, struct pb_http_req *r, const char *query
         rc_uid = pb_http_form_value(r->body.data, r->body.len, "uid", &uid, &uidlen);
         rc_msg = pb_http_form_value(r->body.data, r->body.len, "message", &message, &msglen);
     }
+    /* httpd hands over the raw query, split before decoding; lws has
+     * already decoded it, so its values are copied as they are. */
+    int (*value)(const char *, size_t, const char *, char **, size_t *) =
+        r->query_decoded ? pb_http_query_value : pb_http_form_value;
     if (rc_uid == 1)
-        rc_uid = pb_http_query_value(query, qlen, "uid", &uid, &uidlen);
+        rc_uid = value(query, qlen, "uid", &uid, &uidlen);
     if (rc_msg == 1)
-        rc_msg = pb_http_query_value(query, qlen, "message", &message, &msglen);
+        rc_msg = value(query, qlen, "message", &message, &msglen);
     struct pb_event ev;
     pb_event_init(&ev);
     char *data_json = NULL;
 
     if (rc_uid < 0 || rc_msg < 0) {
-        answer_error(r, 400, "bad_field", "a form value has a broken %-escape");
+        pb_http_answer_error(r, 400, "bad_field", "a form value has a broken %-escape");
         goto out;
     }
     if (rc_uid || uidlen == 0) {
-        answer_error(r, 400, "missing_field", "uid is required");
+        pb_http_answer_error(r, 400, "missing_field", "uid is required");
         goto out;
     }
     if (!message) {
@@ -295,11 +291,11 @@ static void h_send(struct pb_server *s, struct pb_http_req *r, const char *query
     }
     /* Both end up in C strings and WebSocket text frames. */
     if (memchr(uid, '\0', uidlen) || !pb_utf8_valid(uid, uidlen) || uidlen > PB_MAX_ID_BYTES) {
-        answer_error(r, 400, "bad_field", "uid must be 1 to 256 bytes of UTF-8 without NUL");
+        pb_http_answer_error(r, 400, "bad_field", "uid must be 1 to 256 bytes of UTF-8 without NUL");
         goto out;
     }
     if (!pb_utf8_valid(message, msglen)) {
-        answer_error(r, 400, "bad_field", "message must be UTF-8 text");
+        pb_http_answer_error(r, 400, "bad_field", "message must be UTF-8 text");
         goto out;
     }
     /* The message becomes the event's data: a JSON string for native
@@ -312,7 +308,7 @@ static void h_send(struct pb_server *s, struct pb_http_req *r, const char *query
     ev.data = data_json;
     ev.data_len = pb_json_string_len(message, msglen);
     if (pb_json_validate(ev.data, ev.data_len, detail, sizeof(detail))) {
-        answer_error(r, 400, "bad_field", "message must be UTF-8 text");
+        pb_http_answer_error(r, 400, "bad_field", "message must be UTF-8 text");
         goto out;
     }
     ev.data_text = message;
@@ -322,7 +318,7 @@ static void h_send(struct pb_server *s, struct pb_http_req *r, const char *query
     ev.user_id = uid;
     uid = NULL;
     if (pb_event_set_target(&ev, NULL, 0)) {
-        answer_error(r, 400, "bad_field", ev.detail);
+        pb_http_answer_error(r, 400, "bad_field", ev.detail);
         goto out;
     }
     ev.ts_ms = pb_now_ms();
@@ -331,7 +327,7 @@ static void h_send(struct pb_server *s, struct pb_http_req *r, const char *query
     if (n == 0) {
         char msg[400];
         snprintf(msg, sizeof(msg), "user %s has no open connection", ev.user_id);
-        answer_error(r, 400, "no_connection", msg);
+        pb_http_answer_error(r, 400, "no_connection", msg);
         goto out;
     }
     char ok[64];
@@ -339,7 +335,7 @@ static void h_send(struct pb_server *s, struct pb_http_req *r, const char *query
     answer_json(r, 200, ok);
     goto out;
 oom:
-    answer_error(r, 500, "internal", "out of memory");
+    pb_http_answer_error(r, 500, "internal", "out of memory");
 out:
     ev.data = "null";
     pb_event_clear(&ev);
@@ -362,11 +358,20 @@ static void gauges(struct pb_server *s, struct pb_gauges *g)
 
 static void h_user(struct pb_server *s, struct pb_http_req *r)
 {
-    /* lws has already %-decoded the path. */
+    /* lws has already %-decoded the path; httpd has not. */
     char *id = r->path + strlen("/users/");
     long n = (long)strlen(id);
+    if (!r->path_decoded && (n = pb_http_path_decode(id, (size_t)n)) < 0) {
+        pb_http_answer_error(r, 400, "bad_field", "the user ID in the path has a broken %-escape");
+        return;
+    }
+    id[n] = '\0';
+    if (memchr(id, '\0', (size_t)n) || !pb_utf8_valid(id, (size_t)n)) {
+        pb_http_answer_error(r, 400, "bad_field", "the user ID must be UTF-8 without NUL");
+        return;
+    }
     if (n == 0) {
-        answer_error(r, 400, "missing_field", "the user ID is missing from the path");
+        pb_http_answer_error(r, 400, "missing_field", "the user ID is missing from the path");
         return;
     }
     size_t conns = pb_hub_user_connections(s->hub, id, (size_t)n);
@@ -410,7 +415,7 @@ static void h_readyz(struct pb_server *s, struct pb_http_req *r)
     else
         pb_kafka_ready(s->kafka, &why);
     if (why) {
-        answer_error(r, 503, "not_ready", why);
+        pb_http_answer_error(r, 503, "not_ready", why);
         return;
     }
     answer_json(r, 200, "{\"ready\":true}");
@@ -456,29 +461,20 @@ static const struct route *route_find(const struct pb_vhd *vhd, const char *path
 }
 
 /* push.api_keys: any configured key, compared in constant time. */
-static int authorized(struct pb_server *s, struct lws *wsi)
+static int authorized(struct pb_server *s, const struct pb_http_req *r)
 {
     if (!s->cfg->push_api_keys.n)
         return 1;
-    /* Sized for the header, so that a long key can match at all. */
-    int total = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
-    if (total <= 7 || total > 8192)
+    if (!r->auth || strncmp(r->auth, "Bearer ", 7) != 0)
         return 0;
-    char *hdr = malloc((size_t)total + 1);
-    int n = hdr ? lws_hdr_copy(wsi, hdr, total + 1, WSI_TOKEN_HTTP_AUTHORIZATION) : -1;
-    if (n <= 7 || strncmp(hdr, "Bearer ", 7) != 0) {
-        free(hdr);
-        return 0;
-    }
-    const char *key = hdr + 7;
-    size_t klen = (size_t)n - 7;
+    const char *key = r->auth + 7;
+    size_t klen = strlen(key);
     int ok = 0;
     for (size_t i = 0; i < s->cfg->push_api_keys.n; i++) {
         const char *want = s->cfg->push_api_keys.items[i];
         if (strlen(want) == klen && CRYPTO_memcmp(want, key, klen) == 0)
             ok = 1;
     }
-    free(hdr);
     return ok;
 }
 
@@ -494,50 +490,32 @@ static void h_page(struct pb_server *s, struct pb_http_req *r)
     pb_buf_puts(&r->answer, "</code></p>\n");
 }
 
-static void dispatch(struct pb_server *s, const struct pb_vhd *vhd, struct lws *wsi,
-                     struct pb_http_req *r)
+void pb_http_handle(struct pb_server *s, const struct pb_vhd *vhd, struct pb_http_req *r)
 {
     const struct route *rt = route_find(vhd, r->path);
     if (!rt) {
-        answer_error(r, 404, "not_found", "no such path");
+        pb_http_answer_error(r, 404, "not_found", "no such path");
         return;
     }
     if (!(rt->methods & (1 << r->method))) {
         char msg[96];
         snprintf(msg, sizeof(msg), "%s accepts %s", rt->path, rt->allow);
-        answer_error(r, 405, "method_not_allowed", msg);
+        pb_http_answer_error(r, 405, "method_not_allowed", msg);
         r->allow = rt->allow;
         return;
     }
     r->is_push = rt->push;
-    if (rt->push && !authorized(s, wsi)) {
-        answer_error(r, 401, "unauthorized", "a valid Authorization: Bearer <key> is required");
+    if (rt->push && !authorized(s, r)) {
+        pb_http_answer_error(r, 401, "unauthorized",
+                             "a valid Authorization: Bearer <key> is required");
         return;
-    }
-    char query[4096] = "";
-    int qlen = 0;
-    if (strcmp(rt->path, "/send") == 0) {
-        /* lws splits the query into fragments; join them back with '&'. */
-        for (int i = 0; lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_URI_ARGS, i) > 0; i++) {
-            int n = lws_hdr_copy_fragment(wsi, query + qlen, (int)sizeof(query) - qlen - 1,
-                                          WSI_TOKEN_HTTP_URI_ARGS, i);
-            if (n < 0) { /* the fragment exists but does not fit */
-                answer_error(r, 414, "uri_too_long",
-                             "the query is over 4 KiB; POST a form body for long messages");
-                return;
-            }
-            qlen += n;
-            query[qlen++] = '&';
-        }
-        if (qlen)
-            query[--qlen] = '\0';
     }
     if (strcmp(rt->path, "/push") == 0)
         h_push(s, r);
     else if (strcmp(rt->path, "/broadcast") == 0)
         h_broadcast(s, r);
     else if (strcmp(rt->path, "/send") == 0)
-        h_send(s, r, query, (size_t)qlen);
+        h_send(s, r, r->query.data ? r->query.data : "", r->query.len);
     else if (strcmp(rt->path, "/users/") == 0)
         h_user(s, r);
     else if (strcmp(rt->path, "/stats") == 0)
@@ -552,20 +530,59 @@ static void dispatch(struct pb_server *s, const struct pb_vhd *vhd, struct lws *
         h_page(s, r);
 }
 
+int pb_http_check_early(struct pb_server *s, const struct pb_vhd *vhd, struct pb_http_req *r)
+{
+    /* Refuse before buffering up to push.max_body_bytes for a caller
+     * without a key. */
+    const struct route *rt = route_find(vhd, r->path);
+    if (rt && rt->push && (rt->methods & (1 << r->method)) && !authorized(s, r)) {
+        r->is_push = 1;
+        pb_http_answer_error(r, 401, "unauthorized",
+                             "a valid Authorization: Bearer <key> is required");
+        return 1;
+    }
+    r->is_push = rt && rt->push;
+    return 0;
+}
+
+void pb_http_done(struct pb_server *s, struct pb_http_req *r)
+{
+    if (r->answer.truncated)
+        pb_http_answer_error(r, 500, "internal", "the answer did not fit in memory");
+    if (r->is_push)
+        pb_metrics_push_status(&s->metrics, r->status);
+}
+
+void pb_http_req_init(struct pb_http_req *r, const struct pb_config *cfg)
+{
+    memset(r, 0, sizeof(*r));
+    pb_buf_init(&r->body, (size_t)cfg->push_max_body_bytes + 1);
+    pb_buf_init(&r->answer, PB_HTTP_MAX_ANSWER);
+    pb_buf_init(&r->query, PB_HTTP_MAX_QUERY + 1);
+}
+
+void pb_http_req_clear(struct pb_http_req *r)
+{
+    pb_buf_free(&r->body);
+    pb_buf_free(&r->answer);
+    pb_buf_free(&r->query);
+    free(r->auth);
+    r->auth = NULL;
+}
+
+/* ---- the lws transport: public listener (and the internal one when it
+ * shares the public port or speaks TLS) ---- */
+
 static int write_answer(struct lws *wsi, struct pb_pss *pss);
 
 /* Counts the answer and writes it at once. Waiting for WRITEABLE does not
  * work for pipelined requests in lws 4.1: it replays BODY_COMPLETION from
  * its rx buffer until the answer is written, and never asks to write.
  * lws_write() keeps whatever the socket does not take (bounded by
- * MAX_ANSWER_BYTES) and sends it later. Returns what the callback returns. */
+ * PB_HTTP_MAX_ANSWER) and sends it later. Returns what the callback returns. */
 static int finish(struct pb_server *s, struct lws *wsi, struct pb_pss *pss)
 {
-    struct pb_http_req *r = pss->req;
-    if (r->is_push)
-        pb_metrics_push_status(&s->metrics, r->status);
-    if (r->answer.truncated)
-        answer_error(r, 500, "internal", "the answer did not fit in memory");
+    pb_http_done(s, pss->req);
     return write_answer(wsi, pss);
 }
 
@@ -620,21 +637,16 @@ static void req_free(struct pb_pss *pss)
 {
     if (!pss->req)
         return;
-    pb_buf_free(&pss->req->body);
-    pb_buf_free(&pss->req->answer);
+    pb_http_req_clear(pss->req);
     free(pss->req);
     pss->req = NULL;
 }
 
-static int begin(struct pb_server *s, const struct pb_vhd *vhd, struct lws *wsi, struct pb_pss *pss)
+/* What lws parsed, copied into the transport-free request: the Authorization
+ * header and the query (lws splits it into decoded fragments; they are
+ * joined back with '&'). Returns -1 when a copy does not fit. */
+static int read_request(struct lws *wsi, struct pb_http_req *r)
 {
-    req_free(pss);
-    struct pb_http_req *r = calloc(1, sizeof(*r));
-    if (!r)
-        return -1;
-    pss->req = r;
-    pb_buf_init(&r->body, (size_t)s->cfg->push_max_body_bytes + 1);
-    pb_buf_init(&r->answer, MAX_ANSWER_BYTES);
     char *uri;
     int urilen;
     r->method = lws_http_get_uri_and_method(wsi, &uri, &urilen);
@@ -644,47 +656,75 @@ static int begin(struct pb_server *s, const struct pb_vhd *vhd, struct lws *wsi,
     char *q = strchr(r->path, '?');
     if (q)
         *q = '\0';
+    r->path_decoded = r->query_decoded = 1;
+    /* Sized for the header, so that a long key can match at all. */
+    int total = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
+    if (total > 0 && total <= 8192) {
+        r->auth = malloc((size_t)total + 1);
+        if (!r->auth || lws_hdr_copy(wsi, r->auth, total + 1, WSI_TOKEN_HTTP_AUTHORIZATION) < 0)
+            return -1;
+    }
+    char frag[PB_HTTP_MAX_QUERY + 1];
+    for (int i = 0; lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_URI_ARGS, i) > 0; i++) {
+        int n = lws_hdr_copy_fragment(wsi, frag, (int)sizeof(frag), WSI_TOKEN_HTTP_URI_ARGS, i);
+        if (n < 0)
+            return -1;
+        if (i)
+            pb_buf_append(&r->query, "&", 1);
+        pb_buf_append(&r->query, frag, (size_t)n);
+    }
+    return r->query.truncated ? -1 : 0;
+}
+
+static int begin(struct pb_server *s, const struct pb_vhd *vhd, struct lws *wsi, struct pb_pss *pss)
+{
+    req_free(pss);
+    struct pb_http_req *r = malloc(sizeof(*r));
+    if (!r)
+        return -1;
+    pb_http_req_init(r, s->cfg);
+    pss->req = r;
+    if (read_request(wsi, r)) {
+        pb_http_answer_error(r, 414, "uri_too_long",
+                             "the query or a header is too long; POST a form body for long "
+                             "messages");
+        return finish(s, wsi, pss);
+    }
 
     if (r->method == LWSHUMETH_POST || r->method == LWSHUMETH_PUT || r->method == LWSHUMETH_PATCH) {
         /* lws 4.1 frames bodies by Content-Length only; anything else could
          * make it read a body where the client meant a next request. */
         if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0) {
-            answer_error(r, 411, "length_required",
-                         "send the body with a Content-Length (Transfer-Encoding is not "
-                         "accepted)");
+            pb_http_answer_error(r, 411, "length_required",
+                                 "send the body with a Content-Length (Transfer-Encoding is "
+                                 "not accepted on this listener)");
             r->close_after = 1;
             return finish(s, wsi, pss);
         }
-        /* Refuse before buffering up to push.max_body_bytes for a caller
-         * without a key. */
-        const struct route *rt = route_find(vhd, r->path);
-        if (rt && rt->push && (rt->methods & (1 << r->method)) && !authorized(s, wsi)) {
-            r->is_push = 1;
-            answer_error(r, 401, "unauthorized", "a valid Authorization: Bearer <key> is required");
+        if (pb_http_check_early(s, vhd, r)) {
             r->close_after = 1;
             return finish(s, wsi, pss);
         }
         char cl[32];
         int cln = lws_hdr_copy(wsi, cl, sizeof(cl), WSI_TOKEN_HTTP_CONTENT_LENGTH);
         if (cln == 0 && lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) == 0) {
-            answer_error(r, 411, "length_required", "a request body needs a Content-Length");
+            pb_http_answer_error(r, 411, "length_required", "a request body needs a Content-Length");
             r->close_after = 1;
             return finish(s, wsi, pss);
         }
         if (cln != 0 && (cln < 0 || strspn(cl, "0123456789") != (size_t)cln || cln > 19)) {
-            answer_error(r, 400, "bad_request", "Content-Length must be one decimal number");
+            pb_http_answer_error(r, 400, "bad_request", "Content-Length must be one decimal number");
             r->close_after = 1;
             return finish(s, wsi, pss);
         }
         if (cln > 0 && strtoll(cl, NULL, 10) > s->cfg->push_max_body_bytes) {
-            answer_error(r, 413, "payload_too_large", "the body is over push.max_body_bytes");
+            pb_http_answer_error(r, 413, "payload_too_large", "the body is over push.max_body_bytes");
             r->close_after = 1;
-            r->is_push = rt && rt->push;
             return finish(s, wsi, pss);
         }
         return 0; /* wait for the body */
     }
-    dispatch(s, vhd, wsi, r);
+    pb_http_handle(s, vhd, r);
     return finish(s, wsi, pss);
 }
 
@@ -700,16 +740,15 @@ int pb_http_callback(struct pb_server *s, const struct pb_vhd *vhd, struct lws *
             return 0; /* already answered (413): discard */
         pb_buf_append(&r->body, in, len);
         if (r->body.truncated) {
-            answer_error(r, 413, "payload_too_large", "the body is over push.max_body_bytes");
+            pb_http_answer_error(r, 413, "payload_too_large", "the body is over push.max_body_bytes");
             r->close_after = 1;
-            r->is_push = 1;
             return finish(s, wsi, pss);
         }
         return 0;
     case LWS_CALLBACK_HTTP_BODY_COMPLETION:
         if (!r || r->status)
             return 0;
-        dispatch(s, vhd, wsi, r);
+        pb_http_handle(s, vhd, r);
         return finish(s, wsi, pss);
     case LWS_CALLBACK_CLOSED_HTTP:
     case LWS_CALLBACK_HTTP_DROP_PROTOCOL:

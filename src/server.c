@@ -12,6 +12,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "pushbridge/httpd.h"
 #include "pushbridge/log.h"
 
 /* Kafka messages handled per wake-up before the loop serves sockets again. */
@@ -286,7 +287,16 @@ int pb_server_init(struct pb_server *s, const struct pb_config *cfg, char *errst
                              errstr, errlen);
     if (!s->vh_public)
         return -1;
-    if (!same) {
+    /* The internal API has its own HTTP/1.1 server (keep-alive, pipelining,
+     * chunked bodies); lws serves it only where it must: on the public port,
+     * or over TLS. */
+    if (!same && !cfg->tls_internal) {
+        s->httpd = pb_httpd_new(s, &s->vhd_internal, cfg->listen_internal, errstr, errlen);
+        if (!s->httpd)
+            return -1;
+        pb_info("listening on %s (internal, port %d)", cfg->listen_internal,
+                pb_httpd_port(s->httpd));
+    } else if (!same) {
         s->vh_internal = listen_on(s, "internal", cfg->listen_internal, &s->vhd_internal,
                                    cfg->tls_internal, errstr, errlen);
         if (!s->vh_internal)
@@ -330,6 +340,7 @@ void pb_server_free(struct pb_server *s)
     if (s->ctx)
         lws_context_destroy(s->ctx); /* closes every wsi: hub connections are freed */
     s->ctx = NULL;
+    pb_httpd_free(s->httpd);
     if (s->loop)
         ev_loop_destroy(s->loop);
     pb_kafka_free(s->kafka);

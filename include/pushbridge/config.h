@@ -65,6 +65,7 @@ struct pb_config {
     int ws_slow_client; /* enum pb_slow_client */
 
     struct pb_strlist push_api_keys;
+    int64_t push_max_connections;
     int64_t push_max_body_bytes;
     int64_t push_max_batch;
     char *push_topic;

@@ -1,9 +1,56 @@
-/* The HTTP API (internal listener) and the public pages, served from the
- * lws loop. Pushes join Kafka events at pb_hub_deliver(). */
+/* The HTTP API (internal listener) and the public pages: routing and the
+ * handlers, on a request that either transport filled in (httpd.c, the
+ * internal listener's own HTTP/1.1 server; or lws, in http.c, for the public
+ * listener). Pushes join Kafka events at pb_hub_deliver(). */
 #ifndef PB_HTTP_H
 #define PB_HTTP_H
 
 #include <stddef.h>
+
+#include "pushbridge/buf.h"
+#include "pushbridge/config.h"
+
+/* Longest query string kept (a /send message travels in it). */
+#define PB_HTTP_MAX_QUERY 4096
+/* Bound on answers: /metrics is the largest (sources x reasons + lag rows). */
+#define PB_HTTP_MAX_ANSWER (4u << 20)
+
+struct pb_server;
+struct pb_vhd;
+
+/* One request and its answer. Owned by the transport that read it, for one
+ * request; pb_http_req_clear frees what it holds. */
+struct pb_http_req {
+    int method;          /* LWSHUMETH_* numbering; 30 = one no route accepts */
+    char path[512];      /* without the query */
+    int path_decoded;    /* lws %-decoded path and query; httpd hands them raw */
+    int query_decoded;
+    struct pb_buf query; /* bound: PB_HTTP_MAX_QUERY */
+    char *auth;          /* Authorization header value, or NULL */
+    struct pb_buf body;  /* bound: push.max_body_bytes */
+
+    int status;          /* 0 until answered */
+    const char *content_type;
+    const char *allow;   /* for 405 */
+    struct pb_buf answer;
+    int close_after;     /* end the connection after this answer */
+    int is_push;         /* counts in pushbridge_push_requests_total */
+};
+
+void pb_http_req_init(struct pb_http_req *r, const struct pb_config *cfg);
+void pb_http_req_clear(struct pb_http_req *r);
+/* Before the body is read: answers 401 for a push route without a valid
+ * key (so no body is buffered for it). Returns 1 when r is answered. */
+int pb_http_check_early(struct pb_server *s, const struct pb_vhd *vhd, struct pb_http_req *r);
+/* Routes the complete request and builds its answer in r. */
+void pb_http_handle(struct pb_server *s, const struct pb_vhd *vhd, struct pb_http_req *r);
+/* Last step before the answer is written: counts push statuses, turns an
+ * answer that did not fit into a 500. */
+void pb_http_done(struct pb_server *s, struct pb_http_req *r);
+/* {"error":code,"message":msg} with this status. */
+void pb_http_answer_error(struct pb_http_req *r, int status, const char *code, const char *msg);
+/* Decodes %XX in place (no '+': this is a path); new length, -1 if broken. */
+long pb_http_path_decode(char *s, size_t n);
 
 /* Finds name=value in an application/x-www-form-urlencoded string (a query
  * or a form body) and decodes %XX and '+' into a new buffer (*out, owned by

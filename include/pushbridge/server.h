@@ -16,6 +16,7 @@
 #include "pushbridge/metrics.h"
 
 struct pb_http_req;
+struct pb_httpd;
 
 /* Per-connection lws data (lws allocates and zeroes it, and frees it after
  * LWS_CALLBACK_CLOSED / CLOSED_HTTP). */
@@ -45,6 +46,7 @@ struct pb_server {
     struct pb_hub *hub;
     struct pb_auth *auth;
     struct pb_kafka *kafka;
+    struct pb_httpd *httpd; /* the internal listener, when it is not lws's */
     int listening;
 
     /* The loop (libev, epoll) and pushbridge's own watchers on it; lws adds

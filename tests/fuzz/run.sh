@@ -5,10 +5,16 @@
 set -euo pipefail
 SECONDS_EACH=${1:-60}
 cd "$(dirname "$0")/../.."
+scripts/deps.sh
+if ! command -v clang >/dev/null 2>&1 || ! dpkg -s libclang-rt-14-dev >/dev/null 2>&1; then
+    echo "installing clang (libFuzzer)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q && apt-get install -y -q --no-install-recommends clang libclang-rt-14-dev
+fi
 CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DPB_FUZZ=ON -DPB_SANITIZE=ON \
     -DPB_TESTS=OFF >/dev/null
 cmake --build build-fuzz -j"$(nproc)" >/dev/null
-for target in envelope login push config; do
+for target in envelope login push config http; do
     work=build-fuzz/corpus-$target
     mkdir -p "$work"
     echo "fuzz_$target: ${SECONDS_EACH}s"
