@@ -78,6 +78,15 @@ static void stop_check_cb(struct ev_loop *loop, ev_prepare *w, int revents)
     }
 }
 
+/* Runs before the loop sleeps: everything this iteration queued goes out
+ * in one write per connection (ws.c). */
+static void flush_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    pb_ws_flush_pending(w->data);
+}
+
 /* Only wakes the loop so that stop_check_cb runs at the half-way mark. */
 static void stop_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -237,9 +246,12 @@ static int loop_init(struct pb_server *s, char *errstr, size_t errlen)
     ev_io_init(&s->signal_w, signal_cb, s->signal_fd, EV_READ);
     ev_timer_init(&s->tick_w, tick_cb, TICK_S, TICK_S);
     ev_prepare_init(&s->stop_check_w, stop_check_cb);
+    ev_prepare_init(&s->flush_w, flush_cb);
     ev_timer_init(&s->stop_timer_w, stop_timer_cb, 0., 0.);
     s->signal_w.data = s->tick_w.data = s->stop_check_w.data = s->stop_timer_w.data = s;
+    s->flush_w.data = s;
     ev_io_start(s->loop, &s->signal_w);
+    ev_prepare_start(s->loop, &s->flush_w);
     return 0;
 }
 
@@ -336,6 +348,7 @@ void pb_server_free(struct pb_server *s)
         ev_io_stop(s->loop, &s->kafka_w);
         ev_io_stop(s->loop, &s->signal_w);
         ev_timer_stop(s->loop, &s->tick_w);
+        ev_prepare_stop(s->loop, &s->flush_w);
     }
     if (s->ctx)
         lws_context_destroy(s->ctx); /* closes every wsi: hub connections are freed */

@@ -23,9 +23,42 @@ static struct pb_server *server_of(struct lws *wsi)
     return vhd->srv;
 }
 
+/* Connections whose queue went from empty to non-empty since the loop last
+ * slept. Their frames go out from a prepare watcher just before the loop
+ * sleeps (pb_ws_flush_pending): one writev per connection per iteration,
+ * without waiting for POLLOUT. A socket with room (the usual case) then
+ * costs one system call, not an epoll change, a wake-up and another change;
+ * what does not fit waits for lws's WRITEABLE as before. */
+static void pending_add(struct pb_server *s, struct pb_pss *pss)
+{
+    if (pss->pending)
+        return;
+    pss->pending = 1;
+    pss->pend_prev = NULL;
+    pss->pend_next = s->write_pending;
+    if (s->write_pending)
+        s->write_pending->pend_prev = pss;
+    s->write_pending = pss;
+}
+
+static void pending_remove(struct pb_server *s, struct pb_pss *pss)
+{
+    if (!pss->pending)
+        return;
+    if (pss->pend_prev)
+        pss->pend_prev->pend_next = pss->pend_next;
+    else
+        s->write_pending = pss->pend_next;
+    if (pss->pend_next)
+        pss->pend_next->pend_prev = pss->pend_prev;
+    pss->pending = 0;
+    pss->pend_prev = pss->pend_next = NULL;
+}
+
 static void hook_want_write(struct pb_conn *c)
 {
-    lws_callback_on_writable(c->transport);
+    struct lws *wsi = c->transport;
+    pending_add(server_of(wsi), lws_wsi_user(wsi));
 }
 
 /* Close asynchronously: the WRITEABLE callback sends the close frame; a
@@ -277,6 +310,31 @@ static int write_tls(struct pb_server *s, struct pb_pss *pss)
     return 0;
 }
 
+void pb_ws_flush_pending(struct pb_server *s)
+{
+    while (s->write_pending) {
+        struct pb_pss *pss = s->write_pending;
+        pending_remove(s, pss);
+        struct pb_conn *c = pss->conn;
+        if (!c || !pb_conn_peek(c))
+            continue;
+        /* Closing, TLS, or bytes already waiting in lws: lws's WRITEABLE
+         * path keeps the order of what goes on the wire. */
+        if (c->closing || pss->close_after_drain || pss->peer_closing ||
+            lws_is_ssl(pss->wsi) || lws_partial_buffered(pss->wsi)) {
+            lws_callback_on_writable(pss->wsi);
+            continue;
+        }
+        if (write_gathered(s, pss) < 0) {
+            /* Not inside an lws callback: let lws drop it on its own time. */
+            lws_set_timeout(pss->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+            continue;
+        }
+        if (pb_conn_peek(c))
+            lws_callback_on_writable(pss->wsi);
+    }
+}
+
 static int writeable(struct pb_server *s, struct pb_pss *pss)
 {
     struct pb_conn *c = pss->conn;
@@ -432,8 +490,10 @@ int pb_ws_callback(struct pb_server *s, struct lws *wsi, enum lws_callback_reaso
     case LWS_CALLBACK_SERVER_WRITEABLE:
         return writeable(s, pss);
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+        pss->peer_closing = 1; /* nothing more may follow lws's close frame */
         return peer_close(wsi, in, len);
     case LWS_CALLBACK_CLOSED:
+        pending_remove(s, pss);
         ev_timer_stop(s->loop, &pss->auth_timer);
         pb_buf_free(&pss->rx);
         if (pss->conn)

@@ -27,6 +27,9 @@ struct pb_pss {
     struct pb_buf rx;               /* message being reassembled from fragments */
     int close_after_drain;          /* close with conn->close_code once the queue is empty */
     struct pb_http_req *req;        /* HTTP: the request being served */
+    int peer_closing;               /* the client sent a close: write nothing more */
+    int pending;                    /* on the server's write_pending list */
+    struct pb_pss *pend_prev, *pend_next;
 };
 
 /* Per-vhost (listener) data: which roles the listener serves. */
@@ -57,6 +60,8 @@ struct pb_server {
     ev_timer tick_w;            /* 1 s: pb_kafka_tick */
     ev_prepare stop_check_w;    /* while stopping: end the loop when done */
     ev_timer stop_timer_w;      /* wakes the loop at half of shutdown_timeout_ms */
+    ev_prepare flush_w;         /* before each sleep: pb_ws_flush_pending */
+    struct pb_pss *write_pending; /* connections with frames not yet written (ws.c) */
 
     int sndbuf_warned;      /* ws.send_buffer_bytes failed once (logged) */
 
@@ -79,6 +84,9 @@ void pb_server_free(struct pb_server *s);
 int pb_ws_callback(struct pb_server *s, struct lws *wsi, enum lws_callback_reasons reason,
                    struct pb_pss *pss, void *in, size_t len);
 extern const struct pb_hub_hooks pb_ws_hub_hooks;
+/* Writes the frames queued since the loop last slept, straight to the
+ * sockets that take them (called before the loop sleeps). */
+void pb_ws_flush_pending(struct pb_server *s);
 
 /* http.c */
 int pb_http_callback(struct pb_server *s, const struct pb_vhd *vhd, struct lws *wsi,

@@ -85,3 +85,35 @@ def test_slow_client_does_not_delay_http_push_to_others(bridge_factory, kafka):
         assert b.push(other_uid, i) == (200, {"delivered": 1})
         assert other.recv_text(timeout=5) == str(i)
     assert slow.expect_close(timeout=30)[0] == 4009
+
+
+def _bytes_until_closed(b, uid, step=8, limit=400):
+    """Pushes 16 KB events to uid (a client that does not read) STEP at a
+    time, until the bridge closes it as slow; returns the events pushed, or
+    None when LIMIT went in without a close."""
+    for n in range(step, limit + 1, step):
+        for i in range(step):
+            assert b.push(uid, {"i": n - step + i, "pad": PAD})[0] == 200
+        if b.metric("pushbridge_slow_client_closes_total") == 1:
+            return n
+    return None
+
+
+def test_send_buffer_bound_brings_the_queue_bound_into_play(bridge_factory):
+    """ws.send_buffer_bytes (issue 9 item 2): with a small kernel send buffer
+    a client that stops reading is closed once the bridge's 256 KiB queue is
+    full: 16 events of 16 KB plus the few the kernel holds. Without the bound
+    the kernel takes megabytes first (autotuned up to tcp_wmem's maximum,
+    docs/PERFORMANCE.md), so 40 events (640 KB) would not close it."""
+    b = bridge_factory(config={"ws": {"queue_max_bytes": 256 * 1024, "slow_client": "close",
+                                      "send_buffer_bytes": 8192}})
+    uid, other_uid = unique_uid(), unique_uid()
+    stalled = b.ws(rcvbuf=4096)
+    stalled.login_native(uid)
+    b.wait_user_connections(uid, 1)
+    other = b.uid_client(other_uid)
+    pushed = _bytes_until_closed(b, uid, limit=40)
+    assert pushed is not None, "40 events of 16 KB did not fill the bound"
+    b.wait_user_connections(uid, 0)
+    assert b.push(other_uid, "still here") == (200, {"delivered": 1})
+    assert other.recv_text() == "still here"
