@@ -46,14 +46,17 @@ struct pb_kafka {
     char why[200];
 
     /* Every partition this process has been assigned. Only the backlog of
-     * a first assignment is subject to kafka.max_event_age_ms (catching_up
-     * until its first fresh message): events held up by a broker outage, or
-     * handed back by a rebalance, are still delivered. Bound: the partitions
-     * of the subscribed topics. */
+     * a first assignment is subject to kafka.max_event_age_ms: catching_up
+     * lasts until the end of the backlog that existed at assignment (`end`,
+     * the high watermark then) or its first fresh message, whichever comes
+     * first, so events held up by a broker outage, or handed back by a
+     * rebalance, are still delivered, however quiet the partition was.
+     * Bound: the partitions of the subscribed topics. */
     struct part {
         char *topic;
         int32_t partition;
         int catching_up;
+        int64_t end; /* backlog end (high watermark at assignment); -1 = not known yet */
     } * parts;
     size_t nparts;
     size_t ncatching; /* parts with catching_up set: 0 = no scan per message */
@@ -189,7 +192,7 @@ static void catchup_add(struct pb_kafka *k, const rd_kafka_topic_partition_list_
         char *topic = strdup(tp->topic);
         if (!topic)
             continue;
-        k->parts[k->nparts++] = (struct part){topic, tp->partition, 1};
+        k->parts[k->nparts++] = (struct part){topic, tp->partition, 1, -1};
         k->ncatching++;
     }
 }
@@ -214,17 +217,53 @@ static void catchup_remove(struct pb_kafka *k, const rd_kafka_topic_partition_li
         catchup_end(k, part_find(k, parts->elems[j].topic, parts->elems[j].partition));
 }
 
-/* 1 when the message is stale backlog of a partition still catching up;
- * the first fresh message ends the catching up for its partition. */
+/* The backlog end of a partition catching up: the high watermark of the
+ * first fetch response after assignment. rd_kafka_query_watermark_offsets
+ * would block the loop; the consumer's cached watermarks
+ * (rd_kafka_get_watermark_offsets) cost a lock and are known from that first
+ * fetch response on, which comes within fetch.wait.max.ms of assignment even
+ * on a quiet partition. So this is called after every drain and tick while
+ * some end is unknown, and before the first message of a partition is
+ * judged: a backlog's first message arrives with the fetch response that
+ * taught its high watermark. (An outage that begins between assignment and
+ * that first fetch response makes its held-up events count as backlog: the
+ * window is a fraction of a second.) */
+static void resolve_end(struct pb_kafka *k, struct part *p)
+{
+    int64_t lo, hi;
+    if (p->end < 0 &&
+        rd_kafka_get_watermark_offsets(k->rk, p->topic, p->partition, &lo, &hi) ==
+            RD_KAFKA_RESP_ERR_NO_ERROR &&
+        hi >= 0)
+        p->end = hi;
+}
+
+static void resolve_ends(struct pb_kafka *k)
+{
+    for (size_t i = 0; k->ncatching && i < k->nparts; i++)
+        if (k->parts[i].catching_up)
+            resolve_end(k, &k->parts[i]);
+}
+
+/* 1 when the message is stale backlog of a partition still catching up.
+ * Catching up ends at the backlog's end or at its first fresh message. */
 static int stale_backlog(struct pb_kafka *k, const rd_kafka_message_t *msg, int64_t age_ms)
 {
     struct part *p = part_find(k, rd_kafka_topic_name(msg->rkt), msg->partition);
     if (!p || !p->catching_up)
         return 0;
-    if (age_ms > k->cfg->kafka_max_event_age_ms)
-        return 1;
-    catchup_end(k, p);
-    return 0;
+    resolve_end(k, p);
+    if (p->end >= 0 && msg->offset >= p->end) {
+        catchup_end(k, p); /* produced after assignment: never stale */
+        return 0;
+    }
+    if (age_ms <= k->cfg->kafka_max_event_age_ms) {
+        catchup_end(k, p);
+        return 0;
+    }
+    if (p->end >= 0 && msg->offset + 1 >= p->end)
+        catchup_end(k, p); /* the backlog's last message */
+    return 1;
 }
 
 /* "topic[0,1,2] other[5]" for the log, cut at the buffer's end. */
@@ -661,8 +700,11 @@ int pb_kafka_drain(struct pb_kafka *k, int budget)
         ;
     for (int i = 0; i < budget; i++) {
         rd_kafka_message_t *msg = rd_kafka_consumer_poll(k->rk, 0);
-        if (!msg)
+        if (!msg) {
+            if (k->ncatching)
+                resolve_ends(k);
             return 0;
+        }
         handle(k, msg);
         rd_kafka_message_destroy(msg);
     }
@@ -683,8 +725,10 @@ static void update_lag(struct pb_kafka *k)
     for (int i = 0; i < parts->cnt; i++) {
         rd_kafka_topic_partition_t *p = &parts->elems[i];
         int64_t lo, hi, lag = -1;
+        /* No message consumed yet leaves the position unknown; an empty
+         * log is still 0 behind. */
         if (rd_kafka_get_watermark_offsets(k->rk, p->topic, p->partition, &lo, &hi) == 0 && hi >= 0)
-            lag = p->offset >= 0 ? hi - p->offset : -1;
+            lag = p->offset >= 0 ? hi - p->offset : lo == hi ? 0 : -1;
         pb_metrics_set_lag(k->m, pb_metrics_source(k->m, p->topic), p->partition, lag);
     }
     rd_kafka_topic_partition_list_destroy(parts);
@@ -699,6 +743,8 @@ void pb_kafka_tick(struct pb_kafka *k)
         rd_kafka_poll(k->dlq, 0);
     flush_malformed_log(k);
     int64_t now = pb_monotonic_ms();
+    if (k->ncatching)
+        resolve_ends(k);
     if (now - k->last_lag_ms >= LAG_INTERVAL_MS) {
         k->last_lag_ms = now;
         update_lag(k);
