@@ -68,6 +68,8 @@ struct pb_kafka {
     int64_t malformed_window_start;
     uint64_t malformed_suppressed;
     int64_t last_lag_ms;
+
+    int ever_up; /* a broker was UP in some statistics: down is news */
 };
 
 static rd_kafka_t *dead_letter_producer(struct pb_kafka *k, char *errstr, size_t errlen);
@@ -85,9 +87,12 @@ static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char 
     pb_log(lvl, "kafka %s: %s", fac, buf);
 }
 
-/* Broker reachability drives /readyz. The down edge comes fast through
- * ALL_BROKERS_DOWN; librdkafka has no "back up" event, so the up edge comes
- * from the statistics (every STATS_INTERVAL). Each edge is logged once. */
+/* Broker reachability drives /readyz. The down edge comes through
+ * ALL_BROKERS_DOWN, and from the statistics (every STATS_INTERVAL) when no
+ * broker is UP: librdkafka does not always raise ALL_BROKERS_DOWN (a young
+ * client whose bootstrap connection is still counted never sees "all" of
+ * its brokers down). It has no "back up" event, so the up edge comes from
+ * the statistics too. Each edge is logged once. */
 static void set_brokers_down(struct pb_kafka *k, int down, const char *why)
 {
     if (down == k->brokers_down)
@@ -164,8 +169,14 @@ static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
     struct pb_kafka *k = opaque;
     int up = brokers_up(json);
     k->m->kafka_brokers_up = (uint64_t)up;
-    if (up > 0)
+    if (up > 0) {
+        k->ever_up = 1;
         set_brokers_down(k, 0, NULL);
+    } else if (k->ever_up) {
+        /* A consumer keeps connections to its partition leaders and its
+         * coordinator busy (fetches, heartbeats): none UP means none reachable. */
+        set_brokers_down(k, 1, "no broker connection is up");
+    }
     return 0; /* librdkafka frees json */
 }
 
