@@ -24,6 +24,10 @@
 #define MALFORMED_LOG_INTERVAL_MS 10000
 #define LAG_INTERVAL_MS           2000
 #define STATS_INTERVAL_MS         "2000"
+/* Regex subscriptions see new topics at each metadata refresh; librdkafka's
+ * default (5 min) is far too slow for push. A refresh asks for every topic's
+ * metadata, so not much more often than this. kafka.properties wins. */
+#define REGEX_REFRESH_MS "5000"
 
 struct pb_kafka {
     const struct pb_config *cfg;
@@ -405,6 +409,14 @@ static int start_embedded(struct pb_kafka *k, char *errstr, size_t errlen)
     return 0;
 }
 
+static int has_regex_topic(const struct pb_config *cfg)
+{
+    for (size_t i = 0; i < cfg->kafka_topics.n; i++)
+        if (cfg->kafka_topics.items[i][0] == '^')
+            return 1;
+    return 0;
+}
+
 static rd_kafka_conf_t *consumer_conf(struct pb_kafka *k, char *errstr, size_t errlen)
 {
     const struct pb_config *cfg = k->cfg;
@@ -424,6 +436,8 @@ static rd_kafka_conf_t *consumer_conf(struct pb_kafka *k, char *errstr, size_t e
          * they are served by the loop like everything else. */
         conf_set(conf, "log.queue", "true", errstr, errlen) ||
         conf_set(conf, "statistics.interval.ms", STATS_INTERVAL_MS, errstr, errlen) ||
+        (has_regex_topic(cfg) &&
+         conf_set(conf, "topic.metadata.refresh.interval.ms", REGEX_REFRESH_MS, errstr, errlen)) ||
         apply_properties(cfg, conf, errstr, errlen) ||
         /* Not overridable: offsets are stored only after hand-off (SPEC 1). */
         conf_set(conf, "enable.auto.offset.store", "false", errstr, errlen)) {
