@@ -48,6 +48,7 @@ struct pb_kafka {
     int brokers_down;
     int closed; /* pb_kafka_close finished */
     char why[200];
+    char fatal[200]; /* set once librdkafka raised a fatal error */
 
     /* Every partition this process has been assigned. Only the backlog of
      * a first assignment is subject to kafka.max_event_age_ms: catching_up
@@ -73,7 +74,8 @@ struct pb_kafka {
     uint64_t malformed_suppressed;
     int64_t last_lag_ms;
 
-    int ever_up; /* a broker was UP in some statistics: down is news */
+    int ever_up;        /* a broker was UP in some statistics: down is news */
+    int static_member;  /* group.instance.id set: leave explicitly at close */
 };
 
 static rd_kafka_t *dead_letter_producer(struct pb_kafka *k, char *errstr, size_t errlen);
@@ -114,10 +116,18 @@ static void set_brokers_down(struct pb_kafka *k, int down, const char *why)
 
 static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
-    (void)rk;
     struct pb_kafka *k = opaque;
     if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
         set_brokers_down(k, 1, reason);
+        return;
+    }
+    if (err == RD_KAFKA_RESP_ERR__FATAL) {
+        /* The consumer is finished (e.g. fenced by a second process with
+         * the same group.instance.id): say so in /readyz, for good. */
+        char why[160];
+        rd_kafka_fatal_error(rk, why, sizeof(why));
+        snprintf(k->fatal, sizeof(k->fatal), "Kafka consumer failed: %s", why);
+        pb_error("kafka: fatal error, the consumer has stopped: %s", why);
         return;
     }
     /* Transport errors repeat on every retry: debug, the edge says enough. */
@@ -299,6 +309,30 @@ static const char *describe_parts(const rd_kafka_topic_partition_list_t *parts, 
     return b.truncated ? "(too many to list)" : buf;
 }
 
+/* The offsets of a lost assignment (the session timed out during an outage)
+ * must not be committed: librdkafka 2.0.2 commits them on unassign anyway,
+ * with the member id it just dropped and the old generation, and the
+ * coordinator answers a static member with FENCED_INSTANCE_ID, which
+ * librdkafka makes a fatal error that stops the consumer for good
+ * (librdkafka PR #5585). Storing "no offset" leaves it nothing to commit;
+ * the partitions resume from the last commit, so a few events may come
+ * again, none is lost. */
+static void forget_stored_offsets(rd_kafka_t *rk, const rd_kafka_topic_partition_list_t *parts)
+{
+    rd_kafka_topic_partition_list_t *none = rd_kafka_topic_partition_list_copy(parts);
+    if (!none) {
+        pb_warn("kafka: out of memory forgetting the offsets of a lost assignment");
+        return;
+    }
+    for (int i = 0; i < none->cnt; i++)
+        none->elems[i].offset = RD_KAFKA_OFFSET_INVALID;
+    rd_kafka_resp_err_t err = rd_kafka_offsets_store(rk, none);
+    if (err)
+        pb_warn("kafka: cannot forget the offsets of a lost assignment: %s",
+                rd_kafka_err2str(err));
+    rd_kafka_topic_partition_list_destroy(none);
+}
+
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
@@ -329,6 +363,8 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         pb_info("kafka: %d partition(s) assigned, %d in all: %s", parts->cnt, k->assigned,
                 describe_parts(parts, list, sizeof(list)));
     } else {
+        if (rd_kafka_assignment_lost(rk))
+            forget_stored_offsets(rk, parts);
         if (cooperative) {
             rd_kafka_error_t *e = rd_kafka_incremental_unassign(rk, parts);
             if (e)
@@ -363,10 +399,15 @@ static int conf_set(rd_kafka_conf_t *conf, const char *key, const char *val, cha
 static int apply_properties(const struct pb_config *cfg, rd_kafka_conf_t *conf, char *errstr,
                             size_t errlen)
 {
-    for (size_t i = 0; i < cfg->kafka_properties.n; i++)
-        if (conf_set(conf, cfg->kafka_properties.items[i].key, cfg->kafka_properties.items[i].value,
-                     errstr, errlen))
+    for (size_t i = 0; i < cfg->kafka_properties.n; i++) {
+        const struct pb_kv *kv = &cfg->kafka_properties.items[i];
+        /* "" turns static membership off (see consumer_conf): not passed,
+         * librdkafka would take it as an instance id. */
+        if (strcmp(kv->key, "group.instance.id") == 0 && !kv->value[0])
+            continue;
+        if (conf_set(conf, kv->key, kv->value, errstr, errlen))
             return -1;
+    }
     return 0;
 }
 
@@ -409,6 +450,34 @@ static int start_embedded(struct pb_kafka *k, char *errstr, size_t errlen)
     return 0;
 }
 
+/* group.instance.id: cluster.node_name (default the host name) and the
+ * public listener's port, so that two bridges on one host differ while a
+ * bridge keeps its id across reconnects and restarts. kafka.properties may
+ * set another id, or "" for dynamic membership. */
+static int instance_id(const struct pb_config *cfg, char *buf, size_t len, char *errstr,
+                       size_t errlen)
+{
+    char host[256], lhost[256];
+    const char *name = cfg->cluster_node_name;
+    int port;
+    if (!name) {
+        if (gethostname(host, sizeof(host))) {
+            snprintf(errstr, errlen, "cluster.node_name is not set and the host name is "
+                                     "unknown: %s", strerror(errno));
+            return -1;
+        }
+        host[sizeof(host) - 1] = '\0';
+        name = host;
+    }
+    if (pb_config_split_hostport(cfg->listen_public, lhost, sizeof(lhost), &port) < 0)
+        port = 0; /* validated before: cannot happen */
+    if ((size_t)snprintf(buf, len, "%s:%d", name, port) >= len) {
+        snprintf(errstr, errlen, "cluster.node_name is too long for a group.instance.id");
+        return -1;
+    }
+    return 0;
+}
+
 static int has_regex_topic(const struct pb_config *cfg)
 {
     for (size_t i = 0; i < cfg->kafka_topics.n; i++)
@@ -417,9 +486,20 @@ static int has_regex_topic(const struct pb_config *cfg)
     return 0;
 }
 
+static const char *property(const struct pb_config *cfg, const char *key)
+{
+    for (size_t i = 0; i < cfg->kafka_properties.n; i++)
+        if (strcmp(cfg->kafka_properties.items[i].key, key) == 0)
+            return cfg->kafka_properties.items[i].value;
+    return NULL;
+}
+
 static rd_kafka_conf_t *consumer_conf(struct pb_kafka *k, char *errstr, size_t errlen)
 {
     const struct pb_config *cfg = k->cfg;
+    char instance[300];
+    if (instance_id(cfg, instance, sizeof(instance), errstr, errlen))
+        return NULL;
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     /* Our defaults first, so kafka.properties may override any of them. */
     if (conf_set(conf, "bootstrap.servers", k->bootstrap ? k->bootstrap : cfg->kafka_brokers,
@@ -436,6 +516,12 @@ static rd_kafka_conf_t *consumer_conf(struct pb_kafka *k, char *errstr, size_t e
          * they are served by the loop like everything else. */
         conf_set(conf, "log.queue", "true", errstr, errlen) ||
         conf_set(conf, "statistics.interval.ms", STATS_INTERVAL_MS, errstr, errlen) ||
+        /* Static membership: after an outage longer than session.timeout.ms
+         * the consumer rejoins under the same id and the coordinator hands
+         * its partitions back at once, instead of waiting a whole session
+         * timeout for the member it lost track of to expire. */
+        (!property(cfg, "group.instance.id") &&
+         conf_set(conf, "group.instance.id", instance, errstr, errlen)) ||
         (has_regex_topic(cfg) &&
          conf_set(conf, "topic.metadata.refresh.interval.ms", REGEX_REFRESH_MS, errstr, errlen)) ||
         apply_properties(cfg, conf, errstr, errlen) ||
@@ -450,6 +536,8 @@ static rd_kafka_conf_t *consumer_conf(struct pb_kafka *k, char *errstr, size_t e
     rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
     rd_kafka_conf_set_stats_cb(conf, on_stats);
     rd_kafka_conf_set_offset_commit_cb(conf, on_commit);
+    const char *gid = property(cfg, "group.instance.id");
+    k->static_member = !gid || *gid;
     return conf;
 }
 
@@ -509,8 +597,14 @@ struct pb_kafka *pb_kafka_new(const struct pb_config *cfg, struct pb_hub *hub, s
         goto fail;
     if (subscribe(k, errstr, errlen))
         goto fail;
-    pb_info("kafka: consuming %zu topic(s) from %s as group %s", cfg->kafka_topics.n,
-            k->bootstrap ? k->bootstrap : cfg->kafka_brokers, cfg->kafka_group_id);
+    char inst[300] = "";
+    size_t ilen = sizeof(inst);
+    if (rd_kafka_conf_get(rd_kafka_conf(k->rk), "group.instance.id", inst, &ilen) !=
+        RD_KAFKA_CONF_OK)
+        inst[0] = '\0';
+    pb_info("kafka: consuming %zu topic(s) from %s as group %s, member %s", cfg->kafka_topics.n,
+            k->bootstrap ? k->bootstrap : cfg->kafka_brokers, cfg->kafka_group_id,
+            inst[0] ? inst : "(dynamic)");
     return k;
 fail:
     pb_kafka_free(k);
@@ -529,6 +623,10 @@ const char *pb_kafka_bootstrap(const struct pb_kafka *k)
 
 int pb_kafka_ready(const struct pb_kafka *k, const char **why)
 {
+    if (k->fatal[0]) {
+        *why = k->fatal;
+        return 0;
+    }
     if (k->brokers_down) {
         *why = "Kafka brokers are unreachable";
         return 0;
@@ -776,10 +874,42 @@ void pb_kafka_tick(struct pb_kafka *k)
     }
 }
 
+/* A static member does not send LeaveGroup when it closes (KIP-345), so a
+ * bridge stopped for good would hold its partitions for session.timeout.ms
+ * before another bridge of the group got them. Unsubscribing first (not yet
+ * closing) makes librdkafka revoke, commit what was stored and leave; the
+ * member id it drops on leaving says the LeaveGroup is on its way. A bridge
+ * restarted under the same name would not need it, but cannot be told from
+ * one that goes away. Bounded by half of what is left of the deadline. */
+static void leave_group(struct pb_kafka *k, int64_t deadline_ms)
+{
+    if (!k->static_member || k->brokers_down)
+        return;
+    rd_kafka_resp_err_t err = rd_kafka_unsubscribe(k->rk);
+    if (err) {
+        pb_warn("kafka: cannot leave the group before closing: %s", rd_kafka_err2str(err));
+        return;
+    }
+    int64_t now = pb_monotonic_ms();
+    int64_t until = now + (deadline_ms - now) / 2;
+    for (;;) {
+        char *member = rd_kafka_memberid(k->rk);
+        int left = !member || !*member;
+        if (member)
+            rd_kafka_mem_free(k->rk, member);
+        if (left || pb_monotonic_ms() >= until)
+            break;
+        rd_kafka_message_t *msg = rd_kafka_consumer_poll(k->rk, 20);
+        if (msg) /* fetched before the revoke: not delivered, not stored */
+            rd_kafka_message_destroy(msg);
+    }
+}
+
 void pb_kafka_close(struct pb_kafka *k, int64_t deadline_ms)
 {
     if (!k || !k->rk)
         return;
+    leave_group(k, deadline_ms);
     /* Asynchronous close, so that a broker that is gone cannot hold the
      * process past shutdown_timeout_ms: leave the group, commit what was
      * stored, serving the rebalance callback meanwhile. */
