@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,9 @@
 #define MALFORMED_LOG_INTERVAL_MS 10000
 #define LAG_INTERVAL_MS           2000
 #define STATS_INTERVAL_MS         "2000"
+/* Warnings that repeat for one cause (a commit failing every second while
+ * the coordinator is away) are logged once per this interval, with a count. */
+#define REPEAT_LOG_INTERVAL_MS 10000
 /* Regex subscriptions see new topics at each metadata refresh; librdkafka's
  * default (5 min) is far too slow for push. A refresh asks for every topic's
  * metadata, so not much more often than this. kafka.properties wins. */
@@ -74,6 +78,13 @@ struct pb_kafka {
     uint64_t malformed_suppressed;
     int64_t last_lag_ms;
 
+    struct repeat_log {
+        const char *what;    /* "offset commit failed" */
+        char cause[240];     /* the open window's message: same text, same cause */
+        int64_t start;       /* monotonic ms the window opened; 0 = none */
+        uint64_t suppressed; /* occurrences not logged in this window */
+    } commit_log, error_log, consume_log;
+
     int ever_up;        /* a broker was UP in some statistics: down is news */
     int static_member;  /* group.instance.id set: leave explicitly at close */
 };
@@ -91,6 +102,43 @@ static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char 
     if (strcmp(fac, "FAIL") == 0)
         lvl = PB_LOG_DEBUG;
     pb_log(lvl, "kafka %s: %s", fac, buf);
+}
+
+static void repeat_log_flush(struct repeat_log *r, int64_t now, int force)
+{
+    if (!r->start || (!force && now - r->start < REPEAT_LOG_INTERVAL_MS))
+        return;
+    if (r->suppressed)
+        pb_warn("kafka: %s %llu more time(s) in the last %lld s: %s", r->what,
+                (unsigned long long)r->suppressed, (long long)((now - r->start + 999) / 1000),
+                r->cause);
+    r->suppressed = 0;
+    r->start = 0;
+}
+
+/* Logs a warning that may repeat for one cause: in full when it is the
+ * first of its window, or of another cause (which closes the previous
+ * cause's window with its count); else only counted. One window per call
+ * site, a fixed buffer: no allocation. */
+static void log_repeating(struct repeat_log *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void log_repeating(struct repeat_log *r, const char *fmt, ...)
+{
+    char cause[sizeof(r->cause)];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cause, sizeof(cause), fmt, ap);
+    va_end(ap);
+    int64_t now = pb_monotonic_ms();
+    if (r->start && strcmp(r->cause, cause) == 0 && now - r->start < REPEAT_LOG_INTERVAL_MS) {
+        r->suppressed++;
+        return;
+    }
+    repeat_log_flush(r, now, 1);
+    r->start = now;
+    memcpy(r->cause, cause, sizeof(cause));
+    pb_warn("kafka: %s: %s", r->what, cause);
 }
 
 /* Broker reachability drives /readyz. The down edge comes through
@@ -131,9 +179,10 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
         return;
     }
     /* Transport errors repeat on every retry: debug, the edge says enough. */
-    pb_log(err == RD_KAFKA_RESP_ERR__TRANSPORT || err == RD_KAFKA_RESP_ERR__RESOLVE ? PB_LOG_DEBUG
-                                                                                    : PB_LOG_WARN,
-           "kafka error: %s: %s", rd_kafka_err2name(err), reason);
+    if (err == RD_KAFKA_RESP_ERR__TRANSPORT || err == RD_KAFKA_RESP_ERR__RESOLVE)
+        pb_debug("kafka error: %s: %s", rd_kafka_err2name(err), reason);
+    else
+        log_repeating(&k->error_log, "%s: %s", rd_kafka_err2name(err), reason);
 }
 
 /* Auto-commits and the final commit at close report here, on the loop. */
@@ -147,7 +196,9 @@ static void on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         return; /* nothing new was stored: not a commit */
     if (err) {
         k->m->commit_failures++;
-        pb_warn("kafka: offset commit failed: %s", rd_kafka_err2str(err));
+        log_repeating(&k->commit_log,
+                      "%s (each counted in pushbridge_kafka_commit_failures_total)",
+                      rd_kafka_err2str(err));
         return;
     }
     k->m->commits++;
@@ -571,6 +622,9 @@ struct pb_kafka *pb_kafka_new(const struct pb_config *cfg, struct pb_hub *hub, s
     k->m = m;
     k->pipefd[0] = k->pipefd[1] = -1;
     snprintf(k->why, sizeof(k->why), "no Kafka partitions assigned yet");
+    k->commit_log.what = "offset commit failed";
+    k->error_log.what = "librdkafka error";
+    k->consume_log.what = "consume error";
 
     if (cfg->dev && start_embedded(k, errstr, errlen))
         goto fail;
@@ -807,7 +861,7 @@ static void handle(struct pb_kafka *k, rd_kafka_message_t *msg)
 {
     if (msg->err) {
         if (msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-            pb_warn("kafka: consume error: %s", rd_kafka_message_errstr(msg));
+            log_repeating(&k->consume_log, "%s", rd_kafka_message_errstr(msg));
         return;
     }
     set_brokers_down(k, 0, NULL);
@@ -866,6 +920,9 @@ void pb_kafka_tick(struct pb_kafka *k)
         rd_kafka_poll(k->dlq, 0);
     flush_malformed_log(k);
     int64_t now = pb_monotonic_ms();
+    repeat_log_flush(&k->commit_log, now, 0);
+    repeat_log_flush(&k->error_log, now, 0);
+    repeat_log_flush(&k->consume_log, now, 0);
     if (k->ncatching)
         resolve_ends(k);
     if (now - k->last_lag_ms >= LAG_INTERVAL_MS) {
