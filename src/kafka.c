@@ -2,7 +2,15 @@
  * offset is stored only after pb_hub_deliver() has put it on every local
  * connection queue it was for; auto-commit then commits what was stored, and
  * closing the consumer commits the rest. Since delivery to queues is
- * synchronous in this loop, "handed to every queue" is simply "returned". */
+ * synchronous in this loop, "handed to every queue" is simply "returned".
+ *
+ * What can be lost, and what is done about it: the backlog found at
+ * assignment may be skipped when stale (kafka.max_event_age_ms), but nothing
+ * produced after it (an outage's held-up events included); offsets that
+ * retention deleted before they were read are counted and logged
+ * (pushbridge_events_lost_total); the group membership is static
+ * (group.instance.id), so a consumer that lost its session during a long
+ * outage gets its partitions back as soon as the broker is. */
 #include "pushbridge/kafka.h"
 
 #include <errno.h>
@@ -65,7 +73,8 @@ struct pb_kafka {
         char *topic;
         int32_t partition;
         int catching_up;
-        int64_t end; /* backlog end (high watermark at assignment); -1 = not known yet */
+        int64_t end;        /* backlog end (high watermark at assignment); -1 = not known yet */
+        int64_t reset_from; /* offset at which auto.offset.reset moved on; -1 = none */
     } * parts;
     size_t nparts;
     size_t ncatching; /* parts with catching_up set: 0 = no scan per message */
@@ -85,15 +94,29 @@ struct pb_kafka {
         uint64_t suppressed; /* occurrences not logged in this window */
     } commit_log, error_log, consume_log;
 
+    /* Offsets lost to retention: the first loss of a window is logged in
+     * full, the rest summed up (offsets) at the window's end. */
+    int64_t lost_window_start;
+    uint64_t lost_suppressed;
+    size_t nresets; /* parts with reset_from set: 0 = no scan per message */
+
     int ever_up;        /* a broker was UP in some statistics: down is news */
     int static_member;  /* group.instance.id set: leave explicitly at close */
 };
 
 static rd_kafka_t *dead_letter_producer(struct pb_kafka *k, char *errstr, size_t errlen);
+static void note_offset_reset(struct pb_kafka *k, const char *line);
 
 static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
-    (void)rk;
+    /* librdkafka says that auto.offset.reset moved a partition on only in
+     * this log line: with auto.offset.reset=earliest no error event comes
+     * (__AUTO_OFFSET_RESET is raised only for "error", and a partition in
+     * that state cannot even be seeked in 2.0.2). Served on the loop
+     * (log.queue), like everything else. */
+    struct pb_kafka *k = rd_kafka_opaque(rk);
+    if (k && rk == k->rk && strcmp(fac, "OFFSET") == 0)
+        note_offset_reset(k, buf);
     /* syslog levels: 0-3 error, 4 warning, 5-6 info, 7 debug. Kafka's
      * chatter is demoted one notch: our own lines say what matters. */
     int lvl = level <= 3 ? PB_LOG_WARN : level <= 4 ? PB_LOG_INFO : PB_LOG_DEBUG;
@@ -268,7 +291,7 @@ static void catchup_add(struct pb_kafka *k, const rd_kafka_topic_partition_list_
         char *topic = strdup(tp->topic);
         if (!topic)
             continue;
-        k->parts[k->nparts++] = (struct part){topic, tp->partition, 1, -1};
+        k->parts[k->nparts++] = (struct part){topic, tp->partition, 1, -1, -1};
         k->ncatching++;
     }
 }
@@ -281,16 +304,27 @@ static void catchup_end(struct pb_kafka *k, struct part *p)
     }
 }
 
+static void part_revoked(struct pb_kafka *k, struct part *p)
+{
+    if (!p)
+        return;
+    catchup_end(k, p);
+    if (p->reset_from >= 0) {
+        p->reset_from = -1; /* its next owner counts from the committed offset */
+        k->nresets--;
+    }
+}
+
 /* Revoked partitions stop catching up (parts NULL: all of them). */
 static void catchup_remove(struct pb_kafka *k, const rd_kafka_topic_partition_list_t *parts)
 {
     if (!parts) {
         for (size_t i = 0; i < k->nparts; i++)
-            catchup_end(k, &k->parts[i]);
+            part_revoked(k, &k->parts[i]);
         return;
     }
     for (int j = 0; j < parts->cnt; j++)
-        catchup_end(k, part_find(k, parts->elems[j].topic, parts->elems[j].partition));
+        part_revoked(k, part_find(k, parts->elems[j].topic, parts->elems[j].partition));
 }
 
 /* The backlog end of a partition catching up: the high watermark of the
@@ -340,6 +374,76 @@ static int stale_backlog(struct pb_kafka *k, const rd_kafka_message_t *msg, int6
     if (p->end >= 0 && msg->offset + 1 >= p->end)
         catchup_end(k, p); /* the backlog's last message */
     return 1;
+}
+
+/* librdkafka's line for an offset reset (2.0.2, rdkafka_offset.c):
+ * "[thrd:main]: TOPIC [P]: offset reset (at offset N, broker B) to ...",
+ * the thread prefix added by librdkafka's logger. N is where the
+ * consumer stood; the first message after it tells where it resumed, and
+ * the difference is what the log no longer held. A reset from no offset
+ * ("at offset INVALID": a new group) loses nothing and is not parsed. */
+static void note_offset_reset(struct pb_kafka *k, const char *line)
+{
+    char topic[256];
+    int partition;
+    long long at;
+    if (strncmp(line, "[thrd:", 6) == 0) {
+        line = strstr(line, "]: ");
+        if (!line)
+            return;
+        line += 3;
+    }
+    if (sscanf(line, "%255s [%d]: offset reset (at offset %lld", topic, &partition, &at) != 3 ||
+        at < 0)
+        return;
+    struct part *p = part_find(k, topic, partition);
+    if (!p)
+        return;
+    /* A second reset before any message (librdkafka retrying from a log
+     * start it had cached) does not move where the consumer stood. */
+    if (p->reset_from < 0) {
+        k->nresets++;
+        p->reset_from = at;
+    }
+}
+
+static void flush_lost_log(struct pb_kafka *k, int64_t now)
+{
+    if (!k->lost_window_start || now - k->lost_window_start < REPEAT_LOG_INTERVAL_MS)
+        return;
+    if (k->lost_suppressed)
+        pb_warn("kafka: %llu more offset(s) were deleted before they were read in the last "
+                "%d s (see pushbridge_events_lost_total)",
+                (unsigned long long)k->lost_suppressed, REPEAT_LOG_INTERVAL_MS / 1000);
+    k->lost_suppressed = 0;
+    k->lost_window_start = 0;
+}
+
+/* The first message after an offset reset: count what was skipped. */
+static void account_reset(struct pb_kafka *k, const rd_kafka_message_t *msg)
+{
+    struct part *p = part_find(k, rd_kafka_topic_name(msg->rkt), msg->partition);
+    if (!p || p->reset_from < 0)
+        return;
+    int64_t from = p->reset_from;
+    p->reset_from = -1;
+    k->nresets--;
+    if (msg->offset <= from)
+        return; /* reset backwards (the log was truncated below us): a replay, not a loss */
+    uint64_t lost = (uint64_t)(msg->offset - from);
+    k->m->lost[PB_LOST_OUT_OF_RANGE] += lost;
+    int64_t now = pb_monotonic_ms();
+    flush_lost_log(k, now);
+    if (k->lost_window_start) {
+        k->lost_suppressed += lost;
+        return;
+    }
+    k->lost_window_start = now;
+    pb_warn("kafka: %llu offset(s) of %s [%d] were deleted (retention) before the bridge "
+            "read them: it stood at %lld, the log now starts at %lld; counted in "
+            "pushbridge_events_lost_total{reason=\"out_of_range\"}",
+            (unsigned long long)lost, p->topic, (int)p->partition, (long long)from,
+            (long long)msg->offset);
 }
 
 /* "topic[0,1,2] other[5]" for the log, cut at the buffer's end. */
@@ -865,6 +969,8 @@ static void handle(struct pb_kafka *k, rd_kafka_message_t *msg)
         return;
     }
     set_brokers_down(k, 0, NULL);
+    if (k->nresets)
+        account_reset(k, msg);
     handle_message(k, msg);
     /* Delivered (or deliberately dropped): this offset may be committed. */
     rd_kafka_offset_store(msg->rkt, msg->partition, msg->offset);
@@ -923,6 +1029,7 @@ void pb_kafka_tick(struct pb_kafka *k)
     repeat_log_flush(&k->commit_log, now, 0);
     repeat_log_flush(&k->error_log, now, 0);
     repeat_log_flush(&k->consume_log, now, 0);
+    flush_lost_log(k, now);
     if (k->ncatching)
         resolve_ends(k);
     if (now - k->last_lag_ms >= LAG_INTERVAL_MS) {
