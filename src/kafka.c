@@ -101,6 +101,7 @@ struct pb_kafka {
     size_t nresets; /* parts with reset_from set: 0 = no scan per message */
 
     int ever_up;        /* a broker was UP in some statistics: down is news */
+    int none_up;        /* statistics in a row with no broker UP */
     int static_member;  /* group.instance.id set: leave explicitly at close */
 };
 
@@ -241,9 +242,10 @@ static int brokers_up(const char *json)
         yajl_val b = brokers->u.object.values[i];
         yajl_val state = yajl_tree_get(b, state_path, yajl_t_string);
         yajl_val nodeid = yajl_tree_get(b, nodeid_path, yajl_t_number);
-        /* Bootstrap placeholders (nodeid -1) do not count. */
+        /* Bootstrap placeholders (nodeid -1) do not count; UPDATE is UP
+         * with a metadata update under way. */
         if (state && nodeid && YAJL_IS_INTEGER(nodeid) && nodeid->u.number.i >= 0 &&
-            strcmp(state->u.string, "UP") == 0)
+            (strcmp(state->u.string, "UP") == 0 || strcmp(state->u.string, "UPDATE") == 0))
             up++;
     }
     yajl_tree_free(root);
@@ -259,10 +261,12 @@ static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
     k->m->kafka_brokers_up = (uint64_t)up;
     if (up > 0) {
         k->ever_up = 1;
+        k->none_up = 0;
         set_brokers_down(k, 0, NULL);
-    } else if (k->ever_up) {
+    } else if (k->ever_up && ++k->none_up >= 2) {
         /* A consumer keeps connections to its partition leaders and its
-         * coordinator busy (fetches, heartbeats): none UP means none reachable. */
+         * coordinator busy (fetches, heartbeats): none UP in two statistics
+         * in a row (one could catch a reconnect) means none reachable. */
         set_brokers_down(k, 1, "no broker connection is up");
     }
     return 0; /* librdkafka frees json */
