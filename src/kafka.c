@@ -112,9 +112,9 @@ static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char 
 {
     /* librdkafka says that auto.offset.reset moved a partition on only in
      * this log line: with auto.offset.reset=earliest no error event comes
-     * (__AUTO_OFFSET_RESET is raised only for "error", and a partition in
-     * that state cannot even be seeked in 2.0.2). Served on the loop
-     * (log.queue), like everything else. */
+     * (__AUTO_OFFSET_RESET is raised only for "error", which stops the
+     * partition until the application repositions it itself). Served on
+     * the loop (log.queue), like everything else. */
     struct pb_kafka *k = rd_kafka_opaque(rk);
     if (k && rk == k->rk && strcmp(fac, "OFFSET") == 0)
         note_offset_reset(k, buf);
