@@ -142,6 +142,10 @@ static const struct setting settings[] = {
     ENUM("cluster.mode", cluster_mode, cluster_modes, "standalone",
          "standalone, or kafka: every node consumes every partition and pushes go via "
          "push.topic"),
+    STR("cluster.node_name", cluster_node_name, NULL, F_OPTIONAL,
+        "This node's name; null = the host name. With the public listener's port it makes "
+        "the Kafka group.instance.id (static membership), so it must differ between the "
+        "nodes of one kafka.group_id"),
 
     ENUM("log.level", log_level, log_levels, "info", "Lowest level logged"),
     ENUM("log.format", log_format, log_formats, "text", "Log line format"),

@@ -2,13 +2,22 @@
  * offset is stored only after pb_hub_deliver() has put it on every local
  * connection queue it was for; auto-commit then commits what was stored, and
  * closing the consumer commits the rest. Since delivery to queues is
- * synchronous in this loop, "handed to every queue" is simply "returned". */
+ * synchronous in this loop, "handed to every queue" is simply "returned".
+ *
+ * What can be lost, and what is done about it: the backlog found at
+ * assignment may be skipped when stale (kafka.max_event_age_ms), but nothing
+ * produced after it (an outage's held-up events included); offsets that
+ * retention deleted before they were read are counted and logged
+ * (pushbridge_events_lost_total); the group membership is static
+ * (group.instance.id), so a consumer that lost its session during a long
+ * outage gets its partitions back as soon as the broker is. */
 #include "pushbridge/kafka.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +33,13 @@
 #define MALFORMED_LOG_INTERVAL_MS 10000
 #define LAG_INTERVAL_MS           2000
 #define STATS_INTERVAL_MS         "2000"
+/* Warnings that repeat for one cause (a commit failing every second while
+ * the coordinator is away) are logged once per this interval, with a count. */
+#define REPEAT_LOG_INTERVAL_MS 10000
+/* Regex subscriptions see new topics at each metadata refresh; librdkafka's
+ * default (5 min) is far too slow for push. A refresh asks for every topic's
+ * metadata, so not much more often than this. kafka.properties wins. */
+#define REGEX_REFRESH_MS "5000"
 
 struct pb_kafka {
     const struct pb_config *cfg;
@@ -44,16 +60,21 @@ struct pb_kafka {
     int brokers_down;
     int closed; /* pb_kafka_close finished */
     char why[200];
+    char fatal[200]; /* set once librdkafka raised a fatal error */
 
     /* Every partition this process has been assigned. Only the backlog of
-     * a first assignment is subject to kafka.max_event_age_ms (catching_up
-     * until its first fresh message): events held up by a broker outage, or
-     * handed back by a rebalance, are still delivered. Bound: the partitions
-     * of the subscribed topics. */
+     * a first assignment is subject to kafka.max_event_age_ms: catching_up
+     * lasts until the end of the backlog that existed at assignment (`end`,
+     * the high watermark then) or its first fresh message, whichever comes
+     * first, so events held up by a broker outage, or handed back by a
+     * rebalance, are still delivered, however quiet the partition was.
+     * Bound: the partitions of the subscribed topics. */
     struct part {
         char *topic;
         int32_t partition;
         int catching_up;
+        int64_t end;        /* backlog end (high watermark at assignment); -1 = not known yet */
+        int64_t reset_from; /* offset at which auto.offset.reset moved on; -1 = none */
     } * parts;
     size_t nparts;
     size_t ncatching; /* parts with catching_up set: 0 = no scan per message */
@@ -65,13 +86,38 @@ struct pb_kafka {
     int64_t malformed_window_start;
     uint64_t malformed_suppressed;
     int64_t last_lag_ms;
+
+    struct repeat_log {
+        const char *what;    /* "offset commit failed" */
+        char cause[240];     /* the open window's message: same text, same cause */
+        int64_t start;       /* monotonic ms the window opened; 0 = none */
+        uint64_t suppressed; /* occurrences not logged in this window */
+    } commit_log, error_log, consume_log;
+
+    /* Offsets lost to retention: the first loss of a window is logged in
+     * full, the rest summed up (offsets) at the window's end. */
+    int64_t lost_window_start;
+    uint64_t lost_suppressed;
+    size_t nresets; /* parts with reset_from set: 0 = no scan per message */
+
+    int ever_up;        /* a broker was UP in some statistics: down is news */
+    int none_up;        /* statistics in a row with no broker UP */
+    int static_member;  /* group.instance.id set: leave explicitly at close */
 };
 
 static rd_kafka_t *dead_letter_producer(struct pb_kafka *k, char *errstr, size_t errlen);
+static void note_offset_reset(struct pb_kafka *k, const char *line);
 
 static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
-    (void)rk;
+    /* librdkafka says that auto.offset.reset moved a partition on only in
+     * this log line: with auto.offset.reset=earliest no error event comes
+     * (__AUTO_OFFSET_RESET is raised only for "error", which stops the
+     * partition until the application repositions it itself). Served on
+     * the loop (log.queue), like everything else. */
+    struct pb_kafka *k = rd_kafka_opaque(rk);
+    if (k && rk == k->rk && strcmp(fac, "OFFSET") == 0)
+        note_offset_reset(k, buf);
     /* syslog levels: 0-3 error, 4 warning, 5-6 info, 7 debug. Kafka's
      * chatter is demoted one notch: our own lines say what matters. */
     int lvl = level <= 3 ? PB_LOG_WARN : level <= 4 ? PB_LOG_INFO : PB_LOG_DEBUG;
@@ -82,9 +128,49 @@ static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char 
     pb_log(lvl, "kafka %s: %s", fac, buf);
 }
 
-/* Broker reachability drives /readyz. The down edge comes fast through
- * ALL_BROKERS_DOWN; librdkafka has no "back up" event, so the up edge comes
- * from the statistics (every STATS_INTERVAL). Each edge is logged once. */
+static void repeat_log_flush(struct repeat_log *r, int64_t now, int force)
+{
+    if (!r->start || (!force && now - r->start < REPEAT_LOG_INTERVAL_MS))
+        return;
+    if (r->suppressed)
+        pb_warn("kafka: %s %llu more time(s) in the last %lld s: %s", r->what,
+                (unsigned long long)r->suppressed, (long long)((now - r->start + 999) / 1000),
+                r->cause);
+    r->suppressed = 0;
+    r->start = 0;
+}
+
+/* Logs a warning that may repeat for one cause: in full when it is the
+ * first of its window, or of another cause (which closes the previous
+ * cause's window with its count); else only counted. One window per call
+ * site, a fixed buffer: no allocation. */
+static void log_repeating(struct repeat_log *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void log_repeating(struct repeat_log *r, const char *fmt, ...)
+{
+    char cause[sizeof(r->cause)];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cause, sizeof(cause), fmt, ap);
+    va_end(ap);
+    int64_t now = pb_monotonic_ms();
+    if (r->start && strcmp(r->cause, cause) == 0 && now - r->start < REPEAT_LOG_INTERVAL_MS) {
+        r->suppressed++;
+        return;
+    }
+    repeat_log_flush(r, now, 1);
+    r->start = now;
+    memcpy(r->cause, cause, sizeof(cause));
+    pb_warn("kafka: %s: %s", r->what, cause);
+}
+
+/* Broker reachability drives /readyz. The down edge comes through
+ * ALL_BROKERS_DOWN, and from the statistics (every STATS_INTERVAL) when no
+ * broker is UP: librdkafka does not always raise ALL_BROKERS_DOWN (a young
+ * client whose bootstrap connection is still counted never sees "all" of
+ * its brokers down). It has no "back up" event, so the up edge comes from
+ * the statistics too. Each edge is logged once. */
 static void set_brokers_down(struct pb_kafka *k, int down, const char *why)
 {
     if (down == k->brokers_down)
@@ -102,16 +188,25 @@ static void set_brokers_down(struct pb_kafka *k, int down, const char *why)
 
 static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
-    (void)rk;
     struct pb_kafka *k = opaque;
     if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
         set_brokers_down(k, 1, reason);
         return;
     }
+    if (err == RD_KAFKA_RESP_ERR__FATAL) {
+        /* The consumer is finished (e.g. fenced by a second process with
+         * the same group.instance.id): say so in /readyz, for good. */
+        char why[160];
+        rd_kafka_fatal_error(rk, why, sizeof(why));
+        snprintf(k->fatal, sizeof(k->fatal), "Kafka consumer failed: %s", why);
+        pb_error("kafka: fatal error, the consumer has stopped: %s", why);
+        return;
+    }
     /* Transport errors repeat on every retry: debug, the edge says enough. */
-    pb_log(err == RD_KAFKA_RESP_ERR__TRANSPORT || err == RD_KAFKA_RESP_ERR__RESOLVE ? PB_LOG_DEBUG
-                                                                                    : PB_LOG_WARN,
-           "kafka error: %s: %s", rd_kafka_err2name(err), reason);
+    if (err == RD_KAFKA_RESP_ERR__TRANSPORT || err == RD_KAFKA_RESP_ERR__RESOLVE)
+        pb_debug("kafka error: %s: %s", rd_kafka_err2name(err), reason);
+    else
+        log_repeating(&k->error_log, "%s: %s", rd_kafka_err2name(err), reason);
 }
 
 /* Auto-commits and the final commit at close report here, on the loop. */
@@ -125,7 +220,9 @@ static void on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         return; /* nothing new was stored: not a commit */
     if (err) {
         k->m->commit_failures++;
-        pb_warn("kafka: offset commit failed: %s", rd_kafka_err2str(err));
+        log_repeating(&k->commit_log,
+                      "%s (each counted in pushbridge_kafka_commit_failures_total)",
+                      rd_kafka_err2str(err));
         return;
     }
     k->m->commits++;
@@ -145,9 +242,10 @@ static int brokers_up(const char *json)
         yajl_val b = brokers->u.object.values[i];
         yajl_val state = yajl_tree_get(b, state_path, yajl_t_string);
         yajl_val nodeid = yajl_tree_get(b, nodeid_path, yajl_t_number);
-        /* Bootstrap placeholders (nodeid -1) do not count. */
+        /* Bootstrap placeholders (nodeid -1) do not count; UPDATE is UP
+         * with a metadata update under way. */
         if (state && nodeid && YAJL_IS_INTEGER(nodeid) && nodeid->u.number.i >= 0 &&
-            strcmp(state->u.string, "UP") == 0)
+            (strcmp(state->u.string, "UP") == 0 || strcmp(state->u.string, "UPDATE") == 0))
             up++;
     }
     yajl_tree_free(root);
@@ -161,8 +259,16 @@ static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
     struct pb_kafka *k = opaque;
     int up = brokers_up(json);
     k->m->kafka_brokers_up = (uint64_t)up;
-    if (up > 0)
+    if (up > 0) {
+        k->ever_up = 1;
+        k->none_up = 0;
         set_brokers_down(k, 0, NULL);
+    } else if (k->ever_up && ++k->none_up >= 2) {
+        /* A consumer keeps connections to its partition leaders and its
+         * coordinator busy (fetches, heartbeats): none UP in two statistics
+         * in a row (one could catch a reconnect) means none reachable. */
+        set_brokers_down(k, 1, "no broker connection is up");
+    }
     return 0; /* librdkafka frees json */
 }
 
@@ -189,7 +295,7 @@ static void catchup_add(struct pb_kafka *k, const rd_kafka_topic_partition_list_
         char *topic = strdup(tp->topic);
         if (!topic)
             continue;
-        k->parts[k->nparts++] = (struct part){topic, tp->partition, 1};
+        k->parts[k->nparts++] = (struct part){topic, tp->partition, 1, -1, -1};
         k->ncatching++;
     }
 }
@@ -202,29 +308,146 @@ static void catchup_end(struct pb_kafka *k, struct part *p)
     }
 }
 
+static void part_revoked(struct pb_kafka *k, struct part *p)
+{
+    if (!p)
+        return;
+    catchup_end(k, p);
+    if (p->reset_from >= 0) {
+        p->reset_from = -1; /* its next owner counts from the committed offset */
+        k->nresets--;
+    }
+}
+
 /* Revoked partitions stop catching up (parts NULL: all of them). */
 static void catchup_remove(struct pb_kafka *k, const rd_kafka_topic_partition_list_t *parts)
 {
     if (!parts) {
         for (size_t i = 0; i < k->nparts; i++)
-            catchup_end(k, &k->parts[i]);
+            part_revoked(k, &k->parts[i]);
         return;
     }
     for (int j = 0; j < parts->cnt; j++)
-        catchup_end(k, part_find(k, parts->elems[j].topic, parts->elems[j].partition));
+        part_revoked(k, part_find(k, parts->elems[j].topic, parts->elems[j].partition));
 }
 
-/* 1 when the message is stale backlog of a partition still catching up;
- * the first fresh message ends the catching up for its partition. */
+/* The backlog end of a partition catching up: the high watermark of the
+ * first fetch response after assignment. rd_kafka_query_watermark_offsets
+ * would block the loop; the consumer's cached watermarks
+ * (rd_kafka_get_watermark_offsets) cost a lock and are known from that first
+ * fetch response on, which comes within fetch.wait.max.ms of assignment even
+ * on a quiet partition. So this is called after every drain and tick while
+ * some end is unknown, and before the first message of a partition is
+ * judged: a backlog's first message arrives with the fetch response that
+ * taught its high watermark. (An outage that begins between assignment and
+ * that first fetch response makes its held-up events count as backlog: the
+ * window is a fraction of a second.) */
+static void resolve_end(struct pb_kafka *k, struct part *p)
+{
+    int64_t lo, hi;
+    if (p->end < 0 &&
+        rd_kafka_get_watermark_offsets(k->rk, p->topic, p->partition, &lo, &hi) ==
+            RD_KAFKA_RESP_ERR_NO_ERROR &&
+        hi >= 0)
+        p->end = hi;
+}
+
+static void resolve_ends(struct pb_kafka *k)
+{
+    for (size_t i = 0; k->ncatching && i < k->nparts; i++)
+        if (k->parts[i].catching_up)
+            resolve_end(k, &k->parts[i]);
+}
+
+/* 1 when the message is stale backlog of a partition still catching up.
+ * Catching up ends at the backlog's end or at its first fresh message. */
 static int stale_backlog(struct pb_kafka *k, const rd_kafka_message_t *msg, int64_t age_ms)
 {
     struct part *p = part_find(k, rd_kafka_topic_name(msg->rkt), msg->partition);
     if (!p || !p->catching_up)
         return 0;
-    if (age_ms > k->cfg->kafka_max_event_age_ms)
-        return 1;
-    catchup_end(k, p);
-    return 0;
+    resolve_end(k, p);
+    if (p->end >= 0 && msg->offset >= p->end) {
+        catchup_end(k, p); /* produced after assignment: never stale */
+        return 0;
+    }
+    if (age_ms <= k->cfg->kafka_max_event_age_ms) {
+        catchup_end(k, p);
+        return 0;
+    }
+    if (p->end >= 0 && msg->offset + 1 >= p->end)
+        catchup_end(k, p); /* the backlog's last message */
+    return 1;
+}
+
+/* librdkafka's line for an offset reset (2.0.2, rdkafka_offset.c):
+ * "[thrd:main]: TOPIC [P]: offset reset (at offset N, broker B) to ...",
+ * the thread prefix added by librdkafka's logger. N is where the
+ * consumer stood; the first message after it tells where it resumed, and
+ * the difference is what the log no longer held. A reset from no offset
+ * ("at offset INVALID": a new group) loses nothing and is not parsed. */
+static void note_offset_reset(struct pb_kafka *k, const char *line)
+{
+    char topic[256];
+    int partition;
+    long long at;
+    if (strncmp(line, "[thrd:", 6) == 0) {
+        line = strstr(line, "]: ");
+        if (!line)
+            return;
+        line += 3;
+    }
+    if (sscanf(line, "%255s [%d]: offset reset (at offset %lld", topic, &partition, &at) != 3 ||
+        at < 0)
+        return;
+    struct part *p = part_find(k, topic, partition);
+    if (!p)
+        return;
+    /* A second reset before any message (librdkafka retrying from a log
+     * start it had cached) does not move where the consumer stood. */
+    if (p->reset_from < 0) {
+        k->nresets++;
+        p->reset_from = at;
+    }
+}
+
+static void flush_lost_log(struct pb_kafka *k, int64_t now)
+{
+    if (!k->lost_window_start || now - k->lost_window_start < REPEAT_LOG_INTERVAL_MS)
+        return;
+    if (k->lost_suppressed)
+        pb_warn("kafka: %llu more offset(s) were deleted before they were read in the last "
+                "%d s (see pushbridge_events_lost_total)",
+                (unsigned long long)k->lost_suppressed, REPEAT_LOG_INTERVAL_MS / 1000);
+    k->lost_suppressed = 0;
+    k->lost_window_start = 0;
+}
+
+/* The first message after an offset reset: count what was skipped. */
+static void account_reset(struct pb_kafka *k, const rd_kafka_message_t *msg)
+{
+    struct part *p = part_find(k, rd_kafka_topic_name(msg->rkt), msg->partition);
+    if (!p || p->reset_from < 0)
+        return;
+    int64_t from = p->reset_from;
+    p->reset_from = -1;
+    k->nresets--;
+    if (msg->offset <= from)
+        return; /* reset backwards (the log was truncated below us): a replay, not a loss */
+    uint64_t lost = (uint64_t)(msg->offset - from);
+    k->m->lost[PB_LOST_OUT_OF_RANGE] += lost;
+    int64_t now = pb_monotonic_ms();
+    flush_lost_log(k, now);
+    if (k->lost_window_start) {
+        k->lost_suppressed += lost;
+        return;
+    }
+    k->lost_window_start = now;
+    pb_warn("kafka: %llu offset(s) of %s [%d] were deleted (retention) before the bridge "
+            "read them: it stood at %lld, the log now starts at %lld; counted in "
+            "pushbridge_events_lost_total{reason=\"out_of_range\"}",
+            (unsigned long long)lost, p->topic, (int)p->partition, (long long)from,
+            (long long)msg->offset);
 }
 
 /* "topic[0,1,2] other[5]" for the log, cut at the buffer's end. */
@@ -243,6 +466,30 @@ static const char *describe_parts(const rd_kafka_topic_partition_list_t *parts, 
     }
     pb_buf_puts(&b, parts->cnt ? "]" : "none");
     return b.truncated ? "(too many to list)" : buf;
+}
+
+/* The offsets of a lost assignment (the session timed out during an outage)
+ * must not be committed: librdkafka 2.0.2 commits them on unassign anyway,
+ * with the member id it just dropped and the old generation, and the
+ * coordinator answers a static member with FENCED_INSTANCE_ID, which
+ * librdkafka makes a fatal error that stops the consumer for good
+ * (librdkafka PR #5585). Storing "no offset" leaves it nothing to commit;
+ * the partitions resume from the last commit, so a few events may come
+ * again, none is lost. */
+static void forget_stored_offsets(rd_kafka_t *rk, const rd_kafka_topic_partition_list_t *parts)
+{
+    rd_kafka_topic_partition_list_t *none = rd_kafka_topic_partition_list_copy(parts);
+    if (!none) {
+        pb_warn("kafka: out of memory forgetting the offsets of a lost assignment");
+        return;
+    }
+    for (int i = 0; i < none->cnt; i++)
+        none->elems[i].offset = RD_KAFKA_OFFSET_INVALID;
+    rd_kafka_resp_err_t err = rd_kafka_offsets_store(rk, none);
+    if (err)
+        pb_warn("kafka: cannot forget the offsets of a lost assignment: %s",
+                rd_kafka_err2str(err));
+    rd_kafka_topic_partition_list_destroy(none);
 }
 
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
@@ -275,6 +522,8 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         pb_info("kafka: %d partition(s) assigned, %d in all: %s", parts->cnt, k->assigned,
                 describe_parts(parts, list, sizeof(list)));
     } else {
+        if (rd_kafka_assignment_lost(rk))
+            forget_stored_offsets(rk, parts);
         if (cooperative) {
             rd_kafka_error_t *e = rd_kafka_incremental_unassign(rk, parts);
             if (e)
@@ -309,10 +558,15 @@ static int conf_set(rd_kafka_conf_t *conf, const char *key, const char *val, cha
 static int apply_properties(const struct pb_config *cfg, rd_kafka_conf_t *conf, char *errstr,
                             size_t errlen)
 {
-    for (size_t i = 0; i < cfg->kafka_properties.n; i++)
-        if (conf_set(conf, cfg->kafka_properties.items[i].key, cfg->kafka_properties.items[i].value,
-                     errstr, errlen))
+    for (size_t i = 0; i < cfg->kafka_properties.n; i++) {
+        const struct pb_kv *kv = &cfg->kafka_properties.items[i];
+        /* "" turns static membership off (see consumer_conf): not passed,
+         * librdkafka would take it as an instance id. */
+        if (strcmp(kv->key, "group.instance.id") == 0 && !kv->value[0])
+            continue;
+        if (conf_set(conf, kv->key, kv->value, errstr, errlen))
             return -1;
+    }
     return 0;
 }
 
@@ -355,9 +609,56 @@ static int start_embedded(struct pb_kafka *k, char *errstr, size_t errlen)
     return 0;
 }
 
+/* group.instance.id: cluster.node_name (default the host name) and the
+ * public listener's port, so that two bridges on one host differ while a
+ * bridge keeps its id across reconnects and restarts. kafka.properties may
+ * set another id, or "" for dynamic membership. */
+static int instance_id(const struct pb_config *cfg, char *buf, size_t len, char *errstr,
+                       size_t errlen)
+{
+    char host[256], lhost[256];
+    const char *name = cfg->cluster_node_name;
+    int port;
+    if (!name) {
+        if (gethostname(host, sizeof(host))) {
+            snprintf(errstr, errlen, "cluster.node_name is not set and the host name is "
+                                     "unknown: %s", strerror(errno));
+            return -1;
+        }
+        host[sizeof(host) - 1] = '\0';
+        name = host;
+    }
+    if (pb_config_split_hostport(cfg->listen_public, lhost, sizeof(lhost), &port) < 0)
+        port = 0; /* validated before: cannot happen */
+    if ((size_t)snprintf(buf, len, "%s:%d", name, port) >= len) {
+        snprintf(errstr, errlen, "cluster.node_name is too long for a group.instance.id");
+        return -1;
+    }
+    return 0;
+}
+
+static int has_regex_topic(const struct pb_config *cfg)
+{
+    for (size_t i = 0; i < cfg->kafka_topics.n; i++)
+        if (cfg->kafka_topics.items[i][0] == '^')
+            return 1;
+    return 0;
+}
+
+static const char *property(const struct pb_config *cfg, const char *key)
+{
+    for (size_t i = 0; i < cfg->kafka_properties.n; i++)
+        if (strcmp(cfg->kafka_properties.items[i].key, key) == 0)
+            return cfg->kafka_properties.items[i].value;
+    return NULL;
+}
+
 static rd_kafka_conf_t *consumer_conf(struct pb_kafka *k, char *errstr, size_t errlen)
 {
     const struct pb_config *cfg = k->cfg;
+    char instance[300];
+    if (instance_id(cfg, instance, sizeof(instance), errstr, errlen))
+        return NULL;
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     /* Our defaults first, so kafka.properties may override any of them. */
     if (conf_set(conf, "bootstrap.servers", k->bootstrap ? k->bootstrap : cfg->kafka_brokers,
@@ -374,6 +675,14 @@ static rd_kafka_conf_t *consumer_conf(struct pb_kafka *k, char *errstr, size_t e
          * they are served by the loop like everything else. */
         conf_set(conf, "log.queue", "true", errstr, errlen) ||
         conf_set(conf, "statistics.interval.ms", STATS_INTERVAL_MS, errstr, errlen) ||
+        /* Static membership: after an outage longer than session.timeout.ms
+         * the consumer rejoins under the same id and the coordinator hands
+         * its partitions back at once, instead of waiting a whole session
+         * timeout for the member it lost track of to expire. */
+        (!property(cfg, "group.instance.id") &&
+         conf_set(conf, "group.instance.id", instance, errstr, errlen)) ||
+        (has_regex_topic(cfg) &&
+         conf_set(conf, "topic.metadata.refresh.interval.ms", REGEX_REFRESH_MS, errstr, errlen)) ||
         apply_properties(cfg, conf, errstr, errlen) ||
         /* Not overridable: offsets are stored only after hand-off (SPEC 1). */
         conf_set(conf, "enable.auto.offset.store", "false", errstr, errlen)) {
@@ -386,6 +695,8 @@ static rd_kafka_conf_t *consumer_conf(struct pb_kafka *k, char *errstr, size_t e
     rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
     rd_kafka_conf_set_stats_cb(conf, on_stats);
     rd_kafka_conf_set_offset_commit_cb(conf, on_commit);
+    const char *gid = property(cfg, "group.instance.id");
+    k->static_member = !gid || *gid;
     return conf;
 }
 
@@ -419,6 +730,9 @@ struct pb_kafka *pb_kafka_new(const struct pb_config *cfg, struct pb_hub *hub, s
     k->m = m;
     k->pipefd[0] = k->pipefd[1] = -1;
     snprintf(k->why, sizeof(k->why), "no Kafka partitions assigned yet");
+    k->commit_log.what = "offset commit failed";
+    k->error_log.what = "librdkafka error";
+    k->consume_log.what = "consume error";
 
     if (cfg->dev && start_embedded(k, errstr, errlen))
         goto fail;
@@ -445,8 +759,14 @@ struct pb_kafka *pb_kafka_new(const struct pb_config *cfg, struct pb_hub *hub, s
         goto fail;
     if (subscribe(k, errstr, errlen))
         goto fail;
-    pb_info("kafka: consuming %zu topic(s) from %s as group %s", cfg->kafka_topics.n,
-            k->bootstrap ? k->bootstrap : cfg->kafka_brokers, cfg->kafka_group_id);
+    char inst[300] = "";
+    size_t ilen = sizeof(inst);
+    if (rd_kafka_conf_get(rd_kafka_conf(k->rk), "group.instance.id", inst, &ilen) !=
+        RD_KAFKA_CONF_OK)
+        inst[0] = '\0';
+    pb_info("kafka: consuming %zu topic(s) from %s as group %s, member %s", cfg->kafka_topics.n,
+            k->bootstrap ? k->bootstrap : cfg->kafka_brokers, cfg->kafka_group_id,
+            inst[0] ? inst : "(dynamic)");
     return k;
 fail:
     pb_kafka_free(k);
@@ -465,6 +785,10 @@ const char *pb_kafka_bootstrap(const struct pb_kafka *k)
 
 int pb_kafka_ready(const struct pb_kafka *k, const char **why)
 {
+    if (k->fatal[0]) {
+        *why = k->fatal;
+        return 0;
+    }
     if (k->brokers_down) {
         *why = "Kafka brokers are unreachable";
         return 0;
@@ -645,10 +969,12 @@ static void handle(struct pb_kafka *k, rd_kafka_message_t *msg)
 {
     if (msg->err) {
         if (msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-            pb_warn("kafka: consume error: %s", rd_kafka_message_errstr(msg));
+            log_repeating(&k->consume_log, "%s", rd_kafka_message_errstr(msg));
         return;
     }
     set_brokers_down(k, 0, NULL);
+    if (k->nresets)
+        account_reset(k, msg);
     handle_message(k, msg);
     /* Delivered (or deliberately dropped): this offset may be committed. */
     rd_kafka_offset_store(msg->rkt, msg->partition, msg->offset);
@@ -661,8 +987,11 @@ int pb_kafka_drain(struct pb_kafka *k, int budget)
         ;
     for (int i = 0; i < budget; i++) {
         rd_kafka_message_t *msg = rd_kafka_consumer_poll(k->rk, 0);
-        if (!msg)
+        if (!msg) {
+            if (k->ncatching)
+                resolve_ends(k);
             return 0;
+        }
         handle(k, msg);
         rd_kafka_message_destroy(msg);
     }
@@ -683,8 +1012,10 @@ static void update_lag(struct pb_kafka *k)
     for (int i = 0; i < parts->cnt; i++) {
         rd_kafka_topic_partition_t *p = &parts->elems[i];
         int64_t lo, hi, lag = -1;
+        /* No message consumed yet leaves the position unknown; an empty
+         * log is still 0 behind. */
         if (rd_kafka_get_watermark_offsets(k->rk, p->topic, p->partition, &lo, &hi) == 0 && hi >= 0)
-            lag = p->offset >= 0 ? hi - p->offset : -1;
+            lag = p->offset >= 0 ? hi - p->offset : lo == hi ? 0 : -1;
         pb_metrics_set_lag(k->m, pb_metrics_source(k->m, p->topic), p->partition, lag);
     }
     rd_kafka_topic_partition_list_destroy(parts);
@@ -699,9 +1030,46 @@ void pb_kafka_tick(struct pb_kafka *k)
         rd_kafka_poll(k->dlq, 0);
     flush_malformed_log(k);
     int64_t now = pb_monotonic_ms();
+    repeat_log_flush(&k->commit_log, now, 0);
+    repeat_log_flush(&k->error_log, now, 0);
+    repeat_log_flush(&k->consume_log, now, 0);
+    flush_lost_log(k, now);
+    if (k->ncatching)
+        resolve_ends(k);
     if (now - k->last_lag_ms >= LAG_INTERVAL_MS) {
         k->last_lag_ms = now;
         update_lag(k);
+    }
+}
+
+/* A static member does not send LeaveGroup when it closes (KIP-345), so a
+ * bridge stopped for good would hold its partitions for session.timeout.ms
+ * before another bridge of the group got them. Unsubscribing first (not yet
+ * closing) makes librdkafka revoke, commit what was stored and leave; the
+ * member id it drops on leaving says the LeaveGroup is on its way. A bridge
+ * restarted under the same name would not need it, but cannot be told from
+ * one that goes away. Bounded by half of what is left of the deadline. */
+static void leave_group(struct pb_kafka *k, int64_t deadline_ms)
+{
+    if (!k->static_member || k->brokers_down)
+        return;
+    rd_kafka_resp_err_t err = rd_kafka_unsubscribe(k->rk);
+    if (err) {
+        pb_warn("kafka: cannot leave the group before closing: %s", rd_kafka_err2str(err));
+        return;
+    }
+    int64_t now = pb_monotonic_ms();
+    int64_t until = now + (deadline_ms - now) / 2;
+    for (;;) {
+        char *member = rd_kafka_memberid(k->rk);
+        int left = !member || !*member;
+        if (member)
+            rd_kafka_mem_free(k->rk, member);
+        if (left || pb_monotonic_ms() >= until)
+            break;
+        rd_kafka_message_t *msg = rd_kafka_consumer_poll(k->rk, 20);
+        if (msg) /* fetched before the revoke: not delivered, not stored */
+            rd_kafka_message_destroy(msg);
     }
 }
 
@@ -709,6 +1077,7 @@ void pb_kafka_close(struct pb_kafka *k, int64_t deadline_ms)
 {
     if (!k || !k->rk)
         return;
+    leave_group(k, deadline_ms);
     /* Asynchronous close, so that a broker that is gone cannot hold the
      * process past shutdown_timeout_ms: leave the group, commit what was
      * stored, serving the rebalance callback meanwhile. */

@@ -11,6 +11,12 @@ static const double lat_bounds[PB_METRICS_LAT_BUCKETS] = {
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
 };
 
+const char *pb_lost_reason_name(int reason)
+{
+    static const char *const names[PB_LOST__COUNT] = {"out_of_range"};
+    return reason >= 0 && reason < PB_LOST__COUNT ? names[reason] : "unknown";
+}
+
 int64_t pb_now_ms(void)
 {
     struct timespec ts;
@@ -152,6 +158,12 @@ void pb_metrics_render_prometheus(const struct pb_metrics *m, const struct pb_ga
             pb_buf_printf(b, "pushbridge_events_dropped_total{topic=\"%s\",reason=\"%s\"} %llu\n",
                           m->src[i].name, pb_drop_reason_name(r),
                           (unsigned long long)m->src[i].dropped[r]);
+    help(b, "pushbridge_events_lost_total", "counter",
+         "Kafka offsets skipped unread, by reason (out_of_range: deleted by retention "
+         "before the bridge read them).");
+    for (int r = 0; r < PB_LOST__COUNT; r++)
+        pb_buf_printf(b, "pushbridge_events_lost_total{reason=\"%s\"} %llu\n",
+                      pb_lost_reason_name(r), (unsigned long long)m->lost[r]);
     help(b, "pushbridge_events_dead_lettered_total", "counter",
          "Malformed events produced to the dead-letter topic.");
     for (uint32_t i = 0; i < m->nsrc; i++)
@@ -215,8 +227,12 @@ void pb_metrics_render_stats(const struct pb_metrics *m, const struct pb_gauges 
         pb_buf_json_string(b, g->kafka_bootstrap, strlen(g->kafka_bootstrap));
         pb_buf_puts(b, ",");
     }
-    pb_buf_printf(b, "\"slow_client_closes\":%llu,\"queue_dropped\":%llu,\"topics\":{",
+    pb_buf_printf(b, "\"slow_client_closes\":%llu,\"queue_dropped\":%llu,\"events_lost\":{",
                   (unsigned long long)m->slow_client_closes, (unsigned long long)m->queue_drops);
+    for (int r = 0; r < PB_LOST__COUNT; r++)
+        pb_buf_printf(b, "%s\"%s\":%llu", r ? "," : "", pb_lost_reason_name(r),
+                      (unsigned long long)m->lost[r]);
+    pb_buf_puts(b, "},\"topics\":{");
     for (uint32_t i = 0; i < m->nsrc; i++) {
         const struct pb_source_counters *s = &m->src[i];
         uint64_t dropped = 0;

@@ -74,7 +74,8 @@ struct pb_config {
     char *tls_key;
     int tls_internal; /* TLS on the internal listener too */
 
-    int cluster_mode; /* enum pb_cluster_mode */
+    int cluster_mode;        /* enum pb_cluster_mode */
+    char *cluster_node_name; /* NULL = the host name (see pb_kafka_new) */
 
     int log_level;  /* enum pb_log_level */
     int log_format; /* enum pb_log_format */

@@ -20,6 +20,18 @@
 
 #define PB_SOURCE_HTTP 0 /* source index of HTTP pushes */
 
+/* Why events were lost before the bridge could read them (never delivered,
+ * never dropped by choice): counted in offsets skipped. */
+enum pb_lost_reason {
+    /* The position fell off the log: retention (or --dev's size cap) deleted
+     * offsets the bridge had not read, and auto.offset.reset moved it on. */
+    PB_LOST_OUT_OF_RANGE = 0,
+    PB_LOST__COUNT
+};
+
+/* "out_of_range", the label value of pushbridge_events_lost_total. */
+const char *pb_lost_reason_name(int reason);
+
 struct pb_source_counters {
     char name[250];
     uint64_t consumed;
@@ -51,6 +63,7 @@ struct pb_metrics {
     uint64_t commits;              /* successful offset commits */
     uint64_t commit_failures;
     uint64_t kafka_brokers_up;     /* brokers in state UP at the last statistics */
+    uint64_t lost[PB_LOST__COUNT]; /* offsets skipped, by enum pb_lost_reason */
     uint64_t lat_buckets[PB_METRICS_LAT_BUCKETS + 1]; /* last = +Inf */
     double lat_sum;
     uint64_t lat_count;

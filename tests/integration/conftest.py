@@ -4,8 +4,11 @@
   ports, kafka_harness.KafkaBroker: .bootstrap, .create_topic(name,
   partitions), .produce(topic, value, key=None, headers=None, partition=None),
   .produce_many(topic, [(key, value)]), .consume(topic, n), .unique_topic(),
-  .metadata(topic), .end_offsets(topic), .stop() / .start() / .kill() (same
-  ports and data; a test that leaves it stopped gets it restarted).
+  .metadata(topic), .end_offsets(topic), .delete_records(topic, partition,
+  offset) (moves the log start, as retention would), .buffering_producer(topic,
+  values, key, partition) (a kcat that keeps its messages through an outage),
+  .stop() / .start() / .kill() (same ports and data; a test that leaves it
+  stopped gets it restarted).
 - bridge_factory (function): bridge.BridgeFactory; bridge_factory(config=
   {overrides}, env={...}, args=[...], wait_ready=True, partitions=1,
   topic=None, group_id=None) -> bridge.Bridge; bridge_factory.dev() runs

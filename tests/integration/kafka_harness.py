@@ -319,6 +319,55 @@ class KafkaBroker:
         wait_until(ready, timeout=timeout, interval=0.1, desc=f"topic {name} leaders")
         return name
 
+    def delete_records(self, topic, partition, before_offset, timeout=15.0):
+        """Delete every record of topic/partition below before_offset
+        (DeleteRecords v1 on the wire): the log start offset moves there at
+        once, as retention would move it, later. Returns the new low
+        watermark."""
+        body = struct.pack(">i", 1) + _kstr(topic)
+        body += struct.pack(">iiq", 1, partition, before_offset)
+        body += struct.pack(">i", int(timeout * 1000))
+        resp = self._request(21, 1, body, timeout=timeout + 5)
+        # v1 response: throttle_time_ms, [name, [partition, low_watermark, error_code]]
+        pos = 4
+        (nt,) = struct.unpack_from(">i", resp, pos)
+        pos += 4
+        for _ in range(nt):
+            (ln,) = struct.unpack_from(">h", resp, pos)
+            pos += 2 + ln
+            (np_,) = struct.unpack_from(">i", resp, pos)
+            pos += 4
+            for _ in range(np_):
+                p, low, err = struct.unpack_from(">iqh", resp, pos)
+                pos += 14
+                if p == partition:
+                    if err:
+                        raise KafkaError(f"DeleteRecords {topic}[{partition}]: error {err}")
+                    return low
+        raise KafkaError(f"DeleteRecords {topic}[{partition}]: no answer for the partition")
+
+    def buffering_producer(self, topic, values, key=None, partition=None):
+        """A kcat producer that keeps its messages through a broker outage
+        (-E: errors are not fatal; a 2 minute message timeout) and delivers
+        them when the broker is back, as a business system's client would.
+        Each value is stamped with the time it is handed over, now. Returns
+        the Popen; wait() for it after the broker is back (exit 0 = all
+        delivered)."""
+        args = ["kcat", "-P", "-E", "-b", self.bootstrap, "-t", topic, "-D", "\n",
+                "-X", "message.timeout.ms=120000"]
+        if key is not None:
+            args += ["-k", key]
+        if partition is not None:
+            args += ["-p", str(partition)]
+        producer = subprocess.Popen(args, stdin=subprocess.PIPE,
+                                    preexec_fn=die_with_parent(signal.SIGKILL))
+        data = [v.encode() if isinstance(v, str) else v for v in values]
+        if any(b"\n" in v for v in data):
+            raise KafkaError("buffering_producer: values must not contain newlines")
+        producer.stdin.write(b"\n".join(data) + b"\n")
+        producer.stdin.close()
+        return producer
+
     def metadata(self, topic):
         """kcat's JSON metadata for one topic: {"topic", "partitions": [...]}."""
         r = subprocess.run(["kcat", "-b", self.bootstrap, "-L", "-J", "-m", "5", "-t", topic],
