@@ -1,4 +1,4 @@
-/* What the two bench tools (pb-loadgen, pb-produce) share: clocks, a
+/* What the bench tools (pb-loadgen, pb-produce, pb-sendref) share: clocks, a
  * log-linear latency histogram and a small JSON writer for their one-object
  * reports. Not part of pushbridge; nothing here is installed. */
 #ifndef PB_BENCH_COMMON_H

@@ -1,27 +1,33 @@
 #!/usr/bin/env bash
 # pushbridge benchmarks: how fast and how lean (issue 6, docs/PERFORMANCE.md).
 #
-#   bench/run.sh                 the standard set, under 5 minutes on 2 cores
+#   bench/run.sh                 the standard set, about 5.5 minutes on 2 cores
 #   bench/run.sh --quick         small N, under 60 s: CI runs it to show that the
-#                                benchmark still works (no thresholds asserted)
+#                                benchmark still works (no thresholds asserted);
+#                                leaves out unicast-10k, fanout-10k and fdlimit
+#                                unless --only names them, and runs the
+#                                reference for unicast and fanout only
 #   bench/run.sh --big           the idle scenario with as many connections as
 #                                the open-file limit allows
-#   bench/run.sh --only a,b      only these scenarios (unicast fanout broadcast
-#                                http-single http-batch slow-base slow idle)
+#   bench/run.sh --only a,b      only these scenarios (unicast unicast-10k fanout
+#                                fanout-10k broadcast http-single http-batch
+#                                slow-base slow idle logins fdlimit)
+#   bench/run.sh --no-ref        no pb-sendref reference runs
 #   bench/run.sh --profile       also sample the bridge with perf (cpu-clock) and
 #                                count its syscalls, per scenario, into
 #                                build-bench/profile/
 #   bench/run.sh --callgrind     run the bridge under valgrind --tool=callgrind,
 #                                collecting only while traffic flows, into
 #                                build-bench/profile/ (figures are then slow and
-#                                meaningless; the profile is the point)
+#                                meaningless; the profile is the point; no
+#                                reference runs)
 #
 # Builds Release into build-bench/, then runs each scenario against a fresh
-# bridge (--quick: one for all traffic scenarios, one for idle):
+# bridge (--quick: one for all traffic scenarios, one each for idle and logins):
 # `pushbridge --dev` (embedded Kafka, auth.mode none) by default, or a
 # real broker when PB_BENCH_BROKERS=HOST:PORT is set (a fresh topic and group
 # per scenario, so nothing is replayed). pb-loadgen plays the browsers and
-# pb-produce the business systems, all on loopback. Prints one table and
+# pb-produce the business systems, all on loopback. Prints two tables and
 # writes bench/results.json.
 #
 # Bridge CPU is read from /proc/PID/stat around each scenario's traffic, so
@@ -29,11 +35,19 @@
 # machine. Under --dev the embedded broker runs inside the bridge process (the
 # "rdk:mock" thread); its CPU is reported apart and left out of "bridge CPU".
 #
+# Right after the bridge's run of a traffic scenario, pb-sendref (a plain
+# single-threaded epoll sender, bench/sendref.c) takes the bridge's place for
+# the same pb-loadgen load: same connections, users, targets, rate and
+# duration, one send() per frame; for fan-out and broadcast also one writev()
+# per connection queue. Its frames per CPU-second are this machine's limit
+# for the load, and the second table gives the bridge's figure as a ratio.
+#
 # Environment: PB_BENCH_BROKERS (real broker), PB_BENCH_PARTITIONS (topic
 # partitions with a real broker, default 1), PB_BENCH_KAFKA_PROPERTIES
 # (librdkafka properties for the bridge's consumer; default under --dev:
 # fetch.wait.max.ms=1, see PERFORMANCE.md), PB_BENCH_BRIDGE (another
-# pushbridge binary to measure, e.g. one built from a branch).
+# pushbridge binary to measure, e.g. one built from a branch; the bridge is
+# then not built here).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -42,15 +56,21 @@ RESULTS=$ROOT/bench/results.json
 BRIDGE_BIN=${PB_BENCH_BRIDGE:-$BUILD/pushbridge}
 LOADGEN=$BUILD/bench/pb-loadgen
 PRODUCE=$BUILD/bench/pb-produce
+SENDREF=$BUILD/bench/pb-sendref
 
 MODE=full
 BIG=0
 ONLY=""
 PROFILE=0
 CALLGRIND=0
-ALL_SCENARIOS="unicast fanout broadcast http-single http-batch slow-base slow idle"
+REF=1
+ALL_SCENARIOS="unicast unicast-10k fanout fanout-10k broadcast http-single http-batch"
+ALL_SCENARIOS+=" slow-base slow idle logins fdlimit"
+# The scenarios that name their size keep it; --quick leaves them out.
+QUICK_SCENARIOS="unicast fanout broadcast http-single http-batch slow-base slow idle logins"
+QUICK_REF="unicast fanout"
 
-usage() { sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,50p' "$0" | sed 's/^# \{0,1\}//'; }
 
 while [ $# -gt 0 ]; do
     case $1 in
@@ -59,12 +79,15 @@ while [ $# -gt 0 ]; do
     --only) [ $# -ge 2 ] || { usage >&2; exit 2; }; ONLY=${2//,/ }; shift ;;
     --profile) PROFILE=1 ;;
     --callgrind) CALLGRIND=1 ;;
+    --no-ref) REF=0 ;;
     -h | --help) usage; exit 0 ;;
     *) echo "bench/run.sh: unknown argument $1" >&2; usage >&2; exit 2 ;;
     esac
     shift
 done
-SCENARIOS=${ONLY:-$ALL_SCENARIOS}
+SCENARIOS=$ONLY
+[ -n "$SCENARIOS" ] || { [ "$MODE" = quick ] && SCENARIOS=$QUICK_SCENARIOS || SCENARIOS=$ALL_SCENARIOS; }
+[ "$CALLGRIND" = 1 ] && REF=0
 for s in $SCENARIOS; do
     case " $ALL_SCENARIOS " in *" $s "*) ;; *) echo "bench/run.sh: no scenario $s" >&2; exit 2 ;; esac
 done
@@ -116,9 +139,13 @@ wait_until() {
 # ---- build ----
 
 build() {
+    local -a targets=(pb-loadgen pb-produce pb-sendref)
+    # With PB_BENCH_BRIDGE the bridge comes from elsewhere: a src/ in the
+    # middle of a change must not stop the tools from building.
+    [ -n "${PB_BENCH_BRIDGE:-}" ] || targets+=(pushbridge)
     say "building Release into build-bench/ ..."
     cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DPB_TESTS=OFF >"$WORK/cmake.log" 2>&1 &&
-        cmake --build "$BUILD" -j"$(nproc)" --target pushbridge pb-loadgen pb-produce \
+        cmake --build "$BUILD" -j"$(nproc)" --target "${targets[@]}" \
             >>"$WORK/cmake.log" 2>&1 || { cat "$WORK/cmake.log" >&2; exit 1; }
 }
 
@@ -327,9 +354,112 @@ run_traffic() {
     # The bridge's own view (delivery latency histogram etc.), kept in bench-logs/
     curl -sf "http://127.0.0.1:$INT_PORT/metrics" >"$WORK/$name.metrics.txt" || true
     [ "$SHARE_BRIDGE" = 1 ] || stop_bridge
+    run_references "$name" "$conns" "$users" "$key" "$stall" "$rate"
     record_traffic "$name" "$transport" "$conns" "$users" "$key" "$stall" "$rate" "$batch" \
         "$((c1 - c0))" "$((l1 - l0))" "$((m1 - m0))" "$us0" "$us1" "$(calc "$t1 - $t0")" \
         "$rss_base" "$rss_conn" "$rss_end" "$hwm" "${slow_closes:-0}" "${qdrops:-0}"
+}
+
+# ---- the plain-send reference (pb-sendref) ----
+
+REF_ROWS=$WORK/ref-rows.tsv
+: >"$REF_ROWS"
+
+# Whether scenario NAME gets reference runs.
+wants_reference() {
+    [ "$REF" = 1 ] || return 1
+    [ "$MODE" = quick ] || return 0
+    case " $QUICK_REF " in *" $1 "*) return 0 ;; esac
+    return 1
+}
+
+# run_references NAME CONNS USERS KEY STALL RATE: send mode, and writev mode
+# where one event goes to several connections (fan-out, broadcast), which is
+# where a connection's queue can hold more than one frame.
+run_references() {
+    local name=$1 conns=$2 users=$3 key=$4
+    wants_reference "$name" || return 0
+    shift
+    run_reference "$name" send "$@"
+    if [ "$key" = "*" ] || [ "$conns" -gt "$users" ]; then
+        run_reference "$name" writev "$@"
+    fi
+}
+
+ref_gone() { ! kill -0 "$1" 2>/dev/null; }
+
+# run_reference NAME MODE CONNS USERS KEY STALL RATE: pb-sendref in the
+# bridge's place, pb-loadgen as for the bridge; into $WORK/NAME.ref-MODE.*
+run_reference() {
+    local name=$1 mode=$2 conns=$3 users=$4 key=$5 stall=$6 rate=$7
+    local base=$WORK/$name.ref-$mode
+    say "   reference, $mode mode: pb-sendref in the bridge's place, the same load"
+    local -a ref=(--mode "$mode" --conns "$conns" --rate "$rate" --duration "$SEND_S"
+        --setup-timeout 90 --linger 10 --port-file "$base.port" --expect-file "$base.expect")
+    if [ "$key" = users ]; then ref+=(--users "$users"); else ref+=(--key "$key"); fi
+    "$SENDREF" "${ref[@]}" >"$base.json" 2>"$base.err" &
+    local ref_pid=$!
+    echo '{}' >"$base.loadgen.json"
+    if ! wait_until 50 test -s "$base.port"; then
+        say "pb-sendref for $name did not start:"; cat "$base.err" >&2
+        stop_pid "$ref_pid" 2
+        echo '{}' >"$base.json"
+        return 0
+    fi
+    # pb-sendref starts the events once every connection is welcomed and
+    # writes the count for pb-loadgen when it is done generating.
+    local -a lg=(--port "$(cat "$base.port")" --conns "$conns" --users "$users"
+        --stall-fraction "$stall" --expect-file "$base.expect" --duration $((SEND_S + 40))
+        --setup-timeout 90)
+    [ "$key" = "*" ] && lg+=(--expect-all)
+    "$LOADGEN" "${lg[@]}" >"$base.loadgen.json" 2>"$base.loadgen.err" || true
+    # It ends by itself once the clients left; the bound is for a broken run.
+    wait_until 100 ref_gone "$ref_pid" || say "pb-sendref for $name did not end by itself"
+    stop_pid "$ref_pid" 5
+    [ -s "$base.json" ] || echo '{}' >"$base.json"
+    [ -s "$base.loadgen.json" ] || echo '{}' >"$base.loadgen.json"
+}
+
+# One mode's figures as JSON members, and its ratio; "" when it did not run.
+ref_json() { # name mode bridge_fpc
+    local base=$WORK/$1.ref-$2
+    [ -e "$base.json" ] || return 0
+    local fpc
+    fpc=$(jget "$base.json" frames_per_cpu_s)
+    printf '"%s":{"frames_per_cpu_s":%s,"bridge_ratio":%s,"sendref":%s,"loadgen":%s}' "$2" \
+        "$fpc" "$(calc "$fpc > 0 ? $3 / $fpc : 0")" "$(tr -d '\n' <"$base.json")" \
+        "$(tr -d '\n' <"$base.loadgen.json")"
+}
+
+# The scenario's "reference" member for results.json (with a leading comma),
+# and its row of the second table.
+record_reference() { # name bridge_fpc
+    local name=$1 fpc=$2 send=$WORK/$1.ref-send writev=$WORK/$1.ref-writev
+    [ -e "$send.json" ] || return 0
+    local js jw
+    js=$(ref_json "$name" send "$fpc")
+    jw=$(ref_json "$name" writev "$fpc")
+    printf ',"reference":{"tool":"pb-sendref",%s%s}' "$js" "${jw:+,$jw}"
+
+    local lost=0 dup=0 ooo=0 f
+    for f in "$send.loadgen.json" "$writev.loadgen.json"; do
+        [ -e "$f" ] || continue
+        lost=$((lost + $(jget "$f" lost))); dup=$((dup + $(jget "$f" dup))); ooo=$((ooo + $(jget "$f" ooo)))
+        [ "$(jget "$f" welcomed)" = "$(jget "$f" conns)" ] ||
+            printf '%s: reference: only %s of %s connections welcomed\n' "$name" \
+                "$(jget "$f" welcomed)" "$(jget "$f" conns)" >>"$NOTES"
+    done
+    local sfpc wfpc="-" wpw="-" wratio="-"
+    sfpc=$(jget "$send.json" frames_per_cpu_s)
+    if [ -e "$writev.json" ]; then
+        wfpc=$(jget "$writev.json" frames_per_cpu_s)
+        wpw=$(jget "$writev.json" frames_per_write_call)
+        wratio=$(calc "$wfpc > 0 ? $fpc / $wfpc : 0")
+    fi
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$fpc" "$sfpc" \
+        "$(calc "$sfpc > 0 ? $fpc / $sfpc : 0")" "$(calc "$(jget "$send.loadgen.json" lat_p99_us) / 1000")" \
+        "$(calc "$(jget "$send.json" cpu_share) * 100")" "$wfpc" "$wpw" "$wratio" \
+        "$lost/$dup/$ooo" >>"$REF_ROWS"
 }
 
 record_traffic() {
@@ -373,7 +503,9 @@ record_traffic() {
             "$rss_base" "$rss_conn" "$rss_end" "$hwm"
         printf '"rss_per_conn_connected_b":%s,"rss_per_conn_end_b":%s,' "$per_conn_idle" "$per_conn_end"
         printf '"slow_client_closes":%s,"queue_dropped":%s},' "$slow_closes" "$qdrops"
-        printf '"producer":%s,"loadgen":%s}' "$(tr -d '\n' <"$pj")" "$(tr -d '\n' <"$lgj")"
+        printf '"producer":%s,"loadgen":%s' "$(tr -d '\n' <"$pj")" "$(tr -d '\n' <"$lgj")"
+        record_reference "$name" "$fpc"
+        printf '}'
     } >"$f"
     SCENARIO_FILES+=("$f")
 
@@ -396,54 +528,124 @@ record_traffic() {
         "$(calc "$(jget "$lgj" loadgen_cpu_share) * 100")" >>"$ROWS"
 }
 
-# ---- idle: memory per authenticated connection ----
+# ---- idle and fdlimit: memory per authenticated connection ----
 
+# run_idle NAME CONNS WINDOW_S: RSS per connection, and the bridge's CPU over
+# WINDOW_S seconds with every connection open and quiet.
 run_idle() {
-    local conns=$1
-    say "== idle: $conns authenticated idle connections"
+    local name=$1 conns=$2 window=$3
+    say "== $name: $conns authenticated idle connections"
     stop_bridge # always a fresh one: RSS per connection needs a clean baseline
-    start_bridge idle
+    start_bridge "$name"
     sleep 0.5
     local rss_base
     rss_base=$(rss_kb "$BRIDGE_PID")
-    local ready_file=$WORK/idle.ready
+    local ready_file=$WORK/$name.ready lgj=$WORK/$name.loadgen.json
     # --procs 2: the loadgen also shows it can split itself (one process
     # cannot hold more than its own open-file limit).
     "$LOADGEN" --port "$PUB_PORT" --conns "$conns" --users "$conns" --procs 2 --duration 300 \
-        --setup-timeout 120 --ready-file "$ready_file" >"$WORK/idle.loadgen.json" \
-        2>"$WORK/idle.loadgen.err" &
+        --setup-timeout 120 --ready-file "$ready_file" >"$lgj" 2>"$WORK/$name.loadgen.err" &
     local lg_pid=$!
     if ! wait_until 1300 test -e "$ready_file"; then
-        say "loadgen for idle did not get ready"; cat "$WORK/idle.loadgen.err" >&2; exit 1
+        say "loadgen for $name did not get ready"; cat "$WORK/$name.loadgen.err" >&2; exit 1
     fi
     sleep "$IDLE_SETTLE_S" # let lws and malloc settle
-    local c0 l0 c1 l1 rss hwm open
-    c0=$(proc_ticks "$BRIDGE_PID"); l0=$(loop_ticks "$BRIDGE_PID")
-    sleep "$IDLE_WINDOW_S"
-    c1=$(proc_ticks "$BRIDGE_PID"); l1=$(loop_ticks "$BRIDGE_PID")
+    local c0 l0 m0 c1 l1 m1 rss hwm open
+    c0=$(proc_ticks "$BRIDGE_PID"); l0=$(loop_ticks "$BRIDGE_PID"); m0=$(mock_ticks "$BRIDGE_PID")
+    sleep "$window"
+    c1=$(proc_ticks "$BRIDGE_PID"); l1=$(loop_ticks "$BRIDGE_PID"); m1=$(mock_ticks "$BRIDGE_PID")
     rss=$(rss_kb "$BRIDGE_PID"); hwm=$(hwm_kb "$BRIDGE_PID")
     open=$(stats_get connections)
     kill -TERM "$lg_pid" 2>/dev/null || true
     wait "$lg_pid" || true
     stop_bridge
-    local lgj=$WORK/idle.loadgen.json welcomed per_conn
+    local welcomed per_conn cpu_pct loop_pct mock_pct
     [ -s "$lgj" ] || echo '{}' >"$lgj"
     welcomed=$(jget "$lgj" welcomed)
     per_conn=$(calc "${welcomed:-0} > 0 ? ($rss - $rss_base) * 1024 / ${welcomed:-1} : 0")
-    local f=$WORK/idle.scenario.json
+    cpu_pct=$(calc "($c1 - $c0) * 100 / $CLK_TCK / $window")
+    loop_pct=$(calc "($l1 - $l0) * 100 / $CLK_TCK / $window")
+    mock_pct=$(calc "($m1 - $m0) * 100 / $CLK_TCK / $window")
+    local f=$WORK/$name.scenario.json
     {
-        printf '{"name":"idle","conns":%s,"bridge":{"open_connections":%s,' "$conns" "${open:-0}"
+        printf '{"name":"%s","conns":%s,"bridge":{"open_connections":%s,' "$name" "$conns" "${open:-0}"
         printf '"rss_base_kb":%s,"rss_kb":%s,"rss_peak_kb":%s,"rss_per_conn_b":%s,' \
             "$rss_base" "$rss" "$hwm" "$per_conn"
-        printf '"idle_cpu_pct":%s,"idle_loop_cpu_pct":%s},' \
-            "$(calc "($c1 - $c0) * 100 / $CLK_TCK / $IDLE_WINDOW_S")" \
-            "$(calc "($l1 - $l0) * 100 / $CLK_TCK / $IDLE_WINDOW_S")"
+        printf '"idle_window_s":%s,"idle_cpu_pct":%s,"idle_loop_cpu_pct":%s,' \
+            "$window" "$cpu_pct" "$loop_pct"
+        printf '"idle_embedded_kafka_cpu_pct":%s},' "$mock_pct"
         printf '"loadgen":%s}' "$(tr -d '\n' <"$lgj")"
     } >"$f"
     SCENARIO_FILES+=("$f")
-    printf 'idle\t%s\t-\t-\t-\t-\t-\t-\t-\t-\t%s\t%s\t-\t%s\n' "${welcomed:-0}" \
+    printf '%s\t%s\t-\t-\t-\t-\t-\t-\t-\t-\t%s\t%s\t-\t%s\n' "$name" "${welcomed:-0}" \
         "$(calc "$rss / 1024")" "$(calc "$per_conn / 1024")" \
         "$(calc "$(jget "$lgj" loadgen_cpu_share) * 100")" >>"$ROWS"
+    local fmt='%s: %s idle connections: bridge CPU %.1f %% of a core over %s s,'
+    fmt+=' %.1f %% without the embedded broker; main thread %.1f %%\n'
+    # shellcheck disable=SC2059 # the format is ours
+    printf "$fmt" "$name" "${welcomed:-0}" "$cpu_pct" "$window" "$(calc "$cpu_pct - $mock_pct")" \
+        "$loop_pct" >>"$NOTES"
+    [ "${welcomed:-0}" = "$conns" ] ||
+        printf '%s: only %s of %s connections welcomed\n' "$name" "${welcomed:-0}" "$conns" >>"$NOTES"
+}
+
+# ---- logins: connection set-up as fast as it goes ----
+
+# run_logins CONNS: CONNS clients connect, upgrade and log in, at most
+# pb-loadgen's --max-pending (256) handshakes in flight. The time is the
+# loadgen's, from its first connect() to its last welcome; the bridge's CPU
+# is taken over the same stretch, then over closing them all.
+run_logins() {
+    local conns=$1 name=logins
+    say "== logins: $conns connections log in as fast as they go"
+    stop_bridge
+    start_bridge "$name"
+    sleep 0.5
+    local rss_base ready_file=$WORK/$name.ready lgj=$WORK/$name.loadgen.json
+    rss_base=$(rss_kb "$BRIDGE_PID")
+    local c0 l0 c1 l1 c2 rss
+    c0=$(proc_ticks "$BRIDGE_PID"); l0=$(loop_ticks "$BRIDGE_PID")
+    "$LOADGEN" --port "$PUB_PORT" --conns "$conns" --users "$conns" --duration 300 \
+        --setup-timeout 120 --ready-file "$ready_file" >"$lgj" 2>"$WORK/$name.loadgen.err" &
+    local lg_pid=$!
+    if ! wait_until 1300 test -e "$ready_file"; then
+        say "loadgen for logins did not get ready"; cat "$WORK/$name.loadgen.err" >&2; exit 1
+    fi
+    c1=$(proc_ticks "$BRIDGE_PID"); l1=$(loop_ticks "$BRIDGE_PID")
+    rss=$(rss_kb "$BRIDGE_PID")
+    kill -TERM "$lg_pid" 2>/dev/null || true
+    wait "$lg_pid" || true
+    wait_until 300 no_connections || say "logins: connections still open after 30 s"
+    c2=$(proc_ticks "$BRIDGE_PID")
+    stop_bridge
+    [ -s "$lgj" ] || echo '{}' >"$lgj"
+    local welcomed setup_s rate login_cpu close_cpu per_conn
+    welcomed=$(jget "$lgj" welcomed); setup_s=$(jget "$lgj" setup_s)
+    rate=$(jget "$lgj" setup_rate)
+    login_cpu=$(calc "($c1 - $c0) / $CLK_TCK"); close_cpu=$(calc "($c2 - $c1) / $CLK_TCK")
+    per_conn=$(calc "${welcomed:-0} > 0 ? ($rss - $rss_base) * 1024 / ${welcomed:-1} : 0")
+    local f=$WORK/$name.scenario.json
+    {
+        printf '{"name":"%s","conns":%s,"logins":%s,"login_s":%s,"logins_per_s":%s,' \
+            "$name" "$conns" "${welcomed:-0}" "$setup_s" "$rate"
+        printf '"bridge":{"login_cpu_s":%s,"login_loop_cpu_s":%s,"logins_per_bridge_cpu_s":%s,' \
+            "$login_cpu" "$(calc "($l1 - $l0) / $CLK_TCK")" \
+            "$(calc "$login_cpu > 0 ? ${welcomed:-0} / $login_cpu : 0")"
+        printf '"close_cpu_s":%s,"rss_base_kb":%s,"rss_kb":%s,"rss_per_conn_b":%s},' \
+            "$close_cpu" "$rss_base" "$rss" "$per_conn"
+        printf '"loadgen":%s}' "$(tr -d '\n' <"$lgj")"
+    } >"$f"
+    SCENARIO_FILES+=("$f")
+    printf '%s\t%s\t-\t-\t-\t-\t-\t-\t-\t-\t%s\t%s\t-\t%s\n' "$name" "${welcomed:-0}" \
+        "$(calc "$rss / 1024")" "$(calc "$per_conn / 1024")" \
+        "$(calc "$(jget "$lgj" loadgen_cpu_share) * 100")" >>"$ROWS"
+    local fmt='logins: %s of %s in %.2f s = %.0f logins/s; handshake p50 %.1f ms, p99 %.1f ms;'
+    fmt+=' bridge CPU %.2f s to log them in (%.0f per CPU-s), %.2f s to close them\n'
+    # shellcheck disable=SC2059 # the format is ours
+    printf "$fmt" "${welcomed:-0}" "$conns" "$setup_s" "$rate" \
+        "$(calc "$(jget "$lgj" handshake_p50_us) / 1000")" \
+        "$(calc "$(jget "$lgj" handshake_p99_us) / 1000")" "$login_cpu" \
+        "$(calc "$login_cpu > 0 ? ${welcomed:-0} / $login_cpu : 0")" "$close_cpu" >>"$NOTES"
 }
 
 # ---- the set ----
@@ -465,8 +667,28 @@ print_table() {
             num($7, "%.1f"), num($8, "%.1f"), num($9, "%.1f"), num($10, "%.1f"),
             num($11, "%.1f"), num($12, "%.2f"), $13, num($14, "%.0f")
     }' "$ROWS"
+    [ -s "$REF_ROWS" ] && print_ref_table
     [ -s "$NOTES" ] && { say ""; cat "$NOTES" >&2; }
     return 0
+}
+
+print_ref_table() {
+    say ""
+    say "Against pb-sendref, the same load from a plain epoll loop: send = one send() per frame,"
+    say "writev = one writev() per connection queue; bridge/ref = the bridge's frames per CPU-second"
+    say "as a fraction of the reference's (1 = this machine's limit for the load)."
+    awk -F'\t' 'BEGIN {
+        printf "%-12s %12s %12s %8s %8s %6s %12s %8s %8s %9s\n", "scenario", "frames/",
+            "send", "bridge/", "ref p99", "ref", "writev", "frames/", "bridge/", "ref lost/"
+        printf "%-12s %12s %12s %8s %8s %6s %12s %8s %8s %9s\n", "", "bridge-CPU-s",
+            "frames/CPU-s", "send", "ms", "CPU%", "frames/CPU-s", "write", "writev", "dup/ooo"
+    }
+    function num(v, fmt) { return v == "-" ? "-" : sprintf(fmt, v) }
+    {
+        printf "%-12s %12s %12s %8s %8s %6s %12s %8s %8s %9s\n", $1, num($2, "%.0f"),
+            num($3, "%.0f"), num($4, "%.3f"), num($5, "%.1f"), num($6, "%.0f"), num($7, "%.0f"),
+            num($8, "%.2f"), num($9, "%.3f"), $10
+    }' "$REF_ROWS"
 }
 
 write_results() {
@@ -505,18 +727,20 @@ main() {
     local nofile
     nofile=$(ulimit -n)
 
-    local big=10000 fan=1000 send=10 idle=15000
+    local big=10000 fan=1000 send=10 idle=15000 logins=15000
     # slow-base and slow run the same load, without and with 10 % of the
     # connections stalled, at a rate the bridge sustains here, so that the
     # readers' p99 can be compared (at saturation it is queueing noise).
     local uni_rate=20000 fan_rate=50 bc_rate=5 http_rate=20000 slow_rate=10000
     if [ "$MODE" = quick ]; then
-        big=1000 fan=200 send=2 idle=2000
+        big=1000 fan=200 send=2 idle=2000 logins=2000
         uni_rate=5000 fan_rate=50 bc_rate=20 http_rate=2000 slow_rate=2500
     fi
     # The bridge keeps a few dozen descriptors for itself.
-    [ "$BIG" = 1 ] && idle=$((nofile - 200))
-    [ "$idle" -gt $((nofile - 200)) ] && idle=$((nofile - 200))
+    local fdmax=$((nofile - 200))
+    [ "$BIG" = 1 ] && idle=$fdmax
+    [ "$idle" -gt $fdmax ] && idle=$fdmax
+    [ "$logins" -gt $fdmax ] && logins=$fdmax
     SEND_S=$send
     SHARE_BRIDGE=0 SHARED_RUNS=0
     [ "$MODE" = quick ] && SHARE_BRIDGE=1
@@ -534,7 +758,12 @@ main() {
         http-batch) run_traffic http-batch http $big $big users 0 $uni_rate 100 ;;
         slow-base) run_traffic slow-base kafka $big $big users 0 $slow_rate 1 ;;
         slow) run_traffic slow kafka $big $big users 0.1 $slow_rate 1 ;;
-        idle) run_idle $idle ;;
+        idle) run_idle idle $idle $IDLE_WINDOW_S ;;
+        logins) run_logins $logins ;;
+        # These name their size: --quick does not shrink them.
+        unicast-10k) run_traffic unicast-10k kafka 10000 10000 users 0 10000 1 ;;
+        fanout-10k) run_traffic fanout-10k kafka 10000 1 users 0 5 1 ;;
+        fdlimit) run_idle fdlimit $fdmax 5 ;;
         esac
         say "   ($((SECONDS - ts)) s)"
     done
