@@ -133,6 +133,7 @@ struct pb_conn *pb_hub_conn_new(struct pb_hub *h, void *transport)
         return NULL;
     c->transport = transport;
     c->id = h->next_id++;
+    c->last_rx_ms = c->last_ping_ms = pb_monotonic_ms();
     c->next = h->conns;
     if (h->conns)
         h->conns->prev = c;
@@ -276,6 +277,19 @@ void pb_hub_close_all(struct pb_hub *h, int code, const char *reason)
         pb_hub_close(h, c, code, reason);
 }
 
+/* Appends f to c's ring (room is there) and asks for a write on the
+ * empty -> non-empty edge. */
+static void push_frame(struct pb_hub *h, struct pb_conn *c, struct pb_frame *f)
+{
+    c->q[(c->q_head + c->q_len) % c->q_cap] = f;
+    pb_frame_ref(f);
+    c->q_len++;
+    c->q_bytes += f->len;
+    h->queue_bytes += f->len;
+    if (c->q_len == 1 && h->hooks.want_write)
+        h->hooks.want_write(c);
+}
+
 /* Puts f on c's queue, applying ws.slow_client when a bound would be
  * crossed. Returns 1 when queued. */
 static int enqueue(struct pb_hub *h, struct pb_conn *c, struct pb_frame *f)
@@ -305,19 +319,42 @@ static int enqueue(struct pb_hub *h, struct pb_conn *c, struct pb_frame *f)
     }
     if (c->q_len == c->q_cap && queue_grow(c, max_msgs))
         return 0;
-    c->q[(c->q_head + c->q_len) % c->q_cap] = f;
-    pb_frame_ref(f);
-    c->q_len++;
-    c->q_bytes += f->len;
-    h->queue_bytes += f->len;
-    if (c->q_len == 1 && h->hooks.want_write)
-        h->hooks.want_write(c);
+    push_frame(h, c, f);
     return 1;
 }
 
 int pb_hub_send(struct pb_hub *h, struct pb_conn *c, struct pb_frame *f)
 {
     return enqueue(h, c, f);
+}
+
+int pb_hub_send_unbounded(struct pb_hub *h, struct pb_conn *c, struct pb_frame *f)
+{
+    if (c->closing ||
+        (c->q_len == c->q_cap && queue_grow(c, (uint32_t)h->cfg->ws_queue_max_messages)))
+        return 0;
+    push_frame(h, c, f);
+    return 1;
+}
+
+void pb_hub_cut(struct pb_hub *h, struct pb_conn *c)
+{
+    if (c->closing)
+        return;
+    c->closing = 1;
+    queue_clear(h, c);
+    if (h->hooks.cut)
+        h->hooks.cut(c);
+}
+
+struct pb_conn *pb_hub_first(const struct pb_hub *h)
+{
+    return h->conns;
+}
+
+const struct pb_config *pb_hub_config(const struct pb_hub *h)
+{
+    return h->cfg;
 }
 
 static int wants_event(const struct pb_conn *c, const char *name)

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "pushbridge/httpd.h"
+#include "pushbridge/keepalive.h"
 #include "pushbridge/log.h"
 
 /* Kafka messages handled per wake-up before the loop serves sockets again. */
@@ -44,6 +45,7 @@ static int server_cb(struct lws *wsi, enum lws_callback_reasons reason, void *us
     case LWS_CALLBACK_SERVER_WRITEABLE:
     case LWS_CALLBACK_CLOSED:
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+    case LWS_CALLBACK_RECEIVE_PONG:
         return pb_ws_callback(vhd->srv, wsi, reason, user, in, len);
     default:
         return lws_callback_http_dummy(wsi, reason, user, in, len);
@@ -150,6 +152,7 @@ static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)revents;
     struct pb_server *s = w->data;
     pb_kafka_tick(s->kafka);
+    pb_keepalive_sweep(s->hub, pb_monotonic_ms());
     /* lws's evlib_ev plugin (4.1) re-arms its timer with ev_timer_set on an
      * active watcher, which libev ignores: a timeout scheduled earlier than
      * the one already armed (lws_set_timeout, keep-alive) would wait for
@@ -177,9 +180,9 @@ static struct lws_vhost *listen_on(struct pb_server *s, const char *name, const 
         snprintf(errstr, errlen, "listen.%s: cannot parse address %s", name, addr);
         return NULL;
     }
-    /* lws checks liveness in whole seconds. */
-    retry.secs_since_valid_ping = (uint16_t)((s->cfg->ws_ping_interval_ms + 999) / 1000);
-    retry.secs_since_valid_hangup = (uint16_t)((s->cfg->ws_idle_timeout_ms + 999) / 1000);
+    /* All zero: lws keeps no liveness timers. Its policy re-sorts a timer
+     * list on every message received and every ping, O(n) each; keepalive.c
+     * does the same job in one O(n) sweep a second. */
 
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof(info));

@@ -69,9 +69,17 @@ static void hook_kill(struct pb_conn *c)
     lws_set_timeout(c->transport, PENDING_TIMEOUT_USER_OK, 3);
 }
 
+/* A peer gone quiet past ws.idle_timeout_ms: no close frame (it would not
+ * be read), lws drops the connection on its next turn. */
+static void hook_cut(struct pb_conn *c)
+{
+    lws_set_timeout(c->transport, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+}
+
 const struct pb_hub_hooks pb_ws_hub_hooks = {
     .want_write = hook_want_write,
     .kill = hook_kill,
+    .cut = hook_cut,
 };
 
 static int close_now(struct lws *wsi, int code, const char *reason)
@@ -340,8 +348,8 @@ static int writeable(struct pb_server *s, struct pb_pss *pss)
     struct pb_conn *c = pss->conn;
     if (!c)
         return 0;
-    if (c->closing)
-        return close_now(pss->wsi, c->close_code, c->close_reason);
+    if (c->closing) /* code 0: cut (keep-alive), no close frame */
+        return c->close_code ? close_now(pss->wsi, c->close_code, c->close_reason) : -1;
     /* lws drains its own buffer before calling here; if it has not, the
      * frames must wait behind it. */
     if (pb_conn_peek(c) && !lws_partial_buffered(pss->wsi)) {
@@ -486,7 +494,13 @@ int pb_ws_callback(struct pb_server *s, struct lws *wsi, enum lws_callback_reaso
         ev_timer_start(s->loop, &pss->auth_timer);
         return 0;
     case LWS_CALLBACK_RECEIVE:
+        if (pss->conn)
+            pss->conn->last_rx_ms = pb_monotonic_ms();
         return receive(s, pss, in, len);
+    case LWS_CALLBACK_RECEIVE_PONG:
+        if (pss->conn)
+            pss->conn->last_rx_ms = pb_monotonic_ms();
+        return 0;
     case LWS_CALLBACK_SERVER_WRITEABLE:
         return writeable(s, pss);
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:

@@ -52,6 +52,9 @@ void pb_frame_unref(struct pb_frame *f);
 struct pb_frame *pb_frame_event_native(const struct pb_event *ev, int snapshot);
 /* What seed-form clients get: a string's text, or the data's JSON text. */
 struct pb_frame *pb_frame_event_plain(const struct pb_event *ev);
+/* A whole small frame given as wire bytes (at most PB_FRAME_HEADROOM: a
+ * ping), with no payload counted against the queue. NULL if too long/OOM. */
+struct pb_frame *pb_frame_raw(const unsigned char *wire, size_t len);
 /* A frame holding exactly these bytes (welcome, error, pong). */
 struct pb_frame *pb_frame_from(const char *text, size_t len);
 

@@ -47,6 +47,11 @@ struct pb_conn {
     uint32_t q_head, q_len, q_cap;
     size_t q_bytes;
 
+    /* Keep-alive (keepalive.c): monotonic ms of the last message or pong from
+     * the client, and of the last ping sent. */
+    int64_t last_rx_ms;
+    int64_t last_ping_ms;
+
     struct pb_user *user;
     struct pb_conn *user_prev, *user_next; /* this user's connections */
     struct pb_conn *prev, *next;           /* every connection */
@@ -57,6 +62,8 @@ struct pb_hub_hooks {
     void (*want_write)(struct pb_conn *c);
     /* c->close_code is set: close the connection soon (async is fine). */
     void (*kill)(struct pb_conn *c);
+    /* Drop the connection now, without a close frame (a dead peer). */
+    void (*cut)(struct pb_conn *c);
 };
 
 struct pb_hub;
@@ -81,6 +88,15 @@ long pb_hub_deliver(struct pb_hub *h, const struct pb_event *ev, uint32_t source
 
 /* Queues a control frame (welcome, error, pong) to one connection. */
 int pb_hub_send(struct pb_hub *h, struct pb_conn *c, struct pb_frame *f);
+/* Queues a frame outside the queue's byte bound and slow-client policy (a
+ * WebSocket ping: two bytes, one per ws.ping_interval_ms at most, so it
+ * never makes room by dropping an event). 0 when the ring is full. */
+int pb_hub_send_unbounded(struct pb_hub *h, struct pb_conn *c, struct pb_frame *f);
+/* Drops c at once, without a close frame (hooks.cut). */
+void pb_hub_cut(struct pb_hub *h, struct pb_conn *c);
+/* Every connection, authed or not: the first, then c->next. */
+struct pb_conn *pb_hub_first(const struct pb_hub *h);
+const struct pb_config *pb_hub_config(const struct pb_hub *h);
 
 /* Asks for c to be closed with code; drops its queue at once (memory). */
 void pb_hub_close(struct pb_hub *h, struct pb_conn *c, int code, const char *reason);

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "pushbridge/hub.h"
+#include "pushbridge/keepalive.h"
 
 /* ---- fake transport ---- */
 
@@ -38,9 +39,18 @@ static void fake_kill(struct pb_conn *c)
     hooks_seen.last_kill_code = c->close_code;
 }
 
+static int cuts_seen;
+
+static void fake_cut(struct pb_conn *c)
+{
+    assert_true(c->closing);
+    cuts_seen++;
+}
+
 static const struct pb_hub_hooks fake_hooks = {
     .want_write = fake_want_write,
     .kill = fake_kill,
+    .cut = fake_cut,
 };
 
 struct fixture {
@@ -824,10 +834,41 @@ static void test_delivered_metric_by_source(void **state)
     pb_event_clear(&ev);
 }
 
+/* keepalive.c: a ping (raw ping frame, outside the byte bound) to a
+ * connection quiet for ws.ping_interval_ms, at most one per interval; a cut
+ * once it has been silent for ws.idle_timeout_ms; an answer resets both. */
+static void test_keepalive_pings_then_cuts(void **state)
+{
+    struct fixture *fx = *state;
+    fx->cfg.ws_ping_interval_ms = 1000;
+    fx->cfg.ws_idle_timeout_ms = 3000;
+    cuts_seen = 0;
+    struct pb_conn *quiet = native(fx, "quiet");
+    struct pb_conn *talker = native(fx, "talker");
+    int64_t t0 = quiet->last_rx_ms;
+    assert_int_equal(pb_keepalive_sweep(fx->h, t0 + 500), 0);
+    assert_null(pb_conn_peek(quiet));
+    assert_int_equal(pb_keepalive_sweep(fx->h, t0 + 1000), 0);
+    struct pb_frame *f = pb_conn_peek(quiet);
+    assert_non_null(f);
+    assert_int_equal(pb_frame_wire(f)[0], 0x89);
+    assert_int_equal(f->len, 0); /* no payload bytes counted against the queue */
+    pb_conn_pop(fx->h, quiet);
+    pb_conn_pop(fx->h, talker);
+    assert_int_equal(pb_keepalive_sweep(fx->h, t0 + 1500), 0); /* once per interval */
+    assert_null(pb_conn_peek(quiet));
+    talker->last_rx_ms = t0 + 2500; /* it answered */
+    assert_int_equal(pb_keepalive_sweep(fx->h, t0 + 3000), 1);
+    assert_true(quiet->closing);
+    assert_false(talker->closing);
+    assert_int_equal(cuts_seen, 1);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_keepalive_pings_then_cuts, setup, teardown),
         T(test_login_and_user_lists),
         T(test_deliver_to_user),
         T(test_order_preserved),
