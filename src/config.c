@@ -114,6 +114,13 @@ static const struct setting settings[] = {
         "Outgoing queue limit per connection, in messages"),
     INT("ws.queue_max_bytes", ws_queue_max_bytes, 1024, 1024 * MIB, "1048576",
         "Outgoing queue limit per connection, in bytes"),
+    INT("ws.queue_hard_max_bytes", ws_queue_hard_max_bytes, 0, INT64_C(4096) * MIB, "0",
+        "Outgoing queue limit per connection that applies at once (0 = 4 x "
+        "ws.queue_max_bytes); between ws.queue_max_bytes and this, a connection is slow only "
+        "if nothing has left its queue for ws.slow_client_grace_ms"),
+    INT("ws.slow_client_grace_ms", ws_slow_client_grace_ms, 0, 600000, "5000",
+        "How long a queue may stay over ws.queue_max_bytes with nothing leaving it before "
+        "ws.slow_client applies; 0 = at once"),
     INT("ws.send_buffer_bytes", ws_send_buffer_bytes, 0, 64 * MIB, "65536",
         "Kernel send buffer (SO_SNDBUF) of each WebSocket; the kernel doubles it. Bounds what a "
         "client that stops reading holds in the kernel, so the queue limits apply soon; 0 = "
@@ -969,6 +976,11 @@ int pb_config_validate(const struct pb_config *c, char *errstr, size_t errlen)
                     ") must be greater than ws.ping_interval_ms (%" PRId64
                     "), or quiet clients are closed before they can answer a ping",
                     c->ws_idle_timeout_ms, c->ws_ping_interval_ms);
+    if (c->ws_queue_hard_max_bytes && c->ws_queue_hard_max_bytes < c->ws_queue_max_bytes)
+        return fail(errstr, errlen,
+                    "ws.queue_hard_max_bytes (%" PRId64 ") must be at least ws.queue_max_bytes (%" PRId64
+                    ")",
+                    c->ws_queue_hard_max_bytes, c->ws_queue_max_bytes);
     for (size_t i = 0; c->kafka_dead_letter_topic && i < c->kafka_topics.n; i++)
         if (strcmp(c->kafka_topics.items[i], c->kafka_dead_letter_topic) == 0)
             return fail(errstr, errlen,

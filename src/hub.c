@@ -221,6 +221,12 @@ struct pb_frame *pb_conn_peek(const struct pb_conn *c)
     return c->q_len ? c->q[c->q_head] : NULL;
 }
 
+void pb_conn_sent(struct pb_hub *h, struct pb_conn *c)
+{
+    c->last_progress_ms = pb_monotonic_ms();
+    pb_conn_pop(h, c);
+}
+
 struct pb_frame *pb_conn_at(const struct pb_conn *c, uint32_t i)
 {
     return i < c->q_len ? c->q[(c->q_head + i) % c->q_cap] : NULL;
@@ -281,6 +287,8 @@ void pb_hub_close_all(struct pb_hub *h, int code, const char *reason)
  * empty -> non-empty edge. */
 static void push_frame(struct pb_hub *h, struct pb_conn *c, struct pb_frame *f)
 {
+    if (c->q_len == 0)
+        c->last_progress_ms = pb_monotonic_ms(); /* the grace period starts now */
     c->q[(c->q_head + c->q_len) % c->q_cap] = f;
     pb_frame_ref(f);
     c->q_len++;
@@ -292,35 +300,68 @@ static void push_frame(struct pb_hub *h, struct pb_conn *c, struct pb_frame *f)
 
 /* Puts f on c's queue, applying ws.slow_client when a bound would be
  * crossed. Returns 1 when queued. */
+/* Would adding `add` bytes make c a slow consumer? Bounds (redis's output
+ * buffer limits): ws.queue_max_messages and ws.queue_hard_max_bytes at once;
+ * ws.queue_max_bytes only when nothing has left the queue for
+ * ws.slow_client_grace_ms, so a client that reads a burst larger than the
+ * soft bound is not taken for one that stopped reading. */
+static int is_slow(struct pb_hub *h, const struct pb_conn *c, size_t add)
+{
+    const struct pb_config *cfg = h->cfg;
+    size_t hard = cfg->ws_queue_hard_max_bytes ? (size_t)cfg->ws_queue_hard_max_bytes
+                                               : 4 * (size_t)cfg->ws_queue_max_bytes;
+    if (c->q_len + 1 > (uint32_t)cfg->ws_queue_max_messages || c->q_bytes + add > hard)
+        return 1;
+    if (c->q_bytes + add <= (size_t)cfg->ws_queue_max_bytes)
+        return 0;
+    return pb_monotonic_ms() - c->last_progress_ms >= cfg->ws_slow_client_grace_ms;
+}
+
+/* c is slow: ws.slow_client. Returns 1 when c is now closing. */
+static int slow_policy(struct pb_hub *h, struct pb_conn *c, size_t add)
+{
+    if (h->cfg->ws_slow_client == PB_SLOW_CLOSE) {
+        h->m->slow_client_closes++;
+        pb_info("closing connection %llu of user %s: outgoing queue full (%u messages, %zu "
+                "bytes)",
+                (unsigned long long)c->id, c->ident.user ? c->ident.user : "-", c->q_len,
+                c->q_bytes);
+        pb_hub_close(h, c, PB_CLOSE_SLOW, "slow consumer: outgoing queue full");
+        return 1;
+    }
+    /* drop_oldest (coalesce falls back to it until task state exists):
+     * back under the soft bound. */
+    uint32_t max_msgs = (uint32_t)h->cfg->ws_queue_max_messages;
+    size_t soft = (size_t)h->cfg->ws_queue_max_bytes;
+    while (c->q_len && (c->q_len + (add ? 1 : 0) > max_msgs || c->q_bytes + add > soft)) {
+        pb_conn_pop(h, c);
+        h->m->queue_drops++;
+    }
+    return 0;
+}
+
+/* Puts f on c's queue, applying ws.slow_client when c is slow (is_slow).
+ * Returns 1 when queued. */
 static int enqueue(struct pb_hub *h, struct pb_conn *c, struct pb_frame *f)
 {
     if (c->closing)
         return 0;
-    /* Bound: ws.queue_max_messages frames and ws.queue_max_bytes bytes, except
-     * that an empty queue always takes one frame, so a reading client never
-     * loses an event bigger than the byte bound (kafka.max_event_bytes caps it). */
-    uint32_t max_msgs = (uint32_t)h->cfg->ws_queue_max_messages;
-    size_t max_bytes = (size_t)h->cfg->ws_queue_max_bytes;
-    if (c->q_len && (c->q_len + 1 > max_msgs || c->q_bytes + f->len > max_bytes)) {
-        if (h->cfg->ws_slow_client == PB_SLOW_CLOSE) {
-            h->m->slow_client_closes++;
-            pb_info("closing connection %llu of user %s: outgoing queue full (%u messages, %zu "
-                    "bytes)",
-                    (unsigned long long)c->id, c->ident.user ? c->ident.user : "-", c->q_len,
-                    c->q_bytes);
-            pb_hub_close(h, c, PB_CLOSE_SLOW, "slow consumer: outgoing queue full");
-            return 0;
-        }
-        /* drop_oldest (coalesce falls back to it until task state exists). */
-        while (c->q_len && (c->q_len + 1 > max_msgs || c->q_bytes + f->len > max_bytes)) {
-            pb_conn_pop(h, c);
-            h->m->queue_drops++;
-        }
-    }
-    if (c->q_len == c->q_cap && queue_grow(c, max_msgs))
+    /* An empty queue always takes one frame, so a reading client never
+     * loses an event bigger than the byte bounds (kafka.max_event_bytes caps it). */
+    if (c->q_len && is_slow(h, c, f->len) && slow_policy(h, c, f->len))
+        return 0;
+    if (c->q_len == c->q_cap && queue_grow(c, (uint32_t)h->cfg->ws_queue_max_messages))
         return 0;
     push_frame(h, c, f);
     return 1;
+}
+
+void pb_hub_police(struct pb_hub *h, struct pb_conn *c)
+{
+    /* Only the grace period can have run out since the last enqueue. */
+    if (!c->closing && c->q_len && c->q_bytes > (size_t)h->cfg->ws_queue_max_bytes &&
+        pb_monotonic_ms() - c->last_progress_ms >= h->cfg->ws_slow_client_grace_ms)
+        slow_policy(h, c, 0);
 }
 
 int pb_hub_send(struct pb_hub *h, struct pb_conn *c, struct pb_frame *f)

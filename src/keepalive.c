@@ -4,7 +4,8 @@
  * each: at a login storm of 15,000 clients that list took two thirds of the
  * loop's CPU (docs/PERFORMANCE.md), and at 100,000 connections their pings
  * alone would have filled it. The ping is a queued frame like any other, so
- * it can never cut into a frame being written. */
+ * it can never cut into a frame being written. The same sweep ends the grace
+ * period of queues over ws.queue_max_bytes that get no further event. */
 #include "pushbridge/keepalive.h"
 
 #include "pushbridge/frame.h"
@@ -20,6 +21,7 @@ long pb_keepalive_sweep(struct pb_hub *h, int64_t now_ms)
     struct pb_frame *f = NULL;
     long cut = 0;
     for (struct pb_conn *c = pb_hub_first(h); c; c = c->next) {
+        pb_hub_police(h, c); /* the soft queue bound's grace period, while here */
         if (c->closing)
             continue;
         int64_t quiet = now_ms - c->last_rx_ms;

@@ -257,7 +257,7 @@ static void sent(struct pb_server *s, struct pb_conn *c)
     struct pb_frame *f = pb_conn_peek(c);
     if (f->ts_ms)
         pb_metrics_latency(&s->metrics, (double)(pb_now_ms() - f->ts_ms) / 1000.0);
-    pb_conn_pop(s->hub, c);
+    pb_conn_sent(s->hub, c);
 }
 
 /* Plain TCP: every queued frame (up to FRAMES_PER_WRITE) in one writev(),

@@ -61,6 +61,8 @@ struct pb_config {
     int64_t ws_max_connections_per_user;
     int64_t ws_queue_max_messages;
     int64_t ws_queue_max_bytes;
+    int64_t ws_queue_hard_max_bytes;
+    int64_t ws_slow_client_grace_ms;
     int64_t ws_send_buffer_bytes;
     int ws_slow_client; /* enum pb_slow_client */
 

@@ -42,7 +42,9 @@ struct pb_conn {
     char close_reason[64];
 
     /* Outgoing queue: a ring of shared frames. Bound: ws.queue_max_messages
-     * entries and ws.queue_max_bytes payload bytes (enforced in enqueue). */
+     * entries and ws.queue_hard_max_bytes payload bytes (0: 4 x
+     * ws.queue_max_bytes); past
+     * ws.queue_max_bytes only while frames keep leaving (enqueue). */
     struct pb_frame **q;
     uint32_t q_head, q_len, q_cap;
     size_t q_bytes;
@@ -51,6 +53,8 @@ struct pb_conn {
      * the client, and of the last ping sent. */
     int64_t last_rx_ms;
     int64_t last_ping_ms;
+    /* When a frame last left the queue, or the queue last became non-empty. */
+    int64_t last_progress_ms;
 
     struct pb_user *user;
     struct pb_conn *user_prev, *user_next; /* this user's connections */
@@ -92,6 +96,10 @@ int pb_hub_send(struct pb_hub *h, struct pb_conn *c, struct pb_frame *f);
  * WebSocket ping: two bytes, one per ws.ping_interval_ms at most, so it
  * never makes room by dropping an event). 0 when the ring is full. */
 int pb_hub_send_unbounded(struct pb_hub *h, struct pb_conn *c, struct pb_frame *f);
+/* Applies ws.slow_client to c if its queue has stayed over
+ * ws.queue_max_bytes with nothing leaving for ws.slow_client_grace_ms (the
+ * once-a-second sweep: a stalled client may get no further event). */
+void pb_hub_police(struct pb_hub *h, struct pb_conn *c);
 /* Drops c at once, without a close frame (hooks.cut). */
 void pb_hub_cut(struct pb_hub *h, struct pb_conn *c);
 /* Every connection, authed or not: the first, then c->next. */
@@ -105,6 +113,9 @@ void pb_hub_close_all(struct pb_hub *h, int code, const char *reason);
 
 /* Head of c's queue, or NULL; pop releases the hub's reference. */
 struct pb_frame *pb_conn_peek(const struct pb_conn *c);
+/* The head frame went to the transport: pop it, and note the progress
+ * (ws.slow_client_grace_ms counts from the last one). */
+void pb_conn_sent(struct pb_hub *h, struct pb_conn *c);
 /* The i-th queued frame (0 = head), or NULL past the end. */
 struct pb_frame *pb_conn_at(const struct pb_conn *c, uint32_t i);
 void pb_conn_pop(struct pb_hub *h, struct pb_conn *c);

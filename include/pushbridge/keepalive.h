@@ -1,6 +1,7 @@
 /* WebSocket keep-alive: a ping to every connection quiet for
- * ws.ping_interval_ms, a cut for one silent for ws.idle_timeout_ms. One
- * sweep a second over the hub's connections. Loop thread only. */
+ * ws.ping_interval_ms, a cut for one silent for ws.idle_timeout_ms, and the
+ * slow-client check of queues held over their soft bound. One sweep a second
+ * over the hub's connections. Loop thread only. */
 #ifndef PB_KEEPALIVE_H
 #define PB_KEEPALIVE_H
 

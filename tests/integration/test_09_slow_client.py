@@ -45,8 +45,10 @@ def test_slow_client_closed_4009_others_unaffected(bridge_factory, kafka, limits
     _feed(kafka, b.topic, uid, [fast])
     kafka.produce(b.topic, json.dumps({"data": "other user"}), key=other_uid)
     assert other.recv_json(timeout=20)["data"] == "other user"
+    # Closed before it reads anything: once it reads, it is no longer slow
+    # (ws.slow_client_grace_ms, 5 s, counts from the last frame that left).
+    b.wait_metric("pushbridge_slow_client_closes_total", 1, timeout=20)
     assert slow.expect_close(timeout=30)[0] == 4009
-    b.wait_metric("pushbridge_slow_client_closes_total", 1)
     b.wait_user_connections(uid, 1)
     # The bridge goes on delivering to the user's remaining connection.
     assert b.push(uid, "after", event="big") == (200, {"delivered": 1})
@@ -106,7 +108,8 @@ def test_send_buffer_bound_brings_the_queue_bound_into_play(bridge_factory):
     the kernel takes megabytes first (autotuned up to tcp_wmem's maximum,
     docs/PERFORMANCE.md), so 40 events (640 KB) would not close it."""
     b = bridge_factory(config={"ws": {"queue_max_bytes": 256 * 1024, "slow_client": "close",
-                                      "send_buffer_bytes": 8192}})
+                                      "send_buffer_bytes": 8192,
+                                      "slow_client_grace_ms": 0}})
     uid, other_uid = unique_uid(), unique_uid()
     stalled = b.ws(rcvbuf=4096)
     stalled.login_native(uid)

@@ -806,6 +806,7 @@ class Scenario:
             "queue_max_messages": 64,
             "queue_max_bytes": 256 * 1024,
             "slow_client": "close",
+            "slow_client_grace_ms": 0,  # queue_max_bytes applies at once: the bound checked
             "max_message_bytes": 4096,
             "ping_interval_ms": 20000,
             "idle_timeout_ms": 600000,

@@ -498,6 +498,7 @@ static void test_slow_client_close_by_bytes(void **state)
 {
     struct fixture *fx = *state;
     fx->cfg.ws_queue_max_bytes = 1024;
+    fx->cfg.ws_slow_client_grace_ms = 0; /* the soft bound applies at once */
     fx->cfg.ws_slow_client = PB_SLOW_CLOSE;
     struct pb_conn *c = native(fx, "u1");
 
@@ -543,6 +544,7 @@ static void test_drop_oldest_by_bytes(void **state)
 {
     struct fixture *fx = *state;
     fx->cfg.ws_queue_max_bytes = 1024;
+    fx->cfg.ws_slow_client_grace_ms = 0; /* the soft bound applies at once */
     fx->cfg.ws_slow_client = PB_SLOW_DROP_OLDEST;
     struct pb_conn *c = native(fx, "u1");
 
@@ -570,6 +572,7 @@ static void test_drop_oldest_oversized_frame(void **state)
 {
     struct fixture *fx = *state;
     fx->cfg.ws_queue_max_bytes = 1024;
+    fx->cfg.ws_slow_client_grace_ms = 0; /* the soft bound applies at once */
     fx->cfg.ws_slow_client = PB_SLOW_DROP_OLDEST;
     struct pb_conn *c = native(fx, "u1");
     assert_int_equal(deliver_n(fx, "u1", 1, 0), 1);
@@ -597,6 +600,7 @@ static void test_oversized_frame_does_not_close_reading_client(void **state)
 {
     struct fixture *fx = *state;
     fx->cfg.ws_queue_max_bytes = 1024;
+    fx->cfg.ws_slow_client_grace_ms = 0; /* the soft bound applies at once */
     fx->cfg.ws_slow_client = PB_SLOW_CLOSE;
     struct pb_conn *c = native(fx, "u1");
 
@@ -834,6 +838,33 @@ static void test_delivered_metric_by_source(void **state)
     pb_event_clear(&ev);
 }
 
+/* ws.queue_max_bytes is soft: a queue may pass it while frames keep
+ * leaving (a client reading a burst), for ws.slow_client_grace_ms after the
+ * last one left; ws.queue_hard_max_bytes applies at once. */
+static void test_soft_bound_waits_for_the_grace_period(void **state)
+{
+    struct fixture *fx = *state;
+    fx->cfg.ws_queue_max_bytes = 1024;
+    fx->cfg.ws_queue_hard_max_bytes = 4096;
+    fx->cfg.ws_slow_client_grace_ms = 5000;
+    struct pb_conn *c = native(fx, "burst");
+    for (int i = 0; i < 4; i++)
+        deliver_n(fx, "burst", i, 400); /* ~1.8 KB: over the soft bound */
+    assert_false(c->closing);
+    assert_int_equal(c->q_len, 4);
+    pb_conn_sent(fx->h, c); /* progress */
+    c->last_progress_ms -= 6000; /* ...then nothing left for 6 s */
+    deliver_n(fx, "burst", 1, 400);
+    assert_true(c->closing);
+    assert_int_equal(fx->m.slow_client_closes, 1);
+
+    struct pb_conn *d = native(fx, "hard");
+    for (int i = 0; i < 9; i++)
+        deliver_n(fx, "hard", i, 500); /* past 4096 bytes within the grace period */
+    assert_true(d->closing);
+    assert_int_equal(fx->m.slow_client_closes, 2);
+}
+
 /* keepalive.c: a ping (raw ping frame, outside the byte bound) to a
  * connection quiet for ws.ping_interval_ms, at most one per interval; a cut
  * once it has been silent for ws.idle_timeout_ms; an answer resets both. */
@@ -869,6 +900,8 @@ int main(void)
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_keepalive_pings_then_cuts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_soft_bound_waits_for_the_grace_period, setup,
+                                        teardown),
         T(test_login_and_user_lists),
         T(test_deliver_to_user),
         T(test_order_preserved),
