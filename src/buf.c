@@ -92,6 +92,17 @@ void pb_buf_printf(struct pb_buf *b, const char *fmt, ...)
     b->len += (size_t)n;
 }
 
+int pb_hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
 static size_t escape_len(unsigned char c)
 {
     if (c == '"' || c == '\\' || c == '\n' || c == '\r' || c == '\t' || c == '\b' || c == '\f')

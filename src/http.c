@@ -176,17 +176,6 @@ static void h_broadcast(struct pb_server *s, struct pb_http_req *r)
         answer_one(s, r, 1);
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Decodes %XX (and '+' in a form) in place; returns the new length, or -1
  * when a % escape is broken. */
 static long url_decode(char *s, size_t n, int form)
@@ -198,7 +187,7 @@ static long url_decode(char *s, size_t n, int form)
         } else if (s[i] == '%') {
             if (i + 2 >= n)
                 return -1;
-            int hi = hexval(s[i + 1]), lo = hexval(s[i + 2]);
+            int hi = pb_hex_digit(s[i + 1]), lo = pb_hex_digit(s[i + 2]);
             if (hi < 0 || lo < 0)
                 return -1;
             s[o++] = (char)(hi * 16 + lo);

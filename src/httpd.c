@@ -161,7 +161,8 @@ static void put_answer(struct hconn *c, struct pb_http_req *r)
     else if (c->head.minor == 0)
         pb_buf_puts(&c->out, "connection: keep-alive\r\n");
     pb_buf_puts(&c->out, "\r\n");
-    pb_buf_append(&c->out, r->answer.data, r->answer.len);
+    if (r->method != LWSHUMETH_HEAD) /* RFC 9110 9.3.2: the head alone */
+        pb_buf_append(&c->out, r->answer.data, r->answer.len);
 }
 
 /* An answer to a request whose framing is broken: the rest of the input

@@ -212,26 +212,15 @@ enum { CK_SIZE, CK_DATA, CK_DATA_END, CK_TRAILER };
 #define CK_LINE_MAX 256      /* chunk-size line with extensions */
 #define CK_TRAILER_MAX 8192 /* all trailer fields together */
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* chunk-size [; ext] CRLF: -1 bad, else the size in *size. */
 static int chunk_size(const char *p, size_t n, unsigned long long *size)
 {
     size_t i = 0;
     unsigned long long v = 0;
-    for (; i < n && hexval(p[i]) >= 0; i++) {
+    for (; i < n && pb_hex_digit(p[i]) >= 0; i++) {
         if (i >= 15)
             return -1;
-        v = v * 16 + (unsigned)hexval(p[i]);
+        v = v * 16 + (unsigned)pb_hex_digit(p[i]);
     }
     if (i == 0)
         return -1;

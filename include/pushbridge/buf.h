@@ -31,6 +31,9 @@ void pb_buf_printf(struct pb_buf *b, const char *fmt, ...) __attribute__((format
 /* Appends s as a quoted JSON string, escaping what RFC 8259 requires. */
 void pb_buf_json_string(struct pb_buf *b, const char *s, size_t n);
 
+/* The value of one hex digit, or -1 (%-escapes, chunk sizes). */
+int pb_hex_digit(char c);
+
 /* Bytes pb_buf_json_string would write for s (quotes included). */
 size_t pb_json_string_len(const char *s, size_t n);
 /* Writes the quoted JSON string into out (pb_json_string_len bytes). */

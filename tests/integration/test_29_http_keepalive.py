@@ -142,3 +142,15 @@ def test_connections_over_push_max_connections_get_503(bridge_factory):
         conn = _conn(b)
     assert r.status == 200
     held[1].close()
+
+
+def test_head_gets_the_head_alone_and_the_connection_goes_on(shared):
+    s = socket.create_connection(("127.0.0.1", shared.internal_port), timeout=5)
+    s.sendall(b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    data = b""
+    while data.count(b"HTTP/1.1 ") < 2 or not data.endswith(b"}"):
+        data += s.recv(4096)
+    first, second = data.split(b"HTTP/1.1 ")[1:]
+    assert first.startswith(b"405") and first.endswith(b"\r\n\r\n"), first  # no body
+    assert second.startswith(b"200") and second.endswith(b'{"status":"ok"}'), second
+    s.close()
