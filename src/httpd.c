@@ -59,6 +59,7 @@ struct pb_httpd {
     int fd, port;
     int spare_fd;    /* kept to accept-and-close with when out of descriptors */
     ev_io accept_w;
+    ev_timer pause_w; /* accepting paused after EMFILE */
     struct hconn *conns;
     size_t nconns;
     int64_t accept_log_ms;
@@ -443,6 +444,13 @@ static void new_conn(struct pb_httpd *d, int fd)
     ev_timer_start(d->s->loop, &c->timer);
 }
 
+static void resume_accepting(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)revents;
+    struct pb_httpd *d = w->data;
+    ev_io_start(loop, &d->accept_w);
+}
+
 static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)loop;
@@ -459,9 +467,15 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
             continue;
         if (errno == EAGAIN)
             return;
-        accept_failed(d, errno);
-        if (errno == EMFILE || errno == ENFILE)
+        int err = errno;
+        accept_failed(d, err);
+        if (err == EMFILE || err == ENFILE) {
             shed_one(d);
+            /* Still readable: pause accepting for a moment instead of
+             * spinning on it (nginx does the same). */
+            ev_io_stop(d->s->loop, &d->accept_w);
+            ev_timer_start(d->s->loop, &d->pause_w);
+        }
         return;
     }
 }
@@ -524,6 +538,8 @@ struct pb_httpd *pb_httpd_new(struct pb_server *s, const struct pb_vhd *vhd, con
     d->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     ev_io_init(&d->accept_w, accept_cb, d->fd, EV_READ);
     d->accept_w.data = d;
+    ev_timer_init(&d->pause_w, resume_accepting, 0.1, 0.);
+    d->pause_w.data = d;
     ev_io_start(s->loop, &d->accept_w);
     return d;
 }
@@ -545,6 +561,7 @@ void pb_httpd_free(struct pb_httpd *d)
     while (d->conns)
         conn_free(d->conns);
     ev_io_stop(d->s->loop, &d->accept_w);
+    ev_timer_stop(d->s->loop, &d->pause_w);
     close(d->fd);
     if (d->spare_fd >= 0)
         close(d->spare_fd);
