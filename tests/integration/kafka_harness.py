@@ -353,8 +353,10 @@ class KafkaBroker:
         Each value is stamped with the time it is handed over, now. Returns
         the Popen; wait() for it after the broker is back (exit 0 = all
         delivered)."""
+        # Idempotence keeps the order through the retries of an outage: without
+        # it a first message that failed can be retried after the ones behind it.
         args = ["kcat", "-P", "-E", "-b", self.bootstrap, "-t", topic, "-D", "\n",
-                "-X", "message.timeout.ms=120000"]
+                "-X", "message.timeout.ms=120000", "-X", "enable.idempotence=true"]
         if key is not None:
             args += ["-k", key]
         if partition is not None:
