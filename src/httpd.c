@@ -167,17 +167,31 @@ static void put_answer(struct hconn *c, struct pb_http_req *r)
 }
 
 /* An answer to a request whose framing is broken: the rest of the input
- * cannot be trusted, so the connection ends after it. */
-static void refuse(struct hconn *c, int status, const char *code, const char *why)
+ * cannot be trusted, so the connection ends after it. It counts as a push
+ * request when the head named a push route (c->req, once begin_request
+ * filled it; head_parsed says so). */
+static void refuse_counted(struct hconn *c, int status, const char *code, const char *why,
+                           int is_push)
 {
     struct pb_http_req r;
     pb_http_req_init(&r, c->d->s->cfg);
-    r.is_push = c->in_request && c->req.is_push;
+    r.is_push = is_push;
     pb_http_answer_error(&r, status, code, why);
     r.close_after = 1;
     put_answer(c, &r);
     pb_http_req_clear(&r);
     c->closing = 1;
+}
+
+static void refuse(struct hconn *c, int status, const char *code, const char *why)
+{
+    refuse_counted(c, status, code, why, 0);
+}
+
+/* The same, for a request whose route is known (its head was parsed). */
+static void refuse_request(struct hconn *c, int status, const char *code, const char *why)
+{
+    refuse_counted(c, status, code, why, c->req.is_push);
 }
 
 static void consume(struct hconn *c, size_t n)
@@ -229,7 +243,7 @@ static int begin_request(struct hconn *c)
         return 1;
     }
     if (h->content_length > d->s->cfg->push_max_body_bytes) {
-        refuse(c, 413, "payload_too_large", "the body is over push.max_body_bytes");
+        refuse_request(c, 413, "payload_too_large", "the body is over push.max_body_bytes");
         return 1;
     }
     if (has_body && h->expect_continue)
@@ -256,9 +270,9 @@ static int read_body(struct hconn *c)
     int rc = pb_chunked_feed(&c->ck, c->in, c->in_len, &used, &r->body, max);
     consume(c, used);
     if (rc == -1)
-        refuse(c, 400, "bad_request", "the chunked body is malformed");
+        refuse_request(c, 400, "bad_request", "the chunked body is malformed");
     else if (rc == -2)
-        refuse(c, 413, "payload_too_large", "the body is over push.max_body_bytes");
+        refuse_request(c, 413, "payload_too_large", "the body is over push.max_body_bytes");
     return rc < 0 ? -1 : rc;
 }
 
@@ -330,7 +344,8 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
         conn_free(c);
         return;
     }
-    refuse(c, 408, "request_timeout", "the request did not arrive whole within 20 s");
+    (c->in_request ? refuse_request : refuse)(c, 408, "request_timeout",
+                                              "the request did not arrive whole within 20 s");
     if (flush(c) == 0) {
         ev_timer_set(&c->timer, 5., 0.);
         ev_timer_start(loop, &c->timer);

@@ -9,7 +9,7 @@ import socket
 
 import pytest
 
-from pbutil import unique_uid
+from pbutil import unique_uid, wait_until
 
 
 @pytest.fixture
@@ -118,7 +118,10 @@ def test_connections_over_push_max_connections_get_503(bridge_factory):
             for _ in range(2)]
     for s in held:  # both are served, so both are counted
         s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert s.recv(4096).startswith(b"HTTP/1.1 200")
+        answer = b""
+        while not answer.endswith(b"}"):
+            answer += s.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 200"), answer
     extra = socket.create_connection(("127.0.0.1", b.internal_port), timeout=5)
     data = b""
     while True:
@@ -129,18 +132,16 @@ def test_connections_over_push_max_connections_get_503(bridge_factory):
     assert data.startswith(b"HTTP/1.1 503"), data
     assert json.loads(data.split(b"\r\n\r\n", 1)[1])["error"] == "not_ready"
     held[0].close()
-    conn = _conn(b)
-    for _ in range(20):  # the freed slot is taken again once the close is seen
+
+    def healthz_answers():
+        # The freed slot is taken again once the bridge has seen the close;
+        # until then a new connection is answered 503 and closed.
         try:
-            conn.request("GET", "/healthz")
-            r = conn.getresponse()
-            if r.status == 200:
-                break
-        except (ConnectionError, http.client.HTTPException):
-            pass
-        conn.close()
-        conn = _conn(b)
-    assert r.status == 200
+            st = b.http("GET", "/healthz", timeout=2)[0]
+        except (ConnectionError, http.client.HTTPException, OSError):
+            return False
+        return st == 200
+    wait_until(healthz_answers, timeout=10, desc="a connection slot freed by a close")
     held[1].close()
 
 
@@ -154,3 +155,26 @@ def test_head_gets_the_head_alone_and_the_connection_goes_on(shared):
     assert first.startswith(b"405") and first.endswith(b"\r\n\r\n"), first  # no body
     assert second.startswith(b"200") and second.endswith(b'{"status":"ok"}'), second
     s.close()
+
+
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+def test_oversized_push_is_413_and_counted(bridge_factory, framing):
+    b = bridge_factory(config={"push": {"max_body_bytes": 1024}})
+    body = json.dumps({"user_id": "u", "data": "x" * 2000}).encode()
+    if framing == "chunked":
+        head = b"POST /push HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        data = head + b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+    else:
+        data = (b"POST /push HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body)
+                + body)
+    s = socket.create_connection(("127.0.0.1", b.internal_port), timeout=5)
+    s.sendall(data)
+    answer = b""
+    while True:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        answer += chunk
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:80]
+    assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"] == "payload_too_large"
+    assert b.metric("pushbridge_push_requests_total", status="413") == 1
