@@ -27,88 +27,11 @@
 #include "pushbridge/buf.h"
 #include "pushbridge/envelope.h"
 #include "pushbridge/log.h"
+#include "kafka_internal.h"
 
-/* Malformed events are logged in full once per interval; the rest of the
- * interval is counted and summarised, so a flood cannot flood the log. */
-#define MALFORMED_LOG_INTERVAL_MS 10000
-#define LAG_INTERVAL_MS           2000
-#define STATS_INTERVAL_MS         "2000"
-/* Warnings that repeat for one cause (a commit failing every second while
- * the coordinator is away) are logged once per this interval, with a count. */
-#define REPEAT_LOG_INTERVAL_MS 10000
-/* Regex subscriptions see new topics at each metadata refresh; librdkafka's
- * default (5 min) is far too slow for push. A refresh asks for every topic's
- * metadata, so not much more often than this. kafka.properties wins. */
-#define REGEX_REFRESH_MS "5000"
-
-struct pb_kafka {
-    const struct pb_config *cfg;
-    struct pb_hub *hub;
-    struct pb_metrics *m;
-    rd_kafka_t *rk;
-    rd_kafka_queue_t *queue;
-    int pipefd[2];
-
-    rd_kafka_t *dlq; /* producer for kafka.dead_letter_topic, or NULL */
-    int64_t dlq_last_error_log;
-
-    rd_kafka_t *mock_rk; /* --dev: the handle the embedded cluster lives in */
-    rd_kafka_mock_cluster_t *mock;
-    char *bootstrap;
-
-    int assigned; /* partitions currently assigned */
-    int brokers_down;
-    int closed; /* pb_kafka_close finished */
-    char why[200];
-    char fatal[200]; /* set once librdkafka raised a fatal error */
-
-    /* Every partition this process has been assigned. Only the backlog of
-     * a first assignment is subject to kafka.max_event_age_ms: catching_up
-     * lasts until the end of the backlog that existed at assignment (`end`,
-     * the high watermark then) or its first fresh message, whichever comes
-     * first, so events held up by a broker outage, or handed back by a
-     * rebalance, are still delivered, however quiet the partition was.
-     * Bound: the partitions of the subscribed topics. */
-    struct part {
-        char *topic;
-        int32_t partition;
-        int catching_up;
-        int64_t end;        /* backlog end (high watermark at assignment); -1 = not known yet */
-        int64_t reset_from; /* offset at which auto.offset.reset moved on; -1 = none */
-    } * parts;
-    size_t nparts;
-    size_t ncatching; /* parts with catching_up set: 0 = no scan per message */
-
-    /* The metrics source of the last message's topic: messages come in runs
-     * of one topic, so usually one compare instead of a table search. */
-    uint32_t last_src;
-
-    int64_t malformed_window_start;
-    uint64_t malformed_suppressed;
-    int64_t last_lag_ms;
-
-    struct repeat_log {
-        const char *what;    /* "offset commit failed" */
-        char cause[240];     /* the open window's message: same text, same cause */
-        int64_t start;       /* monotonic ms the window opened; 0 = none */
-        uint64_t suppressed; /* occurrences not logged in this window */
-    } commit_log, error_log, consume_log;
-
-    /* Offsets lost to retention: the first loss of a window is logged in
-     * full, the rest summed up (offsets) at the window's end. */
-    int64_t lost_window_start;
-    uint64_t lost_suppressed;
-    size_t nresets; /* parts with reset_from set: 0 = no scan per message */
-
-    int ever_up;        /* a broker was UP in some statistics: down is news */
-    int none_up;        /* statistics in a row with no broker UP */
-    int static_member;  /* group.instance.id set: leave explicitly at close */
-};
-
-static rd_kafka_t *dead_letter_producer(struct pb_kafka *k, char *errstr, size_t errlen);
 static void note_offset_reset(struct pb_kafka *k, const char *line);
 
-static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+void pb_kafka_on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
     /* librdkafka says that auto.offset.reset moved a partition on only in
      * this log line: with auto.offset.reset=earliest no error event comes
@@ -186,7 +109,7 @@ static void set_brokers_down(struct pb_kafka *k, int down, const char *why)
     }
 }
 
-static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+void pb_kafka_on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
     struct pb_kafka *k = opaque;
     if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
@@ -210,7 +133,7 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 }
 
 /* Auto-commits and the final commit at close report here, on the loop. */
-static void on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+void pb_kafka_on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                       rd_kafka_topic_partition_list_t *offsets, void *opaque)
 {
     (void)rk;
@@ -252,7 +175,7 @@ static int brokers_up(const char *json)
     return up;
 }
 
-static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
+int pb_kafka_on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
 {
     (void)rk;
     (void)len;
@@ -492,7 +415,7 @@ static void forget_stored_offsets(rd_kafka_t *rk, const rd_kafka_topic_partition
     rd_kafka_topic_partition_list_destroy(none);
 }
 
-static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+void pb_kafka_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
     struct pb_kafka *k = opaque;
@@ -544,162 +467,6 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     }
 }
 
-static int conf_set(rd_kafka_conf_t *conf, const char *key, const char *val, char *errstr,
-                    size_t errlen)
-{
-    char err[256];
-    if (rd_kafka_conf_set(conf, key, val, err, sizeof(err)) != RD_KAFKA_CONF_OK) {
-        snprintf(errstr, errlen, "kafka.properties: %s: %s", key, err);
-        return -1;
-    }
-    return 0;
-}
-
-static int apply_properties(const struct pb_config *cfg, rd_kafka_conf_t *conf, char *errstr,
-                            size_t errlen)
-{
-    for (size_t i = 0; i < cfg->kafka_properties.n; i++) {
-        const struct pb_kv *kv = &cfg->kafka_properties.items[i];
-        /* "" turns static membership off (see consumer_conf): not passed,
-         * librdkafka would take it as an instance id. */
-        if (strcmp(kv->key, "group.instance.id") == 0 && !kv->value[0])
-            continue;
-        if (conf_set(conf, kv->key, kv->value, errstr, errlen))
-            return -1;
-    }
-    return 0;
-}
-
-int pb_kafka_check_properties(const struct pb_config *cfg, char *errstr, size_t errlen)
-{
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    int rc = apply_properties(cfg, conf, errstr, errlen);
-    rd_kafka_conf_destroy(conf);
-    return rc;
-}
-
-/* --dev: an in-process cluster with the configured (non-regex) topics. */
-static int start_embedded(struct pb_kafka *k, char *errstr, size_t errlen)
-{
-    char err[256];
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    rd_kafka_conf_set_log_cb(conf, on_log);
-    k->mock_rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
-    if (!k->mock_rk) {
-        rd_kafka_conf_destroy(conf);
-        snprintf(errstr, errlen, "embedded Kafka: %s", err);
-        return -1;
-    }
-    rd_kafka_mock_cluster_t *mc = k->mock = rd_kafka_mock_cluster_new(k->mock_rk, 1);
-    if (!mc) {
-        snprintf(errstr, errlen, "embedded Kafka: cannot create the mock cluster");
-        return -1;
-    }
-    for (size_t i = 0; i < k->cfg->kafka_topics.n; i++) {
-        const char *t = k->cfg->kafka_topics.items[i];
-        if (t[0] != '^')
-            rd_kafka_mock_topic_create(mc, t, 1, 1);
-    }
-    k->bootstrap = strdup(rd_kafka_mock_cluster_bootstraps(mc));
-    if (!k->bootstrap) {
-        snprintf(errstr, errlen, "out of memory");
-        return -1;
-    }
-    pb_info("embedded Kafka started: bootstrap.servers=%s", k->bootstrap);
-    return 0;
-}
-
-/* group.instance.id: cluster.node_name (default the host name) and the
- * public listener's port, so that two bridges on one host differ while a
- * bridge keeps its id across reconnects and restarts. kafka.properties may
- * set another id, or "" for dynamic membership. */
-static int instance_id(const struct pb_config *cfg, char *buf, size_t len, char *errstr,
-                       size_t errlen)
-{
-    char host[256], lhost[256];
-    const char *name = cfg->cluster_node_name;
-    int port;
-    if (!name) {
-        if (gethostname(host, sizeof(host))) {
-            snprintf(errstr, errlen, "cluster.node_name is not set and the host name is "
-                                     "unknown: %s", strerror(errno));
-            return -1;
-        }
-        host[sizeof(host) - 1] = '\0';
-        name = host;
-    }
-    if (pb_config_split_hostport(cfg->listen_public, lhost, sizeof(lhost), &port) < 0)
-        port = 0; /* validated before: cannot happen */
-    if ((size_t)snprintf(buf, len, "%s:%d", name, port) >= len) {
-        snprintf(errstr, errlen, "cluster.node_name is too long for a group.instance.id");
-        return -1;
-    }
-    return 0;
-}
-
-static int has_regex_topic(const struct pb_config *cfg)
-{
-    for (size_t i = 0; i < cfg->kafka_topics.n; i++)
-        if (cfg->kafka_topics.items[i][0] == '^')
-            return 1;
-    return 0;
-}
-
-static const char *property(const struct pb_config *cfg, const char *key)
-{
-    for (size_t i = 0; i < cfg->kafka_properties.n; i++)
-        if (strcmp(cfg->kafka_properties.items[i].key, key) == 0)
-            return cfg->kafka_properties.items[i].value;
-    return NULL;
-}
-
-static rd_kafka_conf_t *consumer_conf(struct pb_kafka *k, char *errstr, size_t errlen)
-{
-    const struct pb_config *cfg = k->cfg;
-    char instance[300];
-    if (instance_id(cfg, instance, sizeof(instance), errstr, errlen))
-        return NULL;
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    /* Our defaults first, so kafka.properties may override any of them. */
-    if (conf_set(conf, "bootstrap.servers", k->bootstrap ? k->bootstrap : cfg->kafka_brokers,
-                 errstr, errlen) ||
-        conf_set(conf, "group.id", cfg->kafka_group_id, errstr, errlen) ||
-        conf_set(conf, "enable.auto.offset.store", "false", errstr, errlen) ||
-        conf_set(conf, "enable.auto.commit", "true", errstr, errlen) ||
-        conf_set(conf, "auto.commit.interval.ms", "1000", errstr, errlen) ||
-        /* A new group reads from the start; max_event_age_ms then skips what
-         * is stale. "latest" would race with producers right after join. */
-        conf_set(conf, "auto.offset.reset", "earliest", errstr, errlen) ||
-        conf_set(conf, "client.id", "pushbridge", errstr, errlen) ||
-        /* librdkafka logs from its own threads otherwise; through the queue
-         * they are served by the loop like everything else. */
-        conf_set(conf, "log.queue", "true", errstr, errlen) ||
-        conf_set(conf, "statistics.interval.ms", STATS_INTERVAL_MS, errstr, errlen) ||
-        /* Static membership: after an outage longer than session.timeout.ms
-         * the consumer rejoins under the same id and the coordinator hands
-         * its partitions back at once, instead of waiting a whole session
-         * timeout for the member it lost track of to expire. */
-        (!property(cfg, "group.instance.id") &&
-         conf_set(conf, "group.instance.id", instance, errstr, errlen)) ||
-        (has_regex_topic(cfg) &&
-         conf_set(conf, "topic.metadata.refresh.interval.ms", REGEX_REFRESH_MS, errstr, errlen)) ||
-        apply_properties(cfg, conf, errstr, errlen) ||
-        /* Not overridable: offsets are stored only after hand-off (SPEC 1). */
-        conf_set(conf, "enable.auto.offset.store", "false", errstr, errlen)) {
-        rd_kafka_conf_destroy(conf);
-        return NULL;
-    }
-    rd_kafka_conf_set_opaque(conf, k);
-    rd_kafka_conf_set_log_cb(conf, on_log);
-    rd_kafka_conf_set_error_cb(conf, on_error);
-    rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
-    rd_kafka_conf_set_stats_cb(conf, on_stats);
-    rd_kafka_conf_set_offset_commit_cb(conf, on_commit);
-    const char *gid = property(cfg, "group.instance.id");
-    k->static_member = !gid || *gid;
-    return conf;
-}
-
 static int subscribe(struct pb_kafka *k, char *errstr, size_t errlen)
 {
     rd_kafka_topic_partition_list_t *topics =
@@ -734,9 +501,9 @@ struct pb_kafka *pb_kafka_new(const struct pb_config *cfg, struct pb_hub *hub, s
     k->error_log.what = "librdkafka error";
     k->consume_log.what = "consume error";
 
-    if (cfg->dev && start_embedded(k, errstr, errlen))
+    if (cfg->dev && pb_kafka_start_embedded(k, errstr, errlen))
         goto fail;
-    rd_kafka_conf_t *conf = consumer_conf(k, errstr, errlen);
+    rd_kafka_conf_t *conf = pb_kafka_consumer_conf(k, errstr, errlen);
     if (!conf)
         goto fail;
     k->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
@@ -755,7 +522,7 @@ struct pb_kafka *pb_kafka_new(const struct pb_config *cfg, struct pb_hub *hub, s
         goto fail;
     }
     rd_kafka_queue_io_event_enable(k->queue, k->pipefd[1], "1", 1);
-    if (cfg->kafka_dead_letter_topic && !(k->dlq = dead_letter_producer(k, errstr, errlen)))
+    if (cfg->kafka_dead_letter_topic && !(k->dlq = pb_kafka_dead_letter_producer(k, errstr, errlen)))
         goto fail;
     if (subscribe(k, errstr, errlen))
         goto fail;
@@ -798,120 +565,6 @@ int pb_kafka_ready(const struct pb_kafka *k, const char **why)
         return 0;
     }
     return 1;
-}
-
-/* Delivery reports of the dead-letter producer, served from pb_kafka_tick
- * and after each produce: count what landed, and what did not. */
-static void on_dead_letter_report(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
-{
-    (void)rk;
-    struct pb_kafka *k = opaque;
-    uint32_t src = (uint32_t)(uintptr_t)msg->_private;
-    if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-        if (src < k->m->nsrc)
-            k->m->src[src].dead_lettered++;
-        return;
-    }
-    k->m->dead_letter_failures++;
-    int64_t now = pb_monotonic_ms();
-    if (now - k->dlq_last_error_log >= MALFORMED_LOG_INTERVAL_MS) {
-        k->dlq_last_error_log = now;
-        pb_error("kafka: cannot produce to dead-letter topic %s: %s (counted in "
-                 "pushbridge_dead_letter_failures_total)",
-                 k->cfg->kafka_dead_letter_topic, rd_kafka_err2str(msg->err));
-    }
-}
-
-static rd_kafka_t *dead_letter_producer(struct pb_kafka *k, char *errstr, size_t errlen)
-{
-    char err[256];
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    /* Bound: at most 10000 messages / 64 MiB wait to be dead-lettered; past
-     * that, produce fails at once and is counted, never blocking the loop. */
-    if (conf_set(conf, "bootstrap.servers", k->bootstrap ? k->bootstrap : k->cfg->kafka_brokers,
-                 errstr, errlen) ||
-        conf_set(conf, "queue.buffering.max.messages", "10000", errstr, errlen) ||
-        conf_set(conf, "queue.buffering.max.kbytes", "65536", errstr, errlen) ||
-        conf_set(conf, "linger.ms", "20", errstr, errlen) ||
-        conf_set(conf, "log.queue", "true", errstr, errlen) ||
-        apply_properties(k->cfg, conf, errstr, errlen)) {
-        rd_kafka_conf_destroy(conf);
-        return NULL;
-    }
-    rd_kafka_conf_set_opaque(conf, k);
-    rd_kafka_conf_set_log_cb(conf, on_log);
-    rd_kafka_conf_set_dr_msg_cb(conf, on_dead_letter_report);
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
-    if (!rk) {
-        rd_kafka_conf_destroy(conf);
-        snprintf(errstr, errlen, "kafka.dead_letter_topic: cannot create the producer: %s", err);
-        return NULL;
-    }
-    rd_kafka_set_log_queue(rk, NULL);
-    return rk;
-}
-
-static void add_header(rd_kafka_headers_t *h, const char *name, const char *value)
-{
-    rd_kafka_header_add(h, name, -1, value, -1);
-}
-
-/* Produces the message unchanged (key, value, headers) to the dead-letter
- * topic, with pushbridge-* headers saying where it came from and why. */
-static void dead_letter(struct pb_kafka *k, const rd_kafka_message_t *msg, uint32_t src, int reason)
-{
-    rd_kafka_headers_t *orig = NULL, *h;
-    if (rd_kafka_message_headers(msg, &orig) == RD_KAFKA_RESP_ERR_NO_ERROR)
-        h = rd_kafka_headers_copy(orig);
-    else
-        h = rd_kafka_headers_new(5);
-    char partition[16], offset[32];
-    snprintf(partition, sizeof(partition), "%d", (int)msg->partition);
-    snprintf(offset, sizeof(offset), "%lld", (long long)msg->offset);
-    add_header(h, "pushbridge-reason", pb_drop_reason_name(reason));
-    add_header(h, "pushbridge-source-topic", rd_kafka_topic_name(msg->rkt));
-    add_header(h, "pushbridge-source-partition", partition);
-    add_header(h, "pushbridge-source-offset", offset);
-
-    rd_kafka_resp_err_t err = rd_kafka_producev(
-        k->dlq, RD_KAFKA_V_TOPIC(k->cfg->kafka_dead_letter_topic),
-        RD_KAFKA_V_KEY(msg->key, msg->key_len), RD_KAFKA_V_VALUE(msg->payload, msg->len),
-        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(h),
-        RD_KAFKA_V_OPAQUE((void *)(uintptr_t)src), RD_KAFKA_V_END);
-    if (err) {
-        rd_kafka_headers_destroy(h); /* only owned by librdkafka on success */
-        rd_kafka_message_t failed = {.err = err, ._private = (void *)(uintptr_t)src};
-        on_dead_letter_report(k->dlq, &failed, k);
-    }
-    rd_kafka_poll(k->dlq, 0);
-}
-
-static void malformed(struct pb_kafka *k, const rd_kafka_message_t *msg, uint32_t src, int reason,
-                      const char *detail)
-{
-    pb_metrics_drop(k->m, src, reason);
-    if (k->dlq)
-        dead_letter(k, msg, src, reason);
-    int64_t now = pb_monotonic_ms();
-    if (k->malformed_window_start && now - k->malformed_window_start < MALFORMED_LOG_INTERVAL_MS) {
-        k->malformed_suppressed++;
-        return;
-    }
-    k->malformed_window_start = now;
-    pb_warn("dropped malformed event %s/%d@%lld: %s: %s", rd_kafka_topic_name(msg->rkt),
-            (int)msg->partition, (long long)msg->offset, pb_drop_reason_name(reason), detail);
-}
-
-static void flush_malformed_log(struct pb_kafka *k)
-{
-    if (!k->malformed_suppressed ||
-        pb_monotonic_ms() - k->malformed_window_start < MALFORMED_LOG_INTERVAL_MS)
-        return;
-    pb_warn("dropped %llu more malformed event(s) in the last %d s (see "
-            "pushbridge_events_dropped_total)",
-            (unsigned long long)k->malformed_suppressed, MALFORMED_LOG_INTERVAL_MS / 1000);
-    k->malformed_suppressed = 0;
-    k->malformed_window_start = 0;
 }
 
 /* Parses, routes and delivers one message. Never fails: bad input is
@@ -959,7 +612,7 @@ static void handle_message(struct pb_kafka *k, const rd_kafka_message_t *msg)
         reason = pb_event_set_target(&ev, msg->key, msg->key_len);
 
     if (reason)
-        malformed(k, msg, src, reason, ev.detail);
+        pb_kafka_malformed(k, msg, src, reason, ev.detail);
     else
         pb_hub_deliver(k->hub, &ev, src);
     pb_event_clear(&ev);
@@ -1028,7 +681,7 @@ void pb_kafka_tick(struct pb_kafka *k)
     pb_kafka_drain(k, 64);
     if (k->dlq)
         rd_kafka_poll(k->dlq, 0);
-    flush_malformed_log(k);
+    pb_kafka_flush_malformed_log(k);
     int64_t now = pb_monotonic_ms();
     repeat_log_flush(&k->commit_log, now, 0);
     repeat_log_flush(&k->error_log, now, 0);
