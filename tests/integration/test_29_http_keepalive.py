@@ -17,6 +17,15 @@ def shared(module_bridge_factory):
     return module_bridge_factory.shared()
 
 
+def _read_all(sock):
+    data = b""
+    while True:
+        chunk = sock.recv(4096)
+        if not chunk:
+            return data
+        data += chunk
+
+
 def _conn(b):
     return http.client.HTTPConnection("127.0.0.1", b.internal_port, timeout=10)
 
@@ -61,12 +70,7 @@ def test_http10_keep_alive_on_request(shared):
         while len(rest) < body_len:
             rest += s.recv(4096)
     s.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")  # no keep-alive: closed after
-    data = b""
-    while True:
-        chunk = s.recv(4096)
-        if not chunk:
-            break
-        data += chunk
+    data = _read_all(s)
     assert data.startswith(b"HTTP/1.1 200") and b"connection: close" in data.lower()
     s.close()
 
@@ -110,15 +114,6 @@ def test_send_splits_the_query_before_decoding(shared):
     st, doc = shared.json("GET", f"/send?uid={alice}&message=Tom%20%26%20Jerry")[:2]
     assert (st, doc) == (200, {"delivered": 1})
     assert ca.recv_text() == "Tom & Jerry"
-
-
-def _read_all(sock):
-    data = b""
-    while True:
-        chunk = sock.recv(4096)
-        if not chunk:
-            return data
-        data += chunk
 
 
 def test_connections_over_push_max_connections_get_503(bridge_factory):
@@ -185,12 +180,7 @@ def test_oversized_push_is_413_and_counted(bridge_factory, framing):
                 + body)
     s = socket.create_connection(("127.0.0.1", b.internal_port), timeout=5)
     s.sendall(data)
-    answer = b""
-    while True:
-        chunk = s.recv(4096)
-        if not chunk:
-            break
-        answer += chunk
+    answer = _read_all(s)
     assert answer.startswith(b"HTTP/1.1 413"), answer[:80]
     assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"] == "payload_too_large"
     assert b.metric("pushbridge_push_requests_total", status="413") == 1
