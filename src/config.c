@@ -146,6 +146,29 @@ static const struct setting settings[] = {
     BOOL("tls.internal", tls_internal, "false",
          "Serve the internal listener over TLS too (https://), with tls.cert and tls.key"),
 
+    /* Task state and history (SPEC 7, store.c). Every bound here is what
+     * holds the store's memory: bytes in all, entries per user, and age. */
+    INT("state.max_tasks_per_user", state_max_tasks_per_user, 0, 100000, "100",
+        "Tasks kept per user (the latest event of each); the one updated longest ago gives "
+        "way; 0 = no task state"),
+    INT("state.max_bytes", state_max_bytes, 0, INT64_C(1099511627776), "67108864",
+        "Bytes of task state in all (events and per-user records); past it the task updated "
+        "longest ago, of any user, is evicted"),
+    INT("state.ttl_ms", state_ttl_ms, 1000, INT64_C(2592000000), "600000",
+        "A task is forgotten this long after its last update (by Kafka timestamp)"),
+    INT("state.final_ttl_ms", state_final_ttl_ms, 0, INT64_C(2592000000), "60000",
+        "A task is forgotten this long after its final update"),
+    INT("state.lookback_ms", state_lookback_ms, 0, INT64_C(2592000000), "600000",
+        "On start, re-read this much of every topic (by timestamp) to rebuild task state and "
+        "history before reporting ready; 0 = no rebuild"),
+    INT("history.max_events", history_max_events, 0, 1000000, "1000",
+        "Recent events kept per user for resume (broadcasts: this many in all); 0 = no "
+        "history, no resume"),
+    INT("history.max_bytes", history_max_bytes, 0, INT64_C(1099511627776), "67108864",
+        "Bytes of history in all; past it the oldest event, of any user, is evicted"),
+    INT("history.ttl_ms", history_ttl_ms, 1000, INT64_C(2592000000), "300000",
+        "Events older than this (by Kafka timestamp) leave the history"),
+
     ENUM("cluster.mode", cluster_mode, cluster_modes, "standalone",
          "standalone, or kafka: every node consumes every partition and pushes go via "
          "push.topic"),
@@ -946,16 +969,12 @@ int pb_config_validate(const struct pb_config *c, char *errstr, size_t errlen)
     if (!c->tls_cert != !c->tls_key)
         return fail(errstr, errlen, "tls.cert and tls.key must be set together (%s is missing)",
                     c->tls_cert ? "tls.key" : "tls.cert");
-    /* Accepted names for what SPEC 7 and 8 describe, refused until built:
+    /* An accepted name for what SPEC 8 describes, refused until built:
      * running them as something else would lose events silently. */
     if (c->cluster_mode == PB_CLUSTER_KAFKA)
         return fail(errstr, errlen,
                     "cluster.mode: kafka is not available in this version; run "
                     "standalone nodes, each with its own kafka.group_id");
-    if (c->ws_slow_client == PB_SLOW_COALESCE)
-        return fail(errstr, errlen,
-                    "ws.slow_client: coalesce is not available in this version; use "
-                    "close or drop_oldest");
     if (c->tls_internal && !c->tls_cert)
         return fail(errstr, errlen, "tls.internal is true but tls.cert and tls.key are not set");
     /* Checked here so that --check-config catches it, not only a start. */

@@ -13,6 +13,7 @@
 static const char *const reason_names[PB_DROP__COUNT] = {
     "none",      "not_json",     "not_object", "no_target",
     "oversized", "key_mismatch", "bad_field",  "stale",
+    "outdated",
 };
 
 const char *pb_drop_reason_name(int reason)

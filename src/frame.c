@@ -41,6 +41,8 @@ struct pb_frame *pb_frame_new(size_t len)
     f->refs = 1;
     f->source = 0;
     f->ts_ms = 0;
+    f->task_key = 0;
+    f->final = 0;
     f->len = len;
     write_header(f);
     return f;
@@ -69,6 +71,8 @@ struct pb_frame *pb_frame_raw(const unsigned char *wire, size_t len)
     f->refs = 1;
     f->source = 0;
     f->ts_ms = 0;
+    f->task_key = 0;
+    f->final = 0;
     f->len = 0;
     f->hdr_len = (uint32_t)len;
     memcpy(f->buf + PB_FRAME_HEADROOM - len, wire, len);
@@ -91,10 +95,26 @@ static char *put(char *p, const char *s, size_t n)
 
 #define PUT_LIT(p, lit) put((p), (lit), sizeof(lit) - 1)
 
-struct pb_frame *pb_frame_event_native(const struct pb_event *ev, int snapshot)
+/* What coalescing compares: the same task of one user. */
+static void mark_task(struct pb_frame *f, const struct pb_event *ev)
+{
+    f->ts_ms = ev->ts_ms;
+    f->final = ev->final;
+    if (!ev->task)
+        return;
+    uint64_t x = 1469598103934665603ULL;
+    for (const char *p = ev->task; *p; p++) {
+        x ^= (unsigned char)*p;
+        x *= 1099511628211ULL;
+    }
+    f->task_key = x ? x : 1;
+}
+
+struct pb_frame *pb_frame_event_native(const struct pb_event *ev, int snapshot, const char *pos)
 {
     static const char head[] = "{\"type\":\"event\",\"event\":";
     static const char id_key[] = ",\"id\":";
+    static const char pos_key[] = ",\"pos\":\"";
     static const char snap[] = ",\"snapshot\":true";
     static const char data_key[] = ",\"data\":";
     const char *name = pb_event_name(ev);
@@ -107,6 +127,9 @@ struct pb_frame *pb_frame_event_native(const struct pb_event *ev, int snapshot)
         len += sizeof(id_key) - 1 + pb_json_string_len(ev->id, id_len);
     if (snapshot)
         len += sizeof(snap) - 1;
+    size_t pos_len = pos ? strlen(pos) : 0; /* pos text needs no escaping (pos.c) */
+    if (pos)
+        len += sizeof(pos_key) - 1 + pos_len + 1;
 
     struct pb_frame *f = pb_frame_new(len);
     if (!f)
@@ -120,12 +143,17 @@ struct pb_frame *pb_frame_event_native(const struct pb_event *ev, int snapshot)
         pb_json_string_write(p, ev->id, id_len);
         p += pb_json_string_len(ev->id, id_len);
     }
+    if (pos) {
+        p = PUT_LIT(p, pos_key);
+        p = put(p, pos, pos_len);
+        *p++ = '"';
+    }
     if (snapshot)
         p = PUT_LIT(p, snap);
     p = PUT_LIT(p, data_key);
     p = put(p, ev->data, ev->data_len);
     *p = '}';
-    f->ts_ms = ev->ts_ms;
+    mark_task(f, ev);
     return f;
 }
 
@@ -134,6 +162,6 @@ struct pb_frame *pb_frame_event_plain(const struct pb_event *ev)
     struct pb_frame *f = ev->data_is_string ? pb_frame_from(ev->data_text, ev->data_text_len)
                                             : pb_frame_from(ev->data, ev->data_len);
     if (f)
-        f->ts_ms = ev->ts_ms;
+        mark_task(f, ev);
     return f;
 }

@@ -343,13 +343,52 @@ static void gauges(struct pb_server *s, struct pb_gauges *g)
     g->queue_bytes = pb_hub_queue_bytes(s->hub);
     g->kafka_ready = pb_kafka_ready(s->kafka, &g->not_ready_reason);
     g->kafka_bootstrap = pb_kafka_bootstrap(s->kafka);
+    struct pb_store_stats st;
+    pb_store_stats(s->store, &st);
+    g->state_users = st.users;
+    g->state_tasks = st.tasks;
+    g->state_bytes = st.state_bytes;
+    g->history_events = st.history_events;
+    g->history_bytes = st.history_bytes;
+}
+
+/* One task's latest event, as the snapshot frame a native client gets. */
+static void add_task_json(const struct pb_event *ev, void *ud)
+{
+    struct pb_buf *b = ud;
+    struct pb_frame *f = pb_frame_event_native(ev, 1, NULL);
+    if (!f) {
+        b->truncated = 1; /* answered 500 by pb_http_done */
+        return;
+    }
+    if (b->len && b->data[b->len - 1] != '[')
+        pb_buf_puts(b, ",");
+    pb_buf_append(b, pb_frame_payload(f), f->len);
+    pb_frame_unref(f);
+}
+
+/* GET /users/{id}/tasks: {"user":ID,"tasks":[snapshot frames]} (SPEC 7). */
+static void answer_tasks(struct pb_server *s, struct pb_http_req *r, const char *id, size_t n)
+{
+    r->status = 200;
+    r->content_type = "application/json";
+    pb_buf_reset(&r->answer);
+    pb_buf_puts(&r->answer, "{\"user\":");
+    pb_buf_json_string(&r->answer, id, n);
+    pb_buf_puts(&r->answer, ",\"tasks\":[");
+    pb_store_each_task(s->store, id, n, add_task_json, &r->answer);
+    pb_buf_puts(&r->answer, "]}");
 }
 
 static void h_user(struct pb_server *s, struct pb_http_req *r)
 {
-    /* lws has already %-decoded the path; httpd has not. */
+    /* lws has already %-decoded the path; httpd has not. A user ID with a
+     * '/' in it comes %-encoded, so "/tasks" at the end is the endpoint's. */
     char *id = r->path + strlen("/users/");
     long n = (long)strlen(id);
+    int tasks = n > 6 && strcmp(id + n - 6, "/tasks") == 0;
+    if (tasks)
+        n -= 6;
     if (!r->path_decoded && (n = pb_http_path_decode(id, (size_t)n)) < 0) {
         pb_http_answer_error(r, 400, "bad_field", "the user ID in the path has a broken %-escape");
         return;
@@ -361,6 +400,10 @@ static void h_user(struct pb_server *s, struct pb_http_req *r)
     }
     if (n == 0) {
         pb_http_answer_error(r, 400, "missing_field", "the user ID is missing from the path");
+        return;
+    }
+    if (tasks) {
+        answer_tasks(s, r, id, (size_t)n);
         return;
     }
     size_t conns = pb_hub_user_connections(s->hub, id, (size_t)n);

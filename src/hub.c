@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "pushbridge/buf.h"
 #include "pushbridge/log.h"
 
 struct pb_user {
@@ -23,6 +24,7 @@ struct pb_user {
 struct pb_hub {
     const struct pb_config *cfg;
     struct pb_metrics *m;
+    struct pb_store *store; /* borrowed; NULL: no state, history or pos */
     struct pb_hub_hooks hooks;
 
     /* Bound: at most ws.max_connections users (a user exists only while it
@@ -49,13 +51,14 @@ static uint64_t hash_id(const struct pb_hub *h, const char *s, size_t n)
 }
 
 struct pb_hub *pb_hub_new(const struct pb_config *cfg, struct pb_metrics *m,
-                          const struct pb_hub_hooks *hooks)
+                          struct pb_store *store, const struct pb_hub_hooks *hooks)
 {
     struct pb_hub *h = calloc(1, sizeof(*h));
     if (!h)
         return NULL;
     h->cfg = cfg;
     h->m = m;
+    h->store = store;
     h->hooks = *hooks;
     h->nbuckets = 64;
     h->buckets = calloc(h->nbuckets, sizeof(*h->buckets));
@@ -298,8 +301,6 @@ static void push_frame(struct pb_hub *h, struct pb_conn *c, struct pb_frame *f)
         h->hooks.want_write(c);
 }
 
-/* Puts f on c's queue, applying ws.slow_client when a bound would be
- * crossed. Returns 1 when queued. */
 /* Would adding `add` bytes make c a slow consumer? Bounds (redis's output
  * buffer limits): ws.queue_max_messages and ws.queue_hard_max_bytes at once;
  * ws.queue_max_bytes only when nothing has left the queue for
@@ -317,10 +318,80 @@ static int is_slow(struct pb_hub *h, const struct pb_conn *c, size_t add)
     return pb_monotonic_ms() - c->last_progress_ms >= cfg->ws_slow_client_grace_ms;
 }
 
-/* c is slow: ws.slow_client. Returns 1 when c is now closing. */
-static int slow_policy(struct pb_hub *h, struct pb_conn *c, size_t add)
+/* ws.slow_client coalesce: f takes the place of the newest queued update
+ * of its task that was not final. Returns 1 when it did. */
+static int coalesce_into(struct pb_hub *h, struct pb_conn *c, struct pb_frame *f)
 {
-    if (h->cfg->ws_slow_client == PB_SLOW_CLOSE) {
+    if (!f || !f->task_key)
+        return 0;
+    for (uint32_t i = c->q_len; i-- > 0;) {
+        struct pb_frame **slot = &c->q[(c->q_head + i) % c->q_cap];
+        if ((*slot)->task_key != f->task_key || (*slot)->final)
+            continue;
+        c->q_bytes = c->q_bytes - (*slot)->len + f->len;
+        h->queue_bytes = h->queue_bytes - (*slot)->len + f->len;
+        pb_frame_unref(*slot);
+        pb_frame_ref(f);
+        *slot = f;
+        h->m->coalesced++;
+        return 1;
+    }
+    return 0;
+}
+
+/* ws.slow_client coalesce, when f could not replace anything: drops every
+ * queued update that a later queued one of the same task supersedes (final
+ * updates and task-less events stay). Cost O(queue), only for a slow
+ * client; the key set is bounded by ws.queue_max_messages. */
+static void coalesce_queue(struct pb_hub *h, struct pb_conn *c)
+{
+    uint32_t cap = 16;
+    while (cap < 2 * c->q_len)
+        cap *= 2;
+    uint64_t *seen = calloc(cap, sizeof(*seen));
+    if (!seen)
+        return; /* the bound still holds: the connection is closed instead */
+    uint32_t kept = 0; /* compacted towards the tail, newest first */
+    for (uint32_t i = c->q_len; i-- > 0;) {
+        struct pb_frame *f = c->q[(c->q_head + i) % c->q_cap];
+        int drop = 0;
+        if (f->task_key) {
+            uint32_t j = (uint32_t)f->task_key & (cap - 1);
+            while (seen[j] && seen[j] != f->task_key)
+                j = (j + 1) & (cap - 1);
+            drop = seen[j] != 0 && !f->final;
+            seen[j] = f->task_key;
+        }
+        if (drop) {
+            c->q_bytes -= f->len;
+            h->queue_bytes -= f->len;
+            pb_frame_unref(f);
+            h->m->coalesced++;
+            continue;
+        }
+        kept++;
+        c->q[(c->q_head + c->q_len - kept) % c->q_cap] = f;
+    }
+    c->q_head = (c->q_head + c->q_len - kept) % c->q_cap;
+    c->q_len = kept;
+    free(seen);
+}
+
+/* c is slow (f, of `add` bytes, is what would be queued; NULL from the
+ * sweep): ws.slow_client. Returns 0 when f may now be queued, 1 when c is
+ * closing, 2 when f took the place of a queued frame. */
+static int slow_policy(struct pb_hub *h, struct pb_conn *c, struct pb_frame *f, size_t add)
+{
+    int policy = h->cfg->ws_slow_client;
+    if (policy == PB_SLOW_COALESCE) {
+        if (coalesce_into(h, c, f))
+            return 2;
+        coalesce_queue(h, c);
+        if (!(f ? is_slow(h, c, add) : c->q_bytes > (size_t)h->cfg->ws_queue_max_bytes))
+            return 0;
+        /* Final updates and task-less events alone: as under close. */
+    }
+    if (policy != PB_SLOW_DROP_OLDEST) {
         h->m->slow_client_closes++;
         pb_info("closing connection %llu of user %s: outgoing queue full (%u messages, %zu "
                 "bytes)",
@@ -329,8 +400,7 @@ static int slow_policy(struct pb_hub *h, struct pb_conn *c, size_t add)
         pb_hub_close(h, c, PB_CLOSE_SLOW, "slow consumer: outgoing queue full");
         return 1;
     }
-    /* drop_oldest (coalesce falls back to it until task state exists):
-     * back under the soft bound. */
+    /* drop_oldest: back under the soft bound. */
     uint32_t max_msgs = (uint32_t)h->cfg->ws_queue_max_messages;
     size_t soft = (size_t)h->cfg->ws_queue_max_bytes;
     while (c->q_len && (c->q_len + (add ? 1 : 0) > max_msgs || c->q_bytes + add > soft)) {
@@ -348,8 +418,11 @@ static int enqueue(struct pb_hub *h, struct pb_conn *c, struct pb_frame *f)
         return 0;
     /* An empty queue always takes one frame, so a reading client never
      * loses an event bigger than the byte bounds (kafka.max_event_bytes caps it). */
-    if (c->q_len && is_slow(h, c, f->len) && slow_policy(h, c, f->len))
-        return 0;
+    if (c->q_len && is_slow(h, c, f->len)) {
+        int rc = slow_policy(h, c, f, f->len);
+        if (rc)
+            return rc == 2;
+    }
     if (c->q_len == c->q_cap && queue_grow(c, (uint32_t)h->cfg->ws_queue_max_messages))
         return 0;
     push_frame(h, c, f);
@@ -361,7 +434,7 @@ void pb_hub_police(struct pb_hub *h, struct pb_conn *c)
     /* Only the grace period can have run out since the last enqueue. */
     if (!c->closing && c->q_len && c->q_bytes > (size_t)h->cfg->ws_queue_max_bytes &&
         pb_monotonic_ms() - c->last_progress_ms >= h->cfg->ws_slow_client_grace_ms)
-        slow_policy(h, c, 0);
+        slow_policy(h, c, NULL, 0);
 }
 
 int pb_hub_send(struct pb_hub *h, struct pb_conn *c, struct pb_frame *f)
@@ -398,6 +471,11 @@ const struct pb_config *pb_hub_config(const struct pb_hub *h)
     return h->cfg;
 }
 
+struct pb_store *pb_hub_store(const struct pb_hub *h)
+{
+    return h->store;
+}
+
 static int wants_event(const struct pb_conn *c, const char *name)
 {
     if (!c->ident.nevents)
@@ -416,34 +494,86 @@ static int in_group(const struct pb_conn *c, const char *g, size_t len)
     return 0;
 }
 
-/* The two frames an event may need, each built on first use. */
+/* The frames an event may need, each built on first use: the data alone
+ * for seed-form clients, and for native ones a frame per pos (users with the
+ * same pos signature share one; a user-targeted event needs just one). */
+#define NATIVE_FRAMES 8
+
 struct frames {
     const struct pb_event *ev;
     uint32_t source;
-    struct pb_frame *native;
     struct pb_frame *plain;
+    struct {
+        uint64_t sig;
+        struct pb_frame *f;
+    } native[NATIVE_FRAMES];
+    int nnative;
     int oom;
 };
+
+static struct pb_frame *native_frame(struct pb_hub *h, const struct pb_conn *c,
+                                     const struct pb_event *ev, int snapshot, const char *pos)
+{
+    char buf[PB_POS_MAX_LEN];
+    if (!pos && !snapshot && h->store) {
+        pb_store_pos(h->store, c->user->id, c->user->idlen, ev->ts_ms, buf);
+        pos = buf;
+    }
+    return pb_frame_event_native(ev, snapshot, pos);
+}
+
+/* The frame c gets for fr->ev; *owned when the caller must release it (the
+ * cache was full). */
+static struct pb_frame *frame_for(struct pb_hub *h, const struct pb_conn *c, struct frames *fr,
+                                  int *owned)
+{
+    *owned = 0;
+    if (c->ident.form != PB_FORM_NATIVE) {
+        if (!fr->plain && (fr->plain = pb_frame_event_plain(fr->ev)))
+            fr->plain->source = fr->source;
+        return fr->plain;
+    }
+    uint64_t sig = 0;
+    if (h->store && !(fr->nnative && fr->ev->target_kind == PB_TARGET_USER))
+        sig = pb_store_pos_sig(h->store, c->user->id, c->user->idlen);
+    for (int i = 0; i < fr->nnative; i++)
+        if (fr->native[i].sig == sig)
+            return fr->native[i].f;
+    struct pb_frame *f = native_frame(h, c, fr->ev, 0, NULL);
+    if (!f)
+        return NULL;
+    f->source = fr->source;
+    if (fr->nnative < NATIVE_FRAMES) {
+        fr->native[fr->nnative].sig = sig;
+        fr->native[fr->nnative++].f = f;
+    } else {
+        *owned = 1;
+    }
+    return f;
+}
 
 static int deliver_one(struct pb_hub *h, struct pb_conn *c, struct frames *fr, const char *name)
 {
     if (!c->authed || !wants_event(c, name))
         return 0;
-    struct pb_frame **slot = c->ident.form == PB_FORM_NATIVE ? &fr->native : &fr->plain;
-    if (!*slot) {
-        *slot = c->ident.form == PB_FORM_NATIVE ? pb_frame_event_native(fr->ev, 0)
-                                                : pb_frame_event_plain(fr->ev);
-        if (!*slot) {
-            fr->oom = 1;
-            return 0;
-        }
-        (*slot)->source = fr->source;
+    int owned;
+    struct pb_frame *f = frame_for(h, c, fr, &owned);
+    if (!f) {
+        fr->oom = 1;
+        return 0;
     }
-    return enqueue(h, c, *slot);
+    int n = enqueue(h, c, f);
+    if (owned)
+        pb_frame_unref(f);
+    return n;
 }
 
-long pb_hub_deliver(struct pb_hub *h, const struct pb_event *ev, uint32_t source)
+long pb_hub_deliver(struct pb_hub *h, struct pb_event *ev, uint32_t source)
 {
+    if (h->store && pb_store_record(h->store, ev) == PB_RECORD_OUTDATED) {
+        pb_metrics_drop(h->m, source, PB_DROP_OUTDATED);
+        return 0;
+    }
     struct frames fr = {.ev = ev, .source = source};
     const char *name = pb_event_name(ev);
     long n = 0;
@@ -463,14 +593,115 @@ long pb_hub_deliver(struct pb_hub *h, const struct pb_event *ev, uint32_t source
         }
     }
     /* The queues hold their own references now. */
-    pb_frame_unref(fr.native);
     pb_frame_unref(fr.plain);
+    for (int i = 0; i < fr.nnative; i++)
+        pb_frame_unref(fr.native[i].f);
     if (fr.oom)
         pb_error("out of memory framing an event for %s; some connections missed it",
                  ev->target_kind == PB_TARGET_USER ? "a user" : "a broadcast");
     if (source < PB_METRICS_MAX_SOURCES)
         h->m->src[source].delivered += (uint64_t)n;
     return n;
+}
+
+/* ---- login: welcome, snapshot, resume ------------------------------------- */
+
+/* Frames gathered for a connection before its welcome is queued (whether it
+ * resumed is known only once the history has been walked). Bound: the
+ * user's history.max_events plus the broadcast history's, or its tasks. */
+struct start_batch {
+    struct pb_hub *h;
+    struct pb_conn *c;
+    struct pb_frame **f;
+    size_t n, cap;
+};
+
+static void batch_add(struct start_batch *b, struct pb_frame *f)
+{
+    if (!f)
+        return;
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 16;
+        struct pb_frame **a = realloc(b->f, cap * sizeof(*a));
+        if (!a) {
+            pb_frame_unref(f);
+            return;
+        }
+        b->f = a;
+        b->cap = cap;
+    }
+    b->f[b->n++] = f;
+}
+
+static int admits(const struct pb_conn *c, const struct pb_event *ev)
+{
+    if (ev->target_kind == PB_TARGET_GROUP && !in_group(c, ev->target, ev->target_len))
+        return 0;
+    return wants_event(c, pb_event_name(ev));
+}
+
+static void add_missed(const struct pb_event *ev, const char *pos, void *ud)
+{
+    struct start_batch *b = ud;
+    if (admits(b->c, ev))
+        batch_add(b, native_frame(b->h, b->c, ev, 0, pos));
+}
+
+static void add_task(const struct pb_event *ev, void *ud)
+{
+    struct start_batch *b = ud;
+    if (admits(b->c, ev))
+        batch_add(b, b->c->ident.form == PB_FORM_NATIVE ? native_frame(b->h, b->c, ev, 1, NULL)
+                                                        : pb_frame_event_plain(ev));
+}
+
+/* {"type":"welcome","user":U,"conn_id":"N","pos":P[,"resumed":R]} */
+static struct pb_frame *welcome_frame(struct pb_hub *h, const struct pb_conn *c, int resumed)
+{
+    struct pb_buf b;
+    pb_buf_init(&b, 4096 + PB_POS_MAX_LEN); /* a user ID is 1536 bytes at most once escaped */
+    pb_buf_puts(&b, "{\"type\":\"welcome\",\"user\":");
+    pb_buf_json_string(&b, c->user->id, c->user->idlen);
+    pb_buf_printf(&b, ",\"conn_id\":\"%llu\"", (unsigned long long)c->id);
+    if (h->store) {
+        char pos[PB_POS_MAX_LEN];
+        pb_store_pos(h->store, c->user->id, c->user->idlen, pb_now_ms(), pos);
+        pb_buf_printf(&b, ",\"pos\":\"%s\"", pos);
+    }
+    if (resumed >= 0)
+        pb_buf_printf(&b, ",\"resumed\":%s", resumed ? "true" : "false");
+    pb_buf_puts(&b, "}");
+    struct pb_frame *f = b.truncated ? NULL : pb_frame_from(b.data, b.len);
+    pb_buf_free(&b);
+    return f;
+}
+
+void pb_hub_start(struct pb_hub *h, struct pb_conn *c, const char *resume, size_t resume_len)
+{
+    struct start_batch b = {.h = h, .c = c};
+    int native = c->ident.form == PB_FORM_NATIVE;
+    int resumed = -1;
+    if (resume && native) {
+        resumed = h->store && pb_store_resume(h->store, c->user->id, c->user->idlen, resume,
+                                               resume_len, add_missed, &b);
+        h->m->resumes[resumed]++;
+    }
+    /* A resumed client has every event since its pos and needs no snapshot
+     * (its progress would jump back, then forward again). */
+    if (resumed != 1 && h->store)
+        pb_store_each_task(h->store, c->user->id, c->user->idlen, add_task, &b);
+    if (native) {
+        struct pb_frame *w = welcome_frame(h, c, resumed);
+        if (w) {
+            pb_hub_send(h, c, w);
+            pb_frame_unref(w);
+        }
+    }
+    for (size_t i = 0; i < b.n; i++) {
+        enqueue(h, c, b.f[i]);
+        pb_frame_unref(b.f[i]);
+    }
+    free(b.f);
 }
 
 size_t pb_hub_user_connections(const struct pb_hub *h, const char *user, size_t len)

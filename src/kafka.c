@@ -359,6 +359,7 @@ static void account_reset(struct pb_kafka *k, const rd_kafka_message_t *msg)
         return; /* reset backwards (the log was truncated below us): a replay, not a loss */
     uint64_t lost = (uint64_t)(msg->offset - from);
     k->m->lost[PB_LOST_OUT_OF_RANGE] += lost;
+    pb_store_gap(pb_hub_store(k->hub), p->topic, p->partition);
     int64_t now = pb_monotonic_ms();
     flush_lost_log(k, now);
     if (k->lost_window_start) {
@@ -440,6 +441,8 @@ void pb_kafka_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             catchup_remove(k, NULL);
         }
         catchup_add(k, parts);
+        for (int i = 0; i < parts->cnt; i++)
+            pb_store_gap(pb_hub_store(k->hub), parts->elems[i].topic, parts->elems[i].partition);
         set_brokers_down(k, 0, NULL);
         char list[512];
         pb_info("kafka: %d partition(s) assigned, %d in all: %s", parts->cnt, k->assigned,
@@ -590,6 +593,9 @@ static void handle_message(struct pb_kafka *k, const rd_kafka_message_t *msg)
     struct pb_event ev;
     pb_event_init(&ev);
     ev.ts_ms = ts;
+    ev.topic = topic;
+    ev.partition = msg->partition;
+    ev.offset = msg->offset;
     int reason;
     if (!msg->payload) {
         reason = PB_DROP_NOT_JSON;
@@ -628,7 +634,14 @@ static void handle(struct pb_kafka *k, rd_kafka_message_t *msg)
     set_brokers_down(k, 0, NULL);
     if (k->nresets)
         account_reset(k, msg);
-    handle_message(k, msg);
+    /* A redelivery (the group handed the partition back from an older
+     * commit, or the rebuild at start read it) reached every connection,
+     * or the history, the first time. */
+    if (pb_store_seen(pb_hub_store(k->hub), rd_kafka_topic_name(msg->rkt), msg->partition,
+                      msg->offset))
+        k->m->redeliveries++;
+    else
+        handle_message(k, msg);
     /* Delivered (or deliberately dropped): this offset may be committed. */
     rd_kafka_offset_store(msg->rkt, msg->partition, msg->offset);
 }

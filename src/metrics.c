@@ -191,6 +191,40 @@ void pb_metrics_render_prometheus(const struct pb_metrics *m, const struct pb_ga
            "WebSocket upgrades refused with 403 by ws.allowed_origins.",
            (uint64_t)(m->origin_refused));
 
+    scalar(b, "pushbridge_state_tasks", "gauge", "Tasks whose latest event is kept (SPEC 7).",
+           g->state_tasks);
+    scalar(b, "pushbridge_state_users", "gauge", "Users with kept tasks or history.",
+           g->state_users);
+    scalar(b, "pushbridge_state_bytes", "gauge", "Bytes of task state (bound: state.max_bytes).",
+           g->state_bytes);
+    scalar(b, "pushbridge_history_events", "gauge", "Events kept in the resume history.",
+           g->history_events);
+    scalar(b, "pushbridge_history_bytes", "gauge",
+           "Bytes of resume history (bound: history.max_bytes).", g->history_bytes);
+    static const char *const state_reasons[] = {"max_tasks_per_user", "max_bytes", "ttl"};
+    static const char *const hist_reasons[] = {"max_events", "max_bytes", "ttl"};
+    help(b, "pushbridge_state_evictions_total", "counter", "Tasks forgotten, by reason.");
+    for (int r = 0; r < 3; r++)
+        pb_buf_printf(b, "pushbridge_state_evictions_total{reason=\"%s\"} %llu\n",
+                      state_reasons[r], (unsigned long long)m->state_evicted[r]);
+    help(b, "pushbridge_history_evictions_total", "counter",
+         "Events that left the resume history, by reason.");
+    for (int r = 0; r < 3; r++)
+        pb_buf_printf(b, "pushbridge_history_evictions_total{reason=\"%s\"} %llu\n",
+                      hist_reasons[r], (unsigned long long)m->history_evicted[r]);
+    help(b, "pushbridge_resumes_total", "counter",
+         "Logins that asked to resume, by whether the history covered the gap.");
+    pb_buf_printf(b, "pushbridge_resumes_total{resumed=\"true\"} %llu\n",
+                  (unsigned long long)m->resumes[1]);
+    pb_buf_printf(b, "pushbridge_resumes_total{resumed=\"false\"} %llu\n",
+                  (unsigned long long)m->resumes[0]);
+    scalar(b, "pushbridge_coalesced_total", "counter",
+           "Queued task updates replaced by a newer one (ws.slow_client coalesce).",
+           m->coalesced);
+    scalar(b, "pushbridge_redeliveries_skipped_total", "counter",
+           "Kafka messages read again (a rebalance, the rebuild at start) and not sent twice.",
+           m->redeliveries);
+
     help(b, "pushbridge_consumer_lag", "gauge", "Messages behind the high watermark.");
     for (uint32_t i = 0; i < m->nlag; i++)
         pb_buf_printf(b, "pushbridge_consumer_lag{topic=\"%s\",partition=\"%d\"} %lld\n",
@@ -232,7 +266,13 @@ void pb_metrics_render_stats(const struct pb_metrics *m, const struct pb_gauges 
     for (int r = 0; r < PB_LOST__COUNT; r++)
         pb_buf_printf(b, "%s\"%s\":%llu", r ? "," : "", pb_lost_reason_name(r),
                       (unsigned long long)m->lost[r]);
-    pb_buf_puts(b, "},\"topics\":{");
+    pb_buf_printf(b,
+                  "},\"state\":{\"users\":%llu,\"tasks\":%llu,\"bytes\":%llu},"
+                  "\"history\":{\"events\":%llu,\"bytes\":%llu}",
+                  (unsigned long long)g->state_users, (unsigned long long)g->state_tasks,
+                  (unsigned long long)g->state_bytes, (unsigned long long)g->history_events,
+                  (unsigned long long)g->history_bytes);
+    pb_buf_puts(b, ",\"topics\":{");
     for (uint32_t i = 0; i < m->nsrc; i++) {
         const struct pb_source_counters *s = &m->src[i];
         uint64_t dropped = 0;

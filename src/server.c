@@ -152,6 +152,7 @@ static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)revents;
     struct pb_server *s = w->data;
     pb_kafka_tick(s->kafka);
+    pb_store_tick(s->store);
     pb_keepalive_sweep(s->hub, pb_monotonic_ms());
     /* lws's evlib_ev plugin (4.1) re-arms its timer with ev_timer_set on an
      * active watcher, which libev ignores: a timeout scheduled earlier than
@@ -274,7 +275,8 @@ int pb_server_init(struct pb_server *s, const struct pb_config *cfg, char *errst
                       lws_log_emit);
     if (!(s->auth = pb_auth_new(cfg, errstr, errlen)))
         return -1;
-    if (!(s->hub = pb_hub_new(cfg, &s->metrics, &pb_ws_hub_hooks))) {
+    if (!(s->store = pb_store_new(cfg, &s->metrics)) ||
+        !(s->hub = pb_hub_new(cfg, &s->metrics, s->store, &pb_ws_hub_hooks))) {
         snprintf(errstr, errlen, "out of memory");
         return -1;
     }
@@ -361,6 +363,7 @@ void pb_server_free(struct pb_server *s)
         ev_loop_destroy(s->loop);
     pb_kafka_free(s->kafka);
     pb_hub_free(s->hub);
+    pb_store_free(s->store);
     pb_auth_free(s->auth);
     if (s->signal_fd >= 0)
         close(s->signal_fd);

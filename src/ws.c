@@ -3,10 +3,12 @@
  * the connection and its queue. Close codes are listed in hub.h and README. */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <yajl/yajl_tree.h>
 
 #include "pushbridge/log.h"
 #include "pushbridge/server.h"
@@ -144,6 +146,24 @@ static void auth_timeout(struct ev_loop *loop, ev_timer *w, int revents)
         pb_hub_close(s->hub, pss->conn, PB_CLOSE_AUTH_TIMEOUT, "authentication timeout");
 }
 
+/* The "resume" member of a native login (SPEC 7), when it is a string.
+ * Anything else there (a number, a huge or garbled string) is a pos that
+ * cannot resume: the welcome says "resumed": false, the login stands. */
+static int login_resume(const char *text, size_t len, char *out, size_t cap)
+{
+    char err[64];
+    char *copy = strndup(text, len);
+    yajl_val root = copy ? yajl_tree_parse(copy, err, sizeof(err)) : NULL;
+    free(copy);
+    const char *path[] = {"resume", NULL};
+    yajl_val v = root ? yajl_tree_get(root, path, yajl_t_any) : NULL;
+    int found = v != NULL;
+    const char *str = v && YAJL_IS_STRING(v) ? YAJL_GET_STRING(v) : "";
+    snprintf(out, cap, "%s", strlen(str) < cap ? str : "");
+    yajl_tree_free(root);
+    return found;
+}
+
 static void login(struct pb_server *s, struct pb_pss *pss, const char *text, size_t len)
 {
     struct pb_identity id;
@@ -164,14 +184,9 @@ static void login(struct pb_server *s, struct pb_pss *pss, const char *text, siz
     ev_timer_stop(s->loop, &pss->auth_timer);
     struct pb_conn *c = pss->conn;
     pb_debug("connection %llu logged in as %s", (unsigned long long)c->id, c->ident.user);
-    if (form != PB_FORM_NATIVE)
-        return;
-    struct pb_buf b;
-    pb_buf_init(&b, CONTROL_FRAME_MAX);
-    pb_buf_puts(&b, "{\"type\":\"welcome\",\"user\":");
-    pb_buf_json_string(&b, c->ident.user, strlen(c->ident.user));
-    pb_buf_printf(&b, ",\"conn_id\":\"%llu\"}", (unsigned long long)c->id);
-    send_buf(s, c, &b);
+    char resume[PB_POS_MAX_LEN + 1];
+    int has_resume = form == PB_FORM_NATIVE && login_resume(text, len, resume, sizeof(resume));
+    pb_hub_start(s->hub, c, has_resume ? resume : NULL, has_resume ? strlen(resume) : 0);
 }
 
 /* After login a client may ping at the application level; anything else

@@ -76,6 +76,15 @@ struct pb_config {
     char *tls_key;
     int tls_internal; /* TLS on the internal listener too */
 
+    int64_t state_max_tasks_per_user;
+    int64_t state_max_bytes;
+    int64_t state_ttl_ms;
+    int64_t state_final_ttl_ms;
+    int64_t state_lookback_ms;
+    int64_t history_max_events;
+    int64_t history_max_bytes;
+    int64_t history_ttl_ms;
+
     int cluster_mode;        /* enum pb_cluster_mode */
     char *cluster_node_name; /* NULL = the host name (see pb_kafka_new) */
 

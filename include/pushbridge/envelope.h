@@ -17,6 +17,7 @@ enum pb_drop_reason {
     PB_DROP_KEY_MISMATCH,
     PB_DROP_BAD_FIELD,
     PB_DROP_STALE,
+    PB_DROP_OUTDATED, /* older (Kafka timestamp) than the kept state of its task */
     PB_DROP__COUNT
 };
 const char *pb_drop_reason_name(int reason);
@@ -51,6 +52,11 @@ struct pb_event {
     size_t target_len;
 
     int64_t ts_ms;          /* Kafka timestamp or HTTP receive time, for latency */
+    /* Where the event stands (SPEC 7 "pos"): its Kafka topic, partition and
+     * offset; topic NULL for a local HTTP push (the store numbers those). */
+    const char *topic;
+    int32_t partition;
+    int64_t offset;
     char detail[160];       /* why parsing failed, for logs and HTTP errors */
 };
 

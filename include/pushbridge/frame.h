@@ -20,6 +20,10 @@ struct pb_frame {
     uint32_t refs;
     uint32_t source;      /* metrics source index (topic or HTTP), for delivered counts */
     int64_t ts_ms;        /* when the event was produced, for the latency histogram */
+    /* ws.slow_client coalesce: a hash of the event's task (0: none), and
+     * whether it was the task's final update (never coalesced away). */
+    uint64_t task_key;
+    int final;
     size_t len;           /* payload bytes */
     uint32_t hdr_len;     /* WebSocket header bytes, just before the payload */
     unsigned char buf[];  /* PB_FRAME_HEADROOM + len */
@@ -47,9 +51,9 @@ struct pb_frame *pb_frame_new(size_t len);
 void pb_frame_ref(struct pb_frame *f);
 void pb_frame_unref(struct pb_frame *f);
 
-/* {"type":"event","event":E,"id":I,"data":<raw>} (id omitted when absent,
- * "snapshot":true added when snapshot is set). */
-struct pb_frame *pb_frame_event_native(const struct pb_event *ev, int snapshot);
+/* {"type":"event","event":E,"id":I,"pos":P,"data":<raw>} (id omitted when
+ * absent, pos when NULL; "snapshot":true added when snapshot is set). */
+struct pb_frame *pb_frame_event_native(const struct pb_event *ev, int snapshot, const char *pos);
 /* What seed-form clients get: a string's text, or the data's JSON text. */
 struct pb_frame *pb_frame_event_plain(const struct pb_event *ev);
 /* A whole small frame given as wire bytes (at most PB_FRAME_HEADROOM: a

@@ -14,6 +14,7 @@
 #include "pushbridge/envelope.h"
 #include "pushbridge/frame.h"
 #include "pushbridge/metrics.h"
+#include "pushbridge/store.h"
 
 /* WebSocket close codes (documented in README.md). */
 #define PB_CLOSE_NORMAL 1000
@@ -72,8 +73,9 @@ struct pb_hub_hooks {
 
 struct pb_hub;
 
+/* store may be NULL: no task state, no history, no pos. It is borrowed. */
 struct pb_hub *pb_hub_new(const struct pb_config *cfg, struct pb_metrics *m,
-                          const struct pb_hub_hooks *hooks);
+                          struct pb_store *store, const struct pb_hub_hooks *hooks);
 /* Frees the hub and every connection still in it (without calling hooks). */
 void pb_hub_free(struct pb_hub *h);
 
@@ -86,9 +88,17 @@ int pb_hub_login(struct pb_hub *h, struct pb_conn *c, struct pb_identity *id);
 /* Removes every association of c and frees it and its queue. */
 void pb_hub_conn_free(struct pb_hub *h, struct pb_conn *c);
 
-/* Queues the event to every connection it targets (ev->target_kind) whose
- * filter admits it. Returns the number of connections it was queued to. */
-long pb_hub_deliver(struct pb_hub *h, const struct pb_event *ev, uint32_t source);
+/* Keeps the event in the store (task state, history), then queues it to
+ * every connection it targets (ev->target_kind) whose filter admits it.
+ * Returns the number of connections it was queued to (0 too when it was an
+ * outdated task update, counted as dropped). */
+long pb_hub_deliver(struct pb_hub *h, struct pb_event *ev, uint32_t source);
+
+/* What a connection gets once logged in: the welcome (native clients),
+ * then, when resume names a pos the history covers, every event missed
+ * since, else the task snapshot. resume NULL: a first login. */
+void pb_hub_start(struct pb_hub *h, struct pb_conn *c, const char *resume, size_t resume_len);
+struct pb_store *pb_hub_store(const struct pb_hub *h);
 
 /* Queues a control frame (welcome, error, pong) to one connection. */
 int pb_hub_send(struct pb_hub *h, struct pb_conn *c, struct pb_frame *f);

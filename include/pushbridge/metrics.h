@@ -64,6 +64,13 @@ struct pb_metrics {
     uint64_t commit_failures;
     uint64_t kafka_brokers_up;     /* brokers in state UP at the last statistics */
     uint64_t lost[PB_LOST__COUNT]; /* offsets skipped, by enum pb_lost_reason */
+    /* Task state and history (store.c), by reason: max_tasks_per_user (or
+     * max_events), max_bytes, ttl. */
+    uint64_t state_evicted[3];
+    uint64_t history_evicted[3];
+    uint64_t resumes[2];      /* logins asking to resume: [0] not covered, [1] resumed */
+    uint64_t coalesced;       /* queued task updates replaced by a newer one */
+    uint64_t redeliveries;    /* Kafka offsets read again (rebalance, rebuild): not re-sent */
     uint64_t lat_buckets[PB_METRICS_LAT_BUCKETS + 1]; /* last = +Inf */
     double lat_sum;
     uint64_t lat_count;
@@ -80,6 +87,8 @@ struct pb_gauges {
     int kafka_ready;
     const char *kafka_bootstrap; /* --dev only, else NULL */
     const char *not_ready_reason;
+    /* The store (task state and history). */
+    uint64_t state_users, state_tasks, state_bytes, history_events, history_bytes;
 };
 
 void pb_metrics_init(struct pb_metrics *m);

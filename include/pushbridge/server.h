@@ -14,6 +14,7 @@
 #include "pushbridge/hub.h"
 #include "pushbridge/kafka.h"
 #include "pushbridge/metrics.h"
+#include "pushbridge/store.h"
 
 struct pb_http_req;
 struct pb_httpd;
@@ -47,6 +48,7 @@ struct pb_server {
     struct lws_vhost *vh_public, *vh_internal;
     struct pb_metrics metrics;
     struct pb_hub *hub;
+    struct pb_store *store; /* task state and history, behind the hub */
     struct pb_auth *auth;
     struct pb_kafka *kafka;
     struct pb_httpd *httpd; /* the internal listener, when it is not lws's */

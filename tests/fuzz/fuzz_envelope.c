@@ -21,7 +21,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         pb_event_init(&ev);
         if (pb_envelope_parse(value, vlen, flags, &ev) == PB_DROP_NONE &&
             pb_event_set_target(&ev, keylen ? key : NULL, keylen) == PB_DROP_NONE) {
-            pb_frame_unref(pb_frame_event_native(&ev, flags));
+            pb_frame_unref(pb_frame_event_native(&ev, flags, flags ? "1.0.abc-0~1" : NULL));
             pb_frame_unref(pb_frame_event_plain(&ev));
         }
         pb_event_clear(&ev);

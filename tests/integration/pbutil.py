@@ -177,3 +177,10 @@ def batch_results(doc):
         return doc["results"]
     assert isinstance(doc, list), f"batch answer is not a list of results: {doc!r}"
     return doc
+
+
+def without_pos(frame):
+    """A native event frame without its "pos" (SPEC 7), which must be there:
+    a non-empty string. For tests about the rest of the frame."""
+    assert isinstance(frame.get("pos"), str) and frame["pos"], f"no pos in {frame!r}"
+    return {k: v for k, v in frame.items() if k != "pos"}

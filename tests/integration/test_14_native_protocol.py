@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from pbutil import assert_data_verbatim, envelope, unique_uid
+from pbutil import assert_data_verbatim, envelope, unique_uid, without_pos
 
 
 @pytest.fixture
@@ -21,7 +21,8 @@ def test_welcome_shape(shared):
     uid = unique_uid()
     c = shared.ws()
     welcome = c.login_native(uid)
-    assert set(welcome) == {"type", "user", "conn_id"}
+    assert set(welcome) == {"type", "user", "conn_id", "pos"}
+    assert isinstance(welcome["pos"], str) and welcome["pos"]
     assert welcome["type"] == "welcome" and welcome["user"] == uid
     assert isinstance(welcome["conn_id"], str) and welcome["conn_id"]
     c.no_message(0.2)
@@ -55,7 +56,7 @@ def test_event_frame_carries_data_byte_for_byte(shared, kafka, data):
     assert msg["type"] == "event"
     assert msg["event"] == "task.progress"
     assert msg["id"] == "ev-7"
-    assert set(msg) == {"type", "event", "id", "data"}
+    assert set(msg) == {"type", "event", "id", "pos", "data"}
     assert_data_verbatim(raw, data)
 
 
@@ -63,14 +64,14 @@ def test_event_without_id_has_no_id_member(shared, kafka):
     uid = unique_uid()
     c, _ = shared.native_client(uid)
     kafka.produce(shared.topic, envelope(event="e", data=1), key=uid)
-    assert c.recv_json(10) == {"type": "event", "event": "e", "data": 1}
+    assert without_pos(c.recv_json(10)) == {"type": "event", "event": "e", "data": 1}
 
 
 def test_event_defaults_to_message(shared, kafka):
     uid = unique_uid()
     c, _ = shared.native_client(uid)
     kafka.produce(shared.topic, envelope(data="hi"), key=uid)
-    assert c.recv_json(10) == {"type": "event", "event": "message", "data": "hi"}
+    assert without_pos(c.recv_json(10)) == {"type": "event", "event": "message", "data": "hi"}
 
 
 def test_event_header_overrides_event_field(shared, kafka):
@@ -87,7 +88,7 @@ def test_event_with_escapes_in_name_and_id(shared, kafka):
     kafka.produce(shared.topic, json.dumps({"event": 'we"ird\u00e9', "id": "a\\b\n",
                                             "data": 0}).encode(), key=uid)
     msg = c.recv_json(10)
-    assert msg == {"type": "event", "event": 'we"ird\u00e9', "id": "a\\b\n", "data": 0}
+    assert without_pos(msg) == {"type": "event", "event": 'we"ird\u00e9', "id": "a\\b\n", "data": 0}
 
 
 def test_missing_data_is_null(shared, kafka):

@@ -11,6 +11,7 @@ counts them)."""
 
 import json
 import os
+import re
 import socket
 import struct
 import subprocess
@@ -22,7 +23,7 @@ import urllib.parse
 
 import pytest
 
-from pbutil import envelope, unique_uid, wait_until
+from pbutil import envelope, unique_uid, wait_until, without_pos
 from wsclient import (ABNORMAL_CLOSURE, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT,
                       ConnectionClosed, WsClient, WsHandshakeError, encode_frame)
 
@@ -70,7 +71,7 @@ def _carried_on_kafka(bridge, kafka, h, tag):
     bridge.assert_alive()
     kafka.produce(bridge.topic, envelope(event="good", data={"after": tag}), key=h.uid)
     m = h.native.recv_json(15)
-    assert m == {"type": "event", "event": "good", "data": {"after": tag}}, m
+    assert without_pos(m) == {"type": "event", "event": "good", "data": {"after": tag}}, m
     assert json.loads(h.seed.recv_text(15)) == {"after": tag}
 
 
@@ -79,7 +80,7 @@ def _carried_on_http(bridge, h, tag, timeout=5.0):
     st, doc = bridge.push(h.uid, {"after": tag}, event="good")
     assert (st, doc) == (200, {"delivered": 2}), (st, doc)
     m = h.native.recv_json(timeout)
-    assert m == {"type": "event", "event": "good", "data": {"after": tag}}, m
+    assert without_pos(m) == {"type": "event", "event": "good", "data": {"after": tag}}, m
     assert json.loads(h.seed.recv_text(timeout)) == {"after": tag}
 
 
@@ -240,7 +241,10 @@ def test_kafka_hostile(shared, kafka, healthy, case):
     if expect[0] == "deliver":
         _, event, data_text, seed_text = expect
         text = healthy.native.recv_text(20)
-        want = '{"type":"event","event":' + json.dumps(event) + ',"data":' + data_text + "}"
+        pos = re.match(r'\{"type":"event","event":(?:"(?:[^"\\]|\\.)*"),"pos":"([^"]+)"', text)
+        assert pos, f"native frame without pos: {text[:300]!r}"
+        want = ('{"type":"event","event":' + json.dumps(event) + ',"pos":"' + pos.group(1) +
+                '","data":' + data_text + "}")
         assert text == want, f"native frame {text[:300]!r} (len {len(text)}), " \
                              f"expected {want[:300]!r} (len {len(want)})"
         got = healthy.seed.recv_text(20)   # strict UTF-8: a browser would fail otherwise
@@ -682,7 +686,10 @@ def test_push_with_300k_deep_data_is_delivered_verbatim(big, kafka):
     body = ('{"user_id":' + json.dumps(uid) + ',"event":"deep","data":' + data + "}").encode()
     st, doc, _ = big.json("POST", "/push", body)
     assert (st, doc) == (200, {"delivered": 1})
-    assert c.recv_text(20) == '{"type":"event","event":"deep","data":' + data + "}"
+    text = c.recv_text(20)
+    pos = re.match(r'\{"type":"event","event":"deep","pos":"([^"]+)",', text)
+    assert pos, text[:200]
+    assert text == '{"type":"event","event":"deep","pos":"' + pos.group(1) + '","data":' + data + "}"
     _carried_on_native(big, c, uid, "after-deep-push")
 
 

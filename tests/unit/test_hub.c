@@ -65,7 +65,7 @@ static int setup(void **state)
     assert_non_null(fx);
     assert_int_equal(pb_config_init(&fx->cfg), 0);
     pb_metrics_init(&fx->m);
-    fx->h = pb_hub_new(&fx->cfg, &fx->m, &fake_hooks);
+    fx->h = pb_hub_new(&fx->cfg, &fx->m, NULL, &fake_hooks);
     assert_non_null(fx->h);
     memset(&hooks_seen, 0, sizeof(hooks_seen));
     *state = fx;
@@ -749,7 +749,7 @@ static void test_hub_free_releases_queues(void **state)
     int kills = hooks_seen.kill;
     pb_hub_free(fx->h);
     assert_int_equal(hooks_seen.kill, kills); /* no hooks on the way out */
-    fx->h = pb_hub_new(&fx->cfg, &fx->m, &fake_hooks);
+    fx->h = pb_hub_new(&fx->cfg, &fx->m, NULL, &fake_hooks);
     assert_non_null(fx->h);
 }
 
