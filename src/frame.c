@@ -115,6 +115,8 @@ struct pb_frame *pb_frame_event_native(const struct pb_event *ev, int snapshot, 
     static const char head[] = "{\"type\":\"event\",\"event\":";
     static const char id_key[] = ",\"id\":";
     static const char pos_key[] = ",\"pos\":\"";
+    static const char task_key[] = ",\"task\":";
+    static const char final_key[] = ",\"final\":true";
     static const char snap[] = ",\"snapshot\":true";
     static const char data_key[] = ",\"data\":";
     const char *name = pb_event_name(ev);
@@ -127,6 +129,11 @@ struct pb_frame *pb_frame_event_native(const struct pb_event *ev, int snapshot, 
         len += sizeof(id_key) - 1 + pb_json_string_len(ev->id, id_len);
     if (snapshot)
         len += sizeof(snap) - 1;
+    size_t task_len = ev->task ? strlen(ev->task) : 0;
+    if (ev->task)
+        len += sizeof(task_key) - 1 + pb_json_string_len(ev->task, task_len);
+    if (ev->final)
+        len += sizeof(final_key) - 1;
     size_t pos_len = pos ? strlen(pos) : 0; /* pos text needs no escaping (pos.c) */
     if (pos)
         len += sizeof(pos_key) - 1 + pos_len + 1;
@@ -143,6 +150,13 @@ struct pb_frame *pb_frame_event_native(const struct pb_event *ev, int snapshot, 
         pb_json_string_write(p, ev->id, id_len);
         p += pb_json_string_len(ev->id, id_len);
     }
+    if (ev->task) {
+        p = PUT_LIT(p, task_key);
+        pb_json_string_write(p, ev->task, task_len);
+        p += pb_json_string_len(ev->task, task_len);
+    }
+    if (ev->final)
+        p = PUT_LIT(p, final_key);
     if (pos) {
         p = PUT_LIT(p, pos_key);
         p = put(p, pos, pos_len);

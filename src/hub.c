@@ -319,15 +319,17 @@ static int is_slow(struct pb_hub *h, const struct pb_conn *c, size_t add)
 }
 
 /* ws.slow_client coalesce: f takes the place of the newest queued update
- * of its task that was not final. Returns 1 when it did. */
+ * of its task, unless that one is final. Returns 1 when it did. */
 static int coalesce_into(struct pb_hub *h, struct pb_conn *c, struct pb_frame *f)
 {
     if (!f || !f->task_key)
         return 0;
     for (uint32_t i = c->q_len; i-- > 0;) {
         struct pb_frame **slot = &c->q[(c->q_head + i) % c->q_cap];
-        if ((*slot)->task_key != f->task_key || (*slot)->final)
+        if ((*slot)->task_key != f->task_key)
             continue;
+        if ((*slot)->final)
+            return 0; /* an update past it would overtake the final one */
         c->q_bytes = c->q_bytes - (*slot)->len + f->len;
         h->queue_bytes = h->queue_bytes - (*slot)->len + f->len;
         pb_frame_unref(*slot);
@@ -602,6 +604,12 @@ long pb_hub_deliver(struct pb_hub *h, struct pb_event *ev, uint32_t source)
     if (source < PB_METRICS_MAX_SOURCES)
         h->m->src[source].delivered += (uint64_t)n;
     return n;
+}
+
+void pb_hub_keep(struct pb_hub *h, struct pb_event *ev)
+{
+    if (h->store)
+        pb_store_record(h->store, ev);
 }
 
 /* ---- login: welcome, snapshot, resume ------------------------------------- */

@@ -527,7 +527,7 @@ struct pb_kafka *pb_kafka_new(const struct pb_config *cfg, struct pb_hub *hub, s
     rd_kafka_queue_io_event_enable(k->queue, k->pipefd[1], "1", 1);
     if (cfg->kafka_dead_letter_topic && !(k->dlq = pb_kafka_dead_letter_producer(k, errstr, errlen)))
         goto fail;
-    if (subscribe(k, errstr, errlen))
+    if (!pb_kafka_rebuild_start(k) && subscribe(k, errstr, errlen))
         goto fail;
     char inst[300] = "";
     size_t ilen = sizeof(inst);
@@ -563,11 +563,55 @@ int pb_kafka_ready(const struct pb_kafka *k, const char **why)
         *why = "Kafka brokers are unreachable";
         return 0;
     }
+    if (k->rebuild) {
+        *why = k->why; /* kept up to date by kafka_rebuild.c */
+        return 0;
+    }
     if (k->assigned <= 0) {
         *why = k->why;
         return 0;
     }
     return 1;
+}
+
+/* Parses msg into ev, its position and time set. PB_DROP_NONE, or the
+ * reason, with ev->detail saying why. */
+static int parse_message(struct pb_kafka *k, const rd_kafka_message_t *msg, int64_t ts,
+                         struct pb_event *ev)
+{
+    pb_event_init(ev);
+    ev->ts_ms = ts;
+    ev->topic = rd_kafka_topic_name(msg->rkt);
+    ev->partition = msg->partition;
+    ev->offset = msg->offset;
+    int reason;
+    if (!msg->payload) {
+        reason = PB_DROP_NOT_JSON;
+        snprintf(ev->detail, sizeof(ev->detail), "the message has no value");
+    } else if ((int64_t)msg->len > k->cfg->kafka_max_event_bytes) {
+        reason = PB_DROP_OVERSIZED;
+        snprintf(ev->detail, sizeof(ev->detail), "%zu bytes is over kafka.max_event_bytes (%lld)",
+                 msg->len, (long long)k->cfg->kafka_max_event_bytes);
+    } else {
+        reason = pb_envelope_parse(msg->payload, msg->len, 0, ev);
+    }
+
+    rd_kafka_headers_t *hdrs = NULL;
+    const void *hval;
+    size_t hlen;
+    if (!reason && rd_kafka_message_headers(msg, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        rd_kafka_header_get_last(hdrs, "event", &hval, &hlen) == RD_KAFKA_RESP_ERR_NO_ERROR && hval)
+        reason = pb_event_set_name(ev, hval, hlen);
+    if (!reason)
+        reason = pb_event_set_target(ev, msg->key, msg->key_len);
+    return reason;
+}
+
+static int64_t message_time(const rd_kafka_message_t *msg, int64_t now)
+{
+    rd_kafka_timestamp_type_t tstype;
+    int64_t ts = rd_kafka_message_timestamp(msg, &tstype);
+    return ts > 0 ? ts : now;
 }
 
 /* Parses, routes and delivers one message. Never fails: bad input is
@@ -580,47 +624,28 @@ static void handle_message(struct pb_kafka *k, const rd_kafka_message_t *msg)
     uint32_t src = k->last_src;
     k->m->src[src].consumed++;
 
-    rd_kafka_timestamp_type_t tstype;
-    int64_t ts = rd_kafka_message_timestamp(msg, &tstype);
     int64_t now = pb_now_ms();
-    if (ts <= 0)
-        ts = now;
+    int64_t ts = message_time(msg, now);
     if (k->ncatching && stale_backlog(k, msg, now - ts)) {
         pb_metrics_drop(k->m, src, PB_DROP_STALE);
         return;
     }
-
     struct pb_event ev;
-    pb_event_init(&ev);
-    ev.ts_ms = ts;
-    ev.topic = topic;
-    ev.partition = msg->partition;
-    ev.offset = msg->offset;
-    int reason;
-    if (!msg->payload) {
-        reason = PB_DROP_NOT_JSON;
-        snprintf(ev.detail, sizeof(ev.detail), "the message has no value");
-    } else if ((int64_t)msg->len > k->cfg->kafka_max_event_bytes) {
-        reason = PB_DROP_OVERSIZED;
-        snprintf(ev.detail, sizeof(ev.detail), "%zu bytes is over kafka.max_event_bytes (%lld)",
-                 msg->len, (long long)k->cfg->kafka_max_event_bytes);
-    } else {
-        reason = pb_envelope_parse(msg->payload, msg->len, 0, &ev);
-    }
-
-    rd_kafka_headers_t *hdrs = NULL;
-    const void *hval;
-    size_t hlen;
-    if (!reason && rd_kafka_message_headers(msg, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR &&
-        rd_kafka_header_get_last(hdrs, "event", &hval, &hlen) == RD_KAFKA_RESP_ERR_NO_ERROR && hval)
-        reason = pb_event_set_name(&ev, hval, hlen);
-    if (!reason)
-        reason = pb_event_set_target(&ev, msg->key, msg->key_len);
-
+    int reason = parse_message(k, msg, ts, &ev);
     if (reason)
         pb_kafka_malformed(k, msg, src, reason, ev.detail);
     else
         pb_hub_deliver(k->hub, &ev, src);
+    pb_event_clear(&ev);
+}
+
+void pb_kafka_keep(struct pb_kafka *k, const rd_kafka_message_t *msg)
+{
+    /* A malformed message is counted and dead-lettered when the group
+     * consumer reads it: here it is only skipped. */
+    struct pb_event ev;
+    if (!parse_message(k, msg, message_time(msg, pb_now_ms()), &ev))
+        pb_hub_keep(k->hub, &ev);
     pb_event_clear(&ev);
 }
 
@@ -646,11 +671,30 @@ static void handle(struct pb_kafka *k, rd_kafka_message_t *msg)
     rd_kafka_offset_store(msg->rkt, msg->partition, msg->offset);
 }
 
+/* The rebuild's turn of a drain: 1 when it has more to read now. */
+static int drain_rebuild(struct pb_kafka *k, int budget)
+{
+    int more = pb_kafka_rebuild_drain(k, budget);
+    if (!pb_kafka_rebuild_finish(k))
+        return more;
+    char err[256];
+    if (subscribe(k, err, sizeof(err))) {
+        pb_error("%s", err);
+        snprintf(k->fatal, sizeof(k->fatal), "%.190s", err);
+    }
+    return 0;
+}
+
 int pb_kafka_drain(struct pb_kafka *k, int budget)
 {
     char sink[64];
     while (read(k->pipefd[0], sink, sizeof(sink)) > 0)
         ;
+    if (k->rebuild && drain_rebuild(k, budget)) {
+        if (write(k->pipefd[1], "1", 1) < 0 && errno != EAGAIN)
+            pb_warn("kafka: cannot re-arm the wake-up pipe: %s", strerror(errno));
+        return 1;
+    }
     for (int i = 0; i < budget; i++) {
         rd_kafka_message_t *msg = rd_kafka_consumer_poll(k->rk, 0);
         if (!msg) {
@@ -778,6 +822,7 @@ void pb_kafka_free(struct pb_kafka *k)
 {
     if (!k)
         return;
+    pb_kafka_rebuild_free(k);
     if (k->queue)
         rd_kafka_queue_destroy(k->queue);
     /* A consumer whose close did not finish must not be closed again

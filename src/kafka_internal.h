@@ -88,6 +88,8 @@ struct pb_kafka {
     int ever_up;        /* a broker was UP in some statistics: down is news */
     int none_up;        /* statistics in a row with no broker UP */
     int static_member;  /* group.instance.id set: leave explicitly at close */
+
+    struct pb_kafka_rebuild *rebuild; /* while state is rebuilt at start (kafka_rebuild.c) */
 };
 
 /* kafka.c: librdkafka's callbacks (served on the loop through the queue). */
@@ -111,6 +113,19 @@ int pb_kafka_apply_properties(const struct pb_config *cfg, rd_kafka_conf_t *conf
 rd_kafka_conf_t *pb_kafka_consumer_conf(struct pb_kafka *k, char *errstr, size_t errlen);
 /* --dev: the in-process cluster; sets k->bootstrap. */
 int pb_kafka_start_embedded(struct pb_kafka *k, char *errstr, size_t errlen);
+
+/* kafka.c: a message read by the rebuild goes to the store only. */
+void pb_kafka_keep(struct pb_kafka *k, const rd_kafka_message_t *msg);
+
+/* kafka_rebuild.c */
+/* 1 when a rebuild started (the group consumer subscribes once it is
+ * done), 0 when there is nothing to rebuild or it cannot be (logged). */
+int pb_kafka_rebuild_start(struct pb_kafka *k);
+/* Reads at most budget messages; 1 when more are waiting. */
+int pb_kafka_rebuild_drain(struct pb_kafka *k, int budget);
+/* 1 (once) when every partition has been read: the rebuild is gone. */
+int pb_kafka_rebuild_finish(struct pb_kafka *k);
+void pb_kafka_rebuild_free(struct pb_kafka *k);
 
 /* kafka_dlq.c */
 rd_kafka_t *pb_kafka_dead_letter_producer(struct pb_kafka *k, char *errstr, size_t errlen);

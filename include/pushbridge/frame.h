@@ -51,8 +51,9 @@ struct pb_frame *pb_frame_new(size_t len);
 void pb_frame_ref(struct pb_frame *f);
 void pb_frame_unref(struct pb_frame *f);
 
-/* {"type":"event","event":E,"id":I,"pos":P,"data":<raw>} (id omitted when
- * absent, pos when NULL; "snapshot":true added when snapshot is set). */
+/* {"type":"event","event":E,"id":I,"task":T,"final":true,"pos":P,
+ * "snapshot":true,"data":<raw>}: id, task and final only when the envelope
+ * had them, pos unless NULL, snapshot when set. */
 struct pb_frame *pb_frame_event_native(const struct pb_event *ev, int snapshot, const char *pos);
 /* What seed-form clients get: a string's text, or the data's JSON text. */
 struct pb_frame *pb_frame_event_plain(const struct pb_event *ev);

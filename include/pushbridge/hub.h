@@ -94,6 +94,9 @@ void pb_hub_conn_free(struct pb_hub *h, struct pb_conn *c);
  * outdated task update, counted as dropped). */
 long pb_hub_deliver(struct pb_hub *h, struct pb_event *ev, uint32_t source);
 
+/* Keeps the event in the store only (the rebuild at start). */
+void pb_hub_keep(struct pb_hub *h, struct pb_event *ev);
+
 /* What a connection gets once logged in: the welcome (native clients),
  * then, when resume names a pos the history covers, every event missed
  * since, else the task snapshot. resume NULL: a first login. */

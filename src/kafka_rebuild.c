@@ -1,0 +1,292 @@
+/* Rebuild on start (SPEC 7): before the group consumer subscribes, a second,
+ * group-less consumer reads the last state.lookback_ms of every subscribed
+ * partition (offsetsForTimes) up to the high watermark found at start, and
+ * each event goes to the store only (task state, history), never to a
+ * client. The bridge is not ready until every partition is read. The group
+ * consumer then starts from its committed offsets as before; what the
+ * rebuild already read is a redelivery to the store and is not sent again,
+ * so a client that resumes gets those events from the history once.
+ * The metadata and offset lookups block the loop at start, each bounded by
+ * REBUILD_LOOKUP_MS; a broker that does not answer means no rebuild (logged)
+ * rather than no bridge. */
+#include <regex.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pushbridge/log.h"
+#include "kafka_internal.h"
+
+#define REBUILD_LOOKUP_MS 10000
+
+struct rebuild_part {
+    char *topic;
+    int32_t partition;
+    int64_t end; /* high watermark at start: read up to end - 1 */
+    int done;
+};
+
+struct pb_kafka_rebuild {
+    rd_kafka_t *rk;
+    rd_kafka_queue_t *queue;
+    struct rebuild_part *parts;
+    size_t nparts, ndone;
+    uint64_t events;
+    int64_t started_ms;
+};
+
+static void rebuild_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    (void)rk;
+    if (level <= 4)
+        pb_warn("kafka rebuild: %s: %s", fac, buf);
+    else
+        pb_debug("kafka rebuild: %s: %s", fac, buf);
+}
+
+static rd_kafka_t *rebuild_consumer(struct pb_kafka *k, char *errstr, size_t errlen)
+{
+    const struct pb_config *cfg = k->cfg;
+    char group[300], err[256];
+    /* A group id is required, but the consumer never joins: it is assigned
+     * its partitions and commits nothing. */
+    snprintf(group, sizeof(group), "%s.rebuild", cfg->kafka_group_id);
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set_log_cb(conf, rebuild_log);
+    if (pb_kafka_conf_set(conf, "bootstrap.servers", k->bootstrap ? k->bootstrap : cfg->kafka_brokers,
+                          errstr, errlen) ||
+        pb_kafka_apply_properties(cfg, conf, errstr, errlen) ||
+        pb_kafka_conf_set(conf, "group.id", group, errstr, errlen) ||
+        pb_kafka_conf_set(conf, "group.instance.id", "", errstr, errlen) ||
+        pb_kafka_conf_set(conf, "enable.auto.commit", "false", errstr, errlen) ||
+        pb_kafka_conf_set(conf, "enable.auto.offset.store", "false", errstr, errlen) ||
+        pb_kafka_conf_set(conf, "enable.partition.eof", "true", errstr, errlen) ||
+        pb_kafka_conf_set(conf, "statistics.interval.ms", "0", errstr, errlen)) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
+    if (!rk) {
+        rd_kafka_conf_destroy(conf);
+        snprintf(errstr, errlen, "kafka: cannot create the rebuild consumer: %s", err);
+    }
+    return rk;
+}
+
+static int topic_wanted(const struct pb_config *cfg, const char *topic, regex_t *res,
+                        const int *res_ok)
+{
+    for (size_t i = 0; i < cfg->kafka_topics.n; i++) {
+        const char *t = cfg->kafka_topics.items[i];
+        if (t[0] != '^' ? strcmp(t, topic) == 0
+                        : res_ok[i] && regexec(&res[i], topic, 0, NULL, 0) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* Every partition of the subscribed topics (regexes matched here, with POSIX
+ * extended syntax), its offset set to the lookback's start time. */
+static rd_kafka_topic_partition_list_t *lookback_list(struct pb_kafka *k, rd_kafka_t *rk,
+                                                      char *errstr, size_t errlen)
+{
+    const rd_kafka_metadata_t *md;
+    rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 1, NULL, &md, REBUILD_LOOKUP_MS);
+    if (err) {
+        snprintf(errstr, errlen, "cannot read the topics' metadata: %s", rd_kafka_err2str(err));
+        return NULL;
+    }
+    size_t nt = k->cfg->kafka_topics.n;
+    regex_t *res = calloc(nt ? nt : 1, sizeof(*res));
+    int *res_ok = calloc(nt ? nt : 1, sizeof(*res_ok));
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(16);
+    int64_t since = pb_now_ms() - k->cfg->state_lookback_ms;
+    for (size_t i = 0; res && res_ok && i < nt; i++)
+        if (k->cfg->kafka_topics.items[i][0] == '^')
+            res_ok[i] = regcomp(&res[i], k->cfg->kafka_topics.items[i],
+                                REG_EXTENDED | REG_NOSUB) == 0;
+    for (int t = 0; res && res_ok && t < md->topic_cnt; t++) {
+        const rd_kafka_metadata_topic_t *mt = &md->topics[t];
+        if (mt->err || !topic_wanted(k->cfg, mt->topic, res, res_ok))
+            continue;
+        for (int p = 0; p < mt->partition_cnt; p++)
+            rd_kafka_topic_partition_list_add(list, mt->topic, mt->partitions[p].id)->offset =
+                since;
+    }
+    for (size_t i = 0; res && res_ok && i < nt; i++)
+        if (res_ok[i])
+            regfree(&res[i]);
+    free(res);
+    free(res_ok);
+    rd_kafka_metadata_destroy(md);
+    return list;
+}
+
+/* Keeps the partitions with something to read: assigns them from the
+ * lookback's first offset and notes where each ends. */
+static int plan(struct pb_kafka *k, struct pb_kafka_rebuild *rb,
+                rd_kafka_topic_partition_list_t *list, char *errstr, size_t errlen)
+{
+    rd_kafka_resp_err_t err = rd_kafka_offsets_for_times(rb->rk, list, REBUILD_LOOKUP_MS);
+    if (err) {
+        snprintf(errstr, errlen, "cannot look offsets up by time: %s", rd_kafka_err2str(err));
+        return -1;
+    }
+    rd_kafka_topic_partition_list_t *assign = rd_kafka_topic_partition_list_new(list->cnt);
+    rb->parts = calloc((size_t)list->cnt + 1, sizeof(*rb->parts));
+    if (!rb->parts) {
+        rd_kafka_topic_partition_list_destroy(assign);
+        snprintf(errstr, errlen, "out of memory");
+        return -1;
+    }
+    for (int i = 0; i < list->cnt; i++) {
+        rd_kafka_topic_partition_t *tp = &list->elems[i];
+        int64_t lo, hi;
+        /* offset -1: nothing at or after the lookback's start. */
+        if (tp->err || tp->offset < 0 ||
+            rd_kafka_query_watermark_offsets(rb->rk, tp->topic, tp->partition, &lo, &hi,
+                                             REBUILD_LOOKUP_MS) ||
+            tp->offset >= hi)
+            continue;
+        struct rebuild_part *p = &rb->parts[rb->nparts];
+        if (!(p->topic = strdup(tp->topic)))
+            continue;
+        p->partition = tp->partition;
+        p->end = hi;
+        rb->nparts++;
+        rd_kafka_topic_partition_list_add(assign, tp->topic, tp->partition)->offset = tp->offset;
+    }
+    (void)k;
+    err = assign->cnt ? rd_kafka_assign(rb->rk, assign) : RD_KAFKA_RESP_ERR_NO_ERROR;
+    rd_kafka_topic_partition_list_destroy(assign);
+    if (err) {
+        snprintf(errstr, errlen, "cannot assign the partitions: %s", rd_kafka_err2str(err));
+        return -1;
+    }
+    return 0;
+}
+
+/* The not-ready reason (/readyz) while rebuilding. */
+static void set_status(struct pb_kafka *k)
+{
+    snprintf(k->why, sizeof(k->why),
+             "rebuilding task state and history: %zu of %zu partition(s) read",
+             k->rebuild->ndone, k->rebuild->nparts);
+}
+
+static void rebuild_free(struct pb_kafka_rebuild *rb)
+{
+    if (!rb)
+        return;
+    if (rb->queue)
+        rd_kafka_queue_destroy(rb->queue);
+    if (rb->rk)
+        rd_kafka_destroy_flags(rb->rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+    for (size_t i = 0; i < rb->nparts; i++)
+        free(rb->parts[i].topic);
+    free(rb->parts);
+    free(rb);
+}
+
+int pb_kafka_rebuild_start(struct pb_kafka *k)
+{
+    const struct pb_config *cfg = k->cfg;
+    if (cfg->state_lookback_ms <= 0 ||
+        (cfg->state_max_tasks_per_user <= 0 && cfg->history_max_events <= 0))
+        return 0;
+    char err[300] = "";
+    struct pb_kafka_rebuild *rb = calloc(1, sizeof(*rb));
+    rd_kafka_topic_partition_list_t *list = NULL;
+    if (!rb || !(rb->rk = rebuild_consumer(k, err, sizeof(err))) ||
+        !(list = lookback_list(k, rb->rk, err, sizeof(err))) || plan(k, rb, list, err, sizeof(err)))
+        goto fail;
+    rd_kafka_topic_partition_list_destroy(list);
+    rb->started_ms = pb_monotonic_ms();
+    if (rb->nparts == 0) {
+        pb_info("kafka: nothing to rebuild task state from in the last %lld ms",
+                (long long)cfg->state_lookback_ms);
+        rebuild_free(rb);
+        return 0;
+    }
+    rb->queue = rd_kafka_queue_get_consumer(rb->rk);
+    rd_kafka_queue_io_event_enable(rb->queue, k->pipefd[1], "1", 1);
+    k->rebuild = rb;
+    set_status(k);
+    pb_info("kafka: rebuilding task state and history from the last %lld ms of %zu "
+            "partition(s)",
+            (long long)cfg->state_lookback_ms, rb->nparts);
+    return 1;
+fail:
+    if (list)
+        rd_kafka_topic_partition_list_destroy(list);
+    pb_warn("kafka: task state not rebuilt (%s): clients see tasks again from their next "
+            "update",
+            err[0] ? err : "out of memory");
+    rebuild_free(rb);
+    return 0;
+}
+
+static struct rebuild_part *part_of(struct pb_kafka_rebuild *rb, const rd_kafka_message_t *msg)
+{
+    const char *topic = rd_kafka_topic_name(msg->rkt);
+    for (size_t i = 0; i < rb->nparts; i++)
+        if (rb->parts[i].partition == msg->partition && strcmp(rb->parts[i].topic, topic) == 0)
+            return &rb->parts[i];
+    return NULL;
+}
+
+static void part_done(struct pb_kafka *k, struct rebuild_part *p)
+{
+    if (p && !p->done) {
+        p->done = 1;
+        k->rebuild->ndone++;
+        set_status(k);
+    }
+}
+
+int pb_kafka_rebuild_drain(struct pb_kafka *k, int budget)
+{
+    struct pb_kafka_rebuild *rb = k->rebuild;
+    for (int i = 0; i < budget && rb->ndone < rb->nparts; i++) {
+        rd_kafka_message_t *msg = rd_kafka_consumer_poll(rb->rk, 0);
+        if (!msg)
+            return 0;
+        struct rebuild_part *p = msg->rkt ? part_of(rb, msg) : NULL;
+        if (msg->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+            part_done(k, p);
+        } else if (msg->err) {
+            pb_debug("kafka rebuild: %s", rd_kafka_message_errstr(msg));
+        } else if (p && !p->done) {
+            if (!pb_store_seen(pb_hub_store(k->hub), p->topic, p->partition, msg->offset)) {
+                pb_kafka_keep(k, msg);
+                rb->events++;
+            }
+            if (msg->offset + 1 >= p->end)
+                part_done(k, p);
+        }
+        rd_kafka_message_destroy(msg);
+    }
+    return rb->ndone < rb->nparts;
+}
+
+int pb_kafka_rebuild_finish(struct pb_kafka *k)
+{
+    struct pb_kafka_rebuild *rb = k->rebuild;
+    if (!rb || rb->ndone < rb->nparts)
+        return 0;
+    struct pb_store_stats st;
+    pb_store_stats(pb_hub_store(k->hub), &st);
+    pb_info("kafka: rebuilt from %llu event(s) in %lld ms: %llu task(s), %llu history event(s)",
+            (unsigned long long)rb->events, (long long)(pb_monotonic_ms() - rb->started_ms),
+            (unsigned long long)st.tasks, (unsigned long long)st.history_events);
+    rebuild_free(rb);
+    k->rebuild = NULL;
+    snprintf(k->why, sizeof(k->why), "no Kafka partitions assigned yet");
+    return 1;
+}
+
+void pb_kafka_rebuild_free(struct pb_kafka *k)
+{
+    rebuild_free(k->rebuild);
+    k->rebuild = NULL;
+}
