@@ -4,6 +4,7 @@
  * so adding a setting is adding a row. Errors are written into (errstr, errlen) and name the key;
  * nothing here prints, logs or exits. */
 #include "pushbridge/config.h"
+#include "config_internal.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -16,22 +17,6 @@
 
 #include <yajl/yajl_parse.h>
 #include <yajl/yajl_tree.h>
-
-enum setting_type { T_STRING, T_INT, T_BOOL, T_ENUM, T_STRLIST, T_KVLIST };
-
-#define F_OPTIONAL 0x1 /* string may be unset (JSON null, or "" anywhere) */
-#define F_SECRET   0x2 /* never echoed: masked in the dump and in error messages */
-
-struct setting {
-    const char *key; /* "section.name", or "name" at the top level */
-    enum setting_type type;
-    size_t offset;            /* into struct pb_config */
-    int64_t min, max;         /* T_INT only */
-    const char *def;          /* string form, as the environment would give it; NULL = unset */
-    const char *const *names; /* T_ENUM: NULL-terminated, indexed by the enum's value */
-    unsigned flags;
-    const char *help;
-};
 
 /* _Generic makes a row whose field has the wrong C type fail to compile, so the casts in
  * FIELD_PTR() below cannot go wrong silently. The row macros stay one line each, which reads
@@ -187,6 +172,12 @@ static const struct setting settings[] = {
 
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
 
+const struct setting *pb_config_table(size_t *n)
+{
+    *n = NSETTINGS;
+    return settings;
+}
+
 #define MAX_FILE_BYTES (1 * MIB) /* a config file is small; refuse to slurp anything huge */
 #define MAX_DEPTH      16        /* yajl_tree_free() recurses; settings nest three deep */
 
@@ -284,15 +275,13 @@ static int is_section(const char *key)
 }
 
 /* "ws.ping_interval_ms" -> "PUSHBRIDGE_WS_PING_INTERVAL_MS" */
-static void env_name(const struct setting *s, char *buf, size_t n)
+void pb_config_env_name(const struct setting *s, char *buf, size_t n)
 {
     size_t o = (size_t)snprintf(buf, n, "PUSHBRIDGE_");
     for (const char *k = s->key; *k && o + 1 < n; k++)
         buf[o++] = *k == '.' ? '_' : (char)toupper((unsigned char)*k);
     buf[o < n ? o : n - 1] = '\0';
 }
-
-#define FIELD_PTR(c, s, T) ((T *)(void *)((char *)(c) + (s)->offset))
 
 /* ---- owned lists ---- */
 
@@ -458,7 +447,7 @@ static int parse_bool(const char *v, int *out)
 
 /* Bounds of the next comma-separated piece of *p, trimmed; advances *p past it. Returns 1 while
  * a comma follows, so "a," yields "a" and then an empty piece. */
-static int next_piece(const char **p, const char **start, size_t *len)
+int pb_config_next_piece(const char **p, const char **start, size_t *len)
 {
     const char *b = *p, *comma = strchr(b, ','), *e = comma ? comma : b + strlen(b);
     *p = comma ? comma + 1 : e;
@@ -471,7 +460,7 @@ static int next_piece(const char **p, const char **start, size_t *len)
     return comma != NULL;
 }
 
-static int is_blank(const char *v)
+int pb_config_is_blank(const char *v)
 {
     while (*v && isspace((unsigned char)*v))
         v++;
@@ -485,8 +474,8 @@ static int set_strlist_str(struct pb_config *c, const struct setting *s, const c
     struct pb_strlist l = {0};
     const char *p = v, *item;
     size_t len;
-    for (int more = !is_blank(v); more;) {
-        more = next_piece(&p, &item, &len);
+    for (int more = !pb_config_is_blank(v); more;) {
+        more = pb_config_next_piece(&p, &item, &len);
         if (!len) {
             strlist_free(&l);
             return fail(errstr, errlen, "%s: empty item in comma-separated list", s->key);
@@ -511,8 +500,8 @@ static int set_kvlist_str(struct pb_config *c, const struct setting *s, const ch
     size_t len, klen = 0;
     if (kvlist_copy(&l, FIELD_PTR(c, s, struct pb_kvlist)) < 0)
         goto oom;
-    for (int more = !is_blank(v); more;) {
-        more = next_piece(&p, &piece, &len);
+    for (int more = !pb_config_is_blank(v); more;) {
+        more = pb_config_next_piece(&p, &piece, &len);
         const char *eq = memchr(piece, '=', len);
         if (!eq) {
             if (!key) {
@@ -822,7 +811,7 @@ int pb_config_apply_env(struct pb_config *c, char *const *envp, char *errstr, si
         if (strncmp(var, prefix, sizeof(prefix) - 1) != 0)
             continue;
         for (size_t i = 0; i < NSETTINGS && !s; i++) {
-            env_name(&settings[i], name, sizeof(name));
+            pb_config_env_name(&settings[i], name, sizeof(name));
             if (strlen(name) == nlen && strncmp(name, var, nlen) == 0)
                 s = &settings[i];
         }
@@ -1007,185 +996,4 @@ int pb_config_validate(const struct pb_config *c, char *errstr, size_t errlen)
                         "would be consumed again",
                         sanitize(shown, sizeof(shown), c->kafka_dead_letter_topic));
     return 0;
-}
-
-/* ---- output ---- */
-
-static void put_json_string(FILE *out, const char *s)
-{
-    fputc('"', out);
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\')
-            fprintf(out, "\\%c", ch);
-        else if (ch == '\n')
-            fputs("\\n", out);
-        else if (ch == '\t')
-            fputs("\\t", out);
-        else if (ch < 0x20 || ch == 0x7f)
-            fprintf(out, "\\u%04x", ch);
-        else
-            fputc(ch, out);
-    }
-    fputc('"', out);
-}
-
-/* librdkafka properties that hold credentials (sasl.password, ssl.key.password, ...). */
-static int is_secret_property(const char *key)
-{
-    return strstr(key, "password") || strstr(key, "secret") || strstr(key, "ssl.key.pem") ||
-           strstr(key, "oauthbearer.config");
-}
-
-static void put_value(FILE *out, const struct pb_config *c, const struct setting *s)
-{
-    switch (s->type) {
-    case T_STRING: {
-        const char *v = *FIELD_PTR(c, s, char *);
-        if (!v)
-            fputs("null", out);
-        else
-            put_json_string(out, (s->flags & F_SECRET) ? "***" : v);
-        break;
-    }
-    case T_INT:
-        fprintf(out, "%" PRId64, *FIELD_PTR(c, s, int64_t));
-        break;
-    case T_BOOL:
-        fputs(*FIELD_PTR(c, s, int) ? "true" : "false", out);
-        break;
-    case T_ENUM: {
-        int v = *FIELD_PTR(c, s, int), n = 0;
-        while (s->names[n])
-            n++;
-        if (v >= 0 && v < n)
-            put_json_string(out, s->names[v]);
-        else
-            fprintf(out, "%d", v);
-        break;
-    }
-    case T_STRLIST: {
-        const struct pb_strlist *l = FIELD_PTR(c, s, struct pb_strlist);
-        fputc('[', out);
-        for (size_t i = 0; i < l->n; i++) {
-            fputs(i ? ", " : "", out);
-            put_json_string(out, (s->flags & F_SECRET) ? "***" : l->items[i]);
-        }
-        fputc(']', out);
-        break;
-    }
-    case T_KVLIST: {
-        const struct pb_kvlist *l = FIELD_PTR(c, s, struct pb_kvlist);
-        fputc('{', out);
-        for (size_t i = 0; i < l->n; i++) {
-            fputs(i ? ", " : "", out);
-            put_json_string(out, l->items[i].key);
-            fputs(": ", out);
-            put_json_string(out, is_secret_property(l->items[i].key) ? "***" : l->items[i].value);
-        }
-        fputc('}', out);
-        break;
-    }
-    }
-}
-
-void pb_config_dump(const struct pb_config *c, FILE *out)
-{
-    const char *section = NULL;
-    size_t seclen = 0;
-    int top = 0, inner = 0;
-
-    fputc('{', out);
-    for (size_t i = 0; i < NSETTINGS; i++) {
-        const struct setting *s = &settings[i];
-        const char *dot = strchr(s->key, '.');
-        size_t len = dot ? (size_t)(dot - s->key) : 0;
-        if (section && (len != seclen || strncmp(s->key, section, len) != 0)) {
-            fputs("\n  }", out);
-            section = NULL;
-        }
-        if (dot && !section) {
-            fprintf(out, "%s\n  \"%.*s\": {", top++ ? "," : "", (int)len, s->key);
-            section = s->key;
-            seclen = len;
-            inner = 0;
-        }
-        if (section)
-            fprintf(out, "%s\n    \"%s\": ", inner++ ? "," : "", dot + 1);
-        else
-            fprintf(out, "%s\n  \"%s\": ", top++ ? "," : "", s->key);
-        put_value(out, c, s);
-    }
-    if (section)
-        fputs("\n  }", out);
-    fputs("\n}\n", out);
-}
-
-/* The table's default as the JSON a user would write in the file. */
-static void put_default(FILE *out, const struct setting *s)
-{
-    const char *p = s->def, *item;
-    size_t len;
-    switch (s->type) {
-    case T_STRING:
-    case T_ENUM:
-        if (s->def)
-            fprintf(out, "\"%s\"", s->def);
-        else
-            fputs("null", out);
-        break;
-    case T_INT:
-    case T_BOOL:
-        fputs(s->def, out);
-        break;
-    case T_STRLIST:
-        fputc('[', out);
-        for (int more = !is_blank(p), first = 1; more; first = 0) {
-            more = next_piece(&p, &item, &len);
-            fprintf(out, "%s\"%.*s\"", first ? "" : ", ", (int)len, item);
-        }
-        fputc(']', out);
-        break;
-    case T_KVLIST:
-        fputs("{}", out);
-        break;
-    }
-}
-
-void pb_config_print_table(FILE *out)
-{
-    fputs("| key | env | type | default | description |\n|---|---|---|---|---|\n", out);
-    for (size_t i = 0; i < NSETTINGS; i++) {
-        const struct setting *s = &settings[i];
-        char name[96];
-        env_name(s, name, sizeof(name));
-        fprintf(out, "| `%s` | `%s` | ", s->key, name);
-        switch (s->type) {
-        case T_STRING:
-            fputs((s->flags & F_OPTIONAL) ? "string or null" : "string", out);
-            break;
-        case T_INT:
-            fprintf(out, "integer, %" PRId64 " to %" PRId64, s->min, s->max);
-            break;
-        case T_BOOL:
-            fputs("boolean", out);
-            break;
-        case T_ENUM:
-            for (int n = 0; s->names[n]; n++)
-                fprintf(out, "%s`%s`", n ? ", " : "one of ", s->names[n]);
-            break;
-        case T_STRLIST:
-            fputs("list of strings", out);
-            break;
-        case T_KVLIST:
-            fputs("object of strings", out);
-            break;
-        }
-        fputs(" | `", out);
-        put_default(out, s);
-        fputs("` | ", out);
-        for (const char *h = s->help; *h; h++) /* a '|' would end the cell */
-            fputs(*h == '|' ? "\\|" : (char[2]){*h, '\0'}, out);
-        fputs(" |\n", out);
-    }
 }

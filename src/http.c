@@ -440,13 +440,7 @@ static void h_healthz(struct pb_server *s, struct pb_http_req *r)
 static void h_readyz(struct pb_server *s, struct pb_http_req *r)
 {
     const char *why = NULL;
-    if (s->stopping)
-        why = "shutting down";
-    else if (!s->listening)
-        why = "listeners are not up yet";
-    else
-        pb_kafka_ready(s->kafka, &why);
-    if (why) {
+    if (!pb_server_ready(s, &why)) {
         pb_http_answer_error(r, 503, "not_ready", why);
         return;
     }

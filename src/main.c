@@ -30,6 +30,7 @@ static void usage(FILE *out)
             "      --check-config    validate the configuration, print it, exit\n"
             "      --log-level LEVEL debug, info, warn or error\n"
             "      --print-settings  print the settings table (Markdown) and exit\n"
+            "      --print-man       print the man page pushbridge(8) (roff) and exit\n"
             "      --version         print the version and exit\n"
             "  -h, --help            this text\n"
             "\n"
@@ -47,7 +48,7 @@ struct args {
 /* Returns -1 to exit 0 (help, version), 0 to go on, 2 on a usage error. */
 static int parse_args(int argc, char **argv, struct args *a)
 {
-    enum { OPT_DEV = 256, OPT_CHECK, OPT_LEVEL, OPT_VERSION, OPT_SETTINGS };
+    enum { OPT_DEV = 256, OPT_CHECK, OPT_LEVEL, OPT_VERSION, OPT_SETTINGS, OPT_MAN };
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},
         {"dev", no_argument, NULL, OPT_DEV},
@@ -55,6 +56,7 @@ static int parse_args(int argc, char **argv, struct args *a)
         {"log-level", required_argument, NULL, OPT_LEVEL},
         {"version", no_argument, NULL, OPT_VERSION},
         {"print-settings", no_argument, NULL, OPT_SETTINGS},
+        {"print-man", no_argument, NULL, OPT_MAN},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -67,6 +69,7 @@ static int parse_args(int argc, char **argv, struct args *a)
         case OPT_LEVEL: a->log_level = optarg; break;
         case OPT_VERSION: printf("pushbridge %s\n", PB_VERSION); return -1;
         case OPT_SETTINGS: pb_config_print_table(stdout); return -1;
+        case OPT_MAN: pb_config_print_man(stdout, PB_VERSION); return -1;
         case 'h': usage(stdout); return -1;
         default: usage(stderr); return 2;
         }

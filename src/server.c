@@ -1,7 +1,8 @@
 /* The event loop and the wiring around it. One libev (epoll) loop serves the
  * lws sockets, the Kafka wake-up pipe and a signalfd, so sockets, Kafka and
  * signals are all handled by one thread with no locks. A 1 s timer keeps the
- * consumer polled; a prepare watcher ends the loop once shutdown is done. */
+ * consumer polled and tells the service manager (notify.c) when the bridge
+ * turns ready; a prepare watcher ends the loop once shutdown is done. */
 #include "pushbridge/server.h"
 
 #include <errno.h>
@@ -97,11 +98,61 @@ static void stop_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)revents;
 }
 
+int pb_server_ready(const struct pb_server *s, const char **why)
+{
+    *why = NULL;
+    if (s->stopping)
+        *why = "shutting down";
+    else if (!s->listening)
+        *why = "listeners are not up yet";
+    else
+        pb_kafka_ready(s->kafka, why);
+    return *why == NULL;
+}
+
+/* From the tick: READY=1 on the first ready second (the condition /readyz
+ * answers 200 on), then a STATUS line when what it says changes, so
+ * `systemctl status` shows the load or why the bridge is not ready. At most
+ * one datagram a second. */
+static void notify_tick(struct pb_server *s)
+{
+    const char *why;
+    char status[200];
+    if (s->stopping || s->notify.fd < 0)
+        return;
+    if (pb_server_ready(s, &why)) {
+        snprintf(status, sizeof(status), "Ready: %zu connections, %zu users",
+                 pb_hub_connections(s->hub), pb_hub_users(s->hub));
+        if (!s->notify.ready_sent)
+            pb_notify_ready(&s->notify, status);
+        else
+            pb_notify_status(&s->notify, status);
+    } else {
+        snprintf(status, sizeof(status), "Not ready: %s", why);
+        pb_notify_status(&s->notify, status);
+    }
+}
+
+/* A libev timer on the loop itself: WATCHDOG=1 goes only while the loop
+ * turns, so a wedged loop (a blocking call, a livelock) stops the pings and
+ * the service manager restarts the bridge (WatchdogSec=). */
+static void watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct pb_server *s = w->data;
+    pb_notify_send(&s->notify, "WATCHDOG=1");
+}
+
 static void begin_stop(struct pb_server *s, const char *why)
 {
     if (s->stopping)
         return;
     s->stopping = 1;
+    char status[160];
+    snprintf(status, sizeof(status), "STOPPING=1\nSTATUS=Stopping (%s): closing %zu connections",
+             why, pb_hub_connections(s->hub));
+    pb_notify_send(&s->notify, status);
     s->stop_deadline = pb_monotonic_ms() + s->cfg->shutdown_timeout_ms;
     pb_info("%s: closing %zu WebSocket connection(s) with 1001, then committing offsets", why,
             pb_hub_connections(s->hub));
@@ -154,6 +205,7 @@ static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
     pb_kafka_tick(s->kafka);
     pb_store_tick(s->store);
     pb_keepalive_sweep(s->hub, pb_monotonic_ms());
+    notify_tick(s);
     /* lws's evlib_ev plugin (4.1) re-arms its timer with ev_timer_set on an
      * active watcher, which libev ignores: a timeout scheduled earlier than
      * the one already armed (lws_set_timeout, keep-alive) would wait for
@@ -252,8 +304,9 @@ static int loop_init(struct pb_server *s, char *errstr, size_t errlen)
     ev_prepare_init(&s->stop_check_w, stop_check_cb);
     ev_prepare_init(&s->flush_w, flush_cb);
     ev_timer_init(&s->stop_timer_w, stop_timer_cb, 0., 0.);
+    ev_timer_init(&s->watchdog_w, watchdog_cb, 0., 0.);
     s->signal_w.data = s->tick_w.data = s->stop_check_w.data = s->stop_timer_w.data = s;
-    s->flush_w.data = s;
+    s->flush_w.data = s->watchdog_w.data = s;
     ev_io_start(s->loop, &s->signal_w);
     ev_prepare_start(s->loop, &s->flush_w);
     return 0;
@@ -265,10 +318,13 @@ int pb_server_init(struct pb_server *s, const struct pb_config *cfg, char *errst
     memset(s, 0, sizeof(*s));
     s->cfg = cfg;
     s->signal_fd = -1;
+    s->notify.fd = -1;
     pb_metrics_init(&s->metrics);
     s->vhd_public = (struct pb_vhd){.srv = s, .is_public = 1};
     s->vhd_internal = (struct pb_vhd){.srv = s, .is_internal = 1};
 
+    if (pb_notify_open(&s->notify, environ, errstr, errlen))
+        return -1;
     if (signals_init(s, errstr, errlen) || loop_init(s, errstr, errlen))
         return -1;
     lws_set_log_level(pb_log_enabled(PB_LOG_DEBUG) ? (LLL_ERR | LLL_WARN) : LLL_ERR,
@@ -326,7 +382,17 @@ int pb_server_init(struct pb_server *s, const struct pb_config *cfg, char *errst
     s->kafka_w.data = s;
     ev_io_start(s->loop, &s->kafka_w);
     ev_timer_start(s->loop, &s->tick_w);
+    double wd = pb_notify_watchdog_interval(&s->notify);
+    if (wd > 0.) {
+        /* Half of WATCHDOG_USEC, as sd_watchdog_enabled(3) advises: one late
+         * iteration does not cost a restart, a wedged loop does. */
+        ev_timer_set(&s->watchdog_w, 0., wd);
+        ev_timer_start(s->loop, &s->watchdog_w);
+        pb_info("notify: WATCHDOG=1 every %.3f s (WATCHDOG_USEC %lld)", wd,
+                (long long)s->notify.watchdog_usec);
+    }
     s->listening = 1;
+    pb_notify_status(&s->notify, "Not ready: waiting for Kafka partitions");
     return 0;
 }
 
@@ -354,6 +420,7 @@ void pb_server_free(struct pb_server *s)
         ev_io_stop(s->loop, &s->signal_w);
         ev_timer_stop(s->loop, &s->tick_w);
         ev_prepare_stop(s->loop, &s->flush_w);
+        ev_timer_stop(s->loop, &s->watchdog_w);
     }
     if (s->ctx)
         lws_context_destroy(s->ctx); /* closes every wsi: hub connections are freed */
@@ -367,5 +434,7 @@ void pb_server_free(struct pb_server *s)
     pb_auth_free(s->auth);
     if (s->signal_fd >= 0)
         close(s->signal_fd);
+    pb_notify_close(&s->notify);
     memset(s, 0, sizeof(*s));
+    s->notify.fd = -1;
 }

@@ -6,6 +6,7 @@
 #   tests/run.sh                 Release build in build/
 #   tests/run.sh --asan          Debug + ASan/UBSan build in build-asan/
 #   tests/run.sh [--asan] ARGS   extra ARGS go to pytest (e.g. -k fanout -x)
+#   PB_TEST_IMAGE=1 tests/run.sh also builds the container image (podman)
 #
 # Exits non-zero if any step or any test failed.
 set -euo pipefail
@@ -27,7 +28,13 @@ log() { printf '\n==> %s\n' "$*"; }
 # itself answers.
 PACKAGES=(build-essential cmake pkg-config librdkafka-dev libwebsockets-dev libyajl-dev
           libssl-dev libev-dev libwebsockets-evlib-ev libcmocka-dev kcat default-jre-headless
-          maven python3-pytest)
+          maven python3-pytest python3-yaml)
+# The container image test is opt-in (PB_TEST_IMAGE=1, ~2 minutes): it needs
+# podman and debootstrap (no registry is reachable, so the base image is made
+# locally by scripts/base-image.sh).
+if [[ "${PB_TEST_IMAGE:-}" == 1 ]]; then
+    PACKAGES+=(podman debootstrap)
+fi
 
 present() {
     local pkg="$1"
@@ -37,6 +44,7 @@ present() {
     case "$pkg" in
         default-jre-headless) command -v java >/dev/null 2>&1 && java -version >/dev/null 2>&1 ;;
         python3-pytest) python3 -c 'import pytest' >/dev/null 2>&1 ;;
+        python3-yaml) python3 -c 'import yaml' >/dev/null 2>&1 ;;
         maven) command -v mvn >/dev/null 2>&1 ;;
         kcat) command -v kcat >/dev/null 2>&1 ;;
         cmake) command -v cmake >/dev/null 2>&1 ;;

@@ -120,11 +120,16 @@ int pb_config_set(struct pb_config *c, const char *key, const char *value, char 
 /* Cross-field checks (e.g. auth.mode jwt needs a secret or a key). */
 int pb_config_validate(const struct pb_config *c, char *errstr, size_t errlen);
 
+/* The printers (config_print.c). */
+
 /* Writes the effective configuration as JSON (secrets masked). */
 void pb_config_dump(const struct pb_config *c, FILE *out);
 
 /* Writes the settings table as Markdown (key, env, type, default, description). */
 void pb_config_print_table(FILE *out);
+
+/* Writes the man page pushbridge(8) in roff, its SETTINGS section from the table. */
+void pb_config_print_man(FILE *out, const char *version);
 
 void pb_config_free(struct pb_config *c);
 

@@ -14,6 +14,7 @@
 #include "pushbridge/hub.h"
 #include "pushbridge/kafka.h"
 #include "pushbridge/metrics.h"
+#include "pushbridge/notify.h"
 #include "pushbridge/store.h"
 
 struct pb_http_req;
@@ -63,6 +64,8 @@ struct pb_server {
     ev_prepare stop_check_w;    /* while stopping: end the loop when done */
     ev_timer stop_timer_w;      /* wakes the loop at half of shutdown_timeout_ms */
     ev_prepare flush_w;         /* before each sleep: pb_ws_flush_pending */
+    ev_timer watchdog_w;        /* WATCHDOG=1 at half of WATCHDOG_USEC (when set) */
+    struct pb_notify notify;    /* the service manager (NOTIFY_SOCKET), if any */
     struct pb_pss *write_pending; /* connections with frames not yet written (ws.c) */
 
     int sndbuf_warned;      /* ws.send_buffer_bytes failed once (logged) */
@@ -78,6 +81,9 @@ int pb_server_init(struct pb_server *s, const struct pb_config *cfg, char *errst
                    size_t errlen);
 /* Runs the loop until a stop signal has been handled. Returns the exit code. */
 int pb_server_run(struct pb_server *s);
+/* 1 when the bridge serves: listeners up, Kafka partitions assigned, not
+ * stopping (what /readyz and READY=1 both say); else 0 with *why set. */
+int pb_server_ready(const struct pb_server *s, const char **why);
 /* 0 when pb_server_free would block on a Kafka broker that is gone. */
 int pb_server_can_free(const struct pb_server *s);
 void pb_server_free(struct pb_server *s);
