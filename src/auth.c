@@ -5,6 +5,7 @@
 #include "pushbridge/auth.h"
 
 #include <errno.h>
+#include <math.h>
 #include <openssl/crypto.h>
 #include <openssl/ecdsa.h>
 #include <openssl/evp.h>
@@ -30,6 +31,7 @@ struct pb_auth {
     struct pb_auth_key keys[PB_AUTH_MAX_KEYS]; /* RS256/ES256: PEM or JWKS */
     int nkeys;
     int64_t leeway_s; /* clock skew tolerated on exp and nbf */
+    int require_exp;  /* auth.jwt_require_exp: no exp, no login */
     char *issuer;
     char *audience;
 };
@@ -58,6 +60,7 @@ struct pb_auth *pb_auth_new(const struct pb_config *cfg, char *errstr, size_t er
         goto oom;
     a->mode = cfg->auth_mode;
     a->leeway_s = cfg->auth_jwt_leeway_s;
+    a->require_exp = cfg->auth_jwt_require_exp;
     if (cfg->auth_jwt_secret) {
         a->secret = strdup(cfg->auth_jwt_secret);
         if (!a->secret)
@@ -231,15 +234,51 @@ static int aud_matches(yajl_val aud, const char *want)
     return 0;
 }
 
+/* Latest NumericDate accepted, 9999-12-31T23:59:59Z: "exp": 1e400 reads as
+ * infinity (never expires), and anything near it overflows milliseconds. */
+#define MAX_NUMERIC_DATE 253402300799.0
+
+/* A JWT NumericDate (RFC 7519 2): a finite number of seconds, 0 to
+ * MAX_NUMERIC_DATE. yajl marks a number its strtod could not read exactly
+ * (ERANGE, as for 1e400) by leaving YAJL_NUMBER_DOUBLE_VALID unset. */
+static int numeric_date(yajl_val v, double *out)
+{
+    if (!YAJL_IS_NUMBER(v) || !(v->u.number.flags & YAJL_NUMBER_DOUBLE_VALID))
+        return -1;
+    double d = v->u.number.d;
+    if (!isfinite(d) || d < 0 || d > MAX_NUMERIC_DATE)
+        return -1;
+    *out = d;
+    return 0;
+}
+
+/* exp and nbf, within the leeway; exp is kept in the identity so that the
+ * connection lives no longer than its token (tokenlife.c). */
+static int check_times(const struct pb_auth *a, yajl_val claims, struct pb_identity *id,
+                       const char **code, char *msg, size_t msglen)
+{
+    double now = (double)time(NULL), exp = 0, nbf = 0;
+    yajl_val expv = member(claims, "exp"), nbfv = member(claims, "nbf");
+    if ((expv && numeric_date(expv, &exp)) || (nbfv && numeric_date(nbfv, &nbf)))
+        return refuse(code, msg, msglen, "invalid_token",
+                      "exp and nbf must be numbers of seconds from 0 to 253402300799");
+    if (!expv && a->require_exp)
+        return refuse(code, msg, msglen, "invalid_token",
+                      "the token has no exp claim (auth.jwt_require_exp)");
+    if (expv && now > exp + (double)a->leeway_s)
+        return refuse(code, msg, msglen, "token_expired", "the token has expired");
+    if (nbfv && now + (double)a->leeway_s < nbf)
+        return refuse(code, msg, msglen, "token_not_yet_valid", "the token is not valid yet");
+    /* 0 means "no exp"; a token that expired at the epoch is long refused. */
+    id->exp_ms = expv ? (int64_t)(exp * 1000.0) : 0;
+    return 0;
+}
+
 static int check_claims(const struct pb_auth *a, yajl_val claims, struct pb_identity *id,
                         const char **code, char *msg, size_t msglen)
 {
-    time_t now = time(NULL);
-    yajl_val exp = member(claims, "exp"), nbf = member(claims, "nbf");
-    if (exp && (!YAJL_IS_NUMBER(exp) || (double)now > YAJL_GET_DOUBLE(exp) + a->leeway_s))
-        return refuse(code, msg, msglen, "token_expired", "the token has expired");
-    if (nbf && (!YAJL_IS_NUMBER(nbf) || (double)now + a->leeway_s < YAJL_GET_DOUBLE(nbf)))
-        return refuse(code, msg, msglen, "token_not_yet_valid", "the token is not valid yet");
+    if (check_times(a, claims, id, code, msg, msglen))
+        return -1;
     yajl_val iss = member(claims, "iss");
     if (a->issuer && (!YAJL_IS_STRING(iss) || strcmp(str_of(iss), a->issuer) != 0))
         return refuse(code, msg, msglen, "wrong_issuer", "the token's issuer is not accepted");
@@ -421,6 +460,35 @@ static char *cstring(const char *text, size_t len)
         copy[len] = '\0';
     }
     return copy;
+}
+
+int pb_auth_refresh(const struct pb_auth *a, const char *text, size_t len, const char *user,
+                    struct pb_identity *id, const char **code, char *msg, size_t msglen)
+{
+    memset(id, 0, sizeof(*id));
+    char *copy = a->mode == PB_AUTH_JWT ? cstring(text, len) : NULL;
+    if (!copy)
+        return 1;
+    yajl_val obj = yajl_tree_parse(copy, NULL, 0);
+    free(copy);
+    yajl_val type = YAJL_IS_OBJECT(obj) ? member(obj, "type") : NULL;
+    int rc = 1;
+    if (YAJL_IS_STRING(type) && strcmp(str_of(type), "refresh") == 0) {
+        yajl_val token = member(obj, "token");
+        if (!YAJL_IS_STRING(token) || !*str_of(token))
+            rc = refuse(code, msg, msglen, "missing_token", "a refresh needs a non-empty token");
+        else
+            rc = pb_auth_verify_jwt(a, str_of(token), strlen(str_of(token)), id, code, msg,
+                                    msglen);
+        /* A connection keeps its user: a token for anyone else is refused. */
+        if (rc == 0 && strcmp(id->user, user) != 0)
+            rc = refuse(code, msg, msglen, "wrong_user",
+                        "the new token is for another user (sub)");
+    }
+    yajl_tree_free(obj);
+    if (rc)
+        pb_identity_clear(id);
+    return rc;
 }
 
 int pb_auth_is_ping(const char *text, size_t len)

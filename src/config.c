@@ -86,6 +86,8 @@ static const struct setting settings[] = {
     STR("auth.jwt_secret", auth_jwt_secret, NULL, F_OPTIONAL | F_SECRET, "HS256 shared secret"),
     INT("auth.jwt_leeway_s", auth_jwt_leeway_s, 0, 3600, "30",
         "Clock skew tolerated when checking a token's exp and nbf, in seconds"),
+    BOOL("auth.jwt_require_exp", auth_jwt_require_exp, "true",
+         "Refuse JWTs without an exp claim (a connection lives no longer than its token)"),
     STR("auth.jwt_public_key", auth_jwt_public_key, NULL, F_OPTIONAL,
         "PEM public key, or a JWKS file of RSA / P-256 keys (chosen by the token's kid), "
         "for RS256 and ES256"),

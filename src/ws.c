@@ -10,6 +10,7 @@
 
 #include "pushbridge/log.h"
 #include "pushbridge/server.h"
+#include "pushbridge/tokenlife.h"
 
 /* Frames gathered into one writev() (plain TCP). The kernel takes what fits
  * in the socket's send buffer; the rest waits for the next POLLOUT. */
@@ -163,6 +164,7 @@ static void login(struct pb_server *s, struct pb_pss *pss, const char *text, siz
     }
     ev_timer_stop(s->loop, &pss->auth_timer);
     struct pb_conn *c = pss->conn;
+    pb_token_schedule(c, pb_now_ms());
     pb_debug("connection %llu logged in as %s", (unsigned long long)c->id, c->ident.user);
     if (form != PB_FORM_NATIVE)
         return;
@@ -174,16 +176,56 @@ static void login(struct pb_server *s, struct pb_pss *pss, const char *text, siz
     send_buf(s, c, &b);
 }
 
-/* After login a client may ping at the application level; anything else
- * gets an error frame, and the connection stays up. */
+/* A new token for the same user: the connection lives on until its exp,
+ * with the new token's groups. */
+static void refreshed(struct pb_server *s, struct pb_conn *c, struct pb_identity *id)
+{
+    int64_t now = pb_now_ms();
+    char **groups = c->ident.groups;
+    size_t ngroups = c->ident.ngroups;
+    c->ident.groups = id->groups;
+    c->ident.ngroups = id->ngroups;
+    c->ident.exp_ms = id->exp_ms;
+    id->groups = groups; /* the old ones are freed with id */
+    id->ngroups = ngroups;
+    pb_identity_clear(id);
+    pb_token_schedule(c, now);
+    char text[96];
+    int n = c->ident.exp_ms
+                ? snprintf(text, sizeof(text), "{\"type\":\"refreshed\",\"expires_in_ms\":%lld}",
+                           (long long)pb_token_expires_in(c, now))
+                : snprintf(text, sizeof(text), "{\"type\":\"refreshed\",\"expires_in_ms\":null}");
+    send_text(s, c, text, (size_t)n);
+    pb_debug("connection %llu of user %s: token refreshed", (unsigned long long)c->id,
+             c->ident.user);
+}
+
+/* After login a client may ping at the application level, or refresh its
+ * token; anything else gets an error frame, and the connection stays up. */
 static void client_message(struct pb_server *s, struct pb_pss *pss, const char *text, size_t len)
 {
     if (pb_auth_is_ping(text, len)) {
         send_text(s, pss->conn, "{\"type\":\"pong\"}", 15);
         return;
     }
+    struct pb_identity id;
+    const char *code;
+    char msg[256];
+    int rc = pb_auth_refresh(s->auth, text, len, pss->conn->ident.user, &id, &code, msg,
+                             sizeof(msg));
+    if (rc == 0) {
+        refreshed(s, pss->conn, &id);
+        return;
+    }
+    if (rc < 0) {
+        pb_info("connection %llu: token refresh refused: %s: %s",
+                (unsigned long long)pss->conn->id, code, msg);
+        refuse(s, pss, PB_CLOSE_AUTH_FAILED, code, msg);
+        return;
+    }
     send_error(s, pss->conn, "unknown_message",
-               "after login the server only answers {\"type\":\"ping\"}");
+               "after login the server only answers {\"type\":\"ping\"} and "
+               "{\"type\":\"refresh\",\"token\":...}");
 }
 
 /* RFC 6455 7.4: codes a peer may send. */

@@ -50,6 +50,7 @@ struct pb_config {
     char *auth_jwt_issuer;
     char *auth_jwt_audience;
     int64_t auth_jwt_leeway_s;
+    int auth_jwt_require_exp; /* refuse tokens without exp */
 
     char *ws_path;
     struct pb_strlist ws_allowed_origins;

@@ -140,10 +140,10 @@ def test_hs256_valid_token_user_is_sub_and_events_arrive(hs, kafka):
     _delivers(hs, c, sub)
 
 
-def test_hs256_token_without_exp_is_accepted(hs):
+def test_hs256_token_without_exp_is_refused(hs):
+    """auth.jwt_require_exp is true by default (test_37 has the rest)."""
     sub = unique_uid("jwt")
-    c = _accepted(hs, hs256(claims(sub, lifetime=None), SECRET), sub)
-    _delivers(hs, c, sub)
+    _refused(hs, hs256(claims(sub, lifetime=None), SECRET), "invalid_token", sub)
 
 
 def test_events_filter_with_jwt_login(hs, kafka):
