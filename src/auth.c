@@ -190,8 +190,7 @@ static int verify_pkey(const struct pb_auth_key *key, const char *signing, size_
 static int str_list(yajl_val v, char ***out, size_t *n, size_t max, int one_ok)
 {
     if (one_ok && YAJL_IS_STRING(v)) {
-        size_t len = strlen(str_of(v));
-        if (len == 0 || len > PB_MAX_ID_BYTES)
+        if (pb_id_problem(str_of(v), strlen(str_of(v))))
             return -1;
         *out = calloc(1, sizeof(char *));
         if (!*out || !(**out = strdup(str_of(v))))
@@ -206,8 +205,7 @@ static int str_list(yajl_val v, char ***out, size_t *n, size_t max, int one_ok)
         return -1;
     for (size_t i = 0; i < v->u.array.len; i++) {
         yajl_val s = v->u.array.values[i];
-        size_t len = YAJL_IS_STRING(s) ? strlen(str_of(s)) : 0;
-        if (len == 0 || len > PB_MAX_ID_BYTES)
+        if (!YAJL_IS_STRING(s) || pb_id_problem(str_of(s), strlen(str_of(s))))
             return -1;
         if (!((*out)[i] = strdup(str_of(s))))
             return -1;
@@ -356,6 +354,11 @@ int pb_auth_verify_jwt(const struct pb_auth *a, const char *token, size_t len,
         refuse(code, msg, msglen, "invalid_token", "the token's signature does not verify");
         goto out;
     }
+    if (!pb_json_surrogates_paired((const char *)payload, plen)) {
+        refuse(code, msg, msglen, "invalid_token",
+               "the token's claims hold an unpaired surrogate escape (\\ud800)");
+        goto out;
+    }
     if (!may_hold_nul((const char *)payload, plen) &&
         !pb_json_too_deep((const char *)payload, plen, MAX_JSON_DEPTH))
         claims = yajl_tree_parse((const char *)payload, err, sizeof(err));
@@ -375,10 +378,11 @@ out:
 
 /* ---- login messages ---- */
 
+/* The same rule as Kafka keys and HTTP user IDs (pb_id_problem), and not
+ * a broadcast target. */
 static int valid_user(const char *u)
 {
-    size_t n = strlen(u);
-    return n >= 1 && n <= PB_MAX_ID_BYTES && strcmp(u, "*") != 0 && strncmp(u, "group:", 6) != 0;
+    return !pb_id_problem(u, strlen(u)) && strcmp(u, "*") != 0 && strncmp(u, "group:", 6) != 0;
 }
 
 /* A uid may be a JSON string or integer; numbers keep their JSON text. */
@@ -436,7 +440,7 @@ static int login_fields(const struct pb_auth *a, yajl_val obj, struct pb_identit
     }
     if (!valid_user(id->user))
         return refuse(code, msg, msglen, "bad_user",
-                      "the user must be 1 to 256 bytes and not \"*\" or \"group:...\"");
+                      "the user must be 1 to 256 bytes of UTF-8 and not \"*\" or \"group:...\"");
     /* "events" is a list (native form), "event" one name (seed form). */
     if (events && !YAJL_IS_NULL(events) &&
         str_list(events, &id->events, &id->nevents, PB_AUTH_MAX_EVENTS, 0))
@@ -515,6 +519,10 @@ int pb_auth_login(const struct pb_auth *a, const char *text, size_t len, struct 
     if (may_hold_nul(text, len))
         return refuse(code, msg, msglen, "bad_user",
                       "user IDs and tokens must not contain NUL characters");
+    /* yajl decodes "bob\ud800" to "bob?": two users would become one. */
+    if (!pb_json_surrogates_paired(text, len))
+        return refuse(code, msg, msglen, "bad_user",
+                      "the login message holds an unpaired surrogate escape (\\ud800)");
     char *copy = cstring(text, len);
     if (!copy)
         return refuse(code, msg, msglen, "bad_login",
