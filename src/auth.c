@@ -220,6 +220,19 @@ static yajl_val member(yajl_val obj, const char *name)
     return yajl_tree_get(obj, path, yajl_t_any);
 }
 
+/* RFC 7519 4: duplicate claim names must be refused (or the last taken);
+ * yajl keeps both and yajl_tree_get finds the first, while another reader
+ * of the same token may take the last. Objects are small (8 KiB tokens). */
+static int has_duplicate_member(yajl_val obj)
+{
+    size_t n = obj->u.object.len;
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = i + 1; j < n; j++)
+            if (strcmp(obj->u.object.keys[i], obj->u.object.keys[j]) == 0)
+                return 1;
+    return 0;
+}
+
 static int aud_matches(yajl_val aud, const char *want)
 {
     if (YAJL_IS_STRING(aud))
@@ -322,6 +335,13 @@ int pb_auth_verify_jwt(const struct pb_auth *a, const char *token, size_t len,
         refuse(code, msg, msglen, "invalid_token", "the token header names no algorithm");
         goto out;
     }
+    /* RFC 7515 4.1.11: a token whose crit names extensions we do not know
+     * must be refused, and we know none. */
+    if (member(hdr, "crit")) {
+        refuse(code, msg, msglen, "invalid_token",
+               "the token names critical header extensions (crit), which are not supported");
+        goto out;
+    }
     const char *algs = str_of(alg);
     const char *signing = token;
     size_t slen = (size_t)(dot2 - token);
@@ -336,7 +356,11 @@ int pb_auth_verify_jwt(const struct pb_auth *a, const char *token, size_t len,
         int tried = 0;
         for (int i = 0; i < a->nkeys && verified; i++) {
             const struct pb_auth_key *key = &a->keys[i];
-            if (key->type != type || (YAJL_IS_STRING(kid) && strcmp(key->kid, str_of(kid)) != 0))
+            /* A key that names no kid (a PEM file, a JWK without one) is
+             * tried whatever kid the token names: identity providers send
+             * one with every token. */
+            if (key->type != type ||
+                (YAJL_IS_STRING(kid) && key->kid[0] && strcmp(key->kid, str_of(kid)) != 0))
                 continue;
             tried++;
             verified = verify_pkey(key, signing, slen, sig, siglen);
@@ -364,6 +388,13 @@ int pb_auth_verify_jwt(const struct pb_auth *a, const char *token, size_t len,
         claims = yajl_tree_parse((const char *)payload, err, sizeof(err));
     if (!YAJL_IS_OBJECT(claims)) {
         refuse(code, msg, msglen, "invalid_token", "the token's claims are not a JSON object");
+        goto out;
+    }
+    /* Checked once the signature holds, so that an unsigned header cannot
+     * buy quadratic work. */
+    if (has_duplicate_member(hdr) || has_duplicate_member(claims)) {
+        refuse(code, msg, msglen, "invalid_token",
+               "the token's header or claims name a member twice");
         goto out;
     }
     rc = check_claims(a, claims, id, code, msg, msglen);
