@@ -287,6 +287,12 @@ static void h_send(struct pb_server *s, struct pb_http_req *r, const char *query
         pb_http_answer_error(r, 400, "bad_field", "message must be UTF-8 text");
         goto out;
     }
+    /* Seed clients get the message as the raw text of a frame: a NUL there
+     * is what no JSON path lets through (\u0000 is refused everywhere). */
+    if (memchr(message, '\0', msglen)) {
+        pb_http_answer_error(r, 400, "bad_field", "message must not contain NUL characters");
+        goto out;
+    }
     /* The message becomes the event's data: a JSON string for native
      * clients, its text for seed clients. Both must be valid UTF-8. */
     char detail[160];

@@ -259,6 +259,22 @@ static int refuse_input(struct pb_server *s, struct pb_pss *pss, int code, const
     return 0;
 }
 
+/* Reassembly storage kept between messages. A long message (up to
+ * ws.max_message_bytes) gives its buffer back once handled: holding it for
+ * the connection's life made one 16 KiB message cost 16 KiB per idle
+ * connection from then on. */
+#define RX_KEEP_BYTES 1024
+
+static void release_rx(struct pb_server *s, struct pb_pss *pss)
+{
+    if (pss->rx.cap <= RX_KEEP_BYTES) {
+        pb_buf_reset(&pss->rx);
+        return;
+    }
+    pb_buf_free(&pss->rx);
+    pb_buf_init(&pss->rx, (size_t)s->cfg->ws_max_message_bytes + 1);
+}
+
 static int receive(struct pb_server *s, struct pb_pss *pss, const char *in, size_t len)
 {
     struct lws *wsi = pss->wsi;
@@ -288,7 +304,7 @@ static int receive(struct pb_server *s, struct pb_pss *pss, const char *in, size
         client_message(s, pss, text, len);
     else
         login(s, pss, text, len);
-    pb_buf_reset(&pss->rx);
+    release_rx(s, pss);
     return 0;
 }
 
@@ -526,6 +542,12 @@ int pb_ws_callback(struct pb_server *s, struct lws *wsi, enum lws_callback_reaso
     case LWS_CALLBACK_ESTABLISHED:
         pss->wsi = wsi;
         bound_send_buffer(s, wsi);
+        /* lws 4.1 drops a connection whose frame it cannot parse (a control
+         * frame over 125 bytes, a fragmented ping) without a close frame
+         * unless a reason is already set; every close of ours sets its own,
+         * so this one is what a protocol error sends (1002, not 1006). */
+        lws_close_reason(wsi, LWS_CLOSE_STATUS_PROTOCOL_ERR, (unsigned char *)"protocol error",
+                         14);
         pb_buf_init(&pss->rx, (size_t)s->cfg->ws_max_message_bytes + 1);
         pss->conn = pb_hub_conn_new(s->hub, wsi);
         if (!pss->conn)
