@@ -908,6 +908,51 @@ int pb_config_split_hostport(const char *addr, char *host, size_t hostlen, int *
     return 0;
 }
 
+/* The example config (deploy/pushbridge.json) ships values that say what
+ * to set; started as it is, they would be a secret and an API key anyone
+ * can read. */
+#define PLACEHOLDER "CHANGE-ME"
+/* RFC 7518 3.2: an HS256 key must be at least as long as the hash. */
+#define MIN_HS256_SECRET_BYTES 32
+
+static int check_secrets(const struct pb_config *c, char *errstr, size_t errlen)
+{
+    if (c->auth_jwt_secret && strstr(c->auth_jwt_secret, PLACEHOLDER))
+        return fail(errstr, errlen,
+                    "auth.jwt_secret is still the example's " PLACEHOLDER
+                    " placeholder: set a random secret of at least %d bytes",
+                    MIN_HS256_SECRET_BYTES);
+    if (c->auth_mode == PB_AUTH_JWT && c->auth_jwt_secret &&
+        strlen(c->auth_jwt_secret) < MIN_HS256_SECRET_BYTES)
+        return fail(errstr, errlen,
+                    "auth.jwt_secret is %zu bytes: HS256 needs at least %d (RFC 7518 3.2)",
+                    strlen(c->auth_jwt_secret), MIN_HS256_SECRET_BYTES);
+    for (size_t i = 0; i < c->push_api_keys.n; i++)
+        if (strstr(c->push_api_keys.items[i], PLACEHOLDER))
+            return fail(errstr, errlen,
+                        "push.api_keys[%zu] is still the example's " PLACEHOLDER
+                        " placeholder: set a random key, or remove it",
+                        i);
+    return 0;
+}
+
+/* 1 when host (from listen.*) is a loopback address. */
+static int is_loopback(const char *host)
+{
+    return strncmp(host, "127.", 4) == 0 || strcmp(host, "localhost") == 0 ||
+           strcmp(host, "::1") == 0 || strcmp(host, "[::1]") == 0;
+}
+
+int pb_config_internal_exposed(const struct pb_config *c)
+{
+    char host[256];
+    int port;
+    if (strcmp(c->listen_internal, c->listen_public) == 0)
+        return 1;
+    return pb_config_split_hostport(c->listen_internal, host, sizeof(host), &port) == 0 &&
+           !is_loopback(host);
+}
+
 int pb_config_validate(const struct pb_config *c, char *errstr, size_t errlen)
 {
     char host[256], shown[64];
@@ -945,6 +990,8 @@ int pb_config_validate(const struct pb_config *c, char *errstr, size_t errlen)
     if (c->auth_mode == PB_AUTH_JWT && !c->auth_jwt_secret && !c->auth_jwt_public_key)
         return fail(errstr, errlen,
                     "auth.mode is jwt but neither auth.jwt_secret nor auth.jwt_public_key is set");
+    if (check_secrets(c, errstr, errlen))
+        return -1;
     if (!c->tls_cert != !c->tls_key)
         return fail(errstr, errlen, "tls.cert and tls.key must be set together (%s is missing)",
                     c->tls_cert ? "tls.key" : "tls.cert");

@@ -120,6 +120,10 @@ void pb_config_print_table(FILE *out);
 
 void pb_config_free(struct pb_config *c);
 
+/* 1 when the internal listener can be reached from beyond this host: not
+ * on a loopback address, or sharing the public listener. */
+int pb_config_internal_exposed(const struct pb_config *c);
+
 /* "HOST:PORT" -> host (into buf) and port. Returns 0 or -1. */
 int pb_config_split_hostport(const char *addr, char *host, size_t hostlen, int *port);
 
