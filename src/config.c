@@ -80,6 +80,10 @@ static const struct setting settings[] = {
         "skipped: stale progress is not replayed"),
     INT("kafka.max_event_bytes", kafka_max_event_bytes, 64, 100 * MIB, "1048576",
         "Largest event value accepted; larger ones are dropped as oversized"),
+    LIST("kafka.broadcast_topics", kafka_broadcast_topics, "*", 0,
+         "Topics whose events may use the keys * and group:NAME; * = every consumed topic, "
+         "empty = none (only POST /broadcast then reaches more than one user). Others are "
+         "dropped as broadcast_not_allowed"),
 
     ENUM("auth.mode", auth_mode, auth_modes, "jwt",
          "How clients are identified: jwt (verified token) or none (trust the client; --dev)"),

@@ -15,6 +15,7 @@
 static const char *const reason_names[PB_DROP__COUNT] = {
     "none",      "not_json",     "not_object", "no_target",
     "oversized", "key_mismatch", "bad_field",  "stale",
+    "broadcast_not_allowed",
 };
 
 const char *pb_drop_reason_name(int reason)

@@ -43,6 +43,7 @@ struct pb_config {
     char *kafka_dead_letter_topic; /* NULL = none */
     int64_t kafka_max_event_age_ms;
     int64_t kafka_max_event_bytes;
+    struct pb_strlist kafka_broadcast_topics; /* may carry * and group: keys; "*" = all */
 
     int auth_mode; /* enum pb_auth_mode */
     char *auth_jwt_secret;

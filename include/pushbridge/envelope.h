@@ -17,6 +17,7 @@ enum pb_drop_reason {
     PB_DROP_KEY_MISMATCH,
     PB_DROP_BAD_FIELD,
     PB_DROP_STALE,
+    PB_DROP_BROADCAST_NOT_ALLOWED, /* * or group: key on a topic not in kafka.broadcast_topics */
     PB_DROP__COUNT
 };
 const char *pb_drop_reason_name(int reason);
