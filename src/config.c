@@ -116,6 +116,15 @@ static const struct setting settings[] = {
         "Open WebSocket connections in total"),
     INT("ws.max_connections_per_user", ws_max_connections_per_user, 1, 100000, "32",
         "Open WebSocket connections per user"),
+    INT("ws.max_pending", ws_max_pending, 1, 10000000, "4096",
+        "Public connections accepted but not yet logged in (upgrading, or before login); "
+        "more are closed at accept"),
+    INT("ws.max_pending_per_ip", ws_max_pending_per_ip, 1, 10000000, "1024",
+        "Public connections not yet logged in from one client address; more are closed at "
+        "accept"),
+    INT("ws.handshake_timeout_ms", ws_handshake_timeout_ms, 1000, 600000, "10000",
+        "Time a public connection has to send its whole HTTP request (the WebSocket upgrade); "
+        "whole seconds, rounded up"),
     INT("ws.queue_max_messages", ws_queue_max_messages, 1, 1000000, "1024",
         "Outgoing queue limit per connection, in messages"),
     INT("ws.queue_max_bytes", ws_queue_max_bytes, 1024, 1024 * MIB, "1048576",

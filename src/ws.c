@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include "pushbridge/admission.h"
 #include "pushbridge/log.h"
 #include "pushbridge/server.h"
 #include "pushbridge/tokenlife.h"
@@ -165,6 +166,7 @@ static void login(struct pb_server *s, struct pb_pss *pss, const char *text, siz
     ev_timer_stop(s->loop, &pss->auth_timer);
     struct pb_conn *c = pss->conn;
     pb_token_schedule(c, pb_now_ms());
+    pb_admission_release(s->admission, lws_get_socket_fd(pss->wsi)); /* no longer pending */
     pb_debug("connection %llu logged in as %s", (unsigned long long)c->id, c->ident.user);
     if (form != PB_FORM_NATIVE)
         return;

@@ -61,6 +61,9 @@ struct pb_config {
     int64_t ws_max_message_bytes;
     int64_t ws_max_connections;
     int64_t ws_max_connections_per_user;
+    int64_t ws_max_pending;          /* accepted, not yet logged in (admission.c) */
+    int64_t ws_max_pending_per_ip;
+    int64_t ws_handshake_timeout_ms; /* lws timeout_secs_ah_idle */
     int64_t ws_queue_max_messages;
     int64_t ws_queue_max_bytes;
     int64_t ws_queue_hard_max_bytes;
