@@ -5,6 +5,7 @@
 #include "pushbridge/auth.h"
 
 #include <errno.h>
+#include <math.h>
 #include <openssl/crypto.h>
 #include <openssl/ecdsa.h>
 #include <openssl/evp.h>
@@ -30,6 +31,7 @@ struct pb_auth {
     struct pb_auth_key keys[PB_AUTH_MAX_KEYS]; /* RS256/ES256: PEM or JWKS */
     int nkeys;
     int64_t leeway_s; /* clock skew tolerated on exp and nbf */
+    int require_exp;  /* auth.jwt_require_exp: no exp, no login */
     char *issuer;
     char *audience;
 };
@@ -58,6 +60,7 @@ struct pb_auth *pb_auth_new(const struct pb_config *cfg, char *errstr, size_t er
         goto oom;
     a->mode = cfg->auth_mode;
     a->leeway_s = cfg->auth_jwt_leeway_s;
+    a->require_exp = cfg->auth_jwt_require_exp;
     if (cfg->auth_jwt_secret) {
         a->secret = strdup(cfg->auth_jwt_secret);
         if (!a->secret)
@@ -187,8 +190,7 @@ static int verify_pkey(const struct pb_auth_key *key, const char *signing, size_
 static int str_list(yajl_val v, char ***out, size_t *n, size_t max, int one_ok)
 {
     if (one_ok && YAJL_IS_STRING(v)) {
-        size_t len = strlen(str_of(v));
-        if (len == 0 || len > PB_MAX_ID_BYTES)
+        if (pb_id_problem(str_of(v), strlen(str_of(v))))
             return -1;
         *out = calloc(1, sizeof(char *));
         if (!*out || !(**out = strdup(str_of(v))))
@@ -203,8 +205,7 @@ static int str_list(yajl_val v, char ***out, size_t *n, size_t max, int one_ok)
         return -1;
     for (size_t i = 0; i < v->u.array.len; i++) {
         yajl_val s = v->u.array.values[i];
-        size_t len = YAJL_IS_STRING(s) ? strlen(str_of(s)) : 0;
-        if (len == 0 || len > PB_MAX_ID_BYTES)
+        if (!YAJL_IS_STRING(s) || pb_id_problem(str_of(s), strlen(str_of(s))))
             return -1;
         if (!((*out)[i] = strdup(str_of(s))))
             return -1;
@@ -219,6 +220,19 @@ static yajl_val member(yajl_val obj, const char *name)
     return yajl_tree_get(obj, path, yajl_t_any);
 }
 
+/* RFC 7519 4: duplicate claim names must be refused (or the last taken);
+ * yajl keeps both and yajl_tree_get finds the first, while another reader
+ * of the same token may take the last. Objects are small (8 KiB tokens). */
+static int has_duplicate_member(yajl_val obj)
+{
+    size_t n = obj->u.object.len;
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = i + 1; j < n; j++)
+            if (strcmp(obj->u.object.keys[i], obj->u.object.keys[j]) == 0)
+                return 1;
+    return 0;
+}
+
 static int aud_matches(yajl_val aud, const char *want)
 {
     if (YAJL_IS_STRING(aud))
@@ -231,15 +245,51 @@ static int aud_matches(yajl_val aud, const char *want)
     return 0;
 }
 
+/* Latest NumericDate accepted, 9999-12-31T23:59:59Z: "exp": 1e400 reads as
+ * infinity (never expires), and anything near it overflows milliseconds. */
+#define MAX_NUMERIC_DATE 253402300799.0
+
+/* A JWT NumericDate (RFC 7519 2): a finite number of seconds, 0 to
+ * MAX_NUMERIC_DATE. yajl marks a number its strtod could not read exactly
+ * (ERANGE, as for 1e400) by leaving YAJL_NUMBER_DOUBLE_VALID unset. */
+static int numeric_date(yajl_val v, double *out)
+{
+    if (!YAJL_IS_NUMBER(v) || !(v->u.number.flags & YAJL_NUMBER_DOUBLE_VALID))
+        return -1;
+    double d = v->u.number.d;
+    if (!isfinite(d) || d < 0 || d > MAX_NUMERIC_DATE)
+        return -1;
+    *out = d;
+    return 0;
+}
+
+/* exp and nbf, within the leeway; exp is kept in the identity so that the
+ * connection lives no longer than its token (tokenlife.c). */
+static int check_times(const struct pb_auth *a, yajl_val claims, struct pb_identity *id,
+                       const char **code, char *msg, size_t msglen)
+{
+    double now = (double)time(NULL), exp = 0, nbf = 0;
+    yajl_val expv = member(claims, "exp"), nbfv = member(claims, "nbf");
+    if ((expv && numeric_date(expv, &exp)) || (nbfv && numeric_date(nbfv, &nbf)))
+        return refuse(code, msg, msglen, "invalid_token",
+                      "exp and nbf must be numbers of seconds from 0 to 253402300799");
+    if (!expv && a->require_exp)
+        return refuse(code, msg, msglen, "invalid_token",
+                      "the token has no exp claim (auth.jwt_require_exp)");
+    if (expv && now > exp + (double)a->leeway_s)
+        return refuse(code, msg, msglen, "token_expired", "the token has expired");
+    if (nbfv && now + (double)a->leeway_s < nbf)
+        return refuse(code, msg, msglen, "token_not_yet_valid", "the token is not valid yet");
+    /* 0 means "no exp"; a token that expired at the epoch is long refused. */
+    id->exp_ms = expv ? (int64_t)(exp * 1000.0) : 0;
+    return 0;
+}
+
 static int check_claims(const struct pb_auth *a, yajl_val claims, struct pb_identity *id,
                         const char **code, char *msg, size_t msglen)
 {
-    time_t now = time(NULL);
-    yajl_val exp = member(claims, "exp"), nbf = member(claims, "nbf");
-    if (exp && (!YAJL_IS_NUMBER(exp) || (double)now > YAJL_GET_DOUBLE(exp) + a->leeway_s))
-        return refuse(code, msg, msglen, "token_expired", "the token has expired");
-    if (nbf && (!YAJL_IS_NUMBER(nbf) || (double)now + a->leeway_s < YAJL_GET_DOUBLE(nbf)))
-        return refuse(code, msg, msglen, "token_not_yet_valid", "the token is not valid yet");
+    if (check_times(a, claims, id, code, msg, msglen))
+        return -1;
     yajl_val iss = member(claims, "iss");
     if (a->issuer && (!YAJL_IS_STRING(iss) || strcmp(str_of(iss), a->issuer) != 0))
         return refuse(code, msg, msglen, "wrong_issuer", "the token's issuer is not accepted");
@@ -285,6 +335,13 @@ int pb_auth_verify_jwt(const struct pb_auth *a, const char *token, size_t len,
         refuse(code, msg, msglen, "invalid_token", "the token header names no algorithm");
         goto out;
     }
+    /* RFC 7515 4.1.11: a token whose crit names extensions we do not know
+     * must be refused, and we know none. */
+    if (member(hdr, "crit")) {
+        refuse(code, msg, msglen, "invalid_token",
+               "the token names critical header extensions (crit), which are not supported");
+        goto out;
+    }
     const char *algs = str_of(alg);
     const char *signing = token;
     size_t slen = (size_t)(dot2 - token);
@@ -299,7 +356,11 @@ int pb_auth_verify_jwt(const struct pb_auth *a, const char *token, size_t len,
         int tried = 0;
         for (int i = 0; i < a->nkeys && verified; i++) {
             const struct pb_auth_key *key = &a->keys[i];
-            if (key->type != type || (YAJL_IS_STRING(kid) && strcmp(key->kid, str_of(kid)) != 0))
+            /* A key that names no kid (a PEM file, a JWK without one) is
+             * tried whatever kid the token names: identity providers send
+             * one with every token. */
+            if (key->type != type ||
+                (YAJL_IS_STRING(kid) && key->kid[0] && strcmp(key->kid, str_of(kid)) != 0))
                 continue;
             tried++;
             verified = verify_pkey(key, signing, slen, sig, siglen);
@@ -317,11 +378,23 @@ int pb_auth_verify_jwt(const struct pb_auth *a, const char *token, size_t len,
         refuse(code, msg, msglen, "invalid_token", "the token's signature does not verify");
         goto out;
     }
+    if (!pb_json_surrogates_paired((const char *)payload, plen)) {
+        refuse(code, msg, msglen, "invalid_token",
+               "the token's claims hold an unpaired surrogate escape (\\ud800)");
+        goto out;
+    }
     if (!may_hold_nul((const char *)payload, plen) &&
         !pb_json_too_deep((const char *)payload, plen, MAX_JSON_DEPTH))
         claims = yajl_tree_parse((const char *)payload, err, sizeof(err));
     if (!YAJL_IS_OBJECT(claims)) {
         refuse(code, msg, msglen, "invalid_token", "the token's claims are not a JSON object");
+        goto out;
+    }
+    /* Checked once the signature holds, so that an unsigned header cannot
+     * buy quadratic work. */
+    if (has_duplicate_member(hdr) || has_duplicate_member(claims)) {
+        refuse(code, msg, msglen, "invalid_token",
+               "the token's header or claims name a member twice");
         goto out;
     }
     rc = check_claims(a, claims, id, code, msg, msglen);
@@ -336,10 +409,11 @@ out:
 
 /* ---- login messages ---- */
 
+/* The same rule as Kafka keys and HTTP user IDs (pb_id_problem), and not
+ * a broadcast target. */
 static int valid_user(const char *u)
 {
-    size_t n = strlen(u);
-    return n >= 1 && n <= PB_MAX_ID_BYTES && strcmp(u, "*") != 0 && strncmp(u, "group:", 6) != 0;
+    return !pb_id_problem(u, strlen(u)) && strcmp(u, "*") != 0 && strncmp(u, "group:", 6) != 0;
 }
 
 /* A uid may be a JSON string or integer; numbers keep their JSON text. */
@@ -397,7 +471,7 @@ static int login_fields(const struct pb_auth *a, yajl_val obj, struct pb_identit
     }
     if (!valid_user(id->user))
         return refuse(code, msg, msglen, "bad_user",
-                      "the user must be 1 to 256 bytes and not \"*\" or \"group:...\"");
+                      "the user must be 1 to 256 bytes of UTF-8 and not \"*\" or \"group:...\"");
     /* "events" is a list (native form), "event" one name (seed form). */
     if (events && !YAJL_IS_NULL(events) &&
         str_list(events, &id->events, &id->nevents, PB_AUTH_MAX_EVENTS, 0))
@@ -421,6 +495,35 @@ static char *cstring(const char *text, size_t len)
         copy[len] = '\0';
     }
     return copy;
+}
+
+int pb_auth_refresh(const struct pb_auth *a, const char *text, size_t len, const char *user,
+                    struct pb_identity *id, const char **code, char *msg, size_t msglen)
+{
+    memset(id, 0, sizeof(*id));
+    char *copy = a->mode == PB_AUTH_JWT ? cstring(text, len) : NULL;
+    if (!copy)
+        return 1;
+    yajl_val obj = yajl_tree_parse(copy, NULL, 0);
+    free(copy);
+    yajl_val type = YAJL_IS_OBJECT(obj) ? member(obj, "type") : NULL;
+    int rc = 1;
+    if (YAJL_IS_STRING(type) && strcmp(str_of(type), "refresh") == 0) {
+        yajl_val token = member(obj, "token");
+        if (!YAJL_IS_STRING(token) || !*str_of(token))
+            rc = refuse(code, msg, msglen, "missing_token", "a refresh needs a non-empty token");
+        else
+            rc = pb_auth_verify_jwt(a, str_of(token), strlen(str_of(token)), id, code, msg,
+                                    msglen);
+        /* A connection keeps its user: a token for anyone else is refused. */
+        if (rc == 0 && strcmp(id->user, user) != 0)
+            rc = refuse(code, msg, msglen, "wrong_user",
+                        "the new token is for another user (sub)");
+    }
+    yajl_tree_free(obj);
+    if (rc)
+        pb_identity_clear(id);
+    return rc;
 }
 
 int pb_auth_is_ping(const char *text, size_t len)
@@ -447,6 +550,10 @@ int pb_auth_login(const struct pb_auth *a, const char *text, size_t len, struct 
     if (may_hold_nul(text, len))
         return refuse(code, msg, msglen, "bad_user",
                       "user IDs and tokens must not contain NUL characters");
+    /* yajl decodes "bob\ud800" to "bob?": two users would become one. */
+    if (!pb_json_surrogates_paired(text, len))
+        return refuse(code, msg, msglen, "bad_user",
+                      "the login message holds an unpaired surrogate escape (\\ud800)");
     char *copy = cstring(text, len);
     if (!copy)
         return refuse(code, msg, msglen, "bad_login",

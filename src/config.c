@@ -65,12 +65,18 @@ static const struct setting settings[] = {
         "skipped: stale progress is not replayed"),
     INT("kafka.max_event_bytes", kafka_max_event_bytes, 64, 100 * MIB, "1048576",
         "Largest event value accepted; larger ones are dropped as oversized"),
+    LIST("kafka.broadcast_topics", kafka_broadcast_topics, "*", 0,
+         "Topics whose events may use the keys * and group:NAME; * = every consumed topic, "
+         "empty = none (only POST /broadcast then reaches more than one user). Others are "
+         "dropped as broadcast_not_allowed"),
 
     ENUM("auth.mode", auth_mode, auth_modes, "jwt",
          "How clients are identified: jwt (verified token) or none (trust the client; --dev)"),
     STR("auth.jwt_secret", auth_jwt_secret, NULL, F_OPTIONAL | F_SECRET, "HS256 shared secret"),
     INT("auth.jwt_leeway_s", auth_jwt_leeway_s, 0, 3600, "30",
         "Clock skew tolerated when checking a token's exp and nbf, in seconds"),
+    BOOL("auth.jwt_require_exp", auth_jwt_require_exp, "true",
+         "Refuse JWTs without an exp claim (a connection lives no longer than its token)"),
     STR("auth.jwt_public_key", auth_jwt_public_key, NULL, F_OPTIONAL,
         "PEM public key, or a JWKS file of RSA / P-256 keys (chosen by the token's kid), "
         "for RS256 and ES256"),
@@ -95,6 +101,15 @@ static const struct setting settings[] = {
         "Open WebSocket connections in total"),
     INT("ws.max_connections_per_user", ws_max_connections_per_user, 1, 100000, "32",
         "Open WebSocket connections per user"),
+    INT("ws.max_pending", ws_max_pending, 1, 10000000, "4096",
+        "Public connections accepted but not yet logged in (upgrading, or before login); "
+        "more are closed at accept"),
+    INT("ws.max_pending_per_ip", ws_max_pending_per_ip, 1, 10000000, "1024",
+        "Public connections not yet logged in from one client address; more are closed at "
+        "accept"),
+    INT("ws.handshake_timeout_ms", ws_handshake_timeout_ms, 1000, 600000, "10000",
+        "Time a public connection has to send its whole HTTP request (the WebSocket upgrade); "
+        "whole seconds, rounded up"),
     INT("ws.queue_max_messages", ws_queue_max_messages, 1, 1000000, "1024",
         "Outgoing queue limit per connection, in messages"),
     INT("ws.queue_max_bytes", ws_queue_max_bytes, 1024, 1024 * MIB, "1048576",
@@ -918,6 +933,51 @@ int pb_config_split_hostport(const char *addr, char *host, size_t hostlen, int *
     return 0;
 }
 
+/* The example config (deploy/pushbridge.json) ships values that say what
+ * to set; started as it is, they would be a secret and an API key anyone
+ * can read. */
+#define PLACEHOLDER "CHANGE-ME"
+/* RFC 7518 3.2: an HS256 key must be at least as long as the hash. */
+#define MIN_HS256_SECRET_BYTES 32
+
+static int check_secrets(const struct pb_config *c, char *errstr, size_t errlen)
+{
+    if (c->auth_jwt_secret && strstr(c->auth_jwt_secret, PLACEHOLDER))
+        return fail(errstr, errlen,
+                    "auth.jwt_secret is still the example's " PLACEHOLDER
+                    " placeholder: set a random secret of at least %d bytes",
+                    MIN_HS256_SECRET_BYTES);
+    if (c->auth_mode == PB_AUTH_JWT && c->auth_jwt_secret &&
+        strlen(c->auth_jwt_secret) < MIN_HS256_SECRET_BYTES)
+        return fail(errstr, errlen,
+                    "auth.jwt_secret is %zu bytes: HS256 needs at least %d (RFC 7518 3.2)",
+                    strlen(c->auth_jwt_secret), MIN_HS256_SECRET_BYTES);
+    for (size_t i = 0; i < c->push_api_keys.n; i++)
+        if (strstr(c->push_api_keys.items[i], PLACEHOLDER))
+            return fail(errstr, errlen,
+                        "push.api_keys[%zu] is still the example's " PLACEHOLDER
+                        " placeholder: set a random key, or remove it",
+                        i);
+    return 0;
+}
+
+/* 1 when host (from listen.*) is a loopback address. */
+static int is_loopback(const char *host)
+{
+    return strncmp(host, "127.", 4) == 0 || strcmp(host, "localhost") == 0 ||
+           strcmp(host, "::1") == 0 || strcmp(host, "[::1]") == 0;
+}
+
+int pb_config_internal_exposed(const struct pb_config *c)
+{
+    char host[256];
+    int port;
+    if (strcmp(c->listen_internal, c->listen_public) == 0)
+        return 1;
+    return pb_config_split_hostport(c->listen_internal, host, sizeof(host), &port) == 0 &&
+           !is_loopback(host);
+}
+
 int pb_config_validate(const struct pb_config *c, char *errstr, size_t errlen)
 {
     char host[256], shown[64];
@@ -955,6 +1015,8 @@ int pb_config_validate(const struct pb_config *c, char *errstr, size_t errlen)
     if (c->auth_mode == PB_AUTH_JWT && !c->auth_jwt_secret && !c->auth_jwt_public_key)
         return fail(errstr, errlen,
                     "auth.mode is jwt but neither auth.jwt_secret nor auth.jwt_public_key is set");
+    if (check_secrets(c, errstr, errlen))
+        return -1;
     if (!c->tls_cert != !c->tls_key)
         return fail(errstr, errlen, "tls.cert and tls.key must be set together (%s is missing)",
                     c->tls_cert ? "tls.key" : "tls.cert");

@@ -10,10 +10,12 @@
 #include <string.h>
 #include <yajl/yajl_parse.h>
 
+#include "pushbridge/buf.h"
+
 static const char *const reason_names[PB_DROP__COUNT] = {
     "none",      "not_json",     "not_object", "no_target",
     "oversized", "key_mismatch", "bad_field",  "stale",
-    "outdated",
+    "outdated",  "broadcast_not_allowed",
 };
 
 const char *pb_drop_reason_name(int reason)
@@ -71,6 +73,9 @@ struct parse_ctx {
     char *alias_text; /* decoded "message" string, used when no "data" */
     size_t alias_text_len;
     int alias_is_string;
+    const char *buf; /* the whole text, for pb_json_surrogates_paired */
+    size_t len;
+    int unpaired; /* -1 not yet looked at, else 1 when buf holds an unpaired surrogate escape */
 };
 
 static int fail(struct parse_ctx *c, int reason, const char *fmt, const char *field)
@@ -158,7 +163,6 @@ static int scalar(struct parse_ctx *c, int is_string, int is_number, const unsig
 
     struct pb_event *ev = c->ev;
     char **slot = NULL;
-    size_t maxlen = PB_MAX_ID_BYTES;
     switch (c->field) {
     case F_OTHER:
         return 1;
@@ -209,15 +213,20 @@ static int scalar(struct parse_ctx *c, int is_string, int is_number, const unsig
     int numbers_ok = c->field == F_ID || c->field == F_USER_ID || c->field == F_TASK;
     if (!is_string && !(is_number && numbers_ok))
         return fail(c, PB_DROP_BAD_FIELD, "%s must be a string", field_name(c->field));
-    if (len == 0 || len > maxlen)
-        return fail(c, PB_DROP_BAD_FIELD, "%s must be 1 to 256 bytes long", field_name(c->field));
-    /* Stored as C strings: an escaped NUL would silently cut them short. */
-    if (memchr(s, '\0', len))
-        return fail(c, PB_DROP_BAD_FIELD, "%s must not contain NUL characters",
-                    field_name(c->field));
-    if (!pb_utf8_valid((const char *)s, len))
-        return fail(c, PB_DROP_BAD_FIELD, "%s holds an unpaired surrogate escape",
-                    field_name(c->field));
+    const char *problem = pb_id_problem((const char *)s, len);
+    /* yajl decodes a lone high surrogate escape ("bob\ud800") to "?": the
+     * decoded text cannot tell it from "bob?", the raw text can. */
+    if (!problem && is_string && memchr(s, '?', len)) {
+        if (c->unpaired < 0)
+            c->unpaired = !pb_json_surrogates_paired(c->buf, c->len);
+        if (c->unpaired)
+            problem = "must not hold an unpaired surrogate escape";
+    }
+    if (problem) {
+        c->reason = PB_DROP_BAD_FIELD;
+        snprintf(c->ev->detail, sizeof(c->ev->detail), "%s %s", field_name(c->field), problem);
+        return 0; /* tells yajl to stop */
+    }
     if (set_string(slot, s, len))
         return fail(c, PB_DROP_OVERSIZED, "out of memory decoding %s", field_name(c->field));
     return 1;
@@ -524,7 +533,7 @@ long pb_json_array_each(const char *buf, size_t len,
 
 int pb_envelope_parse(const char *buf, size_t len, int flags, struct pb_event *ev)
 {
-    struct parse_ctx c = {.ev = ev, .flags = flags};
+    struct parse_ctx c = {.ev = ev, .flags = flags, .buf = buf, .len = len, .unpaired = -1};
     int canceled = 0;
     /* yajl lets overlong forms and encoded surrogates through; data is
      * forwarded byte for byte into text frames, which browsers would fail. */
@@ -606,6 +615,57 @@ int pb_utf8_valid(const char *str, size_t n)
     for (size_t i = 0, k; i < n; i += k)
         if (!(k = utf8_seq_len(s + i, n - i)))
             return 0;
+    return 1;
+}
+
+const char *pb_id_problem(const char *s, size_t n)
+{
+    if (n == 0 || n > PB_MAX_ID_BYTES)
+        return "must be 1 to 256 bytes long";
+    /* Stored as C strings: an escaped NUL would silently cut them short. */
+    if (memchr(s, '\0', n))
+        return "must not contain NUL characters";
+    /* yajl encodes a lone low surrogate escape as the bytes of U+DC00,
+     * which no browser accepts in a text frame. */
+    if (!pb_utf8_valid(s, n))
+        return "must be valid UTF-8 without unpaired surrogates";
+    return NULL;
+}
+
+static int hex4(const char *p, unsigned *out)
+{
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        int d = pb_hex_digit(p[i]);
+        if (d < 0)
+            return -1;
+        v = v << 4 | (unsigned)d;
+    }
+    *out = v;
+    return 0;
+}
+
+int pb_json_surrogates_paired(const char *text, size_t len)
+{
+    for (size_t i = 0; i + 1 < len; i++) {
+        if (text[i] != '\\')
+            continue;
+        unsigned cp, lo;
+        /* Every escape is consumed whole, so "\\\\ud800" is not one. */
+        if (text[i + 1] != 'u' || i + 6 > len || hex4(text + i + 2, &cp)) {
+            i++;
+            continue;
+        }
+        i += 5;
+        if (cp >= 0xdc00 && cp <= 0xdfff)
+            return 0;
+        if (cp < 0xd800 || cp > 0xdbff)
+            continue;
+        if (i + 7 > len || text[i + 1] != '\\' || text[i + 2] != 'u' || hex4(text + i + 3, &lo) ||
+            lo < 0xdc00 || lo > 0xdfff)
+            return 0;
+        i += 6;
+    }
     return 1;
 }
 

@@ -279,12 +279,18 @@ static void h_send(struct pb_server *s, struct pb_http_req *r, const char *query
             goto oom;
     }
     /* Both end up in C strings and WebSocket text frames. */
-    if (memchr(uid, '\0', uidlen) || !pb_utf8_valid(uid, uidlen) || uidlen > PB_MAX_ID_BYTES) {
+    if (pb_id_problem(uid, uidlen)) {
         pb_http_answer_error(r, 400, "bad_field", "uid must be 1 to 256 bytes of UTF-8 without NUL");
         goto out;
     }
     if (!pb_utf8_valid(message, msglen)) {
         pb_http_answer_error(r, 400, "bad_field", "message must be UTF-8 text");
+        goto out;
+    }
+    /* Seed clients get the message as the raw text of a frame: a NUL there
+     * is what no JSON path lets through (\u0000 is refused everywhere). */
+    if (memchr(message, '\0', msglen)) {
+        pb_http_answer_error(r, 400, "bad_field", "message must not contain NUL characters");
         goto out;
     }
     /* The message becomes the event's data: a JSON string for native

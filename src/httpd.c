@@ -8,9 +8,6 @@
 #include "pushbridge/httpd.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +17,7 @@
 
 #include "pushbridge/http.h"
 #include "pushbridge/httpparse.h"
+#include "pushbridge/listener.h"
 #include "pushbridge/log.h"
 #include "pushbridge/server.h"
 
@@ -29,8 +27,6 @@
  * requests. */
 #define REQUEST_TIMEOUT_S 20.
 #define IDLE_TIMEOUT_S 60.
-/* Accept failures (EMFILE, ENFILE, ENOBUFS) are logged once per this. */
-#define ACCEPT_LOG_INTERVAL_MS 10000
 
 /* One HTTP connection: owned by the httpd's list, freed by conn_free. */
 struct hconn {
@@ -56,14 +52,9 @@ struct hconn {
 struct pb_httpd {
     struct pb_server *s;
     const struct pb_vhd *vhd;
-    int fd, port;
-    int spare_fd;    /* kept to accept-and-close with when out of descriptors */
-    ev_io accept_w;
-    ev_timer pause_w; /* accepting paused after EMFILE */
+    struct pb_listener *listener; /* accept, with the descriptor-flood discipline */
     struct hconn *conns;
     size_t nconns;
-    int64_t accept_log_ms;
-    uint64_t accept_failures;
 };
 
 static void conn_free(struct hconn *c)
@@ -397,31 +388,6 @@ static void write_cb(struct ev_loop *loop, ev_io *w, int revents)
         arm_timer(c);
 }
 
-static void accept_failed(struct pb_httpd *d, int err)
-{
-    d->accept_failures++;
-    int64_t now = pb_monotonic_ms();
-    if (now - d->accept_log_ms < ACCEPT_LOG_INTERVAL_MS)
-        return;
-    d->accept_log_ms = now;
-    pb_warn("internal listener: accept failed (%s); %llu failure(s) so far", strerror(err),
-            (unsigned long long)d->accept_failures);
-}
-
-/* Out of descriptors: give back the spare, accept and close the waiting
- * connection with it, take the spare again (so the loop does not spin on a
- * listener that stays readable). */
-static void shed_one(struct pb_httpd *d)
-{
-    if (d->spare_fd < 0)
-        return;
-    close(d->spare_fd);
-    int fd = accept(d->fd, NULL, NULL);
-    if (fd >= 0)
-        close(fd);
-    d->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-}
-
 static void new_conn(struct pb_httpd *d, int fd)
 {
     int one = 1;
@@ -459,79 +425,11 @@ static void new_conn(struct pb_httpd *d, int fd)
     ev_timer_start(d->s->loop, &c->timer);
 }
 
-static void resume_accepting(struct ev_loop *loop, ev_timer *w, int revents)
+/* A connection accepted by the listener (listener.c). */
+static void accepted(void *ud, int fd, const struct sockaddr_storage *peer)
 {
-    (void)revents;
-    struct pb_httpd *d = w->data;
-    ev_io_start(loop, &d->accept_w);
-}
-
-static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
-{
-    (void)loop;
-    (void)revents;
-    struct pb_httpd *d = w->data;
-    /* A bounded batch, so one listener cannot starve the loop. */
-    for (int i = 0; i < 64; i++) {
-        int fd = accept4(d->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd >= 0) {
-            new_conn(d, fd);
-            continue;
-        }
-        if (errno == EINTR || errno == ECONNABORTED)
-            continue;
-        if (errno == EAGAIN)
-            return;
-        int err = errno;
-        accept_failed(d, err);
-        if (err == EMFILE || err == ENFILE) {
-            shed_one(d);
-            /* Still readable: pause accepting for a moment instead of
-             * spinning on it (nginx does the same). */
-            ev_io_stop(d->s->loop, &d->accept_w);
-            ev_timer_start(d->s->loop, &d->pause_w);
-        }
-        return;
-    }
-}
-
-static int listen_socket(const char *addr, int *port, char *errstr, size_t errlen)
-{
-    char host[256];
-    if (pb_config_split_hostport(addr, host, sizeof(host), port)) {
-        snprintf(errstr, errlen, "listen.internal: cannot parse address %s", addr);
-        return -1;
-    }
-    struct sockaddr_storage ss;
-    socklen_t sl;
-    memset(&ss, 0, sizeof(ss));
-    struct sockaddr_in *v4 = (struct sockaddr_in *)&ss;
-    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&ss;
-    if (inet_pton(AF_INET, host[0] ? host : "0.0.0.0", &v4->sin_addr) == 1) {
-        v4->sin_family = AF_INET;
-        v4->sin_port = htons((uint16_t)*port);
-        sl = sizeof(*v4);
-    } else if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
-        v6->sin6_family = AF_INET6;
-        v6->sin6_port = htons((uint16_t)*port);
-        sl = sizeof(*v6);
-    } else {
-        snprintf(errstr, errlen, "listen.internal: %s is not an IP address", host);
-        return -1;
-    }
-    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    int one = 1;
-    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
-        bind(fd, (struct sockaddr *)&ss, sl) || listen(fd, 1024)) {
-        snprintf(errstr, errlen, "listen.internal: cannot listen on %s: %s", addr,
-                 strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
-        *port = ntohs(ss.ss_family == AF_INET ? v4->sin_port : v6->sin6_port);
-    return fd;
+    (void)peer;
+    new_conn(ud, fd);
 }
 
 struct pb_httpd *pb_httpd_new(struct pb_server *s, const struct pb_vhd *vhd, const char *addr,
@@ -544,24 +442,17 @@ struct pb_httpd *pb_httpd_new(struct pb_server *s, const struct pb_vhd *vhd, con
     }
     d->s = s;
     d->vhd = vhd;
-    d->accept_log_ms = -ACCEPT_LOG_INTERVAL_MS;
-    d->fd = listen_socket(addr, &d->port, errstr, errlen);
-    if (d->fd < 0) {
+    d->listener = pb_listener_new(s->loop, "listen.internal", addr, accepted, d, errstr, errlen);
+    if (!d->listener) {
         free(d);
         return NULL;
     }
-    d->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    ev_io_init(&d->accept_w, accept_cb, d->fd, EV_READ);
-    d->accept_w.data = d;
-    ev_timer_init(&d->pause_w, resume_accepting, 0.1, 0.);
-    d->pause_w.data = d;
-    ev_io_start(s->loop, &d->accept_w);
     return d;
 }
 
 int pb_httpd_port(const struct pb_httpd *d)
 {
-    return d->port;
+    return pb_listener_port(d->listener);
 }
 
 size_t pb_httpd_connections(const struct pb_httpd *d)
@@ -575,10 +466,6 @@ void pb_httpd_free(struct pb_httpd *d)
         return;
     while (d->conns)
         conn_free(d->conns);
-    ev_io_stop(d->s->loop, &d->accept_w);
-    ev_timer_stop(d->s->loop, &d->pause_w);
-    close(d->fd);
-    if (d->spare_fd >= 0)
-        close(d->spare_fd);
+    pb_listener_free(d->listener);
     free(d);
 }

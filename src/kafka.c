@@ -574,6 +574,24 @@ int pb_kafka_ready(const struct pb_kafka *k, const char **why)
     return 1;
 }
 
+/* kafka.broadcast_topics: who may address every connection or a group. Any
+ * producer on an event topic could otherwise reach every user; the list is
+ * short and only broadcasts look at it. */
+static int broadcast_check(const struct pb_config *cfg, const char *topic, struct pb_event *ev)
+{
+    if (ev->target_kind != PB_TARGET_ALL && ev->target_kind != PB_TARGET_GROUP)
+        return PB_DROP_NONE;
+    for (size_t i = 0; i < cfg->kafka_broadcast_topics.n; i++) {
+        const char *t = cfg->kafka_broadcast_topics.items[i];
+        if (strcmp(t, "*") == 0 || strcmp(t, topic) == 0)
+            return PB_DROP_NONE;
+    }
+    snprintf(ev->detail, sizeof(ev->detail),
+             "the key addresses %s, and topic %.64s is not in kafka.broadcast_topics",
+             ev->target_kind == PB_TARGET_ALL ? "every connection (*)" : "a group", topic);
+    return PB_DROP_BROADCAST_NOT_ALLOWED;
+}
+
 /* Parses msg into ev, its position and time set. PB_DROP_NONE, or the
  * reason, with ev->detail saying why. */
 static int parse_message(struct pb_kafka *k, const rd_kafka_message_t *msg, int64_t ts,
@@ -604,6 +622,8 @@ static int parse_message(struct pb_kafka *k, const rd_kafka_message_t *msg, int6
         reason = pb_event_set_name(ev, hval, hlen);
     if (!reason)
         reason = pb_event_set_target(ev, msg->key, msg->key_len);
+    if (!reason)
+        reason = broadcast_check(k->cfg, ev->topic, ev);
     return reason;
 }
 

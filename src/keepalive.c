@@ -5,11 +5,14 @@
  * loop's CPU (docs/PERFORMANCE.md), and at 100,000 connections their pings
  * alone would have filled it. The ping is a queued frame like any other, so
  * it can never cut into a frame being written. The same sweep ends the grace
- * period of queues over ws.queue_max_bytes that get no further event. */
+ * period of queues over ws.queue_max_bytes that get no further event, and
+ * the token lifetime of every logged-in connection (tokenlife.c). */
 #include "pushbridge/keepalive.h"
 
 #include "pushbridge/frame.h"
 #include "pushbridge/log.h"
+#include "pushbridge/metrics.h"
+#include "pushbridge/tokenlife.h"
 
 long pb_keepalive_sweep(struct pb_hub *h, int64_t now_ms)
 {
@@ -20,9 +23,10 @@ long pb_keepalive_sweep(struct pb_hub *h, int64_t now_ms)
     const struct pb_config *cfg = pb_hub_config(h);
     struct pb_frame *f = NULL;
     long cut = 0;
+    int64_t wall_ms = pb_now_ms(); /* token exp is a date */
     for (struct pb_conn *c = pb_hub_first(h); c; c = c->next) {
         pb_hub_police(h, c); /* the soft queue bound's grace period, while here */
-        if (c->closing)
+        if (c->closing || pb_token_check(h, c, wall_ms))
             continue;
         int64_t quiet = now_ms - c->last_rx_ms;
         if (quiet >= cfg->ws_idle_timeout_ms) {

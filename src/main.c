@@ -150,6 +150,13 @@ int main(int argc, char **argv)
     pb_info("pushbridge %s starting%s", PB_VERSION, cfg.dev ? " in --dev mode" : "");
     if (cfg.auth_mode == PB_AUTH_NONE)
         pb_warn("auth.mode is none: clients are trusted to say which user they are");
+    if (!cfg.push_api_keys.n && pb_config_internal_exposed(&cfg))
+        pb_warn("push.api_keys is empty and the internal listener (listen.internal %s) is not "
+                "on loopback%s: anyone who reaches it can push to any user; set push.api_keys "
+                "or keep it on 127.0.0.1",
+                cfg.listen_internal,
+                strcmp(cfg.listen_internal, cfg.listen_public) == 0 ? " (it is the public port)"
+                                                                    : "");
     raise_fd_limit();
 
     struct pb_server srv;

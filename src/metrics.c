@@ -17,6 +17,12 @@ const char *pb_lost_reason_name(int reason)
     return reason >= 0 && reason < PB_LOST__COUNT ? names[reason] : "unknown";
 }
 
+const char *pb_refused_reason_name(int reason)
+{
+    static const char *const names[PB_REFUSED__COUNT] = {"pending", "per_ip", "descriptors"};
+    return reason >= 0 && reason < PB_REFUSED__COUNT ? names[reason] : "unknown";
+}
+
 int64_t pb_now_ms(void)
 {
     struct timespec ts;
@@ -186,6 +192,14 @@ void pb_metrics_render_prometheus(const struct pb_metrics *m, const struct pb_ga
            (uint64_t)(m->queue_drops));
     scalar(b, "pushbridge_connections_refused_total", "counter",
            "Connections refused at ws.max_connections.", (uint64_t)(m->connections_refused));
+    scalar(b, "pushbridge_pending_connections", "gauge",
+           "Public connections accepted and not yet logged in (bound: ws.max_pending).",
+           m->pending_connections);
+    help(b, "pushbridge_accept_refused_total", "counter",
+         "Public connections closed at accept, by reason (pending, per_ip, descriptors).");
+    for (int r = 0; r < PB_REFUSED__COUNT; r++)
+        pb_buf_printf(b, "pushbridge_accept_refused_total{reason=\"%s\"} %llu\n",
+                      pb_refused_reason_name(r), (unsigned long long)m->accept_refused[r]);
 
     scalar(b, "pushbridge_origin_refused_total", "counter",
            "WebSocket upgrades refused with 403 by ws.allowed_origins.",

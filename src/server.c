@@ -13,8 +13,10 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "pushbridge/admission.h"
 #include "pushbridge/httpd.h"
 #include "pushbridge/keepalive.h"
+#include "pushbridge/listener.h"
 #include "pushbridge/log.h"
 
 /* Kafka messages handled per wake-up before the loop serves sockets again. */
@@ -28,6 +30,10 @@ static int server_cb(struct lws *wsi, enum lws_callback_reasons reason, void *us
     struct pb_vhd *vhd = vh ? lws_get_vhost_user(vh) : NULL;
     if (!vhd)
         return lws_callback_http_dummy(wsi, reason, user, in, len);
+    /* Every public connection ends in one of these, whether or not it got
+     * as far as per-session data; its descriptor is still set here. */
+    if ((reason == LWS_CALLBACK_CLOSED_HTTP || reason == LWS_CALLBACK_CLOSED) && vhd->is_public)
+        pb_admission_release(vhd->srv->admission, lws_get_socket_fd(wsi));
     /* lws calls CLOSED_HTTP for connections it dropped before allocating
      * per-session data (a malformed request line, for one). */
     if (!user && reason != LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION)
@@ -223,8 +229,26 @@ static void lws_log_emit(int level, const char *line)
     pb_log(level == LLL_ERR ? PB_LOG_WARN : PB_LOG_DEBUG, "lws: %.*s", (int)n, line);
 }
 
+/* The public listener's accepted connections: admission control first
+ * (admission.c), then lws takes the socket over as if it had accepted it. */
+static void public_accepted(void *ud, int fd, const struct sockaddr_storage *peer)
+{
+    struct pb_server *s = ud;
+    if (pb_admission_accept(s->admission, fd, peer)) {
+        close(fd);
+        return;
+    }
+    if (!lws_adopt_socket_vhost(s->vh_public, fd)) /* lws closed fd */
+        pb_admission_release(s->admission, fd);
+}
+
+/* A vhost. With adopt, lws does not listen: pushbridge accepts (listener.c)
+ * and hands each admitted socket over, so that a descriptor flood meets
+ * admission control and the accept pause instead of lws's accept loop,
+ * which spins and logs on EMFILE. */
 static struct lws_vhost *listen_on(struct pb_server *s, const char *name, const char *addr,
-                                   struct pb_vhd *vhd, int tls, char *errstr, size_t errlen)
+                                   struct pb_vhd *vhd, int tls, int adopt, char *errstr,
+                                   size_t errlen)
 {
     static lws_retry_bo_t retry;
     char host[256];
@@ -240,8 +264,11 @@ static struct lws_vhost *listen_on(struct pb_server *s, const char *name, const 
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof(info));
     info.vhost_name = name;
-    info.port = port;
+    info.port = adopt ? CONTEXT_PORT_NO_LISTEN_SERVER : port;
     info.iface = (host[0] && strcmp(host, "0.0.0.0") != 0) ? host : NULL;
+    /* ws.handshake_timeout_ms: how long a connection may hold a header
+     * table without a whole request (lws's default is 10 s). */
+    info.timeout_secs_ah_idle = (unsigned)((s->cfg->ws_handshake_timeout_ms + 999) / 1000);
     info.protocols = protocols;
     info.user = vhd;
     info.retry_and_idle_policy = &retry;
@@ -260,8 +287,16 @@ static struct lws_vhost *listen_on(struct pb_server *s, const char *name, const 
                  name, addr, tls ? ", or tls.cert/tls.key cannot be loaded" : "");
         return NULL;
     }
-    pb_info("listening on %s:%d (%s%s)", host, lws_get_vhost_listen_port(vh), name,
-            tls ? ", TLS" : "");
+    if (adopt) {
+        s->public_listener =
+            pb_listener_new(s->loop, "listen.public", addr, public_accepted, s, errstr, errlen);
+        if (!s->public_listener)
+            return NULL;
+        port = pb_listener_port(s->public_listener);
+    } else {
+        port = lws_get_vhost_listen_port(vh);
+    }
+    pb_info("listening on %s:%d (%s%s)", host, port, name, tls ? ", TLS" : "");
     return vh;
 }
 
@@ -331,7 +366,8 @@ int pb_server_init(struct pb_server *s, const struct pb_config *cfg, char *errst
                       lws_log_emit);
     if (!(s->auth = pb_auth_new(cfg, errstr, errlen)))
         return -1;
-    if (!(s->store = pb_store_new(cfg, &s->metrics)) ||
+    if (!(s->admission = pb_admission_new(cfg, &s->metrics)) ||
+        !(s->store = pb_store_new(cfg, &s->metrics)) ||
         !(s->hub = pb_hub_new(cfg, &s->metrics, s->store, &pb_ws_hub_hooks))) {
         snprintf(errstr, errlen, "out of memory");
         return -1;
@@ -357,7 +393,7 @@ int pb_server_init(struct pb_server *s, const struct pb_config *cfg, char *errst
     if (same)
         s->vhd_public.is_internal = 1;
     s->vh_public = listen_on(s, "public", cfg->listen_public, &s->vhd_public, cfg->tls_cert != NULL,
-                             errstr, errlen);
+                             1, errstr, errlen);
     if (!s->vh_public)
         return -1;
     /* The internal API has its own HTTP/1.1 server (keep-alive, pipelining,
@@ -371,7 +407,7 @@ int pb_server_init(struct pb_server *s, const struct pb_config *cfg, char *errst
                 pb_httpd_port(s->httpd));
     } else if (!same) {
         s->vh_internal = listen_on(s, "internal", cfg->listen_internal, &s->vhd_internal,
-                                   cfg->tls_internal, errstr, errlen);
+                                   cfg->tls_internal, 0, errstr, errlen);
         if (!s->vh_internal)
             return -1;
     }
@@ -422,6 +458,8 @@ void pb_server_free(struct pb_server *s)
         ev_prepare_stop(s->loop, &s->flush_w);
         ev_timer_stop(s->loop, &s->watchdog_w);
     }
+    pb_listener_free(s->public_listener);
+    s->public_listener = NULL;
     if (s->ctx)
         lws_context_destroy(s->ctx); /* closes every wsi: hub connections are freed */
     s->ctx = NULL;
@@ -432,6 +470,7 @@ void pb_server_free(struct pb_server *s)
     pb_hub_free(s->hub);
     pb_store_free(s->store);
     pb_auth_free(s->auth);
+    pb_admission_free(s->admission);
     if (s->signal_fd >= 0)
         close(s->signal_fd);
     pb_notify_close(&s->notify);

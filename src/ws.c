@@ -10,8 +10,10 @@
 #include <sys/uio.h>
 #include <yajl/yajl_tree.h>
 
+#include "pushbridge/admission.h"
 #include "pushbridge/log.h"
 #include "pushbridge/server.h"
+#include "pushbridge/tokenlife.h"
 
 /* Frames gathered into one writev() (plain TCP). The kernel takes what fits
  * in the socket's send buffer; the rest waits for the next POLLOUT. */
@@ -183,22 +185,64 @@ static void login(struct pb_server *s, struct pb_pss *pss, const char *text, siz
     }
     ev_timer_stop(s->loop, &pss->auth_timer);
     struct pb_conn *c = pss->conn;
+    pb_token_schedule(c, pb_now_ms());
+    pb_admission_release(s->admission, lws_get_socket_fd(pss->wsi)); /* no longer pending */
     pb_debug("connection %llu logged in as %s", (unsigned long long)c->id, c->ident.user);
     char resume[PB_POS_MAX_LEN + 1];
     int has_resume = form == PB_FORM_NATIVE && login_resume(text, len, resume, sizeof(resume));
     pb_hub_start(s->hub, c, has_resume ? resume : NULL, has_resume ? strlen(resume) : 0);
 }
 
-/* After login a client may ping at the application level; anything else
- * gets an error frame, and the connection stays up. */
+/* A new token for the same user: the connection lives on until its exp,
+ * with the new token's groups. */
+static void refreshed(struct pb_server *s, struct pb_conn *c, struct pb_identity *id)
+{
+    int64_t now = pb_now_ms();
+    char **groups = c->ident.groups;
+    size_t ngroups = c->ident.ngroups;
+    c->ident.groups = id->groups;
+    c->ident.ngroups = id->ngroups;
+    c->ident.exp_ms = id->exp_ms;
+    id->groups = groups; /* the old ones are freed with id */
+    id->ngroups = ngroups;
+    pb_identity_clear(id);
+    pb_token_schedule(c, now);
+    char text[96];
+    int n = c->ident.exp_ms
+                ? snprintf(text, sizeof(text), "{\"type\":\"refreshed\",\"expires_in_ms\":%lld}",
+                           (long long)pb_token_expires_in(c, now))
+                : snprintf(text, sizeof(text), "{\"type\":\"refreshed\",\"expires_in_ms\":null}");
+    send_text(s, c, text, (size_t)n);
+    pb_debug("connection %llu of user %s: token refreshed", (unsigned long long)c->id,
+             c->ident.user);
+}
+
+/* After login a client may ping at the application level, or refresh its
+ * token; anything else gets an error frame, and the connection stays up. */
 static void client_message(struct pb_server *s, struct pb_pss *pss, const char *text, size_t len)
 {
     if (pb_auth_is_ping(text, len)) {
         send_text(s, pss->conn, "{\"type\":\"pong\"}", 15);
         return;
     }
+    struct pb_identity id;
+    const char *code;
+    char msg[256];
+    int rc = pb_auth_refresh(s->auth, text, len, pss->conn->ident.user, &id, &code, msg,
+                             sizeof(msg));
+    if (rc == 0) {
+        refreshed(s, pss->conn, &id);
+        return;
+    }
+    if (rc < 0) {
+        pb_info("connection %llu: token refresh refused: %s: %s",
+                (unsigned long long)pss->conn->id, code, msg);
+        refuse(s, pss, PB_CLOSE_AUTH_FAILED, code, msg);
+        return;
+    }
     send_error(s, pss->conn, "unknown_message",
-               "after login the server only answers {\"type\":\"ping\"}");
+               "after login the server only answers {\"type\":\"ping\"} and "
+               "{\"type\":\"refresh\",\"token\":...}");
 }
 
 /* RFC 6455 7.4: codes a peer may send. */
@@ -232,6 +276,22 @@ static int refuse_input(struct pb_server *s, struct pb_pss *pss, int code, const
     return 0;
 }
 
+/* Reassembly storage kept between messages. A long message (up to
+ * ws.max_message_bytes) gives its buffer back once handled: holding it for
+ * the connection's life made one 16 KiB message cost 16 KiB per idle
+ * connection from then on. */
+#define RX_KEEP_BYTES 1024
+
+static void release_rx(struct pb_server *s, struct pb_pss *pss)
+{
+    if (pss->rx.cap <= RX_KEEP_BYTES) {
+        pb_buf_reset(&pss->rx);
+        return;
+    }
+    pb_buf_free(&pss->rx);
+    pb_buf_init(&pss->rx, (size_t)s->cfg->ws_max_message_bytes + 1);
+}
+
 static int receive(struct pb_server *s, struct pb_pss *pss, const char *in, size_t len)
 {
     struct lws *wsi = pss->wsi;
@@ -261,7 +321,7 @@ static int receive(struct pb_server *s, struct pb_pss *pss, const char *in, size
         client_message(s, pss, text, len);
     else
         login(s, pss, text, len);
-    pb_buf_reset(&pss->rx);
+    release_rx(s, pss);
     return 0;
 }
 
@@ -499,6 +559,12 @@ int pb_ws_callback(struct pb_server *s, struct lws *wsi, enum lws_callback_reaso
     case LWS_CALLBACK_ESTABLISHED:
         pss->wsi = wsi;
         bound_send_buffer(s, wsi);
+        /* lws 4.1 drops a connection whose frame it cannot parse (a control
+         * frame over 125 bytes, a fragmented ping) without a close frame
+         * unless a reason is already set; every close of ours sets its own,
+         * so this one is what a protocol error sends (1002, not 1006). */
+        lws_close_reason(wsi, LWS_CLOSE_STATUS_PROTOCOL_ERR, (unsigned char *)"protocol error",
+                         14);
         pb_buf_init(&pss->rx, (size_t)s->cfg->ws_max_message_bytes + 1);
         pss->conn = pb_hub_conn_new(s->hub, wsi);
         if (!pss->conn)

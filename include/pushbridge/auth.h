@@ -6,6 +6,7 @@
 #define PB_AUTH_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "pushbridge/config.h"
 
@@ -31,6 +32,7 @@ struct pb_identity {
     char **events; /* filter; none = every event of the user */
     size_t nevents;
     int form;      /* enum pb_login_form */
+    int64_t exp_ms; /* the JWT's exp, wall-clock ms since the epoch; 0 = none */
 };
 
 /* Verifier state built from the config at start (keys loaded once). */
@@ -51,6 +53,14 @@ int pb_auth_verify_jwt(const struct pb_auth *a, const char *token, size_t len,
                        struct pb_identity *id, const char **code, char *msg, size_t msglen);
 
 void pb_identity_clear(struct pb_identity *id);
+
+/* A client message after login that may be {"type":"refresh","token":JWT}
+ * (SPEC 2, token lifetime). Returns 1 when it is not a refresh message; 0
+ * when it is and the token verifies for `user` (id gets the new token's
+ * user, groups and exp); -1 with code and msg when it is refused: a bad
+ * token, or one for another user (code "wrong_user"). */
+int pb_auth_refresh(const struct pb_auth *a, const char *text, size_t len, const char *user,
+                    struct pb_identity *id, const char **code, char *msg, size_t msglen);
 
 /* 1 when a client message after login is {"type":"ping"} (any spacing,
  * other members ignored). */

@@ -43,6 +43,7 @@ struct pb_config {
     char *kafka_dead_letter_topic; /* NULL = none */
     int64_t kafka_max_event_age_ms;
     int64_t kafka_max_event_bytes;
+    struct pb_strlist kafka_broadcast_topics; /* may carry * and group: keys; "*" = all */
 
     int auth_mode; /* enum pb_auth_mode */
     char *auth_jwt_secret;
@@ -50,6 +51,7 @@ struct pb_config {
     char *auth_jwt_issuer;
     char *auth_jwt_audience;
     int64_t auth_jwt_leeway_s;
+    int auth_jwt_require_exp; /* refuse tokens without exp */
 
     char *ws_path;
     struct pb_strlist ws_allowed_origins;
@@ -59,6 +61,9 @@ struct pb_config {
     int64_t ws_max_message_bytes;
     int64_t ws_max_connections;
     int64_t ws_max_connections_per_user;
+    int64_t ws_max_pending;          /* accepted, not yet logged in (admission.c) */
+    int64_t ws_max_pending_per_ip;
+    int64_t ws_handshake_timeout_ms; /* lws timeout_secs_ah_idle */
     int64_t ws_queue_max_messages;
     int64_t ws_queue_max_bytes;
     int64_t ws_queue_hard_max_bytes;
@@ -132,6 +137,10 @@ void pb_config_print_table(FILE *out);
 void pb_config_print_man(FILE *out, const char *version);
 
 void pb_config_free(struct pb_config *c);
+
+/* 1 when the internal listener can be reached from beyond this host: not
+ * on a loopback address, or sharing the public listener. */
+int pb_config_internal_exposed(const struct pb_config *c);
 
 /* "HOST:PORT" -> host (into buf) and port. Returns 0 or -1. */
 int pb_config_split_hostport(const char *addr, char *host, size_t hostlen, int *port);

@@ -18,6 +18,7 @@ enum pb_drop_reason {
     PB_DROP_BAD_FIELD,
     PB_DROP_STALE,
     PB_DROP_OUTDATED, /* older (Kafka timestamp) than the kept state of its task */
+    PB_DROP_BROADCAST_NOT_ALLOWED, /* * or group: key on a topic not in kafka.broadcast_topics */
     PB_DROP__COUNT
 };
 const char *pb_drop_reason_name(int reason);
@@ -93,6 +94,17 @@ int pb_json_too_deep(const char *buf, size_t len, int max);
 
 /* 1 when s is strict UTF-8 (no overlong forms, no surrogates). */
 int pb_utf8_valid(const char *s, size_t n);
+
+/* NULL when s (n bytes, decoded) is a valid identity: a user ID, group,
+ * event name or id of 1 to PB_MAX_ID_BYTES bytes of strict UTF-8 without
+ * NUL; else what is wrong, as the end of a sentence ("must be ..."). The one
+ * rule for Kafka fields, HTTP user IDs and logins. */
+const char *pb_id_problem(const char *s, size_t n);
+
+/* 0 when JSON text holds a \uD800-\uDBFF escape not followed by a
+ * \uDC00-\uDFFF one, or a low one alone: yajl decodes a lone high one to
+ * "?", so the decoded text cannot show it. */
+int pb_json_surrogates_paired(const char *text, size_t len);
 
 /* Validates buf as one JSON text with yajl. Returns 0 or -1 (detail filled). */
 int pb_json_validate(const char *buf, size_t len, char *detail, size_t detlen);

@@ -25,6 +25,7 @@
 #define PB_CLOSE_TRY_AGAIN 1013
 #define PB_CLOSE_AUTH_TIMEOUT 4001
 #define PB_CLOSE_AUTH_FAILED 4003
+#define PB_CLOSE_TOKEN_EXPIRED 4004
 #define PB_CLOSE_USER_LIMIT 4008
 #define PB_CLOSE_SLOW 4009
 
@@ -56,6 +57,10 @@ struct pb_conn {
     int64_t last_ping_ms;
     /* When a frame last left the queue, or the queue last became non-empty. */
     int64_t last_progress_ms;
+    /* Token lifetime (tokenlife.c), wall-clock ms: when to ask for a new
+     * token (ident.exp_ms holds when it expires); whether it was asked. */
+    int64_t refresh_at_ms;
+    int refresh_asked;
 
     struct pb_user *user;
     struct pb_conn *user_prev, *user_next; /* this user's connections */

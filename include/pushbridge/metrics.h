@@ -32,6 +32,16 @@ enum pb_lost_reason {
 /* "out_of_range", the label value of pushbridge_events_lost_total. */
 const char *pb_lost_reason_name(int reason);
 
+/* Why the public listener closed a connection at once (admission.c). */
+enum pb_refused_reason {
+    PB_REFUSED_PENDING = 0, /* ws.max_pending connections not yet logged in */
+    PB_REFUSED_PER_IP,      /* ws.max_pending_per_ip from this address */
+    PB_REFUSED_DESCRIPTORS, /* the descriptors kept for the rest of the process */
+    PB_REFUSED__COUNT
+};
+/* "pending", "per_ip", "descriptors": the label of pushbridge_accept_refused_total. */
+const char *pb_refused_reason_name(int reason);
+
 struct pb_source_counters {
     char name[250];
     uint64_t consumed;
@@ -57,6 +67,8 @@ struct pb_metrics {
     uint64_t slow_client_closes;
     uint64_t queue_drops;      /* frames dropped by drop_oldest */
     uint64_t connections_refused; /* over ws.max_connections */
+    uint64_t accept_refused[PB_REFUSED__COUNT]; /* closed at accept (admission.c) */
+    uint64_t pending_connections; /* gauge: public connections not yet logged in */
     uint64_t origin_refused;      /* upgrades refused by ws.allowed_origins */
     uint64_t dead_letter_failures; /* malformed events that could not be dead-lettered */
     uint64_t kafka_outages;        /* times every broker became unreachable */

@@ -17,8 +17,10 @@
 #include "pushbridge/notify.h"
 #include "pushbridge/store.h"
 
+struct pb_admission;
 struct pb_http_req;
 struct pb_httpd;
+struct pb_listener;
 
 /* Per-connection lws data (lws allocates and zeroes it, and frees it after
  * LWS_CALLBACK_CLOSED / CLOSED_HTTP). */
@@ -53,6 +55,8 @@ struct pb_server {
     struct pb_auth *auth;
     struct pb_kafka *kafka;
     struct pb_httpd *httpd; /* the internal listener, when it is not lws's */
+    struct pb_listener *public_listener; /* accepts for vh_public (lws adopts) */
+    struct pb_admission *admission;      /* pending public connections (admission.c) */
     int listening;
 
     /* The loop (libev, epoll) and pushbridge's own watchers on it; lws adds

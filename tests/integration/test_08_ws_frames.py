@@ -277,3 +277,16 @@ def test_oversized_message_in_separate_fragments_gets_1009(shared, healthy, logg
     c.send_frame(OP_CONT, part, fin=True)
     assert c.expect_close()[0] == 1009
     assert healthy.is_open()
+
+
+@pytest.mark.parametrize("frame", [
+    ("long_ping", lambda c: c.send_frame(OP_PING, b"p" * 126)),
+    ("fragmented_ping", lambda c: c.send_frame(OP_PING, b"p", fin=False)),
+    ("reserved_opcode_3", lambda c: c.send_frame(0x3, b"x")),
+], ids=lambda f: f[0])
+def test_control_frame_violation_gets_a_1002_close_frame(shared, healthy, frame):
+    """Issue 14 item 7: lws drops these without a close frame unless a
+    reason is set; the browser must see 1002, not 1006."""
+    c = _logged_in(shared)
+    frame[1](c)
+    assert c.expect_close()[0] == 1002

@@ -140,10 +140,10 @@ def test_hs256_valid_token_user_is_sub_and_events_arrive(hs, kafka):
     _delivers(hs, c, sub)
 
 
-def test_hs256_token_without_exp_is_accepted(hs):
+def test_hs256_token_without_exp_is_refused(hs):
+    """auth.jwt_require_exp is true by default (test_37 has the rest)."""
     sub = unique_uid("jwt")
-    c = _accepted(hs, hs256(claims(sub, lifetime=None), SECRET), sub)
-    _delivers(hs, c, sub)
+    _refused(hs, hs256(claims(sub, lifetime=None), SECRET), "invalid_token", sub)
 
 
 def test_events_filter_with_jwt_login(hs, kafka):
@@ -513,3 +513,44 @@ def test_token_event_form_with_bad_token_refused(hs, case, code):
     c.send_json({"token": token, "event": "e1"})
     _expect_refusal(c, code)
     assert hs.user_connections(sub) == 0
+
+
+# ---- issue 14 items 6 and 7: kid with a PEM key, crit, duplicate claims -------------
+
+@pytest.mark.parametrize("kind", ["rsa", "ec"])
+def test_pem_key_accepts_tokens_that_carry_a_kid(rsa, ec, keys, kind):
+    """Identity providers send a kid with every token; a PEM key names
+    none, so it is tried whatever the kid says."""
+    sub = unique_uid("jwt")
+    if kind == "rsa":
+        b, tok = rsa, rs256(claims(sub), keys.rsa, header={"alg": "RS256", "kid": "idp-key-7"})
+    else:
+        b, tok = ec, es256(claims(sub), keys.ec, header={"alg": "ES256", "kid": "idp-key-7"})
+    c = _accepted(b, tok, sub)
+    _delivers(b, c, sub)
+
+
+def test_pem_key_with_kid_still_checks_the_signature(rsa, keys):
+    sub = unique_uid("jwt")
+    tok = rs256(claims(sub), keys.rsa_other, header={"alg": "RS256", "kid": "idp-key-7"})
+    _refused(rsa, tok, "invalid_token", sub)
+
+
+def test_crit_header_is_refused(hs):
+    """RFC 7515 4.1.11: crit names extensions that must be understood."""
+    sub = unique_uid("jwt")
+    tok = hs256(claims(sub), SECRET, header={"alg": "HS256", "crit": ["exp"], "exp": 1})
+    msg = _refused(hs, tok, "invalid_token", sub)
+    assert "crit" in msg["message"], msg
+
+
+def test_duplicate_claims_are_refused(hs):
+    """RFC 7519 4: one reader takes the first sub, another the last."""
+    a, b = unique_uid("jwt"), unique_uid("jwt")
+    exp = int(time.time()) + 300
+    payload = ('{"sub":"%s","exp":%d,"sub":"%s"}' % (a, exp, b)).encode()
+    msg = _refused(hs, hs256(payload, SECRET), "invalid_token", a)
+    assert "twice" in msg["message"], msg
+    assert hs.user_connections(b) == 0
+    dup_header = hs256(claims(a), SECRET, header=b'{"alg":"HS256","alg":"HS256"}')
+    _refused(hs, dup_header, "invalid_token", a)

@@ -871,6 +871,47 @@ def test_login_with_nul_in_user_does_not_become_the_prefix_user(shared, healthy,
     _carried_on_http(shared, healthy, "nul-login-" + form)
 
 
+# ---- issue 14: one identity per user, strict edges ------------------------------------
+
+@pytest.mark.parametrize("escape", ["\\ud800", "\\udbff", "\\udc00", "\\ud800\\u0041"])
+@pytest.mark.parametrize("form", ["uid", "native", "token_event"])
+def test_login_with_lone_surrogate_is_not_the_question_mark_user(shared, healthy, form, escape):
+    """yajl decodes a lone high surrogate to "?": "bob\\ud800" must not log in
+    as "bob?" (and "\\udc00" must not reach a welcome frame as bad UTF-8)."""
+    victim = unique_uid("q") + "?"
+    real, _ = shared.native_client(victim)
+    evil = json.dumps(victim[:-1])[:-1] + escape + '"'
+    c = shared.ws()
+    c.send_text({"uid": '{"uid":%s}', "native": '{"type":"auth","token":%s}',
+                 "token_event": '{"token":%s,"event":"good"}'}[form] % evil)
+    msg = c.recv_json()
+    assert (msg["type"], msg["code"]) == ("error", "bad_user"), msg
+    assert c.expect_close()[0] == 4003
+    assert shared.user_connections(victim) == 1
+    _carried_on_http(shared, healthy, "surrogate-login-" + form)
+
+
+@pytest.mark.parametrize("message", ["%00", "a%00b"])
+def test_send_query_message_with_nul_is_answered_400(shared, healthy, message):
+    st, doc = shared.json("GET", f"/send?uid={healthy.uid}&message={message}")[:2]
+    assert st == 400 and doc["error"] == "bad_field", (st, doc)
+    _carried_on_http(shared, healthy, "send-nul-" + message)
+
+
+def test_send_form_message_with_nul_is_answered_400(shared, healthy):
+    st, doc = shared.json("POST", "/send", f"uid={healthy.uid}&message=a%00b".encode(),
+                          headers={"Content-Type": "application/x-www-form-urlencoded"})[:2]
+    assert st == 400 and doc["error"] == "bad_field", (st, doc)
+    _carried_on_http(shared, healthy, "send-form-nul")
+
+
+def test_ping_with_126_byte_payload_gets_1002(shared, healthy):
+    c, _ = _native(shared)
+    c.send_frame(OP_PING, b"p" * 126)
+    assert c.expect_close()[0] == 1002
+    _carried_on_http(shared, healthy, "ping-126")
+
+
 @pytest.mark.parametrize("logged_in", [False, True], ids=["login_message", "after_login"])
 def test_deeply_nested_client_message(big, logged_in):
     """1 000 000 nested arrays inside a 2 MB message (ws.max_message_bytes

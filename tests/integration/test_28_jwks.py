@@ -91,12 +91,15 @@ def test_jwks_without_usable_key_is_a_config_error(run_cli, tmp_path):
         assert f"auth.jwt_public_key: {bad} holds no usable RSA or P-256 key" in r.stderr
 
 
+LEEWAY_SECRET = "s3-leeway-test-secret-0123456789abcdef"
+
+
 @pytest.mark.parametrize("leeway, expired_ago, accepted", [(30, 20, True), (30, 60, False),
                                                            (0, 5, False), (120, 90, True)])
 def test_leeway_is_configurable(bridge_factory, leeway, expired_ago, accepted):
-    b = bridge_factory(config={"auth": {"mode": "jwt", "jwt_secret": "s3",
+    b = bridge_factory(config={"auth": {"mode": "jwt", "jwt_secret": LEEWAY_SECRET,
                                         "jwt_leeway_s": leeway}})
-    tok = jwtutil.hs256({"sub": "lee", "exp": int(time.time()) - expired_ago}, "s3")
+    tok = jwtutil.hs256({"sub": "lee", "exp": int(time.time()) - expired_ago}, LEEWAY_SECRET)
     c, msg = _login(b, tok)
     if accepted:
         assert msg["type"] == "welcome", msg

@@ -550,13 +550,21 @@ static void test_jwt_hs256_valid(void **state)
     free(msg);
     free(tok);
 
-    /* No exp, no groups: valid, no groups. */
-    tok = jwt_hs256("{\"sub\":\"u1\"}");
+    /* No groups: valid, no groups; exp is kept in milliseconds. */
+    tok = jwt_hs256("{\"sub\":\"u1\",\"exp\":4102444800}");
     msg = native_login(tok);
     login_ok(a, msg, &id);
     assert_string_equal(id.user, "u1");
     assert_int_equal(id.ngroups, 0);
+    assert_true(id.exp_ms == INT64_C(4102444800000));
     pb_identity_clear(&id);
+    free(msg);
+    free(tok);
+
+    /* No exp: refused while auth.jwt_require_exp is true (the default). */
+    tok = jwt_hs256("{\"sub\":\"u1\"}");
+    msg = native_login(tok);
+    login_refused(a, msg, "invalid_token");
     free(msg);
     free(tok);
 
@@ -637,9 +645,19 @@ static void test_jwt_time_claims(void **state)
     tok = jwt_hs256(claims("u1", -10, NULL));
     token_ok(a, tok);
     free(tok);
-    tok = jwt_hs256("{\"sub\":\"u1\",\"exp\":\"soon\"}");
-    token_refused(a, tok, "token_expired");
-    free(tok);
+    /* exp and nbf must be finite NumericDates: 1e400 reads as infinity,
+     * which would never expire. */
+    const char *bad_dates[] = {
+        "{\"sub\":\"u1\",\"exp\":\"soon\"}",      "{\"sub\":\"u1\",\"exp\":1e400}",
+        "{\"sub\":\"u1\",\"exp\":-1e400}",        "{\"sub\":\"u1\",\"exp\":1e300}",
+        "{\"sub\":\"u1\",\"exp\":-5}",            "{\"sub\":\"u1\",\"exp\":99999999999999999999999}",
+        "{\"sub\":\"u1\",\"exp\":4102444800,\"nbf\":1e400}",
+    };
+    for (size_t i = 0; i < sizeof(bad_dates) / sizeof(bad_dates[0]); i++) {
+        tok = jwt_hs256(bad_dates[i]);
+        token_refused(a, tok, "invalid_token");
+        free(tok);
+    }
 
     char extra[64];
     snprintf(extra, sizeof(extra), ",\"nbf\":%lld", (long long)time(NULL) + 120);

@@ -121,7 +121,7 @@ static const char full_config[] =
     "            \"group_id\": \"g1\", \"properties\": {\"client.id\": \"pb\"},\n"
     "            \"dead_letter_topic\": \"dlq\", \"max_event_age_ms\": 5000,\n"
     "            \"max_event_bytes\": 65536},\n"
-    "  \"auth\": {\"mode\": \"jwt\", \"jwt_secret\": \"s3cret\", \"jwt_public_key\": null,\n"
+    "  \"auth\": {\"mode\": \"jwt\", \"jwt_secret\": \"s3cret-0123456789abcdef0123456789ab\", \"jwt_public_key\": null,\n"
     "           \"jwt_issuer\": \"https://id.example.com\", \"jwt_audience\": \"app\"},\n"
     "  \"ws\": {\"path\": \"/events\", \"allowed_origins\": [\"https://a.example.com\"],\n"
     "         \"auth_timeout_ms\": 5000, \"ping_interval_ms\": 20000, \"idle_timeout_ms\": 50000,\n"
@@ -154,7 +154,7 @@ static void test_load_file(void **state)
     assert_string_equal(c.kafka_dead_letter_topic, "dlq");
     assert_int_equal(c.kafka_max_event_age_ms, 5000);
     assert_int_equal(c.kafka_max_event_bytes, 65536);
-    assert_string_equal(c.auth_jwt_secret, "s3cret");
+    assert_string_equal(c.auth_jwt_secret, "s3cret-0123456789abcdef0123456789ab");
     assert_null(c.auth_jwt_public_key);
     assert_string_equal(c.auth_jwt_issuer, "https://id.example.com");
     assert_string_equal(c.auth_jwt_audience, "app");
@@ -561,12 +561,39 @@ static void expect_invalid(const char *key, const char *value, const char *frag)
     struct pb_config c;
     char err[512] = "";
     assert_int_equal(pb_config_init(&c), 0);
-    assert_int_equal(pb_config_set(&c, "auth.jwt_secret", "secret", err, sizeof(err)), 0);
+    assert_int_equal(pb_config_set(&c, "auth.jwt_secret", "secret-0123456789abcdef0123456789", err, sizeof(err)), 0);
     assert_int_equal(pb_config_validate(&c, err, sizeof(err)), 0);
     if (pb_config_set(&c, key, value, err, sizeof(err)) != 0)
         fail_msg("%s", err);
     assert_int_equal(pb_config_validate(&c, err, sizeof(err)), -1);
     expect_contains(err, frag);
+    pb_config_free(&c);
+}
+
+/* Issue 14 item 5: the example's placeholders and short HS256 secrets. */
+static void test_validate_secrets(void **state)
+{
+    (void)state;
+    expect_invalid("auth.jwt_secret", "CHANGE-ME-to-a-random-secret-of-at-least-32-bytes",
+                   "auth.jwt_secret is still the example's CHANGE-ME placeholder");
+    expect_invalid("auth.jwt_secret", "x", "auth.jwt_secret is 1 bytes: HS256 needs at least 32");
+    expect_invalid("push.api_keys", "good-key,CHANGE-ME-push-api-key",
+                   "push.api_keys[1] is still the example's CHANGE-ME placeholder");
+}
+
+static void test_internal_exposed(void **state)
+{
+    (void)state;
+    struct pb_config c;
+    char err[256];
+    assert_int_equal(pb_config_init(&c), 0);
+    assert_false(pb_config_internal_exposed(&c));
+    assert_int_equal(pb_config_set(&c, "listen.internal", "0.0.0.0:8081", err, sizeof(err)), 0);
+    assert_true(pb_config_internal_exposed(&c));
+    assert_int_equal(pb_config_set(&c, "listen.internal", "0.0.0.0:8080", err, sizeof(err)), 0);
+    assert_true(pb_config_internal_exposed(&c)); /* the public port */
+    assert_int_equal(pb_config_set(&c, "listen.internal", "127.0.0.2:9", err, sizeof(err)), 0);
+    assert_false(pb_config_internal_exposed(&c));
     pb_config_free(&c);
 }
 
@@ -698,11 +725,11 @@ static void test_print_table(void **state)
     expect_contains(text, "| `auth.jwt_secret` | `PUSHBRIDGE_AUTH_JWT_SECRET` | string or null "
                           "| `null` |");
     expect_contains(text, "one of `close`, `drop_oldest`, `coalesce` | `\"close\"`");
-    /* one row per setting: 51 settings, two header lines */
+    /* one row per setting: 56 settings, two header lines */
     size_t lines = 0;
     for (const char *p = text; *p; p++)
         lines += *p == '\n';
-    assert_int_equal(lines, 51 + 2);
+    assert_int_equal(lines, 56 + 2);
     free(text);
 }
 
@@ -732,7 +759,7 @@ static void test_table_env_names(void **state)
         }
         rows++;
     }
-    assert_int_equal(rows, 51);
+    assert_int_equal(rows, 56);
     pb_config_free(&c);
     free(text);
 }
@@ -755,6 +782,8 @@ int main(void)
         cmocka_unit_test(test_set),
         cmocka_unit_test(test_split_hostport),
         cmocka_unit_test(test_validate),
+        cmocka_unit_test(test_validate_secrets),
+        cmocka_unit_test(test_internal_exposed),
         cmocka_unit_test(test_dev),
         cmocka_unit_test(test_dump),
         cmocka_unit_test(test_print_table),

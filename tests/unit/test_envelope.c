@@ -850,6 +850,41 @@ static void test_deep_nesting(void **state)
     free(json);
 }
 
+/* One rule for every identity (issue 14 item 4), and the raw-escape check
+ * that sees what yajl's decoding hides. */
+static void test_identity_rules(void **state)
+{
+    (void)state;
+    assert_null(pb_id_problem("bob", 3));
+    assert_null(pb_id_problem("b\xc3\xb6" "b", 4));
+    assert_non_null(pb_id_problem("", 0));
+    assert_non_null(pb_id_problem("a\0b", 3));
+    assert_non_null(pb_id_problem("eve\xed\xb0\x80", 6)); /* U+DC00 encoded */
+    char big[258];
+    memset(big, 'a', sizeof(big));
+    assert_null(pb_id_problem(big, 256));
+    assert_non_null(pb_id_problem(big, 257));
+
+    const char *paired[] = {"\"bob\"", "\"\\ud83d\\ude00\"", "\"\\\\ud800\"", "\"\\u0041\"",
+                            "\"a\\\\\\\\ud800\""};
+    for (size_t i = 0; i < sizeof(paired) / sizeof(paired[0]); i++)
+        assert_true(pb_json_surrogates_paired(paired[i], strlen(paired[i])));
+    const char *lone[] = {"\"bob\\ud800\"", "\"bob\\udbff\"", "\"eve\\udc00\"",
+                          "\"\\ud800\\u0041\"", "\"\\ud800\\ud800\"", "\"x\\\\\\ud800\""};
+    for (size_t i = 0; i < sizeof(lone) / sizeof(lone[0]); i++)
+        assert_false(pb_json_surrogates_paired(lone[i], strlen(lone[i])));
+
+    /* Kafka / HTTP user_id: "bob\ud800" is not "bob?". */
+    struct pb_event ev;
+    pb_event_init(&ev);
+    const char *body = "{\"user_id\":\"bob\\ud800\",\"data\":1}";
+    assert_int_equal(pb_envelope_parse(body, strlen(body), 0, &ev), PB_DROP_BAD_FIELD);
+    pb_event_clear(&ev);
+    body = "{\"user_id\":\"bob?\",\"data\":1}";
+    assert_int_equal(pb_envelope_parse(body, strlen(body), 0, &ev), PB_DROP_NONE);
+    pb_event_clear(&ev);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -879,6 +914,7 @@ int main(void)
         cmocka_unit_test(test_array_each),
         cmocka_unit_test(test_validate),
         cmocka_unit_test(test_deep_nesting),
+        cmocka_unit_test(test_identity_rules),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
