@@ -148,7 +148,7 @@ static const struct setting settings[] = {
 
     /* Task state and history (SPEC 7, store.c). Every bound here is what
      * holds the store's memory: bytes in all, entries per user, and age. */
-    INT("state.max_tasks_per_user", state_max_tasks_per_user, 0, 100000, "100",
+    INT("state.max_tasks_per_user", state_max_tasks_per_user, 0, 10000, "100",
         "Tasks kept per user (the latest event of each); the one updated longest ago gives "
         "way; 0 = no task state"),
     INT("state.max_bytes", state_max_bytes, 0, INT64_C(1099511627776), "67108864",

@@ -636,17 +636,21 @@ static int64_t message_time(const rd_kafka_message_t *msg, int64_t now)
 
 /* Parses, routes and delivers one message. Never fails: bad input is
  * counted and logged, and the offset moves on either way. */
-static void handle_message(struct pb_kafka *k, const rd_kafka_message_t *msg)
+static void handle_message(struct pb_kafka *k, const rd_kafka_message_t *msg, uint32_t src)
 {
-    const char *topic = rd_kafka_topic_name(msg->rkt);
-    if (strcmp(k->m->src[k->last_src].name, topic) != 0)
-        k->last_src = pb_metrics_source(k->m, topic);
-    uint32_t src = k->last_src;
-    k->m->src[src].consumed++;
-
     int64_t now = pb_now_ms();
     int64_t ts = message_time(msg, now);
-    if (k->ncatching && stale_backlog(k, msg, now - ts)) {
+    int stale = k->ncatching && stale_backlog(k, msg, now - ts);
+    /* A redelivery (the group handed the partition back from an older
+     * commit, or the rebuild at start read it) reached every connection,
+     * or the history, the first time. */
+    if (pb_store_seen(pb_hub_store(k->hub), rd_kafka_topic_name(msg->rkt), msg->partition,
+                      msg->offset) &&
+        !stale) {
+        k->m->redeliveries++;
+        return;
+    }
+    if (stale) {
         pb_metrics_drop(k->m, src, PB_DROP_STALE);
         return;
     }
@@ -679,14 +683,11 @@ static void handle(struct pb_kafka *k, rd_kafka_message_t *msg)
     set_brokers_down(k, 0, NULL);
     if (k->nresets)
         account_reset(k, msg);
-    /* A redelivery (the group handed the partition back from an older
-     * commit, or the rebuild at start read it) reached every connection,
-     * or the history, the first time. */
-    if (pb_store_seen(pb_hub_store(k->hub), rd_kafka_topic_name(msg->rkt), msg->partition,
-                      msg->offset))
-        k->m->redeliveries++;
-    else
-        handle_message(k, msg);
+    const char *topic = rd_kafka_topic_name(msg->rkt);
+    if (strcmp(k->m->src[k->last_src].name, topic) != 0)
+        k->last_src = pb_metrics_source(k->m, topic);
+    k->m->src[k->last_src].consumed++;
+    handle_message(k, msg, k->last_src);
     /* Delivered (or deliberately dropped): this offset may be committed. */
     rd_kafka_offset_store(msg->rkt, msg->partition, msg->offset);
 }

@@ -6,18 +6,33 @@
  * consumer then starts from its committed offsets as before; what the
  * rebuild already read is a redelivery to the store and is not sent again,
  * so a client that resumes gets those events from the history once.
- * The metadata and offset lookups block the loop at start, each bounded by
- * REBUILD_LOOKUP_MS; a broker that does not answer means no rebuild (logged)
- * rather than no bridge. */
+ *
+ * librdkafka 2.0.2 has only blocking calls for the metadata and the offset
+ * lookups, so a planning thread makes them (retrying while the broker does
+ * not answer, up to REBUILD_PLAN_TRIES) and hands the assigned consumer to
+ * the loop through the wake-up pipe; the loop never waits for the broker.
+ * The thread touches nothing but its struct pb_kafka_rebuild until it has
+ * published the plan; a process that stops before then leaves the thread
+ * to free it. */
+#include <pthread.h>
 #include <regex.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "pushbridge/log.h"
 #include "kafka_internal.h"
 
-#define REBUILD_LOOKUP_MS 10000
+/* Each blocking lookup waits at most this long, so that a stop is noticed. */
+#define REBUILD_LOOKUP_MS 2000
+/* Planning attempts, one a second: past them the bridge goes on without. */
+#define REBUILD_PLAN_TRIES 30
+
+/* Who owns the struct is decided by one compare-and-swap out of PLANNING:
+ * the thread publishing its result, or the loop abandoning it (a stop). */
+enum plan_state { PLANNING, PLANNED, PLAN_FAILED, ABANDONED };
 
 struct rebuild_part {
     char *topic;
@@ -33,6 +48,13 @@ struct pb_kafka_rebuild {
     size_t nparts, ndone;
     uint64_t events;
     int64_t started_ms;
+
+    /* The planning thread's side: copies of what it needs, its result. */
+    pthread_t thread;
+    struct pb_kafka *k;   /* read-only for the thread: cfg, bootstrap */
+    int wake_fd;          /* the loop's pipe */
+    _Atomic int state;    /* enum plan_state */
+    char err[300];
 };
 
 static void rebuild_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
@@ -188,42 +210,91 @@ static void rebuild_free(struct pb_kafka_rebuild *rb)
     free(rb);
 }
 
+/* The planning thread: consumer, metadata, offsets by time, high
+ * watermarks, assignment; retried while the broker does not answer. */
+static void *plan_thread(void *arg)
+{
+    struct pb_kafka_rebuild *rb = arg;
+    int result = PLAN_FAILED;
+    if ((rb->rk = rebuild_consumer(rb->k, rb->err, sizeof(rb->err)))) {
+        for (int i = 0; i < REBUILD_PLAN_TRIES && atomic_load(&rb->state) == PLANNING; i++) {
+            if (i)
+                sleep(1);
+            rd_kafka_topic_partition_list_t *list =
+                lookback_list(rb->k, rb->rk, rb->err, sizeof(rb->err));
+            int rc = list ? plan(rb->k, rb, list, rb->err, sizeof(rb->err)) : -1;
+            if (list)
+                rd_kafka_topic_partition_list_destroy(list);
+            if (rc == 0) {
+                result = PLANNED;
+                break;
+            }
+        }
+    }
+    int expected = PLANNING;
+    if (!atomic_compare_exchange_strong(&rb->state, &expected, result)) {
+        rebuild_free(rb); /* abandoned: nobody waits for it any more */
+        return NULL;
+    }
+    if (write(rb->wake_fd, "1", 1) < 0) {
+        /* the pipe is full: the loop wakes anyway */
+    }
+    return NULL;
+}
+
 int pb_kafka_rebuild_start(struct pb_kafka *k)
 {
     const struct pb_config *cfg = k->cfg;
     if (cfg->state_lookback_ms <= 0 ||
         (cfg->state_max_tasks_per_user <= 0 && cfg->history_max_events <= 0))
         return 0;
-    char err[300] = "";
     struct pb_kafka_rebuild *rb = calloc(1, sizeof(*rb));
-    rd_kafka_topic_partition_list_t *list = NULL;
-    if (!rb || !(rb->rk = rebuild_consumer(k, err, sizeof(err))) ||
-        !(list = lookback_list(k, rb->rk, err, sizeof(err))) || plan(k, rb, list, err, sizeof(err)))
-        goto fail;
-    rd_kafka_topic_partition_list_destroy(list);
+    if (!rb) {
+        pb_warn("kafka: task state not rebuilt: out of memory");
+        return 0;
+    }
+    rb->k = k;
+    rb->wake_fd = k->pipefd[1];
+    atomic_init(&rb->state, PLANNING);
     rb->started_ms = pb_monotonic_ms();
+    int err = pthread_create(&rb->thread, NULL, plan_thread, rb);
+    if (err) {
+        pb_warn("kafka: task state not rebuilt: cannot start its thread: %s", strerror(err));
+        free(rb);
+        return 0;
+    }
+    k->rebuild = rb;
+    snprintf(k->why, sizeof(k->why),
+             "rebuilding task state and history: looking up the last %lld ms of the topics",
+             (long long)cfg->state_lookback_ms);
+    return 1;
+}
+
+/* The plan is published: 1 when there is something to read (the queue now
+ * wakes the loop), 0 when the rebuild is over before it began. */
+static int take_plan(struct pb_kafka *k)
+{
+    struct pb_kafka_rebuild *rb = k->rebuild;
+    pthread_join(rb->thread, NULL);
+    if (atomic_load(&rb->state) == PLAN_FAILED) {
+        pb_warn("kafka: task state not rebuilt (%s): clients see tasks again from their next "
+                "update",
+                rb->err[0] ? rb->err : "out of memory");
+        rb->nparts = rb->ndone = 0;
+        return 0;
+    }
     if (rb->nparts == 0) {
         pb_info("kafka: nothing to rebuild task state from in the last %lld ms",
-                (long long)cfg->state_lookback_ms);
-        rebuild_free(rb);
+                (long long)k->cfg->state_lookback_ms);
         return 0;
     }
     rb->queue = rd_kafka_queue_get_consumer(rb->rk);
     rd_kafka_queue_io_event_enable(rb->queue, k->pipefd[1], "1", 1);
-    k->rebuild = rb;
     set_status(k);
     pb_info("kafka: rebuilding task state and history from the last %lld ms of %zu "
             "partition(s)",
-            (long long)cfg->state_lookback_ms, rb->nparts);
+            (long long)k->cfg->state_lookback_ms, rb->nparts);
     return 1;
-fail:
-    if (list)
-        rd_kafka_topic_partition_list_destroy(list);
-    pb_warn("kafka: task state not rebuilt (%s): clients see tasks again from their next "
-            "update",
-            err[0] ? err : "out of memory");
-    rebuild_free(rb);
-    return 0;
 }
 
 static struct rebuild_part *part_of(struct pb_kafka_rebuild *rb, const rd_kafka_message_t *msg)
@@ -247,6 +318,12 @@ static void part_done(struct pb_kafka *k, struct rebuild_part *p)
 int pb_kafka_rebuild_drain(struct pb_kafka *k, int budget)
 {
     struct pb_kafka_rebuild *rb = k->rebuild;
+    if (!rb->queue) {
+        if (atomic_load(&rb->state) == PLANNING)
+            return 0; /* the thread wakes the loop when it is done */
+        if (!take_plan(k))
+            return 0; /* nothing to read: pb_kafka_rebuild_finish ends it */
+    }
     for (int i = 0; i < budget && rb->ndone < rb->nparts; i++) {
         rd_kafka_message_t *msg = rd_kafka_consumer_poll(rb->rk, 0);
         if (!msg)
@@ -272,7 +349,7 @@ int pb_kafka_rebuild_drain(struct pb_kafka *k, int budget)
 int pb_kafka_rebuild_finish(struct pb_kafka *k)
 {
     struct pb_kafka_rebuild *rb = k->rebuild;
-    if (!rb || rb->ndone < rb->nparts)
+    if (!rb || atomic_load(&rb->state) == PLANNING || rb->ndone < rb->nparts)
         return 0;
     struct pb_store_stats st;
     pb_store_stats(pb_hub_store(k->hub), &st);
@@ -287,6 +364,19 @@ int pb_kafka_rebuild_finish(struct pb_kafka *k)
 
 void pb_kafka_rebuild_free(struct pb_kafka *k)
 {
-    rebuild_free(k->rebuild);
+    struct pb_kafka_rebuild *rb = k->rebuild;
     k->rebuild = NULL;
+    if (!rb)
+        return;
+    if (!rb->queue) {
+        int expected = PLANNING;
+        if (atomic_compare_exchange_strong(&rb->state, &expected, ABANDONED)) {
+            /* Still waiting for the broker: the thread frees it when its
+             * call returns (within REBUILD_LOOKUP_MS); nobody waits. */
+            pthread_detach(rb->thread);
+            return;
+        }
+        pthread_join(rb->thread, NULL); /* it has published: it is ending */
+    }
+    rebuild_free(rb);
 }
