@@ -933,9 +933,8 @@ int pb_config_split_hostport(const char *addr, char *host, size_t hostlen, int *
     return 0;
 }
 
-/* The example config (deploy/pushbridge.json) ships values that say what
- * to set; started as it is, they would be a secret and an API key anyone
- * can read. */
+/* Examples (deploy/env.example, the README) show where a secret goes with
+ * this placeholder; started as it is, it would be a secret anyone can read. */
 #define PLACEHOLDER "CHANGE-ME"
 /* RFC 7518 3.2: an HS256 key must be at least as long as the hash. */
 #define MIN_HS256_SECRET_BYTES 32

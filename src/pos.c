@@ -337,7 +337,7 @@ int pb_store_resume(struct pb_store *st, const char *user, size_t len, const cha
         if (!covered(u, &pp.e[i]))
             return 0;
     /* The user's entries and the broadcasts, merged in arrival order. */
-    const struct pb_hist *a = u ? u->hist : NULL, *b = st->bcast.hist;
+    const struct pb_hist *a = u ? u->hist : NULL, *b = st->bcast->hist;
     while (a || b) {
         const struct pb_hist *h;
         if (a && (!b || a->ev->seq < b->ev->seq)) {

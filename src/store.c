@@ -37,7 +37,8 @@ struct pb_store *pb_store_new(const struct pb_config *cfg, struct pb_metrics *m)
         st->seed = (uint64_t)(uintptr_t)st ^ (uint64_t)pb_monotonic_ms();
     st->nbuckets = 64;
     st->buckets = calloc(st->nbuckets, sizeof(*st->buckets));
-    if (!st->buckets || pb_streams_init(st)) {
+    st->bcast = calloc(1, sizeof(*st->bcast) + 1);
+    if (!st->buckets || !st->bcast || pb_streams_init(st)) {
         pb_store_free(st);
         return NULL;
     }
@@ -75,7 +76,9 @@ void pb_store_free(struct pb_store *st)
             free(u->streams);
             free(u);
         }
-    free(st->bcast.streams);
+    if (st->bcast)
+        free(st->bcast->streams);
+    free(st->bcast);
     free(st->buckets);
     pb_streams_free(st);
     free(st);
@@ -141,7 +144,7 @@ static struct pb_suser *user_get(struct pb_store *st, const char *id, size_t len
  * to its streams, so that a resume for it stays as cautious. */
 static void user_maybe_free(struct pb_store *st, struct pb_suser *u)
 {
-    if (u == &st->bcast || u->busy || u->ntasks || u->nhist)
+    if (u == st->bcast || u->busy || u->ntasks || u->nhist)
         return;
     for (uint32_t i = 0; i < u->nstreams; i++) {
         struct pb_stream *s = st->streams[u->streams[i].stream];
@@ -179,7 +182,7 @@ static void user_add_stream(struct pb_store *st, struct pb_suser *u, uint32_t st
     /* A record made anew may have had entries from this stream before it
      * went: what was gone then stays gone. */
     s[u->nstreams++] = (struct pb_ustream){stream, st->streams[stream]->evicted_user};
-    if (u != &st->bcast)
+    if (u != st->bcast)
         st->state_bytes += sizeof(*s);
     u->sig = (u->sig ^ (stream + 0x9e3779b97f4a7c15ULL)) * 1099511628211ULL;
 }
@@ -414,7 +417,7 @@ static void hist_pop(struct pb_store *st, struct pb_suser *u, int reason)
     st->hist_bytes -= hist_bytes(h);
 
     struct pb_stream *s = st->streams[h->ev->stream];
-    if (u == &st->bcast) {
+    if (u == st->bcast) {
         if (h->ev->offset > s->evicted_bcast)
             s->evicted_bcast = h->ev->offset;
     } else {
@@ -522,7 +525,7 @@ int pb_store_record(struct pb_store *st, struct pb_event *ev)
         struct pb_sevent *e = sevent_new(st, ev, s->idx);
         if (!e)
             return PB_RECORD_DELIVER;
-        hist_append(st, &st->bcast, e);
+        hist_append(st, st->bcast, e);
         sevent_unref(e);
         enforce_bytes(st);
         return PB_RECORD_DELIVER;

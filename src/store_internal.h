@@ -95,7 +95,7 @@ struct pb_store {
 
     struct pb_suser **buckets;
     size_t nbuckets, nusers;
-    struct pb_suser bcast; /* the broadcast history (id ""), not in buckets */
+    struct pb_suser *bcast; /* the broadcast history (id ""), not in buckets */
 
     /* Tasks by last update, oldest first: live ones and final ones, whose
      * times to live differ (state.ttl_ms, state.final_ttl_ms). */

@@ -1,6 +1,6 @@
 """Unsafe configurations (issue 14 item 5; README "Security model"): the
-example config's CHANGE-ME placeholders and HS256 secrets under 32 bytes
-are refused by --check-config and at start (exit 2, naming the key); an
+example config without its secret, CHANGE-ME placeholders and HS256 secrets
+under 32 bytes are refused by --check-config and at start (exit 2, naming the key); an
 internal listener reachable from beyond the host (not loopback, or the
 public port) without push.api_keys is warned about at start."""
 
@@ -21,8 +21,23 @@ def _deploy_config():
 
 
 @pytest.mark.parametrize("mode", [["--check-config"], []], ids=["check_config", "start"])
-def test_example_config_placeholders_are_refused(run_cli, mode):
+def test_example_config_is_refused_until_a_secret_is_set(run_cli, mode):
+    # The packaged example carries no secret (deploy/env.example sets it in
+    # the environment): as shipped it does not start.
     cfg = _deploy_config()
+    r = run_cli(mode, config=cfg, timeout=20)
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert "auth.jwt_secret" in r.stderr, r.stderr
+    r = run_cli(["--check-config"], config=cfg, env={"PUSHBRIDGE_AUTH_JWT_SECRET": GOOD_SECRET},
+                timeout=20)
+    assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize("mode", [["--check-config"], []], ids=["check_config", "start"])
+def test_change_me_placeholders_are_refused(run_cli, mode):
+    cfg = _deploy_config()
+    cfg["auth"]["jwt_secret"] = "CHANGE-ME-to-a-long-random-secret"
+    cfg["push"]["api_keys"] = ["CHANGE-ME"]
     r = run_cli(mode, config=cfg, timeout=20)
     assert r.returncode == 2, (r.returncode, r.stderr)
     assert "auth.jwt_secret is still the example's CHANGE-ME placeholder" in r.stderr, r.stderr

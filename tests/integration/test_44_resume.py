@@ -167,8 +167,8 @@ def test_pos_from_one_bridge_resumes_on_another(bridge_factory, kafka):
     uid = unique_uid()
     c, _ = a.native_client(uid)
     kafka.produce_many(a.topic, [(uid, ev(0)), ("*", ev(1))])
-    first = [c.recv_json(10) for _ in range(2)]
-    assert [m["data"]["seq"] for m in first] == [0, 1]
+    first = [c.recv_json(10) for _ in range(2)]   # two partitions: either order
+    assert sorted(m["data"]["seq"] for m in first) == [0, 1]
     c.close()
     batch = []
     for i in range(2, 32):
