@@ -143,6 +143,20 @@ def test_resume_past_what_the_history_holds_is_not_resumed(bridge_factory, kafka
     assert b.metric("pushbridge_resumes_total", resumed="false") == 1
 
 
+def test_resume_older_than_history_ttl_is_not_resumed(bridge_factory, kafka):
+    b = bridge_factory(config={"history": {"ttl_ms": 1000}})
+    uid = unique_uid()
+    pos = last_pos(b, kafka, uid)
+    kafka.produce(b.topic, ev(1), key=uid)
+    wait_consumed(b, 2)
+    # The once-a-second sweep drops what is older than history.ttl_ms.
+    wait_until(lambda: b.metric("pushbridge_history_evictions_total", reason="ttl") >= 2,
+               timeout=10, desc="the history expired")
+    c, welcome = resume_login(b, uid, pos)
+    assert welcome["resumed"] is False
+    c.no_message(0.3)
+
+
 def test_local_http_pushes_resume_on_the_same_bridge(shared):
     uid = unique_uid()
     c, _ = shared.native_client(uid)

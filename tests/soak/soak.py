@@ -604,7 +604,10 @@ class KafkaFeeder(threading.Thread):
                     self.sent[r] += 1
                 for _ in range(self.extra):
                     u = self.churn_users(rnd)
-                    lines.append(f'{u}\t{{"event":"soak","data":{{"src":"x","pad":"{"p" * rnd.randint(0, 600)}"}}}}')
+                    # Task updates of ever new tasks: the task state and the
+                    # history fill to their bounds and stay there.
+                    lines.append(f'{u}\t{{"event":"soak","task":"job-{tick}-{rnd.randint(0, 99)}",'
+                                 f'"data":{{"src":"x","pad":"{"p" * rnd.randint(0, 600)}"}}}}')
                 if tick % 20 == 0:
                     lines.append(f"{self.churn_users(rnd)}\tnot json {tick}")
                 tick += 1
@@ -813,6 +816,10 @@ class Scenario:
         }
         self.push_cfg = {"max_body_bytes": 64 * 1024, "max_batch": 100}
         self.kafka_max_event = 64 * 1024
+        # Small enough that the churn users' task updates fill both within the
+        # warm-up: from then on they are held at their bounds (SPEC 7).
+        self.state_cfg = {"max_bytes": 128 * 1024}
+        self.history_cfg = {"max_bytes": 128 * 1024}
 
     def check(self, name, ok, detail=""):
         return self.checks.add(self.phase, name, ok, detail)
@@ -824,6 +831,7 @@ class Scenario:
         if self.a.dev:
             env = flatten_env({"ws": ws, "push": push,
                                "kafka": {"max_event_bytes": self.kafka_max_event},
+                               "state": self.state_cfg, "history": self.history_cfg,
                                "log": {"level": "info"}})
             env.update(self.env)
             b = self.factory.dev(env=env, binary=self.binary, timeout=60)
@@ -834,6 +842,7 @@ class Scenario:
         else:
             cfg = {"ws": ws, "push": push, "log": {"level": "info"},
                    "kafka": {"max_event_bytes": self.kafka_max_event},
+                   "state": self.state_cfg, "history": self.history_cfg,
                    "shutdown_timeout_ms": 10000}
             b = self.factory(config=cfg, env=self.env, binary=self.binary, partitions=4,
                              timeout=60)
@@ -1367,6 +1376,13 @@ class Scenario:
             pass
         qb = b.metric("pushbridge_queue_bytes")
         self.check("pushbridge_queue_bytes == 0 once the readers caught up", qb == 0, f"{qb}")
+        sb, hb = b.metric("pushbridge_state_bytes"), b.metric("pushbridge_history_bytes")
+        se = mval(b, "pushbridge_state_evictions_total")
+        he = mval(b, "pushbridge_history_evictions_total")
+        self.check("task state and history held at state.max_bytes / history.max_bytes, "
+                   "evicting", sb <= self.state_cfg["max_bytes"] and
+                   hb <= self.history_cfg["max_bytes"] and se > 0 and he > 0,
+                   f"state {sb:.0f} B ({se:.0f} evicted), history {hb:.0f} B ({he:.0f} evicted)")
         consumed = mval(b, "pushbridge_events_consumed_total")
         dropped = mval(b, "pushbridge_events_dropped_total")
         self.summary["kafka"] = (kfeed.total, consumed, dropped)
