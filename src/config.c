@@ -1019,12 +1019,13 @@ int pb_config_validate(const struct pb_config *c, char *errstr, size_t errlen)
     if (!c->tls_cert != !c->tls_key)
         return fail(errstr, errlen, "tls.cert and tls.key must be set together (%s is missing)",
                     c->tls_cert ? "tls.key" : "tls.cert");
-    /* An accepted name for what SPEC 8 describes, refused until built:
-     * running them as something else would lose events silently. */
-    if (c->cluster_mode == PB_CLUSTER_KAFKA)
+    /* Cluster pushes are answered once Kafka has them: httpd.c can hold an
+     * answer back, lws's server for a shared or TLS listener cannot. */
+    if (c->cluster_mode == PB_CLUSTER_KAFKA &&
+        (strcmp(c->listen_internal, c->listen_public) == 0 || c->tls_internal))
         return fail(errstr, errlen,
-                    "cluster.mode: kafka is not available in this version; run "
-                    "standalone nodes, each with its own kafka.group_id");
+                    "cluster.mode kafka needs the internal listener on a port of its own "
+                    "without tls.internal (pushes are answered once Kafka has them)");
     if (c->tls_internal && !c->tls_cert)
         return fail(errstr, errlen, "tls.internal is true but tls.cert and tls.key are not set");
     /* Checked here so that --check-config catches it, not only a start. */

@@ -689,6 +689,33 @@ static int target_fail(struct pb_event *ev, int reason, const char *msg)
     return reason;
 }
 
+void pb_event_envelope(const struct pb_event *ev, struct pb_buf *out)
+{
+    const char *sep = "{";
+    if (ev->event) {
+        pb_buf_puts(out, "{\"event\":");
+        pb_buf_json_string(out, ev->event, strlen(ev->event));
+        sep = ",";
+    }
+    if (ev->id) {
+        pb_buf_printf(out, "%s\"id\":", sep);
+        pb_buf_json_string(out, ev->id, strlen(ev->id));
+        sep = ",";
+    }
+    if (ev->task) {
+        pb_buf_printf(out, "%s\"task\":", sep);
+        pb_buf_json_string(out, ev->task, strlen(ev->task));
+        sep = ",";
+    }
+    if (ev->final) {
+        pb_buf_printf(out, "%s\"final\":true", sep);
+        sep = ",";
+    }
+    pb_buf_printf(out, "%s\"data\":", sep);
+    pb_buf_append(out, ev->data, ev->data_len);
+    pb_buf_puts(out, "}");
+}
+
 int pb_event_set_target(struct pb_event *ev, const char *key, size_t keylen)
 {
     if (!key || keylen == 0) {

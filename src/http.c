@@ -11,6 +11,7 @@
 #include "pushbridge/envelope.h"
 #include "pushbridge/http.h"
 #include "pushbridge/log.h"
+#include "pushbridge/relay.h"
 #include "pushbridge/server.h"
 
 
@@ -51,9 +52,10 @@ static void result_error(struct push_result *res, int status, const char *code, 
     snprintf(res->msg, sizeof(res->msg), "%s", msg);
 }
 
-/* One push object (alone, or an item of a batch) -> the hub. */
+/* One push object (alone, or an item of a batch) -> the hub; in cluster
+ * mode -> item i of the relay job instead, answered when Kafka has it. */
 static void push_one(struct pb_server *s, const char *json, size_t len, int broadcast,
-                     struct push_result *res)
+                     struct push_result *res, struct pb_relay_job *job, long i)
 {
     struct pb_event ev;
     pb_event_init(&ev);
@@ -76,14 +78,23 @@ static void push_one(struct pb_server *s, const char *json, size_t len, int broa
         result_error(res, 400, "missing_field", "user_id (or userId, uid) is required");
     else if (pb_event_set_target(&ev, NULL, 0))
         result_error(res, 400, "bad_field", ev.detail);
-    if (res->status == 200) {
+    if (res->status == 200 && job) {
+        pb_relay_send(s->kafka, job, i, &ev); /* counted when it comes back from Kafka */
+    } else if (res->status == 200) {
         ev.ts_ms = pb_now_ms();
         s->metrics.src[PB_SOURCE_HTTP].consumed++;
         res->delivered = pb_hub_deliver(s->hub, &ev, PB_SOURCE_HTTP);
     } else {
         pb_metrics_drop(&s->metrics, PB_SOURCE_HTTP, reason ? reason : PB_DROP_NO_TARGET);
+        if (job)
+            pb_relay_fail(job, i, res->status, res->code, res->msg);
     }
     pb_event_clear(&ev);
+}
+
+static int relayed(const struct pb_server *s)
+{
+    return s->cfg->cluster_mode == PB_CLUSTER_KAFKA;
 }
 
 static void result_json(struct pb_buf *b, const struct push_result *res)
@@ -103,16 +114,18 @@ struct batch {
     struct pb_server *s;
     struct pb_buf *out;
     long n;
+    struct pb_relay_job *job; /* cluster mode */
 };
 
 static int batch_item(const char *el, size_t len, void *ud)
 {
     struct batch *b = ud;
     struct push_result res;
-    push_one(b->s, el, len, 0, &res);
-    if (b->n++)
+    push_one(b->s, el, len, 0, &res, b->job, b->n);
+    if (b->n++ && !b->job)
         pb_buf_puts(b->out, ",");
-    result_json(b->out, &res);
+    if (!b->job)
+        result_json(b->out, &res);
     return 0;
 }
 
@@ -134,7 +147,15 @@ static int body_is_json(struct pb_http_req *r)
 static void answer_one(struct pb_server *s, struct pb_http_req *r, int broadcast)
 {
     struct push_result res;
-    push_one(s, r->body.data, r->body.len, broadcast, &res);
+    if (relayed(s)) {
+        struct pb_relay_job *job = pb_relay_begin(r, 1, 0);
+        if (job) {
+            push_one(s, r->body.data, r->body.len, broadcast, &res, job, 0);
+            pb_relay_submitted(job);
+        }
+        return;
+    }
+    push_one(s, r->body.data, r->body.len, broadcast, &res, NULL, 0);
     if (res.status != 200) {
         pb_http_answer_error(r, res.status, res.code, res.msg);
         return;
@@ -158,11 +179,18 @@ static void h_push(struct pb_server *s, struct pb_http_req *r)
             pb_http_answer_error(r, 400, "batch_too_large", msg);
             return;
         }
+        struct batch b = {.s = s, .out = &r->answer};
+        if (relayed(s)) {
+            if (!(b.job = pb_relay_begin(r, n, 1)))
+                return;
+            pb_json_array_each(r->body.data, r->body.len, batch_item, &b);
+            pb_relay_submitted(b.job);
+            return;
+        }
         r->status = 200;
         r->content_type = "application/json";
         pb_buf_reset(&r->answer);
         pb_buf_puts(&r->answer, "[");
-        struct batch b = {.s = s, .out = &r->answer};
         pb_json_array_each(r->body.data, r->body.len, batch_item, &b);
         pb_buf_puts(&r->answer, "]");
         return;
@@ -317,6 +345,15 @@ static void h_send(struct pb_server *s, struct pb_http_req *r, const char *query
         goto out;
     }
     ev.ts_ms = pb_now_ms();
+    if (relayed(s)) {
+        /* Whether the user is connected somewhere is known to no one node. */
+        struct pb_relay_job *job = pb_relay_begin(r, 1, 0);
+        if (job) {
+            pb_relay_send(s->kafka, job, 0, &ev);
+            pb_relay_submitted(job);
+        }
+        goto out;
+    }
     s->metrics.src[PB_SOURCE_HTTP].consumed++;
     long n = pb_hub_deliver(s->hub, &ev, PB_SOURCE_HTTP);
     if (n == 0) {
@@ -349,6 +386,7 @@ static void gauges(struct pb_server *s, struct pb_gauges *g)
     g->queue_bytes = pb_hub_queue_bytes(s->hub);
     g->kafka_ready = pb_kafka_ready(s->kafka, &g->not_ready_reason);
     g->kafka_bootstrap = pb_kafka_bootstrap(s->kafka);
+    g->group_warning = pb_kafka_share(s->kafka, &g->partitions_assigned, &g->partitions_total);
     struct pb_store_stats st;
     pb_store_stats(s->store, &st);
     g->state_users = st.users;
@@ -450,7 +488,19 @@ static void h_readyz(struct pb_server *s, struct pb_http_req *r)
         pb_http_answer_error(r, 503, "not_ready", why);
         return;
     }
-    answer_json(r, 200, "{\"ready\":true}");
+    int assigned, total;
+    const char *warning = pb_kafka_share(s->kafka, &assigned, &total);
+    if (!warning) {
+        answer_json(r, 200, "{\"ready\":true}");
+        return;
+    }
+    /* Ready (taking it out of a load balancer would not help), but said. */
+    r->status = 200;
+    r->content_type = "application/json";
+    pb_buf_reset(&r->answer);
+    pb_buf_puts(&r->answer, "{\"ready\":true,\"warning\":");
+    pb_buf_json_string(&r->answer, warning, strlen(warning));
+    pb_buf_puts(&r->answer, "}");
 }
 
 /* ---- routing ---- */
@@ -600,6 +650,7 @@ void pb_http_req_clear(struct pb_http_req *r)
     pb_buf_free(&r->query);
     free(r->auth);
     r->auth = NULL;
+    pb_relay_detach(r);
 }
 
 /* ---- the lws transport: public listener (and the internal one when it

@@ -45,6 +45,7 @@ struct hconn {
     int keep_alive;  /* for the request in progress */
     int closing;     /* close once out is written */
     int request_started; /* bytes of a request arrived: the request timer runs */
+    int waiting;     /* the answer waits for Kafka (cluster mode, relay.c): reading pauses */
     struct hconn *prev, *next;
 };
 
@@ -269,10 +270,13 @@ static int read_body(struct hconn *c)
 
 /* Serves every complete request in the buffer, in order, while answers
  * leave at once. Returns -1 when c was freed. */
+static void resume_answer(struct pb_http_req *r);
+static void arm_timer(struct hconn *c);
+
 static int serve(struct hconn *c)
 {
     struct pb_httpd *d = c->d;
-    while (!c->closing && c->out.len == 0) {
+    while (!c->closing && c->out.len == 0 && !c->waiting) {
         if (!c->in_request) {
             const char *why = "";
             int rc = pb_http_head_parse(c->in, c->in_len, &c->head, &why);
@@ -304,6 +308,15 @@ static int serve(struct hconn *c)
         c->in_request = 0;
         c->request_started = 0;
         pb_http_handle(d->s, d->vhd, &c->req);
+        if (c->req.relay) {
+            /* Answered once Kafka has the push (within its 5 s timeout);
+             * the next pipelined request waits in the kernel meanwhile. */
+            c->waiting = 1;
+            c->req.resume = resume_answer;
+            c->req.transport = c;
+            ev_io_stop(d->s->loop, &c->rw);
+            break;
+        }
         put_answer(c, &c->req);
         if (flush(c))
             return -1;
@@ -311,6 +324,24 @@ static int serve(struct hconn *c)
     if (c->out.len)
         return flush(c);
     return 0;
+}
+
+/* The relay has set the answer (relay.c finish): out it goes, and the
+ * connection reads on. */
+static void resume_answer(struct pb_http_req *r)
+{
+    struct hconn *c = r->transport;
+    c->waiting = 0;
+    r->resume = NULL;
+    put_answer(c, r);
+    if (flush(c))
+        return;
+    if (c->out.len) /* the rest goes from write_cb, which serves on */
+        return;
+    ev_io_start(c->d->s->loop, &c->rw);
+    if (serve(c))
+        return;
+    arm_timer(c);
 }
 
 static void arm_timer(struct hconn *c)
@@ -331,6 +362,11 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)revents;
     struct hconn *c = w->data;
+    if (c->waiting) { /* Kafka answers within 5 s: cannot happen, but never a 408 */
+        ev_timer_set(&c->timer, 5., 0.);
+        ev_timer_start(loop, &c->timer);
+        return;
+    }
     if (!c->request_started || c->closing || c->out.len) {
         conn_free(c);
         return;

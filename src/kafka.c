@@ -94,7 +94,7 @@ static void log_repeating(struct repeat_log *r, const char *fmt, ...)
  * client whose bootstrap connection is still counted never sees "all" of
  * its brokers down). It has no "back up" event, so the up edge comes from
  * the statistics too. Each edge is logged once. */
-static void set_brokers_down(struct pb_kafka *k, int down, const char *why)
+void pb_kafka_set_brokers_down(struct pb_kafka *k, int down, const char *why)
 {
     if (down == k->brokers_down)
         return;
@@ -113,7 +113,7 @@ void pb_kafka_on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque
 {
     struct pb_kafka *k = opaque;
     if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
-        set_brokers_down(k, 1, reason);
+        pb_kafka_set_brokers_down(k, 1, reason);
         return;
     }
     if (err == RD_KAFKA_RESP_ERR__FATAL) {
@@ -149,50 +149,6 @@ void pb_kafka_on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         return;
     }
     k->m->commits++;
-}
-
-/* Counts brokers in state UP in a statistics JSON document. */
-static int brokers_up(const char *json)
-{
-    char err[64];
-    yajl_val root = yajl_tree_parse(json, err, sizeof(err));
-    const char *path[] = {"brokers", NULL};
-    yajl_val brokers = root ? yajl_tree_get(root, path, yajl_t_object) : NULL;
-    int up = 0;
-    for (size_t i = 0; brokers && i < brokers->u.object.len; i++) {
-        const char *state_path[] = {"state", NULL};
-        const char *nodeid_path[] = {"nodeid", NULL};
-        yajl_val b = brokers->u.object.values[i];
-        yajl_val state = yajl_tree_get(b, state_path, yajl_t_string);
-        yajl_val nodeid = yajl_tree_get(b, nodeid_path, yajl_t_number);
-        /* Bootstrap placeholders (nodeid -1) do not count; UPDATE is UP
-         * with a metadata update under way. */
-        if (state && nodeid && YAJL_IS_INTEGER(nodeid) && nodeid->u.number.i >= 0 &&
-            (strcmp(state->u.string, "UP") == 0 || strcmp(state->u.string, "UPDATE") == 0))
-            up++;
-    }
-    yajl_tree_free(root);
-    return up;
-}
-
-int pb_kafka_on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
-{
-    (void)rk;
-    (void)len;
-    struct pb_kafka *k = opaque;
-    int up = brokers_up(json);
-    k->m->kafka_brokers_up = (uint64_t)up;
-    if (up > 0) {
-        k->ever_up = 1;
-        k->none_up = 0;
-        set_brokers_down(k, 0, NULL);
-    } else if (k->ever_up && ++k->none_up >= 2) {
-        /* A consumer keeps connections to its partition leaders and its
-         * coordinator busy (fetches, heartbeats): none UP in two statistics
-         * in a row (one could catch a reconnect) means none reachable. */
-        set_brokers_down(k, 1, "no broker connection is up");
-    }
-    return 0; /* librdkafka frees json */
 }
 
 static struct part *part_find(struct pb_kafka *k, const char *topic, int32_t partition)
@@ -443,7 +399,7 @@ void pb_kafka_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         catchup_add(k, parts);
         for (int i = 0; i < parts->cnt; i++)
             pb_store_gap(pb_hub_store(k->hub), parts->elems[i].topic, parts->elems[i].partition);
-        set_brokers_down(k, 0, NULL);
+        pb_kafka_set_brokers_down(k, 0, NULL);
         char list[512];
         pb_info("kafka: %d partition(s) assigned, %d in all: %s", parts->cnt, k->assigned,
                 describe_parts(parts, list, sizeof(list)));
@@ -470,13 +426,25 @@ void pb_kafka_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     }
 }
 
+/* 1 when the topic is push.topic and the bridge runs cluster.mode kafka. */
+int pb_kafka_is_push_topic(const struct pb_config *cfg, const char *topic)
+{
+    return cfg->cluster_mode == PB_CLUSTER_KAFKA && strcmp(topic, cfg->push_topic) == 0;
+}
+
 static int subscribe(struct pb_kafka *k, char *errstr, size_t errlen)
 {
     rd_kafka_topic_partition_list_t *topics =
-        rd_kafka_topic_partition_list_new((int)k->cfg->kafka_topics.n);
-    for (size_t i = 0; i < k->cfg->kafka_topics.n; i++)
+        rd_kafka_topic_partition_list_new((int)k->cfg->kafka_topics.n + 1);
+    int has_push = 0;
+    for (size_t i = 0; i < k->cfg->kafka_topics.n; i++) {
         rd_kafka_topic_partition_list_add(topics, k->cfg->kafka_topics.items[i],
                                           RD_KAFKA_PARTITION_UA);
+        has_push |= pb_kafka_is_push_topic(k->cfg, k->cfg->kafka_topics.items[i]);
+    }
+    /* Cluster mode: the HTTP pushes of every node come back through here. */
+    if (k->cfg->cluster_mode == PB_CLUSTER_KAFKA && !has_push)
+        rd_kafka_topic_partition_list_add(topics, k->cfg->push_topic, RD_KAFKA_PARTITION_UA);
     rd_kafka_resp_err_t err = rd_kafka_subscribe(k->rk, topics);
     rd_kafka_topic_partition_list_destroy(topics);
     if (err) {
@@ -527,6 +495,8 @@ struct pb_kafka *pb_kafka_new(const struct pb_config *cfg, struct pb_hub *hub, s
     rd_kafka_queue_io_event_enable(k->queue, k->pipefd[1], "1", 1);
     if (cfg->kafka_dead_letter_topic && !(k->dlq = pb_kafka_dead_letter_producer(k, errstr, errlen)))
         goto fail;
+    if (cfg->cluster_mode == PB_CLUSTER_KAFKA && pb_kafka_push_start(k, errstr, errlen))
+        goto fail;
     if (!pb_kafka_rebuild_start(k) && subscribe(k, errstr, errlen))
         goto fail;
     char inst[300] = "";
@@ -535,7 +505,7 @@ struct pb_kafka *pb_kafka_new(const struct pb_config *cfg, struct pb_hub *hub, s
         RD_KAFKA_CONF_OK)
         inst[0] = '\0';
     pb_info("kafka: consuming %zu topic(s) from %s as group %s, member %s", cfg->kafka_topics.n,
-            k->bootstrap ? k->bootstrap : cfg->kafka_brokers, cfg->kafka_group_id,
+            k->bootstrap ? k->bootstrap : cfg->kafka_brokers, k->group_id,
             inst[0] ? inst : "(dynamic)");
     return k;
 fail:
@@ -581,6 +551,8 @@ static int broadcast_check(const struct pb_config *cfg, const char *topic, struc
 {
     if (ev->target_kind != PB_TARGET_ALL && ev->target_kind != PB_TARGET_GROUP)
         return PB_DROP_NONE;
+    if (pb_kafka_is_push_topic(cfg, topic))
+        return PB_DROP_NONE; /* this cluster's own HTTP broadcasts */
     for (size_t i = 0; i < cfg->kafka_broadcast_topics.n; i++) {
         const char *t = cfg->kafka_broadcast_topics.items[i];
         if (strcmp(t, "*") == 0 || strcmp(t, topic) == 0)
@@ -634,6 +606,25 @@ static int64_t message_time(const rd_kafka_message_t *msg, int64_t now)
     return ts > 0 ? ts : now;
 }
 
+/* SPEC 8: a node does as little as it can for events of users it holds no
+ * connection for: it looks the key up before it parses the value. Unless
+ * the value is needed anyway: the history keeps every user's events (a
+ * client may resume here), the task state every task update (found by its
+ * member name, which producers do not escape). Broadcasts are always
+ * parsed. */
+static int for_nobody_here(struct pb_kafka *k, const rd_kafka_message_t *msg)
+{
+    const char *key = msg->key;
+    size_t n = msg->key_len;
+    if (!key || !n || !msg->payload || k->cfg->history_max_events > 0)
+        return 0;
+    if ((n == 1 && key[0] == '*') || (n >= 6 && memcmp(key, "group:", 6) == 0))
+        return 0;
+    if (k->cfg->state_max_tasks_per_user > 0 && memmem(msg->payload, msg->len, "\"task\"", 6))
+        return 0;
+    return pb_hub_user_connections(k->hub, key, n) == 0;
+}
+
 /* Parses, routes and delivers one message. Never fails: bad input is
  * counted and logged, and the offset moves on either way. */
 static void handle_message(struct pb_kafka *k, const rd_kafka_message_t *msg, uint32_t src)
@@ -652,6 +643,10 @@ static void handle_message(struct pb_kafka *k, const rd_kafka_message_t *msg, ui
     }
     if (stale) {
         pb_metrics_drop(k->m, src, PB_DROP_STALE);
+        return;
+    }
+    if (for_nobody_here(k, msg)) {
+        k->m->skipped_no_connection++;
         return;
     }
     struct pb_event ev;
@@ -680,7 +675,7 @@ static void handle(struct pb_kafka *k, rd_kafka_message_t *msg)
             log_repeating(&k->consume_log, "%s", rd_kafka_message_errstr(msg));
         return;
     }
-    set_brokers_down(k, 0, NULL);
+    pb_kafka_set_brokers_down(k, 0, NULL);
     if (k->nresets)
         account_reset(k, msg);
     const char *topic = rd_kafka_topic_name(msg->rkt);
@@ -711,6 +706,7 @@ int pb_kafka_drain(struct pb_kafka *k, int budget)
     char sink[64];
     while (read(k->pipefd[0], sink, sizeof(sink)) > 0)
         ;
+    pb_kafka_push_poll(k);
     if (k->rebuild && drain_rebuild(k, budget)) {
         if (write(k->pipefd[1], "1", 1) < 0 && errno != EAGAIN)
             pb_warn("kafka: cannot re-arm the wake-up pipe: %s", strerror(errno));
@@ -844,6 +840,10 @@ void pb_kafka_free(struct pb_kafka *k)
     if (!k)
         return;
     pb_kafka_rebuild_free(k);
+    if (k->push) {
+        k->push_done = NULL; /* the requests waiting for it are gone */
+        rd_kafka_destroy(k->push);
+    }
     if (k->queue)
         rd_kafka_queue_destroy(k->queue);
     /* A consumer whose close did not finish must not be closed again

@@ -68,6 +68,8 @@ int pb_kafka_start_embedded(struct pb_kafka *k, char *errstr, size_t errlen)
         if (t[0] != '^')
             rd_kafka_mock_topic_create(mc, t, 1, 1);
     }
+    if (k->cfg->cluster_mode == PB_CLUSTER_KAFKA)
+        rd_kafka_mock_topic_create(mc, k->cfg->push_topic, 1, 1);
     k->bootstrap = strdup(rd_kafka_mock_cluster_bootstraps(mc));
     if (!k->bootstrap) {
         snprintf(errstr, errlen, "out of memory");
@@ -77,29 +79,56 @@ int pb_kafka_start_embedded(struct pb_kafka *k, char *errstr, size_t errlen)
     return 0;
 }
 
-/* group.instance.id: cluster.node_name (default the host name) and the
- * public listener's port, so that two bridges on one host differ while a
- * bridge keeps its id across reconnects and restarts. kafka.properties may
- * set another id, or "" for dynamic membership. */
+int pb_kafka_node_name(const struct pb_config *cfg, char *buf, size_t len, char *errstr,
+                       size_t errlen)
+{
+    if (cfg->cluster_node_name) {
+        snprintf(buf, len, "%s", cfg->cluster_node_name);
+        return 0;
+    }
+    if (gethostname(buf, len)) {
+        snprintf(errstr, errlen, "cluster.node_name is not set and the host name is unknown: %s",
+                 strerror(errno));
+        return -1;
+    }
+    buf[len - 1] = '\0';
+    return 0;
+}
+
+/* group.instance.id: the node name and the public listener's port, so that
+ * two bridges on one host differ while a bridge keeps its id across
+ * reconnects and restarts. kafka.properties may set another id, or "" for
+ * dynamic membership. */
 static int instance_id(const struct pb_config *cfg, char *buf, size_t len, char *errstr,
                        size_t errlen)
 {
-    char host[256], lhost[256];
-    const char *name = cfg->cluster_node_name;
+    char name[256], lhost[256];
     int port;
-    if (!name) {
-        if (gethostname(host, sizeof(host))) {
-            snprintf(errstr, errlen, "cluster.node_name is not set and the host name is "
-                                     "unknown: %s", strerror(errno));
-            return -1;
-        }
-        host[sizeof(host) - 1] = '\0';
-        name = host;
-    }
+    if (pb_kafka_node_name(cfg, name, sizeof(name), errstr, errlen))
+        return -1;
     if (pb_config_split_hostport(cfg->listen_public, lhost, sizeof(lhost), &port) < 0)
         port = 0; /* validated before: cannot happen */
     if ((size_t)snprintf(buf, len, "%s:%d", name, port) >= len) {
         snprintf(errstr, errlen, "cluster.node_name is too long for a group.instance.id");
+        return -1;
+    }
+    return 0;
+}
+
+/* The consumer group: kafka.group_id; in cluster mode every node reads
+ * every partition, so each has a group of its own, named after it. */
+static int group_id(const struct pb_config *cfg, char *buf, size_t len, char *errstr,
+                    size_t errlen)
+{
+    char name[256];
+    if (cfg->cluster_mode != PB_CLUSTER_KAFKA) {
+        snprintf(buf, len, "%s", cfg->kafka_group_id);
+        return 0;
+    }
+    if (pb_kafka_node_name(cfg, name, sizeof(name), errstr, errlen))
+        return -1;
+    if ((size_t)snprintf(buf, len, "%s.%s", cfg->kafka_group_id, name) >= len) {
+        snprintf(errstr, errlen, "kafka.group_id and cluster.node_name are too long together");
         return -1;
     }
     return 0;
@@ -125,13 +154,14 @@ rd_kafka_conf_t *pb_kafka_consumer_conf(struct pb_kafka *k, char *errstr, size_t
 {
     const struct pb_config *cfg = k->cfg;
     char instance[300];
-    if (instance_id(cfg, instance, sizeof(instance), errstr, errlen))
+    if (instance_id(cfg, instance, sizeof(instance), errstr, errlen) ||
+        group_id(cfg, k->group_id, sizeof(k->group_id), errstr, errlen))
         return NULL;
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     /* Our defaults first, so kafka.properties may override any of them. */
     if (pb_kafka_conf_set(conf, "bootstrap.servers", k->bootstrap ? k->bootstrap : cfg->kafka_brokers,
                  errstr, errlen) ||
-        pb_kafka_conf_set(conf, "group.id", cfg->kafka_group_id, errstr, errlen) ||
+        pb_kafka_conf_set(conf, "group.id", k->group_id, errstr, errlen) ||
         pb_kafka_conf_set(conf, "enable.auto.offset.store", "false", errstr, errlen) ||
         pb_kafka_conf_set(conf, "enable.auto.commit", "true", errstr, errlen) ||
         pb_kafka_conf_set(conf, "auto.commit.interval.ms", "1000", errstr, errlen) ||

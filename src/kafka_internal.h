@@ -11,6 +11,7 @@
 
 #include "pushbridge/config.h"
 #include "pushbridge/hub.h"
+#include "pushbridge/kafka.h"
 #include "pushbridge/metrics.h"
 
 /* Malformed events are logged in full once per interval; the rest of the
@@ -90,6 +91,17 @@ struct pb_kafka {
     int static_member;  /* group.instance.id set: leave explicitly at close */
 
     struct pb_kafka_rebuild *rebuild; /* while state is rebuilt at start (kafka_rebuild.c) */
+
+    char group_id[300];  /* kafka.group_id, + "." + node name in cluster mode */
+    /* The group's share of the partitions (kafka_stats.c). */
+    int parts_total;     /* partitions of the subscribed topics, from statistics */
+    int shared;          /* assigned fewer: another member shares the group */
+    int share_streak;
+    char share_warning[640];
+
+    /* Cluster mode: HTTP pushes produced to push.topic (kafka_push.c). */
+    rd_kafka_t *push;
+    pb_kafka_push_done push_done;
 };
 
 /* kafka.c: librdkafka's callbacks (served on the loop through the queue). */
@@ -101,7 +113,13 @@ int pb_kafka_on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque);
 void pb_kafka_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                            rd_kafka_topic_partition_list_t *parts, void *opaque);
 
+void pb_kafka_set_brokers_down(struct pb_kafka *k, int down, const char *why);
+int pb_kafka_is_push_topic(const struct pb_config *cfg, const char *topic);
+
 /* kafka_conf.c */
+/* This node's name: cluster.node_name, or the host name. */
+int pb_kafka_node_name(const struct pb_config *cfg, char *buf, size_t len, char *errstr,
+                       size_t errlen);
 /* rd_kafka_conf_set, with errstr naming the key ("kafka.properties: KEY: ..."). */
 int pb_kafka_conf_set(rd_kafka_conf_t *conf, const char *key, const char *val, char *errstr,
                       size_t errlen);
@@ -126,6 +144,12 @@ int pb_kafka_rebuild_drain(struct pb_kafka *k, int budget);
 /* 1 (once) when every partition has been read: the rebuild is gone. */
 int pb_kafka_rebuild_finish(struct pb_kafka *k);
 void pb_kafka_rebuild_free(struct pb_kafka *k);
+
+/* kafka_push.c */
+/* Cluster mode: the push.topic producer, and the topic made sure of. */
+int pb_kafka_push_start(struct pb_kafka *k, char *errstr, size_t errlen);
+/* Serves the producer's delivery reports. */
+void pb_kafka_push_poll(struct pb_kafka *k);
 
 /* kafka_dlq.c */
 rd_kafka_t *pb_kafka_dead_letter_producer(struct pb_kafka *k, char *errstr, size_t errlen);

@@ -98,6 +98,8 @@ static rd_kafka_t *rebuild_consumer(struct pb_kafka *k, char *errstr, size_t err
 static int topic_wanted(const struct pb_config *cfg, const char *topic, regex_t *res,
                         const int *res_ok)
 {
+    if (pb_kafka_is_push_topic(cfg, topic))
+        return 1;
     for (size_t i = 0; i < cfg->kafka_topics.n; i++) {
         const char *t = cfg->kafka_topics.items[i];
         if (t[0] != '^' ? strcmp(t, topic) == 0

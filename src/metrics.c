@@ -235,6 +235,16 @@ void pb_metrics_render_prometheus(const struct pb_metrics *m, const struct pb_ga
     scalar(b, "pushbridge_coalesced_total", "counter",
            "Queued task updates replaced by a newer one (ws.slow_client coalesce).",
            m->coalesced);
+    scalar(b, "pushbridge_events_skipped_total", "counter",
+           "Events for users with no connection on this node, skipped before parsing (SPEC 8).",
+           m->skipped_no_connection);
+    help(b, "pushbridge_kafka_partitions_assigned", "gauge",
+         "Partitions of the subscribed topics this bridge's consumer holds.");
+    pb_buf_printf(b, "pushbridge_kafka_partitions_assigned %d\n", g->partitions_assigned);
+    help(b, "pushbridge_kafka_group_shared", "gauge",
+         "1 when another consumer shares this bridge's group (it holds fewer partitions than "
+         "its topics have).");
+    pb_buf_printf(b, "pushbridge_kafka_group_shared %d\n", g->group_warning ? 1 : 0);
     scalar(b, "pushbridge_redeliveries_skipped_total", "counter",
            "Kafka messages read again (a rebalance, the rebuild at start) and not sent twice.",
            m->redeliveries);
@@ -280,8 +290,15 @@ void pb_metrics_render_stats(const struct pb_metrics *m, const struct pb_gauges 
     for (int r = 0; r < PB_LOST__COUNT; r++)
         pb_buf_printf(b, "%s\"%s\":%llu", r ? "," : "", pb_lost_reason_name(r),
                       (unsigned long long)m->lost[r]);
+    pb_buf_printf(b, "},\"partitions\":{\"assigned\":%d,\"total\":%d},\"group_shared\":%s",
+                  g->partitions_assigned, g->partitions_total,
+                  g->group_warning ? "true" : "false");
+    if (g->group_warning) {
+        pb_buf_puts(b, ",\"group_warning\":");
+        pb_buf_json_string(b, g->group_warning, strlen(g->group_warning));
+    }
     pb_buf_printf(b,
-                  "},\"state\":{\"users\":%llu,\"tasks\":%llu,\"bytes\":%llu},"
+                  ",\"state\":{\"users\":%llu,\"tasks\":%llu,\"bytes\":%llu},"
                   "\"history\":{\"events\":%llu,\"bytes\":%llu}",
                   (unsigned long long)g->state_users, (unsigned long long)g->state_tasks,
                   (unsigned long long)g->state_bytes, (unsigned long long)g->history_events,

@@ -18,6 +18,7 @@
 #include "pushbridge/keepalive.h"
 #include "pushbridge/listener.h"
 #include "pushbridge/log.h"
+#include "pushbridge/relay.h"
 
 /* Kafka messages handled per wake-up before the loop serves sockets again. */
 #define KAFKA_BATCH 512
@@ -414,6 +415,7 @@ int pb_server_init(struct pb_server *s, const struct pb_config *cfg, char *errst
 
     if (!(s->kafka = pb_kafka_new(cfg, s->hub, &s->metrics, errstr, errlen)))
         return -1;
+    pb_kafka_set_push_done(s->kafka, pb_relay_done);
     ev_io_init(&s->kafka_w, kafka_ready_cb, pb_kafka_wake_fd(s->kafka), EV_READ);
     s->kafka_w.data = s;
     ev_io_start(s->loop, &s->kafka_w);

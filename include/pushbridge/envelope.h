@@ -75,6 +75,12 @@ int pb_envelope_parse(const char *buf, size_t len, int flags, struct pb_event *e
  * "group:NAME", else a user ID, which must agree with a user_id field. */
 int pb_event_set_target(struct pb_event *ev, const char *key, size_t keylen);
 
+/* The event as a Kafka envelope: {"event":E,"id":I,"task":T,"final":true,
+ * "data":<raw>} (members only when set), what cluster mode produces to
+ * push.topic for an HTTP push. Appended to out. */
+struct pb_buf;
+void pb_event_envelope(const struct pb_event *ev, struct pb_buf *out);
+
 /* Replaces the event name (a Kafka `event` header wins over the field). */
 int pb_event_set_name(struct pb_event *ev, const char *name, size_t len);
 

@@ -17,6 +17,7 @@
 
 struct pb_server;
 struct pb_vhd;
+struct pb_relay_job;
 
 /* One request and its answer. Owned by the transport that read it, for one
  * request; pb_http_req_clear frees what it holds. */
@@ -35,6 +36,13 @@ struct pb_http_req {
     struct pb_buf answer;
     int close_after;     /* end the connection after this answer */
     int is_push;         /* counts in pushbridge_push_requests_total */
+
+    /* Cluster mode: the answer waits for Kafka (relay.c). Until relay is
+     * NULL again, status stays 0; then resume, set by the transport, sends
+     * the answer. */
+    struct pb_relay_job *relay;
+    void (*resume)(struct pb_http_req *r);
+    void *transport; /* the transport's own pointer, for resume */
 };
 
 void pb_http_req_init(struct pb_http_req *r, const struct pb_config *cfg);

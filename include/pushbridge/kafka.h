@@ -6,6 +6,7 @@
 #define PB_KAFKA_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "pushbridge/config.h"
 #include "pushbridge/hub.h"
@@ -38,6 +39,24 @@ int pb_kafka_ready(const struct pb_kafka *k, const char **why);
 
 /* "HOST:PORT" of the embedded cluster under --dev, else NULL. */
 const char *pb_kafka_bootstrap(const struct pb_kafka *k);
+
+/* Cluster mode (cluster.mode kafka): an HTTP push goes to push.topic, and
+ * every node (this one too) delivers it from there. done is called on the
+ * loop once Kafka has the message (error NULL, its partition and offset) or
+ * gave up on it (within message.timeout.ms). */
+typedef void (*pb_kafka_push_done)(void *opaque, int32_t partition, int64_t offset,
+                                   const char *error);
+void pb_kafka_set_push_done(struct pb_kafka *k, pb_kafka_push_done done);
+/* Produces value under key without blocking. -1 with errstr when it is
+ * refused at once (the bounded queue is full, no producer); done is then
+ * not called. */
+int pb_kafka_push(struct pb_kafka *k, const char *key, size_t keylen, const char *value,
+                  size_t len, void *opaque, char *errstr, size_t errlen);
+
+/* The group's share of the partitions: a warning when another consumer
+ * shares this bridge's group (NULL when it holds them all); total -1 when
+ * not known yet. */
+const char *pb_kafka_share(const struct pb_kafka *k, int *assigned, int *total);
 
 /* Leaves the group, committing the offsets stored so far; gives up at
  * deadline_ms (monotonic), so a lost broker cannot stall shutdown. */

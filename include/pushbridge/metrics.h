@@ -83,6 +83,7 @@ struct pb_metrics {
     uint64_t resumes[2];      /* logins asking to resume: [0] not covered, [1] resumed */
     uint64_t coalesced;       /* queued task updates replaced by a newer one */
     uint64_t redeliveries;    /* Kafka offsets read again (rebalance, rebuild): not re-sent */
+    uint64_t skipped_no_connection; /* events for users with no connection here, not parsed */
     uint64_t lat_buckets[PB_METRICS_LAT_BUCKETS + 1]; /* last = +Inf */
     double lat_sum;
     uint64_t lat_count;
@@ -99,6 +100,9 @@ struct pb_gauges {
     int kafka_ready;
     const char *kafka_bootstrap; /* --dev only, else NULL */
     const char *not_ready_reason;
+    /* The consumer group's share of the partitions (SPEC 8). */
+    int partitions_assigned, partitions_total;
+    const char *group_warning; /* NULL unless another member shares the group */
     /* The store (task state and history). */
     uint64_t state_users, state_tasks, state_bytes, history_events, history_bytes;
 };

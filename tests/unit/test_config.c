@@ -181,9 +181,12 @@ static void test_load_file(void **state)
     assert_int_equal(c.log_format, PB_LOG_JSON);
     assert_string_equal(c.log_file, "/var/log/pb.log");
     assert_int_equal(c.shutdown_timeout_ms, 3000);
-    /* cluster.mode kafka parses, but validate refuses it until it is built */
+    assert_int_equal(pb_config_validate(&c, err, sizeof(err)), 0);
+    /* Cluster pushes are answered by httpd.c: not on a shared or TLS port. */
+    free(c.listen_internal);
+    c.listen_internal = strdup(c.listen_public);
     assert_int_equal(pb_config_validate(&c, err, sizeof(err)), -1);
-    expect_contains(err, "cluster.mode: kafka is not available in this version");
+    expect_contains(err, "cluster.mode kafka needs the internal listener on a port of its own");
     c.cluster_mode = PB_CLUSTER_STANDALONE;
     c.ws_slow_client = PB_SLOW_COALESCE;
     assert_int_equal(pb_config_validate(&c, err, sizeof(err)), 0);
