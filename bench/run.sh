@@ -2,7 +2,7 @@
 # pushbridge benchmarks: how fast and how lean (issue 6, docs/PERFORMANCE.md).
 #
 #   bench/run.sh                 the standard set, about 5.5 minutes on 2 cores
-#   bench/run.sh --quick         small N, about 1.5 minutes: CI runs it to show
+#   bench/run.sh --quick         small N, about 65 s: CI runs it to show
 #                                that the benchmark still works (no thresholds
 #                                asserted); leaves out unicast-10k, fanout-10k
 #                                and fdlimit unless --only names them, and runs
@@ -906,6 +906,8 @@ write_results() {
     {
         printf '{"date":"%s","commit":"%s","mode":"%s","kafka":"%s",' \
             "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$commit" "$MODE" "$kafka"
+        # commit is this tree's (the tools'); the bridge may be another build
+        printf '"bridge_bin":"%s",' "$BRIDGE_BIN"
         printf '"host":{"cpus":%s,"kernel":"%s","nofile_hard":%s},' \
             "$(nproc)" "$(uname -r)" "$(ulimit -Hn)"
         [ -z "$STATE_COST_JSON" ] || printf '"state_cost":%s,' "$STATE_COST_JSON"
