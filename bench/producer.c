@@ -6,7 +6,10 @@
  * or a JSON array of --batch events). Event i goes to user u(i % U), or to
  * the one --key given ("*" broadcasts), and its data is
  *     {"s":<seq>,"t":<µs, CLOCK_REALTIME>}       (+ "p":"xx…" with --pad)
- * where seq counts 1, 2, … per target: what pb-loadgen checks.
+ * where seq counts 1, 2, … per target: what pb-loadgen checks. With
+ * --tasks K the envelope also names a task, "task":"t<i % K>", so that the
+ * bridge keeps task state for it (bench/run.sh's state scenarios); data is
+ * the same either way.
  *
  * t is taken when the event is handed to librdkafka. Over HTTP it is the
  * time the request was due by the schedule, so that a bridge answering
@@ -39,6 +42,7 @@ struct opts {
     const char *topic;
     const char *key;        /* one fixed key ("*" = broadcast), or NULL: users */
     uint32_t users;
+    uint64_t tasks;         /* "task":"t<i % tasks>" in each envelope, 0 = none */
     double rate;            /* events per second, 0 = as fast as possible */
     uint64_t count;         /* at most this many events (0 = no bound) */
     double duration_s;      /* stop sending after this long (0 = no bound) */
@@ -82,6 +86,15 @@ static int event_data(char *buf, size_t cap, const struct opts *o, uint64_t seq,
                         (unsigned long long)t, g_pad);
     return snprintf(buf, cap, "{\"s\":%llu,\"t\":%llu}", (unsigned long long)seq,
                     (unsigned long long)t);
+}
+
+/* Event i's envelope member for its task, with a trailing comma, or "". */
+static void task_member(const struct opts *o, uint64_t i, char *buf, size_t cap)
+{
+    if (o->tasks)
+        snprintf(buf, cap, "\"task\":\"t%llu\",", (unsigned long long)(i % o->tasks));
+    else
+        buf[0] = '\0';
 }
 
 /* Whether event i may still be sent: within --count and --duration. */
@@ -205,10 +218,11 @@ static int warm_up(rd_kafka_t *rk, const struct opts *o)
 /* Hands one event to librdkafka, waiting for queue room (bounded). */
 static int produce_one(rd_kafka_t *rk, const struct opts *o, uint64_t i, uint64_t deadline)
 {
-    char key[MAX_KEY + 16], value[MAX_PAD + 128], data[MAX_PAD + 96];
+    char key[MAX_KEY + 16], value[MAX_PAD + 160], data[MAX_PAD + 96], task[48];
     uint64_t seq = target_of(o, i, key, sizeof(key));
     event_data(data, sizeof(data), o, seq, bench_realtime_us());
-    int n = snprintf(value, sizeof(value), "{\"event\":\"bench\",\"data\":%s}", data);
+    task_member(o, i, task, sizeof(task));
+    int n = snprintf(value, sizeof(value), "{\"event\":\"bench\",%s\"data\":%s}", task, data);
     while (bench_mono_us() < deadline) {
         rd_kafka_resp_err_t e = rd_kafka_producev(
             rk, RD_KAFKA_V_TOPIC(o->topic), RD_KAFKA_V_KEY(key, strlen(key)),
@@ -344,18 +358,19 @@ static int body_reserve(struct http *h, size_t need)
 static size_t build_body(struct http *h, uint64_t first, uint32_t n, uint64_t t)
 {
     const struct opts *o = h->o;
-    size_t per = (size_t)o->pad + MAX_KEY + 160;
+    size_t per = (size_t)o->pad + MAX_KEY + 208;
     if (body_reserve(h, per * n + 8))
         return 0;
     size_t len = 0;
     if (o->batch > 1)
         h->body[len++] = '[';
     for (uint32_t k = 0; k < n; k++) {
-        char key[MAX_KEY + 16], data[MAX_PAD + 96];
+        char key[MAX_KEY + 16], data[MAX_PAD + 96], task[48];
         uint64_t seq = target_of(o, first + k, key, sizeof(key));
         event_data(data, sizeof(data), o, seq, t);
+        task_member(o, first + k, task, sizeof(task));
         len += (size_t)snprintf(h->body + len, per, "%s{\"user_id\":\"%s\",\"event\":\"bench\","
-                                "\"data\":%s}", k ? "," : "", key, data);
+                                "%s\"data\":%s}", k ? "," : "", key, task, data);
     }
     if (o->batch > 1)
         h->body[len++] = ']';
@@ -619,6 +634,7 @@ static void usage(FILE *f)
           "  --http-conns C       keep-alive connections (default 8)\n"
           "  --users U            keys u0..u(U-1), round-robin (default 1)\n"
           "  --key K              one fixed key instead (\"*\" = broadcast)\n"
+          "  --tasks K            event i names task \"t<i % K>\" (default 0: no task)\n"
           "  --rate R             events per second, 0 = as fast as possible (default 1000)\n"
           "  --count N            at most N events (default 1000; 0 = no bound)\n"
           "  --duration S         stop sending after S seconds (default: no bound)\n"
@@ -632,7 +648,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 {
     enum {
         OPT_BROKERS = 256, OPT_TOPIC, OPT_CREATE, OPT_HTTP, OPT_PATH, OPT_BATCH, OPT_CONNS,
-        OPT_USERS, OPT_KEY, OPT_RATE, OPT_COUNT, OPT_DURATION, OPT_PAD, OPT_LINGER, OPT_TIMEOUT
+        OPT_USERS, OPT_TASKS, OPT_KEY, OPT_RATE, OPT_COUNT, OPT_DURATION, OPT_PAD, OPT_LINGER, OPT_TIMEOUT
     };
     static const struct option lo[] = {
         {"brokers", required_argument, NULL, OPT_BROKERS},
@@ -643,6 +659,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
         {"batch", required_argument, NULL, OPT_BATCH},
         {"http-conns", required_argument, NULL, OPT_CONNS},
         {"users", required_argument, NULL, OPT_USERS},
+        {"tasks", required_argument, NULL, OPT_TASKS},
         {"key", required_argument, NULL, OPT_KEY},
         {"rate", required_argument, NULL, OPT_RATE},
         {"count", required_argument, NULL, OPT_COUNT},
@@ -667,6 +684,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
         case OPT_BATCH: o->batch = (uint32_t)strtoul(optarg, NULL, 10); break;
         case OPT_CONNS: o->http_conns = (uint32_t)strtoul(optarg, NULL, 10); break;
         case OPT_USERS: o->users = (uint32_t)strtoul(optarg, NULL, 10); break;
+        case OPT_TASKS: o->tasks = strtoull(optarg, NULL, 10); break;
         case OPT_KEY: o->key = optarg; break;
         case OPT_RATE: o->rate = atof(optarg); break;
         case OPT_COUNT: o->count = strtoull(optarg, NULL, 10); break;
@@ -696,6 +714,7 @@ static void report(const struct opts *o, const struct sent *s)
     jw_str(&w, "mode", o->http ? (o->batch > 1 ? "http-batch" : "http-single") : "kafka");
     jw_str(&w, "target", o->key ? o->key : "users");
     jw_u64(&w, "users", o->key ? 1 : o->users);
+    jw_u64(&w, "tasks", o->tasks);
     jw_f(&w, "requested_rate", o->rate);
     jw_u64(&w, "sent", s->events);
     jw_u64(&w, "errors", s->errors);

@@ -2,16 +2,17 @@
 # pushbridge benchmarks: how fast and how lean (issue 6, docs/PERFORMANCE.md).
 #
 #   bench/run.sh                 the standard set, about 5.5 minutes on 2 cores
-#   bench/run.sh --quick         small N, under 60 s: CI runs it to show that the
-#                                benchmark still works (no thresholds asserted);
-#                                leaves out unicast-10k, fanout-10k and fdlimit
-#                                unless --only names them, and runs the
-#                                reference for unicast and fanout only
+#   bench/run.sh --quick         small N, about 65 s: CI runs it to show
+#                                that the benchmark still works (no thresholds
+#                                asserted); leaves out unicast-10k, fanout-10k
+#                                and fdlimit unless --only names them, and runs
+#                                the reference for unicast and fanout only
 #   bench/run.sh --big           the idle scenario with as many connections as
 #                                the open-file limit allows
 #   bench/run.sh --only a,b      only these scenarios (unicast unicast-10k fanout
 #                                fanout-10k broadcast http-single http-batch
-#                                slow-base slow idle logins fdlimit)
+#                                slow-base slow state-off state tasks-100k idle
+#                                logins fdlimit)
 #   bench/run.sh --no-ref        no pb-sendref reference runs
 #   bench/run.sh --profile       also sample the bridge with perf (cpu-clock) and
 #                                count its syscalls, per scenario, into
@@ -29,6 +30,22 @@
 # per scenario, so nothing is replayed). pb-loadgen plays the browsers and
 # pb-produce the business systems, all on loopback. Prints two tables and
 # writes bench/results.json.
+#
+# Task state and history (issue 10): state-off and state run the unicast
+# load (same connections, users and rate) with events that name a task
+# (pb-produce --tasks 10), each on a fresh bridge even under --quick:
+# state-off with state, history and the rebuild turned off
+# (PUSHBRIDGE_STATE_MAX_TASKS_PER_USER=0 PUSHBRIDGE_HISTORY_MAX_EVENTS=0
+# PUSHBRIDGE_STATE_LOOKBACK_MS=0), state with the defaults. They run back to
+# back, state-off first, and the notes and results.json ("state_cost") give
+# state's frames per bridge CPU-second over state-off's, against issue 10's
+# target of at most 10 % fewer (ratio >= 0.90). tasks-100k has no clients:
+# three fresh bridges (off; state with history off; state and history, the
+# defaults; state.max_bytes and history.max_bytes raised to 512 MiB) each take
+# 100,000 events to 1,000 users, every event a task of its own (100 per
+# user), and it reports RSS growth over off's and the bridge's own state and
+# history byte gauges per 100k live tasks, and /stats' task count. --quick
+# sends 20,000 events to 200 users and scales the figures to 100k.
 #
 # Bridge CPU is read from /proc/PID/stat around each scenario's traffic, so
 # the figures are per CPU-second of the bridge and stay comparable on a busy
@@ -65,12 +82,13 @@ PROFILE=0
 CALLGRIND=0
 REF=1
 ALL_SCENARIOS="unicast unicast-10k fanout fanout-10k broadcast http-single http-batch"
-ALL_SCENARIOS+=" slow-base slow idle logins fdlimit"
+ALL_SCENARIOS+=" slow-base slow state-off state tasks-100k idle logins fdlimit"
 # The scenarios that name their size keep it; --quick leaves them out.
-QUICK_SCENARIOS="unicast fanout broadcast http-single http-batch slow-base slow idle logins"
+QUICK_SCENARIOS="unicast fanout broadcast http-single http-batch slow-base slow state-off state"
+QUICK_SCENARIOS+=" tasks-100k idle logins"
 QUICK_REF="unicast fanout"
 
-usage() { sed -n '2,50p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,/^set -euo/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; }
 
 while [ $# -gt 0 ]; do
     case $1 in
@@ -91,6 +109,16 @@ SCENARIOS=$ONLY
 for s in $SCENARIOS; do
     case " $ALL_SCENARIOS " in *" $s "*) ;; *) echo "bench/run.sh: no scenario $s" >&2; exit 2 ;; esac
 done
+# state is compared with state-off: run them back to back, state-off first.
+case " $SCENARIOS " in *" state "*)
+    case " $SCENARIOS " in *" state-off "*)
+        SCENARIOS=$(for s in $SCENARIOS; do
+            case $s in state) ;; state-off) echo state-off state ;; *) echo "$s" ;; esac
+        done | tr '\n' ' ')
+        ;;
+    esac
+    ;;
+esac
 
 WORK=$(mktemp -d /tmp/pb-bench.XXXXXX)
 PROFDIR=$BUILD/profile
@@ -259,6 +287,13 @@ no_connections() { [ "$(stats_get connections)" = 0 ]; }
 # join its consumer group, which would be most of a CI run. The scenarios
 # share one configuration; between two, every connection must be gone.
 traffic_bridge() { # name
+    # A scenario that sets the bridge's configuration (SCEN_FRESH) always
+    # gets a bridge of its own, --quick or not.
+    if [ "$SCEN_FRESH" = 1 ]; then
+        stop_bridge
+        start_bridge "$1" "${SCEN_ENV[@]}"
+        return 0
+    fi
     if [ "$SHARE_BRIDGE" = 1 ] && [ -n "${BRIDGE_PID:-}" ]; then
         wait_until 100 no_connections || say "connections of the previous scenario still open"
         return 0
@@ -297,6 +332,14 @@ profile_stop() { # name
 
 # ---- one traffic scenario ----
 
+# Set by a scenario around its run_traffic: a fresh bridge (SCEN_FRESH=1)
+# started with SCEN_ENV (VAR=value ...), and more pb-produce arguments.
+SCEN_FRESH=0
+SCEN_ENV=()
+SCEN_PROD=()
+# frames per bridge CPU-second, and the send-mode reference's, by scenario
+declare -A FPC=() REF_FPC=()
+
 ROWS=$WORK/rows.tsv
 NOTES=$WORK/notes.txt
 : >"$ROWS"
@@ -328,6 +371,7 @@ run_traffic() {
 
     local -a prod=(--rate "$rate" --duration "$SEND_S" --count 0 --timeout $((SEND_S + 60)))
     if [ "$key" = users ]; then prod+=(--users "$users"); else prod+=(--key "$key"); fi
+    prod+=("${SCEN_PROD[@]}")
     if [ "$transport" = http ]; then
         prod+=(--http "127.0.0.1:$INT_PORT" --batch "$batch")
     else
@@ -353,7 +397,7 @@ run_traffic() {
     qdrops=$(($(stats_get queue_dropped) - ${drops0:-0}))
     # The bridge's own view (delivery latency histogram etc.), kept in bench-logs/
     curl -sf "http://127.0.0.1:$INT_PORT/metrics" >"$WORK/$name.metrics.txt" || true
-    [ "$SHARE_BRIDGE" = 1 ] || stop_bridge
+    [ "$SHARE_BRIDGE" = 1 ] && [ "$SCEN_FRESH" = 0 ] || stop_bridge
     run_references "$name" "$conns" "$users" "$key" "$stall" "$rate"
     record_traffic "$name" "$transport" "$conns" "$users" "$key" "$stall" "$rate" "$batch" \
         "$((c1 - c0))" "$((l1 - l0))" "$((m1 - m0))" "$us0" "$us1" "$(calc "$t1 - $t0")" \
@@ -451,6 +495,7 @@ record_reference() { # name bridge_fpc
     done
     local sfpc wfpc="-" wpw="-" wratio="-"
     sfpc=$(jget "$send.json" frames_per_cpu_s)
+    REF_FPC[$name]=$sfpc
     if [ -e "$writev.json" ]; then
         wfpc=$(jget "$writev.json" frames_per_cpu_s)
         wpw=$(jget "$writev.json" frames_per_write_call)
@@ -486,10 +531,11 @@ record_traffic() {
     # first scenario has a clean baseline.
     local per_conn_col
     per_conn_col=$(calc "$per_conn_end / 1024")
-    if [ "$SHARE_BRIDGE" = 1 ] && [ "$SHARED_RUNS" -gt 0 ]; then
+    if [ "$SHARE_BRIDGE" = 1 ] && [ "$SCEN_FRESH" = 0 ] && [ "$SHARED_RUNS" -gt 0 ]; then
         per_conn_idle=null per_conn_end=null per_conn_col=-
     fi
-    SHARED_RUNS=$((SHARED_RUNS + 1))
+    [ "$SCEN_FRESH" = 1 ] || SHARED_RUNS=$((SHARED_RUNS + 1))
+    FPC[$name]=$fpc
 
     local f=$WORK/$name.scenario.json
     {
@@ -502,7 +548,8 @@ record_traffic() {
         printf '"rss_base_kb":%s,"rss_connected_kb":%s,"rss_end_kb":%s,"rss_peak_kb":%s,' \
             "$rss_base" "$rss_conn" "$rss_end" "$hwm"
         printf '"rss_per_conn_connected_b":%s,"rss_per_conn_end_b":%s,' "$per_conn_idle" "$per_conn_end"
-        printf '"slow_client_closes":%s,"queue_dropped":%s},' "$slow_closes" "$qdrops"
+        printf '"slow_client_closes":%s,"queue_dropped":%s,' "$slow_closes" "$qdrops"
+        printf '"settings":"%s"},' "${SCEN_ENV[*]}"
         printf '"producer":%s,"loadgen":%s' "$(tr -d '\n' <"$pj")" "$(tr -d '\n' <"$lgj")"
         record_reference "$name" "$fpc"
         printf '}'
@@ -648,6 +695,160 @@ run_logins() {
         "$(calc "$login_cpu > 0 ? ${welcomed:-0} / $login_cpu : 0")" "$close_cpu" >>"$NOTES"
 }
 
+# ---- task state and history (issue 10): what they cost ----
+
+# The settings that turn task state, history and the rebuild on start off.
+STATE_OFF_ENV=(PUSHBRIDGE_STATE_MAX_TASKS_PER_USER=0 PUSHBRIDGE_HISTORY_MAX_EVENTS=0
+    PUSHBRIDGE_STATE_LOOKBACK_MS=0)
+
+# run_state NAME CONNS RATE: the unicast load with --tasks 10 (event i is
+# task t<i % 10>, so with 10 | users each user keeps one task, replaced by
+# every event, and a history entry per event), on a fresh bridge: state and
+# history on (defaults) for "state", off for "state-off".
+run_state() {
+    local name=$1 conns=$2 rate=$3
+    SCEN_FRESH=1 SCEN_PROD=(--tasks 10) SCEN_ENV=()
+    [ "$name" = state-off ] && SCEN_ENV=("${STATE_OFF_ENV[@]}")
+    run_traffic "$name" kafka "$conns" "$conns" users 0 "$rate" 1
+    SCEN_FRESH=0 SCEN_PROD=() SCEN_ENV=()
+    state_cost_note
+}
+
+# Once both state and state-off ran: the ratio of their frames per bridge
+# CPU-second against issue 10's target (at most 10 % fewer with state on),
+# into NOTES and STATE_COST_JSON (results.json's "state_cost").
+STATE_COST_JSON=""
+state_cost_note() {
+    [ -n "${FPC[state]:-}" ] && [ -n "${FPC[state-off]:-}" ] || return 0
+    local on=${FPC[state]} off=${FPC[state-off]} ratio refs="" ratio_ref=null met
+    ratio=$(calc "$off > 0 ? $on / $off : 0")
+    met=$(awk "BEGIN { print ($ratio >= 0.9) ? \"met\" : \"missed\" }")
+    if [ -n "${REF_FPC[state]:-}" ] && [ -n "${REF_FPC[state-off]:-}" ] &&
+        [ "$(calc "${REF_FPC[state]} > 0 && ${REF_FPC[state-off]} > 0")" = 1 ]; then
+        # Each against its own reference run, which takes out some of the
+        # machine's drift between the two runs.
+        ratio_ref=$(calc "($on / ${REF_FPC[state]}) / ($off / ${REF_FPC[state-off]})")
+        refs=$(printf '; against each run'"'"'s pb-sendref %.3f / %.3f = %.3f' \
+            "$(calc "$on / ${REF_FPC[state]}")" "$(calc "$off / ${REF_FPC[state-off]}")" "$ratio_ref")
+    fi
+    printf 'state cost: %.0f frames per bridge CPU-s with task state and history, %.0f without: ratio %.3f (target >= 0.90: %s)%s\n' \
+        "$on" "$off" "$ratio" "$met" "$refs" >>"$NOTES"
+    STATE_COST_JSON=$(printf '{"frames_per_bridge_cpu_s_state":%s,"frames_per_bridge_cpu_s_state_off":%s,"ratio":%s,"ratio_against_reference":%s,"target_min_ratio":0.9,"target_met":%s}' \
+        "$on" "$off" "$ratio" "$ratio_ref" "$([ "$met" = met ] && echo true || echo false)")
+}
+
+# "state":{...} and "history":{...} of /stats as "users tasks bytes events hbytes"
+state_gauges() {
+    local j
+    j=$(curl -sf "http://127.0.0.1:$INT_PORT/stats") || { echo "0 0 0 0 0"; return; }
+    local st hi
+    st=$(grep -o '"state":{[^}]*}' <<<"$j")
+    hi=$(grep -o '"history":{[^}]*}' <<<"$j")
+    printf '%s %s %s %s %s\n' "$(jnum "$st" users)" "$(jnum "$st" tasks)" "$(jnum "$st" bytes)" \
+        "$(jnum "$hi" events)" "$(jnum "$hi" bytes)"
+}
+jnum() { local v; v=$(grep -o "\"$2\":[0-9]*" <<<"$1" | head -1 | cut -d: -f2); echo "${v:-0}"; }
+# the sum of every topic's "consumed" in /stats
+consumed_total() {
+    curl -sf "http://127.0.0.1:$INT_PORT/stats" | grep -o '"consumed":[0-9]*' | cut -d: -f2 |
+        awk '{ s += $1 } END { print s + 0 }'
+}
+consumed_at_least() { [ "$(consumed_total)" -ge "$1" ]; }
+
+# run_tasks_variant VARIANT EVENTS USERS [VAR=value ...]: a fresh bridge, no
+# clients; EVENTS events to USERS users, every one a task of its own; sets
+# TV_* (RSS growth in KiB, the gauges, CPU) once /stats counts them consumed.
+run_tasks_variant() {
+    local v=$1 events=$2 users=$3
+    shift 3
+    stop_bridge
+    start_bridge "tasks-$v" PUSHBRIDGE_STATE_MAX_BYTES=536870912 \
+        PUSHBRIDGE_HISTORY_MAX_BYTES=536870912 "$@"
+    sleep 0.5
+    local rss0 c0 c1 m0 m1 t0 t1 base=$WORK/tasks-$v
+    rss0=$(rss_kb "$BRIDGE_PID")
+    c0=$(proc_ticks "$BRIDGE_PID"); m0=$(mock_ticks "$BRIDGE_PID"); t0=$(date +%s.%N)
+    "$PRODUCE" --brokers "$BOOTSTRAP" --topic "$TOPIC" --users "$users" --tasks "$events" \
+        --count "$events" --rate 0 --timeout 60 >"$base.producer.json" 2>"$base.producer.err" || true
+    local sent
+    sent=$(jget "$base.producer.json" sent)
+    wait_until 600 consumed_at_least "${sent:-0}" ||
+        say "tasks-$v: only $(consumed_total) of ${sent:-0} events consumed after 60 s"
+    c1=$(proc_ticks "$BRIDGE_PID"); m1=$(mock_ticks "$BRIDGE_PID"); t1=$(date +%s.%N)
+    sleep 0.5 # let the loop finish what it took last
+    TV_RSS_KB=$(($(rss_kb "$BRIDGE_PID") - rss0))
+    read -r TV_USERS TV_TASKS TV_SBYTES TV_HEVENTS TV_HBYTES <<<"$(state_gauges)"
+    TV_SENT=${sent:-0} TV_CONSUMED=$(consumed_total)
+    TV_CPU=$(calc "($c1 - $c0 - ($m1 - $m0)) / $CLK_TCK") TV_WALL=$(calc "$t1 - $t0")
+    curl -sf "http://127.0.0.1:$INT_PORT/metrics" >"$base.metrics.txt" || true
+    stop_bridge
+    printf '"%s":{"settings":"%s","sent":%s,"consumed":%s,"rss_growth_kb":%s,' "$v" "$*" \
+        "$TV_SENT" "$TV_CONSUMED" "$TV_RSS_KB"
+    printf '"state":{"users":%s,"tasks":%s,"bytes":%s},"history":{"events":%s,"bytes":%s},' \
+        "$TV_USERS" "$TV_TASKS" "$TV_SBYTES" "$TV_HEVENTS" "$TV_HBYTES"
+    printf '"bridge_cpu_s":%s,"window_s":%s}' "$TV_CPU" "$TV_WALL"
+}
+
+# run_tasks EVENTS: memory per 100k live tasks. Three fresh bridges take the
+# same EVENTS events (100 tasks per user): "off" (state and history off: what
+# consuming them costs anyway, the embedded broker's copy of them included),
+# "state" (history off) and "state-history" (the defaults). RSS growth minus
+# off's is what the tasks (and history) hold; the gauges are the bridge's own
+# count (state.max_bytes and history.max_bytes are raised to 512 MiB so that
+# nothing is evicted). Figures are scaled to 100,000 tasks when EVENTS is not.
+run_tasks() {
+    local name=tasks-100k events=$1 users=$(($1 / 100))
+    say "== $name: $events events to $users users, one task each, no clients (off, state, state+history)"
+    local f=$WORK/$name.scenario.json jv=$WORK/$name.variants.json
+    local off_kb st_kb sh_kb st_tasks sh_tasks st_b sh_b sh_hb sh_he off_cpu st_cpu sh_cpu
+    {
+        printf '{'
+        run_tasks_variant off "$events" "$users" "${STATE_OFF_ENV[@]}"
+        off_kb=$TV_RSS_KB off_cpu=$TV_CPU
+        printf ','
+        run_tasks_variant state "$events" "$users" PUSHBRIDGE_HISTORY_MAX_EVENTS=0
+        st_kb=$TV_RSS_KB st_tasks=$TV_TASKS st_b=$TV_SBYTES st_cpu=$TV_CPU
+        printf ','
+        run_tasks_variant state-history "$events" "$users"
+        sh_kb=$TV_RSS_KB sh_tasks=$TV_TASKS sh_b=$TV_SBYTES sh_hb=$TV_HBYTES sh_he=$TV_HEVENTS
+        sh_cpu=$TV_CPU
+        printf '}'
+    } >"$jv"
+    local scale rss_st rss_sh g_st g_sh
+    scale=$(calc "100000 / $events")
+    rss_st=$(calc "($st_kb - $off_kb) * 1024 * $scale")
+    rss_sh=$(calc "($sh_kb - $off_kb) * 1024 * $scale")
+    g_st=$(calc "$st_b * $scale")
+    g_sh=$(calc "($sh_b + $sh_hb) * $scale")
+    {
+        printf '{"name":"%s","events":%s,"users":%s,"tasks_per_user":100,"scaled_by":%s,' \
+            "$name" "$events" "$users" "$scale"
+        printf '"variants":%s,"per_100k_tasks":{"rss_state_b":%s,"rss_state_history_b":%s,' \
+            "$(cat "$jv")" "$rss_st" "$rss_sh"
+        printf '"gauge_state_b":%s,"gauge_state_history_b":%s,' "$g_st" "$g_sh"
+        printf '"rss_per_task_state_b":%s,"rss_per_task_state_history_b":%s,' \
+            "$(calc "$rss_st / 100000")" "$(calc "$rss_sh / 100000")"
+        printf '"gauge_per_task_state_b":%s,"gauge_per_task_state_history_b":%s}}' \
+            "$(calc "$g_st / 100000")" "$(calc "$g_sh / 100000")"
+    } >"$f"
+    SCENARIO_FILES+=("$f")
+    printf '%s\t-\t-\t-\t-\t-\t-\t-\t-\t-\t%s\t-\t-\t-\n' "$name" \
+        "$(calc "$rss_sh / 1048576")" >>"$ROWS"
+    local sc=""
+    [ "$events" = 100000 ] || sc=" (measured with $events, scaled)"
+    local fmt='%s: per 100k live tasks%s: RSS %.1f MiB with state (history off), %.1f MiB with state and history'
+    fmt+=' (%.0f / %.0f B per task); the gauges say %.1f MiB (state.bytes) and %.1f MiB (+ history.bytes)\n'
+    # shellcheck disable=SC2059 # the format is ours
+    printf "$fmt" "$name" "$sc" "$(calc "$rss_st / 1048576")" "$(calc "$rss_sh / 1048576")" \
+        "$(calc "$rss_st / 100000")" "$(calc "$rss_sh / 100000")" "$(calc "$g_st / 1048576")" \
+        "$(calc "$g_sh / 1048576")" >>"$NOTES"
+    printf '%s: /stats state.tasks %s (state), %s (state+history) of %s events; history.events %s; RSS growth off/state/state+history %s/%s/%s KiB; bridge CPU to consume them %.2f/%.2f/%.2f s\n' \
+        "$name" "$st_tasks" "$sh_tasks" "$events" "$sh_he" "$off_kb" "$st_kb" "$sh_kb" \
+        "$off_cpu" "$st_cpu" "$sh_cpu" >>"$NOTES"
+    [ "$st_tasks" = "$events" ] && [ "$sh_tasks" = "$events" ] ||
+        printf '%s: expected %s live tasks in /stats\n' "$name" "$events" >>"$NOTES"
+}
+
 # ---- the set ----
 
 print_table() {
@@ -705,8 +906,12 @@ write_results() {
     {
         printf '{"date":"%s","commit":"%s","mode":"%s","kafka":"%s",' \
             "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$commit" "$MODE" "$kafka"
-        printf '"host":{"cpus":%s,"kernel":"%s","nofile_hard":%s},"scenarios":[' \
+        # commit is this tree's (the tools'); the bridge may be another build
+        printf '"bridge_bin":"%s",' "$BRIDGE_BIN"
+        printf '"host":{"cpus":%s,"kernel":"%s","nofile_hard":%s},' \
             "$(nproc)" "$(uname -r)" "$(ulimit -Hn)"
+        [ -z "$STATE_COST_JSON" ] || printf '"state_cost":%s,' "$STATE_COST_JSON"
+        printf '"scenarios":['
         for f in "${SCENARIO_FILES[@]}"; do
             [ $first = 1 ] || printf ','
             first=0
@@ -727,13 +932,13 @@ main() {
     local nofile
     nofile=$(ulimit -n)
 
-    local big=10000 fan=1000 send=10 idle=15000 logins=15000
+    local big=10000 fan=1000 send=10 idle=15000 logins=15000 tasks=100000
     # slow-base and slow run the same load, without and with 10 % of the
     # connections stalled, at a rate the bridge sustains here, so that the
     # readers' p99 can be compared (at saturation it is queueing noise).
     local uni_rate=20000 fan_rate=50 bc_rate=5 http_rate=20000 slow_rate=10000
     if [ "$MODE" = quick ]; then
-        big=1000 fan=200 send=2 idle=2000 logins=2000
+        big=1000 fan=200 send=2 idle=2000 logins=2000 tasks=20000
         uni_rate=5000 fan_rate=50 bc_rate=20 http_rate=2000 slow_rate=2500
     fi
     # The bridge keeps a few dozen descriptors for itself.
@@ -764,6 +969,8 @@ main() {
         unicast-10k) run_traffic unicast-10k kafka 10000 10000 users 0 10000 1 ;;
         fanout-10k) run_traffic fanout-10k kafka 10000 1 users 0 5 1 ;;
         fdlimit) run_idle fdlimit $fdmax 5 ;;
+        state | state-off) run_state "$s" $big $uni_rate ;;
+        tasks-100k) run_tasks $tasks ;;
         esac
         say "   ($((SECONDS - ts)) s)"
     done
