@@ -498,8 +498,11 @@ static int in_group(const struct pb_conn *c, const char *g, size_t len)
 
 /* The frames an event may need, each built on first use: the data alone
  * for seed-form clients, and for native ones a frame per pos (users with the
- * same pos signature share one; a user-targeted event needs just one). */
-#define NATIVE_FRAMES 8
+ * same pos signature share one: those whose events come from the same
+ * partitions). A small open-addressed table by signature; when it is full
+ * (more distinct signatures than NATIVE_FRAMES: users spread over that many
+ * partitions), a user gets a frame of its own. */
+#define NATIVE_FRAMES 64
 
 struct frames {
     const struct pb_event *ev;
@@ -507,7 +510,7 @@ struct frames {
     struct pb_frame *plain;
     struct {
         uint64_t sig;
-        struct pb_frame *f;
+        struct pb_frame *f; /* NULL: a free slot */
     } native[NATIVE_FRAMES];
     int nnative;
     int oom;
@@ -525,7 +528,7 @@ static struct pb_frame *native_frame(struct pb_hub *h, const struct pb_conn *c,
 }
 
 /* The frame c gets for fr->ev; *owned when the caller must release it (the
- * cache was full). */
+ * table was full). */
 static struct pb_frame *frame_for(struct pb_hub *h, const struct pb_conn *c, struct frames *fr,
                                   int *owned)
 {
@@ -535,19 +538,24 @@ static struct pb_frame *frame_for(struct pb_hub *h, const struct pb_conn *c, str
             fr->plain->source = fr->source;
         return fr->plain;
     }
+    /* A user-targeted event goes to one user: one signature. */
     uint64_t sig = 0;
-    if (h->store && !(fr->nnative && fr->ev->target_kind == PB_TARGET_USER))
+    if (h->store && fr->ev->target_kind != PB_TARGET_USER)
         sig = pb_store_pos_sig(h->store, c->user->id, c->user->idlen);
-    for (int i = 0; i < fr->nnative; i++)
-        if (fr->native[i].sig == sig)
-            return fr->native[i].f;
+    uint32_t slot = (uint32_t)(sig ^ (sig >> 32)) & (NATIVE_FRAMES - 1);
+    for (int probes = 0; probes < NATIVE_FRAMES && fr->native[slot].f; probes++) {
+        if (fr->native[slot].sig == sig)
+            return fr->native[slot].f;
+        slot = (slot + 1) & (NATIVE_FRAMES - 1);
+    }
     struct pb_frame *f = native_frame(h, c, fr->ev, 0, NULL);
     if (!f)
         return NULL;
     f->source = fr->source;
-    if (fr->nnative < NATIVE_FRAMES) {
-        fr->native[fr->nnative].sig = sig;
-        fr->native[fr->nnative++].f = f;
+    if (fr->nnative < NATIVE_FRAMES * 3 / 4 && !fr->native[slot].f) {
+        fr->native[slot].sig = sig;
+        fr->native[slot].f = f;
+        fr->nnative++;
     } else {
         *owned = 1;
     }
@@ -596,7 +604,7 @@ long pb_hub_deliver(struct pb_hub *h, struct pb_event *ev, uint32_t source)
     }
     /* The queues hold their own references now. */
     pb_frame_unref(fr.plain);
-    for (int i = 0; i < fr.nnative; i++)
+    for (int i = 0; fr.nnative && i < NATIVE_FRAMES; i++)
         pb_frame_unref(fr.native[i].f);
     if (fr.oom)
         pb_error("out of memory framing an event for %s; some connections missed it",
