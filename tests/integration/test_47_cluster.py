@@ -205,3 +205,25 @@ def test_standalone_bridges_sharing_a_group_say_so(bridge_factory, kafka):
         x.wait_log(r"warn .*assigned 1 of 2 partitions: another consumer shares kafka\.group_id")
     a.stop()
     wait_until(lambda: not b.stats()["group_shared"], timeout=60, desc="b alone again")
+
+
+def test_a_client_of_a_killed_node_resumes_on_another_with_nothing_lost(bridge_factory, kafka):
+    cl = Cluster(bridge_factory, kafka, n=2)
+    n1, n2 = cl.nodes
+    uid = unique_uid()
+    c, _ = n1.native_client(uid)
+    kafka.produce_many(cl.topic, [(uid, ev(i)) for i in range(10)])
+    got = [c.recv_json(15) for _ in range(10)]
+    n1.stop(signal.SIGKILL)
+    # While the client finds another node, the job goes on: events and an
+    # HTTP push taken by the surviving node.
+    kafka.produce_many(cl.topic, [(uid, ev(i)) for i in range(10, 20)])
+    st, _, _ = n2.json("POST", "/push", json.dumps({"user_id": uid, "data": {"seq": 20}}).encode())
+    assert st == 202
+    wait_until(lambda: (n2.metric("pushbridge_events_consumed_total", topic=cl.topic) or 0) >= 20)
+    c2 = n2.ws()
+    c2.send_json({"type": "auth", "token": uid, "resume": got[-1]["pos"]})
+    welcome = c2.recv_json(10)
+    assert welcome["resumed"] is True, welcome
+    assert sorted(recv_seqs(c2, 11)) == list(range(10, 21))
+    c2.no_message(0.5)
