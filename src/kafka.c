@@ -29,7 +29,6 @@
 #include "pushbridge/log.h"
 #include "kafka_internal.h"
 
-static void note_offset_reset(struct pb_kafka *k, const char *line);
 
 void pb_kafka_on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
@@ -40,7 +39,7 @@ void pb_kafka_on_log(const rd_kafka_t *rk, int level, const char *fac, const cha
      * the loop (log.queue), like everything else. */
     struct pb_kafka *k = rd_kafka_opaque(rk);
     if (k && rk == k->rk && strcmp(fac, "OFFSET") == 0)
-        note_offset_reset(k, buf);
+        pb_kafka_note_offset_reset(k, buf);
     /* syslog levels: 0-3 error, 4 warning, 5-6 info, 7 debug. Kafka's
      * chatter is demoted one notch: our own lines say what matters. */
     int lvl = level <= 3 ? PB_LOG_WARN : level <= 4 ? PB_LOG_INFO : PB_LOG_DEBUG;
@@ -151,185 +150,6 @@ void pb_kafka_on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     k->m->commits++;
 }
 
-static struct part *part_find(struct pb_kafka *k, const char *topic, int32_t partition)
-{
-    for (size_t i = 0; i < k->nparts; i++)
-        if (k->parts[i].partition == partition && strcmp(k->parts[i].topic, topic) == 0)
-            return &k->parts[i];
-    return NULL;
-}
-
-/* A partition assigned for the first time starts catching up; one seen
- * before does not. On OOM a partition simply gets no age filter. */
-static void catchup_add(struct pb_kafka *k, const rd_kafka_topic_partition_list_t *parts)
-{
-    struct part *p = realloc(k->parts, (k->nparts + (size_t)parts->cnt) * sizeof(*p));
-    if (!p)
-        return;
-    k->parts = p;
-    for (int i = 0; i < parts->cnt; i++) {
-        const rd_kafka_topic_partition_t *tp = &parts->elems[i];
-        if (part_find(k, tp->topic, tp->partition))
-            continue;
-        char *topic = strdup(tp->topic);
-        if (!topic)
-            continue;
-        k->parts[k->nparts++] = (struct part){topic, tp->partition, 1, -1, -1};
-        k->ncatching++;
-    }
-}
-
-static void catchup_end(struct pb_kafka *k, struct part *p)
-{
-    if (p && p->catching_up) {
-        p->catching_up = 0;
-        k->ncatching--;
-    }
-}
-
-static void part_revoked(struct pb_kafka *k, struct part *p)
-{
-    if (!p)
-        return;
-    catchup_end(k, p);
-    if (p->reset_from >= 0) {
-        p->reset_from = -1; /* its next owner counts from the committed offset */
-        k->nresets--;
-    }
-}
-
-/* Revoked partitions stop catching up (parts NULL: all of them). */
-static void catchup_remove(struct pb_kafka *k, const rd_kafka_topic_partition_list_t *parts)
-{
-    if (!parts) {
-        for (size_t i = 0; i < k->nparts; i++)
-            part_revoked(k, &k->parts[i]);
-        return;
-    }
-    for (int j = 0; j < parts->cnt; j++)
-        part_revoked(k, part_find(k, parts->elems[j].topic, parts->elems[j].partition));
-}
-
-/* The backlog end of a partition catching up: the high watermark of the
- * first fetch response after assignment. rd_kafka_query_watermark_offsets
- * would block the loop; the consumer's cached watermarks
- * (rd_kafka_get_watermark_offsets) cost a lock and are known from that first
- * fetch response on, which comes within fetch.wait.max.ms of assignment even
- * on a quiet partition. So this is called after every drain and tick while
- * some end is unknown, and before the first message of a partition is
- * judged: a backlog's first message arrives with the fetch response that
- * taught its high watermark. (An outage that begins between assignment and
- * that first fetch response makes its held-up events count as backlog: the
- * window is a fraction of a second.) */
-static void resolve_end(struct pb_kafka *k, struct part *p)
-{
-    int64_t lo, hi;
-    if (p->end < 0 &&
-        rd_kafka_get_watermark_offsets(k->rk, p->topic, p->partition, &lo, &hi) ==
-            RD_KAFKA_RESP_ERR_NO_ERROR &&
-        hi >= 0)
-        p->end = hi;
-}
-
-static void resolve_ends(struct pb_kafka *k)
-{
-    for (size_t i = 0; k->ncatching && i < k->nparts; i++)
-        if (k->parts[i].catching_up)
-            resolve_end(k, &k->parts[i]);
-}
-
-/* 1 when the message is stale backlog of a partition still catching up.
- * Catching up ends at the backlog's end or at its first fresh message. */
-static int stale_backlog(struct pb_kafka *k, const rd_kafka_message_t *msg, int64_t age_ms)
-{
-    struct part *p = part_find(k, rd_kafka_topic_name(msg->rkt), msg->partition);
-    if (!p || !p->catching_up)
-        return 0;
-    resolve_end(k, p);
-    if (p->end >= 0 && msg->offset >= p->end) {
-        catchup_end(k, p); /* produced after assignment: never stale */
-        return 0;
-    }
-    if (age_ms <= k->cfg->kafka_max_event_age_ms) {
-        catchup_end(k, p);
-        return 0;
-    }
-    if (p->end >= 0 && msg->offset + 1 >= p->end)
-        catchup_end(k, p); /* the backlog's last message */
-    return 1;
-}
-
-/* librdkafka's line for an offset reset (2.0.2, rdkafka_offset.c):
- * "[thrd:main]: TOPIC [P]: offset reset (at offset N, broker B) to ...",
- * the thread prefix added by librdkafka's logger. N is where the
- * consumer stood; the first message after it tells where it resumed, and
- * the difference is what the log no longer held. A reset from no offset
- * ("at offset INVALID": a new group) loses nothing and is not parsed. */
-static void note_offset_reset(struct pb_kafka *k, const char *line)
-{
-    char topic[256];
-    int partition;
-    long long at;
-    if (strncmp(line, "[thrd:", 6) == 0) {
-        line = strstr(line, "]: ");
-        if (!line)
-            return;
-        line += 3;
-    }
-    if (sscanf(line, "%255s [%d]: offset reset (at offset %lld", topic, &partition, &at) != 3 ||
-        at < 0)
-        return;
-    struct part *p = part_find(k, topic, partition);
-    if (!p)
-        return;
-    /* A second reset before any message (librdkafka retrying from a log
-     * start it had cached) does not move where the consumer stood. */
-    if (p->reset_from < 0) {
-        k->nresets++;
-        p->reset_from = at;
-    }
-}
-
-static void flush_lost_log(struct pb_kafka *k, int64_t now)
-{
-    if (!k->lost_window_start || now - k->lost_window_start < REPEAT_LOG_INTERVAL_MS)
-        return;
-    if (k->lost_suppressed)
-        pb_warn("kafka: %llu more offset(s) were deleted before they were read in the last "
-                "%d s (see pushbridge_events_lost_total)",
-                (unsigned long long)k->lost_suppressed, REPEAT_LOG_INTERVAL_MS / 1000);
-    k->lost_suppressed = 0;
-    k->lost_window_start = 0;
-}
-
-/* The first message after an offset reset: count what was skipped. */
-static void account_reset(struct pb_kafka *k, const rd_kafka_message_t *msg)
-{
-    struct part *p = part_find(k, rd_kafka_topic_name(msg->rkt), msg->partition);
-    if (!p || p->reset_from < 0)
-        return;
-    int64_t from = p->reset_from;
-    p->reset_from = -1;
-    k->nresets--;
-    if (msg->offset <= from)
-        return; /* reset backwards (the log was truncated below us): a replay, not a loss */
-    uint64_t lost = (uint64_t)(msg->offset - from);
-    k->m->lost[PB_LOST_OUT_OF_RANGE] += lost;
-    pb_store_gap(pb_hub_store(k->hub), p->topic, p->partition);
-    int64_t now = pb_monotonic_ms();
-    flush_lost_log(k, now);
-    if (k->lost_window_start) {
-        k->lost_suppressed += lost;
-        return;
-    }
-    k->lost_window_start = now;
-    pb_warn("kafka: %llu offset(s) of %s [%d] were deleted (retention) before the bridge "
-            "read them: it stood at %lld, the log now starts at %lld; counted in "
-            "pushbridge_events_lost_total{reason=\"out_of_range\"}",
-            (unsigned long long)lost, p->topic, (int)p->partition, (long long)from,
-            (long long)msg->offset);
-}
-
 /* "topic[0,1,2] other[5]" for the log, cut at the buffer's end. */
 static const char *describe_parts(const rd_kafka_topic_partition_list_t *parts, char *buf,
                                   size_t len)
@@ -394,9 +214,9 @@ void pb_kafka_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                 return;
             }
             k->assigned = parts->cnt;
-            catchup_remove(k, NULL);
+            pb_kafka_catchup_remove(k, NULL);
         }
-        catchup_add(k, parts);
+        pb_kafka_catchup_add(k, parts);
         for (int i = 0; i < parts->cnt; i++)
             pb_store_gap(pb_hub_store(k->hub), parts->elems[i].topic, parts->elems[i].partition);
         pb_kafka_set_brokers_down(k, 0, NULL);
@@ -411,11 +231,11 @@ void pb_kafka_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             if (e)
                 rd_kafka_error_destroy(e);
             k->assigned -= parts->cnt;
-            catchup_remove(k, parts);
+            pb_kafka_catchup_remove(k, parts);
         } else {
             rd_kafka_assign(rk, NULL);
             k->assigned = 0;
-            catchup_remove(k, NULL);
+            pb_kafka_catchup_remove(k, NULL);
         }
         if (k->assigned < 0)
             k->assigned = 0;
@@ -631,7 +451,7 @@ static void handle_message(struct pb_kafka *k, const rd_kafka_message_t *msg, ui
 {
     int64_t now = pb_now_ms();
     int64_t ts = message_time(msg, now);
-    int stale = k->ncatching && stale_backlog(k, msg, now - ts);
+    int stale = k->ncatching && pb_kafka_stale_backlog(k, msg, now - ts);
     /* A redelivery (the group handed the partition back from an older
      * commit, or the rebuild at start read it) reached every connection,
      * or the history, the first time. */
@@ -677,7 +497,7 @@ static void handle(struct pb_kafka *k, rd_kafka_message_t *msg)
     }
     pb_kafka_set_brokers_down(k, 0, NULL);
     if (k->nresets)
-        account_reset(k, msg);
+        pb_kafka_account_reset(k, msg);
     const char *topic = rd_kafka_topic_name(msg->rkt);
     if (strcmp(k->m->src[k->last_src].name, topic) != 0)
         k->last_src = pb_metrics_source(k->m, topic);
@@ -716,7 +536,7 @@ int pb_kafka_drain(struct pb_kafka *k, int budget)
         rd_kafka_message_t *msg = rd_kafka_consumer_poll(k->rk, 0);
         if (!msg) {
             if (k->ncatching)
-                resolve_ends(k);
+                pb_kafka_resolve_ends(k);
             return 0;
         }
         handle(k, msg);
@@ -760,9 +580,9 @@ void pb_kafka_tick(struct pb_kafka *k)
     repeat_log_flush(&k->commit_log, now, 0);
     repeat_log_flush(&k->error_log, now, 0);
     repeat_log_flush(&k->consume_log, now, 0);
-    flush_lost_log(k, now);
+    pb_kafka_flush_lost_log(k, now);
     if (k->ncatching)
-        resolve_ends(k);
+        pb_kafka_resolve_ends(k);
     if (now - k->last_lag_ms >= LAG_INTERVAL_MS) {
         k->last_lag_ms = now;
         update_lag(k);

@@ -116,6 +116,22 @@ void pb_kafka_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 void pb_kafka_set_brokers_down(struct pb_kafka *k, int down, const char *why);
 int pb_kafka_is_push_topic(const struct pb_config *cfg, const char *topic);
 
+/* kafka_parts.c */
+/* A partition assigned for the first time starts catching up. */
+void pb_kafka_catchup_add(struct pb_kafka *k, const rd_kafka_topic_partition_list_t *parts);
+/* Revoked partitions stop catching up (parts NULL: all of them). */
+void pb_kafka_catchup_remove(struct pb_kafka *k, const rd_kafka_topic_partition_list_t *parts);
+/* Learns the backlog ends not known yet (non-blocking). */
+void pb_kafka_resolve_ends(struct pb_kafka *k);
+/* 1 when msg is stale backlog of a partition still catching up. */
+int pb_kafka_stale_backlog(struct pb_kafka *k, const rd_kafka_message_t *msg, int64_t age_ms);
+/* librdkafka logged an offset reset: where the partition stood. */
+void pb_kafka_note_offset_reset(struct pb_kafka *k, const char *line);
+/* The first message after an offset reset: counts what was skipped. */
+void pb_kafka_account_reset(struct pb_kafka *k, const rd_kafka_message_t *msg);
+/* Ends the lost-offsets log window when it is over. */
+void pb_kafka_flush_lost_log(struct pb_kafka *k, int64_t now);
+
 /* kafka_conf.c */
 /* This node's name: cluster.node_name, or the host name. */
 int pb_kafka_node_name(const struct pb_config *cfg, char *buf, size_t len, char *errstr,
