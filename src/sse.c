@@ -18,9 +18,11 @@
  * alive comments included, for ws.idle_timeout_ms is cut. */
 #include "pushbridge/sse.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "pushbridge/admission.h"
 #include "pushbridge/log.h"
@@ -48,8 +50,11 @@ static void hook_kill(struct pb_conn *c)
     lws_set_timeout(c->transport, PENDING_TIMEOUT_USER_OK, 3);
 }
 
+/* Dropped from the WRITEABLE callback (closing with no code): lws 4.1 does
+ * not act on an async-kill timeout of an HTTP connection mid-response. */
 static void hook_cut(struct pb_conn *c)
 {
+    lws_callback_on_writable(c->transport);
     lws_set_timeout(c->transport, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
 }
 
@@ -264,6 +269,27 @@ static int start_stream(struct lws *wsi, const char *origin)
     return 0;
 }
 
+/* lws 4.1 stops reading an HTTP/1 connection whose request it considers in
+ * progress, so a client that closes its stream would be noticed only when a
+ * keep-alive comment fails (up to two ws.ping_interval_ms). A watcher of our
+ * own on the socket sees the EOF at once; a client has nothing to send on
+ * this stream, so whatever it sends is read and ignored. */
+static void peer_readable(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)revents;
+    struct pb_pss *pss = w->data;
+    char buf[4096];
+    ssize_t n = recv(w->fd, buf, sizeof(buf), MSG_DONTWAIT);
+    if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EINTR)))
+        return;
+    ev_io_stop(loop, w);
+    struct pb_server *s = ev_userdata(loop);
+    if (pss->conn && !pss->conn->closing)
+        pb_hub_cut(s->hub, pss->conn);
+    else
+        lws_callback_on_writable(pss->wsi); /* returns -1 there */
+}
+
 static int begin(struct pb_server *s, struct lws *wsi, struct pb_pss *pss)
 {
     if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) <= 0)
@@ -328,9 +354,19 @@ static int begin(struct pb_server *s, struct lws *wsi, struct pb_pss *pss)
     pss->wsi = wsi;
     pss->conn = c;
     pss->sse = 1;
+    /* ws.send_buffer_bytes, as for a WebSocket: the kernel must not hold
+     * megabytes for a reader that stopped before the queue bound counts. */
+    int sndbuf = (int)s->cfg->ws_send_buffer_bytes;
+    if (sndbuf && setsockopt(lws_get_socket_fd(wsi), SOL_SOCKET, SO_SNDBUF, &sndbuf,
+                             sizeof(sndbuf)))
+        pb_debug("sse connection %llu: ws.send_buffer_bytes not applied: %s",
+                 (unsigned long long)c->id, strerror(errno));
     /* lws's own HTTP timeouts are for requests; the stream lives until the
      * client goes or the hub closes it (keep-alive sweep, token, policy). */
     lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
+    ev_io_init(&pss->sse_rx, peer_readable, lws_get_socket_fd(wsi), EV_READ);
+    pss->sse_rx.data = pss;
+    ev_io_start(s->loop, &pss->sse_rx);
     pb_token_schedule(c, pb_now_ms());
     pb_admission_release(s->admission, lws_get_socket_fd(wsi));
     pb_debug("sse connection %llu logged in as %s", (unsigned long long)c->id, c->ident.user);
@@ -341,6 +377,7 @@ static int begin(struct pb_server *s, struct lws *wsi, struct pb_pss *pss)
 }
 
 /* ---- the stream ---- */
+
 
 static int write_close(struct lws *wsi, struct pb_conn *c)
 {
@@ -439,6 +476,8 @@ int pb_sse_callback(struct pb_server *s, struct lws *wsi, enum lws_callback_reas
         return writeable(s, pss);
     case LWS_CALLBACK_CLOSED_HTTP:
     case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
+        if (pss->sse)
+            ev_io_stop(s->loop, &pss->sse_rx);
         if (pss->conn)
             pb_hub_conn_free(s->hub, pss->conn);
         pss->conn = NULL;

@@ -34,6 +34,7 @@ struct pb_pss {
     int peer_closing;               /* the client sent a close: write nothing more */
     int pending;                    /* on the server's write_pending list */
     int sse;                        /* an SSE stream (sse.c): conn is its hub connection */
+    ev_io sse_rx;                   /* SSE: notices the client going away (sse.c) */
     struct pb_pss *pend_prev, *pend_next;
 };
 
