@@ -169,6 +169,9 @@ static const struct setting settings[] = {
     INT("history.ttl_ms", history_ttl_ms, 1000, INT64_C(2592000000), "300000",
         "Events older than this (by Kafka timestamp) leave the history"),
 
+    BOOL("dashboard.enabled", dashboard_enabled, "false",
+         "Serve the progress dashboard at / on the public listener (true under --dev)"),
+
     ENUM("cluster.mode", cluster_mode, cluster_modes, "standalone",
          "standalone, or kafka: every node consumes every partition and pushes go via "
          "push.topic"),
@@ -871,6 +874,7 @@ void pb_config_apply_dev(struct pb_config *c)
 {
     /* Only defaults: the file and the environment, applied afterwards, still win. */
     c->auth_mode = PB_AUTH_NONE;
+    c->dashboard_enabled = 1;
     c->dev = 1;
 }
 

@@ -13,7 +13,7 @@
 #include "pushbridge/log.h"
 #include "pushbridge/relay.h"
 #include "pushbridge/server.h"
-
+#include "pushbridge/web.h"
 
 
 void pb_http_answer_error(struct pb_http_req *r, int status, const char *code, const char *msg)
@@ -574,6 +574,8 @@ static void h_page(struct pb_server *s, struct pb_http_req *r)
 
 void pb_http_handle(struct pb_server *s, const struct pb_vhd *vhd, struct pb_http_req *r)
 {
+    if (pb_web_handle(s, vhd, r)) /* the module and the pages (web.c) */
+        return;
     const struct route *rt = route_find(vhd, r->path);
     if (!rt) {
         pb_http_answer_error(r, 404, "not_found", "no such path");
@@ -697,8 +699,15 @@ static int write_answer(struct lws *wsi, struct pb_pss *pss)
                         wsi, (const unsigned char *)"allow:", (const unsigned char *)r->allow,
                         (int)strlen(r->allow), &p, end))
         return -1;
+    /* Files of web/ are revalidated by ETag (a 304 on reload); answers of
+     * the API are never cached. */
+    const char *cache = r->etag ? "no-cache" : "no-store";
     if (lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
-                                    (const unsigned char *)"no-store", 8, &p, end))
+                                    (const unsigned char *)cache, (int)strlen(cache), &p, end))
+        return -1;
+    if (r->etag && lws_add_http_header_by_name(wsi, (const unsigned char *)"etag:",
+                                               (const unsigned char *)r->etag,
+                                               (int)strlen(r->etag), &p, end))
         return -1;
     if (lws_finalize_write_http_header(wsi, start, &p, end))
         return -1;
@@ -747,6 +756,9 @@ static int read_request(struct lws *wsi, struct pb_http_req *r)
         if (!r->auth || lws_hdr_copy(wsi, r->auth, total + 1, WSI_TOKEN_HTTP_AUTHORIZATION) < 0)
             return -1;
     }
+    if (lws_hdr_copy(wsi, r->if_none_match, sizeof(r->if_none_match),
+                     WSI_TOKEN_HTTP_IF_NONE_MATCH) < 0)
+        r->if_none_match[0] = '\0'; /* too long to be one of ours */
     char frag[PB_HTTP_MAX_QUERY + 1];
     for (int i = 0; lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_URI_ARGS, i) > 0; i++) {
         int n = lws_hdr_copy_fragment(wsi, frag, (int)sizeof(frag), WSI_TOKEN_HTTP_URI_ARGS, i);

@@ -135,6 +135,7 @@ struct pb_conn *pb_hub_conn_new(struct pb_hub *h, void *transport)
     if (!c)
         return NULL;
     c->transport = transport;
+    c->hooks = &h->hooks;
     c->id = h->next_id++;
     c->last_rx_ms = c->last_ping_ms = pb_monotonic_ms();
     c->next = h->conns;
@@ -276,8 +277,8 @@ void pb_hub_close(struct pb_hub *h, struct pb_conn *c, int code, const char *rea
     c->close_code = code;
     snprintf(c->close_reason, sizeof(c->close_reason), "%s", reason);
     queue_clear(h, c);
-    if (h->hooks.kill)
-        h->hooks.kill(c);
+    if (c->hooks->kill)
+        c->hooks->kill(c);
 }
 
 void pb_hub_close_all(struct pb_hub *h, int code, const char *reason)
@@ -297,8 +298,8 @@ static void push_frame(struct pb_hub *h, struct pb_conn *c, struct pb_frame *f)
     c->q_len++;
     c->q_bytes += f->len;
     h->queue_bytes += f->len;
-    if (c->q_len == 1 && h->hooks.want_write)
-        h->hooks.want_write(c);
+    if (c->q_len == 1 && c->hooks->want_write)
+        c->hooks->want_write(c);
 }
 
 /* Would adding `add` bytes make c a slow consumer? Bounds (redis's output
@@ -459,8 +460,8 @@ void pb_hub_cut(struct pb_hub *h, struct pb_conn *c)
         return;
     c->closing = 1;
     queue_clear(h, c);
-    if (h->hooks.cut)
-        h->hooks.cut(c);
+    if (c->hooks->cut)
+        c->hooks->cut(c);
 }
 
 struct pb_conn *pb_hub_first(const struct pb_hub *h)

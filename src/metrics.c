@@ -311,10 +311,17 @@ void pb_metrics_render_stats(const struct pb_metrics *m, const struct pb_gauges 
             dropped += s->dropped[r];
         pb_buf_printf(b,
                       "%s\"%s\":{\"consumed\":%llu,\"delivered\":%llu,\"dropped\":%llu,"
-                      "\"dead_lettered\":%llu,\"lag\":",
+                      "\"dead_lettered\":%llu,",
                       i ? "," : "", s->name, (unsigned long long)s->consumed,
                       (unsigned long long)s->delivered, (unsigned long long)dropped,
                       (unsigned long long)s->dead_lettered);
+        /* Drops by reason, for the operator page (zero reasons left out). */
+        pb_buf_puts(b, "\"dropped_by_reason\":{");
+        for (int r = 1, n = 0; r < PB_DROP__COUNT; r++)
+            if (s->dropped[r])
+                pb_buf_printf(b, "%s\"%s\":%llu", n++ ? "," : "", pb_drop_reason_name(r),
+                              (unsigned long long)s->dropped[r]);
+        pb_buf_puts(b, "},\"lag\":");
         int64_t lag = 0;
         int any = 0;
         for (uint32_t k = 0; k < m->nlag; k++)
@@ -327,5 +334,11 @@ void pb_metrics_render_stats(const struct pb_metrics *m, const struct pb_gauges 
         else
             pb_buf_puts(b, "null}");
     }
-    pb_buf_puts(b, "}}");
+    /* Lag per partition, as the Prometheus gauge has it. */
+    pb_buf_puts(b, "},\"partitions\":[");
+    for (uint32_t k = 0; k < m->nlag; k++)
+        pb_buf_printf(b, "%s{\"topic\":\"%s\",\"partition\":%d,\"lag\":%lld}", k ? "," : "",
+                      m->src[m->lag[k].source].name, m->lag[k].partition,
+                      (long long)m->lag[k].lag);
+    pb_buf_puts(b, "]}");
 }

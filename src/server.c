@@ -19,6 +19,7 @@
 #include "pushbridge/listener.h"
 #include "pushbridge/log.h"
 #include "pushbridge/relay.h"
+#include "pushbridge/sse.h"
 
 /* Kafka messages handled per wake-up before the loop serves sockets again. */
 #define KAFKA_BATCH 512
@@ -39,6 +40,13 @@ static int server_cb(struct lws *wsi, enum lws_callback_reasons reason, void *us
      * per-session data (a malformed request line, for one). */
     if (!user && reason != LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION)
         return lws_callback_http_dummy(wsi, reason, user, in, len);
+    /* An SSE request, then its stream, is sse.c's from LWS_CALLBACK_HTTP on. */
+    struct pb_pss *pss = user;
+    if (vhd->is_public && (pss->sse || (reason == LWS_CALLBACK_HTTP && pb_sse_wants(wsi))) &&
+        (reason == LWS_CALLBACK_HTTP || reason == LWS_CALLBACK_HTTP_BODY ||
+         reason == LWS_CALLBACK_HTTP_BODY_COMPLETION || reason == LWS_CALLBACK_HTTP_WRITEABLE ||
+         reason == LWS_CALLBACK_CLOSED_HTTP || reason == LWS_CALLBACK_HTTP_DROP_PROTOCOL))
+        return pb_sse_callback(vhd->srv, wsi, reason, pss);
     switch (reason) {
     case LWS_CALLBACK_HTTP:
     case LWS_CALLBACK_HTTP_BODY:

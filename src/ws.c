@@ -486,6 +486,11 @@ static int origin_allowed(const struct pb_config *cfg, struct lws *wsi)
     return 0;
 }
 
+int pb_ws_origin_allowed(const struct pb_config *cfg, struct lws *wsi)
+{
+    return origin_allowed(cfg, wsi);
+}
+
 /* Answers the upgrade request with a plain HTTP error and a JSON body,
  * before any frame, then closes. `extra` is one more header or NULL. */
 static int refuse_upgrade(struct lws *wsi, unsigned int status, const char *code, const char *why,

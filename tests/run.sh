@@ -28,7 +28,7 @@ log() { printf '\n==> %s\n' "$*"; }
 # itself answers.
 PACKAGES=(build-essential cmake pkg-config librdkafka-dev libwebsockets-dev libyajl-dev
           libssl-dev libev-dev libwebsockets-evlib-ev libcmocka-dev kcat default-jre-headless
-          maven python3-pytest python3-yaml)
+          maven python3-pytest python3-yaml chromium nodejs)
 # The container image test is opt-in (PB_TEST_IMAGE=1, ~2 minutes): it needs
 # podman and debootstrap (no registry is reachable, so the base image is made
 # locally by scripts/base-image.sh).
@@ -48,6 +48,8 @@ present() {
         maven) command -v mvn >/dev/null 2>&1 ;;
         kcat) command -v kcat >/dev/null 2>&1 ;;
         cmake) command -v cmake >/dev/null 2>&1 ;;
+        # node 18+ from anywhere (Debian's nodejs, or NodeSource's).
+        nodejs) command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 ;;
         *) return 1 ;;
     esac
 }
@@ -71,6 +73,13 @@ fi
 if [[ ! -f tests/kafka/lib/kafka_2.13-3.9.1.jar ]]; then
     log "fetching the Kafka broker jars with Maven"
     (cd tests/kafka && mvn -q -B dependency:copy-dependencies -DoutputDirectory=lib)
+fi
+
+# ---- (b2) the browser tests' driver (puppeteer-core, pinned by the lockfile;
+# Chromium is Debian's, so puppeteer downloads no browser) ------------------
+if [[ ! -d tests/browser/node_modules/puppeteer-core ]]; then
+    log "installing puppeteer-core for the browser tests (npm ci)"
+    (cd tests/browser && PUPPETEER_SKIP_DOWNLOAD=1 npm ci --no-audit --no-fund)
 fi
 
 # ---- (c) build -------------------------------------------------------------

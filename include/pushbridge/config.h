@@ -90,6 +90,7 @@ struct pb_config {
     int64_t history_max_bytes;
     int64_t history_ttl_ms;
 
+    int dashboard_enabled;   /* / on the public listener serves web/index.html */
     int cluster_mode;        /* enum pb_cluster_mode */
     char *cluster_node_name; /* NULL = the host name (see pb_kafka_new) */
 

@@ -28,11 +28,13 @@ struct pb_http_req {
     int query_decoded;
     struct pb_buf query; /* bound: PB_HTTP_MAX_QUERY */
     char *auth;          /* Authorization header value, or NULL */
+    char if_none_match[40]; /* a cached file's ETag (lws transport only), or "" */
     struct pb_buf body;  /* bound: push.max_body_bytes */
 
     int status;          /* 0 until answered */
     const char *content_type;
     const char *allow;   /* for 405 */
+    const char *etag;    /* a file of web/: revalidated, not no-store (web.c) */
     struct pb_buf answer;
     int close_after;     /* end the connection after this answer */
     int is_push;         /* counts in pushbridge_push_requests_total */

@@ -30,12 +30,18 @@
 #define PB_CLOSE_SLOW 4009
 
 struct pb_user;
+struct pb_hub_hooks;
 
-/* One WebSocket connection. Created by pb_hub_conn_new when the upgrade
- * completes, owned by the hub, freed by pb_hub_conn_free when lws reports the
- * close; the transport pointer (the wsi) is borrowed for that lifetime. */
+/* One client connection (a WebSocket, or an SSE stream: sse.c). Created by
+ * pb_hub_conn_new when the upgrade or the stream's request completes, owned
+ * by the hub, freed by pb_hub_conn_free when lws reports the close; the
+ * transport pointer (the wsi) is borrowed for that lifetime. */
 struct pb_conn {
     void *transport;
+    /* How the hub reaches this connection's transport: the hub's default
+     * hooks (WebSocket) unless the transport set its own right after
+     * pb_hub_conn_new. Static storage, never freed. */
+    const struct pb_hub_hooks *hooks;
     uint64_t id;
     struct pb_identity ident; /* valid once authed */
     int authed;

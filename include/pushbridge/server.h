@@ -33,6 +33,8 @@ struct pb_pss {
     struct pb_http_req *req;        /* HTTP: the request being served */
     int peer_closing;               /* the client sent a close: write nothing more */
     int pending;                    /* on the server's write_pending list */
+    int sse;                        /* an SSE stream (sse.c): conn is its hub connection */
+    ev_io sse_rx;                   /* SSE: notices the client going away (sse.c) */
     struct pb_pss *pend_prev, *pend_next;
 };
 
@@ -96,6 +98,8 @@ void pb_server_free(struct pb_server *s);
 int pb_ws_callback(struct pb_server *s, struct lws *wsi, enum lws_callback_reasons reason,
                    struct pb_pss *pss, void *in, size_t len);
 extern const struct pb_hub_hooks pb_ws_hub_hooks;
+/* ws.allowed_origins admits this request's Origin (also used by sse.c). */
+int pb_ws_origin_allowed(const struct pb_config *cfg, struct lws *wsi);
 /* Writes the frames queued since the loop last slept, straight to the
  * sockets that take them (called before the loop sleeps). */
 void pb_ws_flush_pending(struct pb_server *s);

@@ -167,7 +167,8 @@ def test_wrong_method_is_405_with_allow(shared, healthy, method, path, allowed):
     assert allowed in [m.strip() for m in hdrs.get("Allow", "").split(",")], hdrs.get("Allow")
 
 
-@pytest.mark.parametrize("path", ["/nope", "/push/extra", "/users", "/", "/readyz/x"])
+# "/" on the internal listener is the operator page now (SPEC 9).
+@pytest.mark.parametrize("path", ["/nope", "/push/extra", "/users", "/index.html", "/readyz/x"])
 def test_unknown_path_is_404(shared, healthy, path):
     st, doc, _ = shared.json("GET", path)
     assert st == 404
