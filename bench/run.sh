@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # pushbridge benchmarks: how fast and how lean (issue 6, docs/PERFORMANCE.md).
 #
-#   bench/run.sh                 the standard set, about 5.5 minutes on 2 cores
-#   bench/run.sh --quick         small N, about 65 s: CI runs it to show
+#   bench/run.sh                 the standard set, about 6.5 minutes on 2 cores
+#   bench/run.sh --quick         small N, about 90 s (the cluster scenario is
+#                                25 s of it): CI runs it to show
 #                                that the benchmark still works (no thresholds
 #                                asserted); leaves out unicast-10k, fanout-10k
 #                                and fdlimit unless --only names them, and runs
