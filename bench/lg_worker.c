@@ -333,7 +333,7 @@ static void send_upgrade(struct worker *w, struct conn *c)
                      "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
                      "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
                      "Sec-WebSocket-Version: 13\r\n\r\n",
-                     w->o->path, w->o->host, w->o->port, key);
+                     w->o->path, w->o->host, w->o->ports[c->idx % w->o->nports], key);
     c->state = C_HANDSHAKE;
     ep_set(w, c, EPOLLIN);
     conn_send(w, c, req, (size_t)n);
@@ -358,7 +358,7 @@ static void conn_start(struct worker *w, struct conn *c)
 
     struct sockaddr_in src = {.sin_family = AF_INET};
     src.sin_addr.s_addr = htonl(0x7f000000u | (o->src_first + c->idx % o->src_addrs));
-    struct sockaddr_in dst = {.sin_family = AF_INET, .sin_port = htons((uint16_t)o->port)};
+    struct sockaddr_in dst = {.sin_family = AF_INET, .sin_port = htons((uint16_t)o->ports[c->idx % o->nports])};
     inet_pton(AF_INET, o->host, &dst.sin_addr);
     if (bind(c->fd, (struct sockaddr *)&src, sizeof(src)) ||
         (connect(c->fd, (struct sockaddr *)&dst, sizeof(dst)) && errno != EINPROGRESS)) {

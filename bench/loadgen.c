@@ -16,7 +16,9 @@
  * (lg_worker.c); each sends its plain-data result to the parent over a pipe,
  * and the parent prints one JSON object with the totals. Every loop is
  * bounded: by connection count, --setup-timeout, --duration, and --quiet
- * once events started and then stopped. */
+ * once events started and then stopped. With several --port values (the
+ * nodes of a cluster) connection i goes to the (i mod K)th: one run, one
+ * report, the users spread over the nodes. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -277,6 +279,7 @@ static void report(const struct opts *o, const struct result *r, uint32_t procs,
     double cpu = r->cpu_user_s + r->cpu_sys_s;
     jw_begin(&w, stdout);
     jw_u64(&w, "conns", o->conns);
+    jw_u64(&w, "ports", o->nports);
     jw_u64(&w, "users", o->users);
     jw_u64(&w, "procs", procs);
     jw_u64(&w, "src_addrs", o->src_addrs);
@@ -321,7 +324,8 @@ static void usage(FILE *f)
 {
     fputs("Usage: pb-loadgen [options]\n"
           "  --url-host IP        bridge address (IPv4, default 127.0.0.1)\n"
-          "  --port P             public listener port (required)\n"
+          "  --port P[,P2,...]    public listener port (required); with several (the nodes\n"
+          "                       of a cluster), connection i goes to the (i mod K)th\n"
           "  --path PATH          WebSocket path (default /ws)\n"
           "  --conns N            connections (default 100)\n"
           "  --users U            users u0..u(U-1); connection i is user i % U (default N)\n"
@@ -340,6 +344,27 @@ static void usage(FILE *f)
           "  --ready-file F       create F once every connection is welcomed (or failed)\n"
           "Prints one JSON object. SIGINT/SIGTERM end the run early, with the report.\n",
           f);
+}
+
+/* "P" or "P1,P2,...": sets ports[], nports and port (the first). */
+static int parse_ports(const char *arg, struct opts *o)
+{
+    o->nports = 0;
+    const char *p = arg;
+    for (;;) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p || v <= 0 || v > 65535 || o->nports == MAX_PORTS)
+            return -1;
+        o->ports[o->nports++] = (int)v;
+        if (*end == '\0')
+            break;
+        if (*end != ',')
+            return -1;
+        p = end + 1;
+    }
+    o->port = o->ports[0];
+    return 0;
 }
 
 static int parse_opts(int argc, char **argv, struct opts *o)
@@ -378,7 +403,10 @@ static int parse_opts(int argc, char **argv, struct opts *o)
     while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
         switch (c) {
         case OPT_HOST: o->host = optarg; break;
-        case OPT_PORT: o->port = atoi(optarg); break;
+        case OPT_PORT:
+            if (parse_ports(optarg, o))
+                o->nports = 0;
+            break;
         case OPT_PATH: o->path = optarg; break;
         case OPT_CONNS: o->conns = (uint32_t)strtoul(optarg, NULL, 10); break;
         case OPT_USERS: o->users = (uint32_t)strtoul(optarg, NULL, 10); break;
@@ -400,7 +428,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
         }
     }
     struct in_addr a;
-    if (o->port <= 0 || o->port > 65535 || o->conns == 0 || inet_pton(AF_INET, o->host, &a) != 1 ||
+    if (o->nports == 0 || o->conns == 0 || inet_pton(AF_INET, o->host, &a) != 1 ||
         o->src_addrs == 0 || o->src_first + o->src_addrs > 255 || o->stall_fraction < 0 ||
         o->stall_fraction > 1 || o->max_pending == 0) {
         fprintf(stderr, "pb-loadgen: bad options (see --help)\n");

@@ -10,12 +10,15 @@
 #include "common.h"
 
 #define MAX_CLOSE_CODES 16
+#define MAX_PORTS 16 /* --port P1,P2,...: one per cluster node */
 
 /* ---- options ---- */
 
 struct opts {
     const char *host;
-    int port;
+    int port;                /* the first of ports[] */
+    int ports[MAX_PORTS];    /* connection i goes to ports[i % nports] */
+    uint32_t nports;
     const char *path;
     uint32_t conns;
     uint32_t users;

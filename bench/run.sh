@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # pushbridge benchmarks: how fast and how lean (issue 6, docs/PERFORMANCE.md).
 #
-#   bench/run.sh                 the standard set, about 5.5 minutes on 2 cores
-#   bench/run.sh --quick         small N, about 65 s: CI runs it to show
+#   bench/run.sh                 the standard set, about 6.5 minutes on 2 cores
+#   bench/run.sh --quick         small N, about 90 s (the cluster scenario is
+#                                25 s of it): CI runs it to show
 #                                that the benchmark still works (no thresholds
 #                                asserted); leaves out unicast-10k, fanout-10k
 #                                and fdlimit unless --only names them, and runs
@@ -11,8 +12,8 @@
 #                                the open-file limit allows
 #   bench/run.sh --only a,b      only these scenarios (unicast unicast-10k fanout
 #                                fanout-10k broadcast http-single http-batch
-#                                slow-base slow state-off state tasks-100k idle
-#                                logins fdlimit)
+#                                slow-base slow state-off state tasks-100k
+#                                cluster idle logins fdlimit)
 #   bench/run.sh --no-ref        no pb-sendref reference runs
 #   bench/run.sh --profile       also sample the bridge with perf (cpu-clock) and
 #                                count its syscalls, per scenario, into
@@ -46,6 +47,21 @@
 # user), and it reports RSS growth over off's and the bridge's own state and
 # history byte gauges per 100k live tasks, and /stats' task count. --quick
 # sends 20,000 events to 200 users and scales the figures to 100k.
+#
+# Cluster (SPEC 8, issue 11; docs/SCALING.md): cluster-skip and cluster-noskip,
+# each on NODES fresh nodes in cluster.mode kafka (3, --quick 2;
+# PB_BENCH_CLUSTER_NODES) sharing one broker: node 1's --dev embedded one
+# (the others point kafka.brokers at it), or PB_BENCH_BROKERS. pb-loadgen
+# spreads the connections (10,000, --quick 1,000; one user each) round-robin
+# over nodes 1..NODES-1 (--port P1,P2,...); the last node holds none, so its
+# CPU per event consumed is what a node pays for events of users it does not
+# hold, measured, not derived. pb-produce sends 10,000 events/s (--quick
+# 2,500) to the users round-robin. cluster-skip turns history, state and the
+# rebuild off (the key skip applies), cluster-noskip keeps the defaults (it
+# does not). Per node: CPU over the traffic, net of its idle rate measured
+# just before with every client connected, per event consumed; consumed and
+# skipped counts; RSS. The table's frames per CPU-second are per CPU-second
+# of all the nodes together. --quick adds about 25 s for the two.
 #
 # Bridge CPU is read from /proc/PID/stat around each scenario's traffic, so
 # the figures are per CPU-second of the bridge and stay comparable on a busy
@@ -82,10 +98,10 @@ PROFILE=0
 CALLGRIND=0
 REF=1
 ALL_SCENARIOS="unicast unicast-10k fanout fanout-10k broadcast http-single http-batch"
-ALL_SCENARIOS+=" slow-base slow state-off state tasks-100k idle logins fdlimit"
+ALL_SCENARIOS+=" slow-base slow state-off state tasks-100k cluster idle logins fdlimit"
 # The scenarios that name their size keep it; --quick leaves them out.
 QUICK_SCENARIOS="unicast fanout broadcast http-single http-batch slow-base slow state-off state"
-QUICK_SCENARIOS+=" tasks-100k idle logins"
+QUICK_SCENARIOS+=" tasks-100k cluster idle logins"
 QUICK_REF="unicast fanout"
 
 usage() { sed -n '2,/^set -euo/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; }
@@ -849,6 +865,227 @@ run_tasks() {
         printf '%s: expected %s live tasks in /stats\n' "$name" "$events" >>"$NOTES"
 }
 
+# ---- cluster (SPEC 8, issue 11): N nodes, every one reads every event ----
+
+# Node i's process, ports and log (1-based); node 1 carries --dev's embedded
+# broker unless PB_BENCH_BROKERS names a real one.
+NODE_PID=() NODE_PUB=() NODE_INT=() NODE_LOG=()
+node_ready() { curl -sf -o /dev/null "http://127.0.0.1:${NODE_INT[$1]}/readyz"; }
+node_stats() { curl -sf "http://127.0.0.1:${NODE_INT[$1]}/stats"; }
+node_consumed() { # the sum of every topic's "consumed"
+    node_stats "$1" | grep -o '"consumed":[0-9]*' | cut -d: -f2 | awk '{ s += $1 } END { print s + 0 }'
+}
+node_skipped() {
+    local v
+    v=$(curl -sf "http://127.0.0.1:${NODE_INT[$1]}/metrics" |
+        awk '$1 == "pushbridge_events_skipped_total" { print $2 }')
+    echo "${v:-0}"
+}
+node_bootstrap() { # node 1's embedded broker's address into BOOTSTRAP, once /stats has it
+    BOOTSTRAP=$(curl -sf "http://127.0.0.1:${NODE_INT[1]}/stats" |
+        grep -o '"kafka_bootstrap":"[^"]*"' | cut -d'"' -f4) && [ -n "$BOOTSTRAP" ]
+}
+node_caught_up() { [ "$(node_consumed "$1")" -ge "$2" ]; }
+
+# launch_node I NAME [VAR=value ...]: starts node I, does not wait for it.
+launch_node() {
+    local i=$1 name=$2
+    shift 2
+    NODE_PUB[$i]=$(pick_port)
+    NODE_INT[$i]=$(pick_port)
+    while [ "${NODE_INT[$i]}" = "${NODE_PUB[$i]}" ]; do NODE_INT[$i]=$(pick_port); done
+    local -a env=(
+        PUSHBRIDGE_LISTEN_PUBLIC=127.0.0.1:${NODE_PUB[$i]}
+        PUSHBRIDGE_LISTEN_INTERNAL=127.0.0.1:${NODE_INT[$i]}
+        PUSHBRIDGE_WS_MAX_CONNECTIONS_PER_USER=100000
+        PUSHBRIDGE_WS_MAX_CONNECTIONS=1000000
+        PUSHBRIDGE_CLUSTER_MODE=kafka PUSHBRIDGE_CLUSTER_NODE_NAME=n$i
+    )
+    local -a args=()
+    if [ -n "${PB_BENCH_BROKERS:-}" ]; then
+        env+=(PUSHBRIDGE_KAFKA_BROKERS="$BOOTSTRAP" PUSHBRIDGE_KAFKA_TOPICS="$TOPIC"
+            PUSHBRIDGE_KAFKA_GROUP_ID="$TOPIC" PUSHBRIDGE_PUSH_TOPIC="$TOPIC.push"
+            PUSHBRIDGE_AUTH_MODE=none)
+        [ -n "${PB_BENCH_KAFKA_PROPERTIES:-}" ] &&
+            env+=(PUSHBRIDGE_KAFKA_PROPERTIES="$PB_BENCH_KAFKA_PROPERTIES")
+    else
+        env+=(PUSHBRIDGE_KAFKA_PROPERTIES="${PB_BENCH_KAFKA_PROPERTIES:-fetch.wait.max.ms=1}")
+        if [ "$i" = 1 ]; then
+            args+=(--dev)
+        else # the embedded broker of node 1
+            env+=(PUSHBRIDGE_KAFKA_BROKERS="$BOOTSTRAP" PUSHBRIDGE_KAFKA_TOPICS="$TOPIC"
+                PUSHBRIDGE_AUTH_MODE=none)
+        fi
+    fi
+    NODE_LOG[$i]=$WORK/$name.n$i.bridge.log
+    env "${env[@]}" "$@" "$BRIDGE_BIN" "${args[@]}" >"${NODE_LOG[$i]}" 2>&1 &
+    NODE_PID[$i]=$!
+}
+
+wait_node() { # i name
+    wait_until 600 node_ready "$1" && return 0
+    say "node n$1 of $2 did not become ready; its log:"
+    tail -20 "${NODE_LOG[$1]}" >&2
+    exit 1
+}
+
+stop_nodes() {
+    local i
+    for i in "${!NODE_PID[@]}"; do kill -TERM "${NODE_PID[$i]}" 2>/dev/null || true; done
+    for i in "${!NODE_PID[@]}"; do
+        BRIDGE_LOG=${NODE_LOG[$i]}
+        wait_until 200 bridge_stopped || say "node n$i did not log 'stopped' within 20 s"
+        stop_pid "${NODE_PID[$i]}" 0
+    done
+    NODE_PID=()
+}
+
+# run_cluster NAME NODES CONNS RATE [VAR=value ...]: NODES fresh nodes in
+# cluster mode on one broker. pb-loadgen spreads CONNS connections (CONNS
+# users, connection i = user u<i>) over nodes 1..NODES-1, round-robin; the
+# last node holds none, so that its CPU per event is, measured directly,
+# what a node pays for events of users it does not hold. pb-produce sends
+# RATE events/s to the users round-robin: each event is for one node's
+# user, and every node consumes every one. Each node's CPU (node 1's
+# without the embedded broker's thread) is read over an idle window with
+# every client connected, then over the traffic; per event figures are net
+# of the idle rate (the consumer's empty fetches, timers).
+run_cluster() {
+    local name=$1 nodes=$2 conns=$3 rate=$4
+    shift 4
+    local -a venv=("$@")
+    say "== $name: $nodes nodes, $conns connections over nodes 1..$((nodes - 1)), $rate events/s for ${SEND_S}s (${venv[*]:-defaults})"
+    stop_bridge
+    if [ -n "${PB_BENCH_BROKERS:-}" ]; then
+        TOPIC=pb-bench-$RUN_ID-$name
+        BOOTSTRAP=$PB_BENCH_BROKERS
+        "$PRODUCE" --brokers "$BOOTSTRAP" --topic "$TOPIC" \
+            --create-topic "${PB_BENCH_PARTITIONS:-1}" --count 0 >/dev/null
+    else
+        TOPIC=pushbridge.events
+    fi
+    local i t_start=$SECONDS
+    launch_node 1 "$name" "${venv[@]}"
+    # The embedded broker listens before node 1 has joined its group: the
+    # others start meanwhile (each waits 5 s at start for an answer to
+    # "create push.topic", which the embedded broker never gives).
+    [ -n "${PB_BENCH_BROKERS:-}" ] || wait_until 600 node_bootstrap || wait_node 1 "$name"
+    for ((i = 2; i <= nodes; i++)); do launch_node "$i" "$name" "${venv[@]}"; done
+    for ((i = 1; i <= nodes; i++)); do wait_node "$i" "$name"; done
+    local start_s=$((SECONDS - t_start))
+
+    local ports="" ready_file=$WORK/$name.ready expect_file=$WORK/$name.expect
+    for ((i = 1; i < nodes; i++)); do ports+=${ports:+,}${NODE_PUB[$i]}; done
+    local lgj=$WORK/$name.loadgen.json pj=$WORK/$name.producer.json
+    "$LOADGEN" --port "$ports" --conns "$conns" --users "$conns" --expect-file "$expect_file" \
+        --duration $((SEND_S + 40)) --ready-file "$ready_file" >"$lgj" 2>"$WORK/$name.loadgen.err" &
+    local lg_pid=$!
+    if ! wait_until 900 test -e "$ready_file"; then
+        say "loadgen for $name did not get ready"; cat "$WORK/$name.loadgen.err" >&2; exit 1
+    fi
+
+    local -a c0=() ci=() c1=() m0=() mi=() m1=() n0=() n1=() s0=() s1=() r0=() r1=()
+    for ((i = 1; i <= nodes; i++)); do
+        c0[$i]=$(proc_ticks "${NODE_PID[$i]}"); m0[$i]=$(mock_ticks "${NODE_PID[$i]}")
+    done
+    sleep "$CLUSTER_IDLE_S"
+    for ((i = 1; i <= nodes; i++)); do
+        ci[$i]=$(proc_ticks "${NODE_PID[$i]}"); mi[$i]=$(mock_ticks "${NODE_PID[$i]}")
+        n0[$i]=$(node_consumed "$i"); s0[$i]=$(node_skipped "$i"); r0[$i]=$(rss_kb "${NODE_PID[$i]}")
+    done
+    local t0 t1
+    t0=$(date +%s.%N)
+    "$PRODUCE" --brokers "$BOOTSTRAP" --topic "$TOPIC" --users "$conns" --rate "$rate" \
+        --duration "$SEND_S" --count 0 --timeout $((SEND_S + 60)) >"$pj" 2>"$WORK/$name.producer.err" || true
+    local sent
+    sent=$(jget "$pj" sent)
+    echo "${sent:-0}" >"$expect_file.tmp" && mv "$expect_file.tmp" "$expect_file"
+    wait "$lg_pid" || true
+    for ((i = 1; i <= nodes; i++)); do
+        wait_until 100 node_caught_up "$i" $((n0[i] + ${sent:-0})) ||
+            say "$name: node n$i consumed only $(($(node_consumed "$i") - n0[i])) of ${sent:-0} within 10 s"
+    done
+    t1=$(date +%s.%N)
+    for ((i = 1; i <= nodes; i++)); do
+        c1[$i]=$(proc_ticks "${NODE_PID[$i]}"); m1[$i]=$(mock_ticks "${NODE_PID[$i]}")
+        n1[$i]=$(node_consumed "$i"); s1[$i]=$(node_skipped "$i"); r1[$i]=$(rss_kb "${NODE_PID[$i]}")
+        curl -sf "http://127.0.0.1:${NODE_INT[$i]}/metrics" >"$WORK/$name.n$i.metrics.txt" || true
+    done
+    stop_nodes
+    [ -s "$lgj" ] || echo '{}' >"$lgj"
+    [ -s "$pj" ] || echo '{}' >"$pj"
+    run_references "$name" "$conns" "$conns" users 0 "$rate"
+
+    # Per node: CPU over the traffic window, net of the idle rate.
+    local window total_cpu=0 nodes_json="" f=$WORK/$name.scenario.json
+    window=$(calc "$t1 - $t0")
+    local obs_us=0 obs_net_us=0
+    for ((i = 1; i <= nodes; i++)); do
+        local idle_rate cpu net consumed skipped held us net_us mock_s
+        idle_rate=$(calc "(${ci[i]} - ${c0[i]} - (${mi[i]} - ${m0[i]})) / $CLK_TCK / $CLUSTER_IDLE_S")
+        cpu=$(calc "(${c1[i]} - ${ci[i]} - (${m1[i]} - ${mi[i]})) / $CLK_TCK")
+        mock_s=$(calc "(${m1[i]} - ${mi[i]}) / $CLK_TCK")
+        net=$(calc "$cpu - $idle_rate * $window")
+        consumed=$((n1[i] - n0[i])); skipped=$(calc "${s1[i]} - ${s0[i]}")
+        held=$([ "$i" -lt "$nodes" ] && echo $((conns / (nodes - 1))) || echo 0)
+        us=$(calc "$consumed > 0 ? $cpu * 1e6 / $consumed : 0")
+        net_us=$(calc "$consumed > 0 ? $net * 1e6 / $consumed : 0")
+        total_cpu=$(calc "$total_cpu + $cpu")
+        [ "$i" = "$nodes" ] && obs_us=$us obs_net_us=$net_us
+        nodes_json+=$(printf '%s{"node":"n%s","connections":%s,"consumed":%s,"skipped":%s,' \
+            "${nodes_json:+,}" "$i" "$held" "$consumed" "$skipped")
+        nodes_json+=$(printf '"cpu_s":%s,"idle_cpu_per_s":%s,"cpu_net_of_idle_s":%s,' "$cpu" "$idle_rate" "$net")
+        nodes_json+=$(printf '"cpu_us_per_event":%s,"cpu_us_per_event_net":%s,"embedded_kafka_cpu_s":%s,' \
+            "$us" "$net_us" "$mock_s")
+        nodes_json+=$(printf '"rss_before_kb":%s,"rss_end_kb":%s}' "${r0[i]}" "${r1[i]}")
+        printf '%s n%s: %s connections; consumed %s, skipped unparsed %s; CPU %.3f s (idle %.1f %% of a core; net %.3f s) = %.2f us/event (%.2f net)%s\n' \
+            "$name" "$i" "$held" "$consumed" "$skipped" "$cpu" "$(calc "$idle_rate * 100")" "$net" \
+            "$us" "$net_us" "$([ "$i" = "$nodes" ] && echo ': holds none of the users' || true)" >>"$NOTES"
+    done
+    local frames fpc
+    frames=$(jget "$lgj" events)
+    fpc=$(calc "$total_cpu > 0 ? $frames / $total_cpu : 0")
+    FPC[$name]=$fpc
+    CLUSTER_OBS_US[$name]=$obs_net_us
+    {
+        printf '{"name":"%s","nodes":%s,"conns":%s,"users":%s,"rate":%s,"send_s":%s,' \
+            "$name" "$nodes" "$conns" "$conns" "$rate" "$SEND_S"
+        printf '"settings":"%s","start_s":%s,"idle_window_s":%s,"window_s":%s,' \
+            "${venv[*]}" "$start_s" "$CLUSTER_IDLE_S" "$window"
+        printf '"frames":%s,"frames_per_cluster_cpu_s":%s,"cluster_cpu_s":%s,' "$frames" "$fpc" "$total_cpu"
+        printf '"not_held_cpu_us_per_event":%s,"not_held_cpu_us_per_event_net":%s,' "$obs_us" "$obs_net_us"
+        printf '"per_node":[%s],' "$nodes_json"
+        printf '"producer":%s,"loadgen":%s' "$(tr -d '\n' <"$pj")" "$(tr -d '\n' <"$lgj")"
+        record_reference "$name" "$fpc"
+        printf '}'
+    } >"$f"
+    SCENARIO_FILES+=("$f")
+    local ms="/ 1000"
+    printf '%s\t%s\t%s\t%s\t%s\t-\t%s\t%s\t%s\t%s\t%s\t-\t%s\t%s\n' \
+        "$name" "$conns" "$(calc "$(jget "$pj" send_rate) + 0")" "$(calc "$(jget "$lgj" frames_per_s) + 0")" \
+        "$fpc" \
+        "$(calc "$(jget "$lgj" lat_p50_us) $ms")" "$(calc "$(jget "$lgj" lat_p99_us) $ms")" \
+        "$(calc "$(jget "$lgj" lat_p999_us) $ms")" "$(calc "$(jget "$lgj" lat_max_us) $ms")" \
+        "$(calc "${r1[1]} / 1024")" \
+        "$(jget "$lgj" lost)/$(jget "$lgj" dup)/$(jget "$lgj" ooo)" \
+        "$(calc "$(jget "$lgj" loadgen_cpu_share) * 100")" >>"$ROWS"
+    [ "$(jget "$lgj" welcomed)" = "$conns" ] ||
+        printf '%s: only %s of %s connections welcomed\n' "$name" "$(jget "$lgj" welcomed)" "$conns" >>"$NOTES"
+    cluster_note
+}
+
+# Once both ran: what a node pays per event for users it does not hold,
+# with the key skip and without, into NOTES and results.json's "cluster".
+declare -A CLUSTER_OBS_US=()
+CLUSTER_JSON=""
+cluster_note() {
+    [ -n "${CLUSTER_OBS_US[cluster-skip]:-}" ] && [ -n "${CLUSTER_OBS_US[cluster-noskip]:-}" ] || return 0
+    local on=${CLUSTER_OBS_US[cluster-skip]} off=${CLUSTER_OBS_US[cluster-noskip]}
+    printf 'cluster: a node pays %.2f us of CPU per event for users it does not hold with the key skip (history and state off), %.2f us without it (defaults): ratio %.3f\n' \
+        "$on" "$off" "$(calc "$off > 0 ? $on / $off : 0")" >>"$NOTES"
+    CLUSTER_JSON=$(printf '{"not_held_us_per_event_skip":%s,"not_held_us_per_event_noskip":%s}' "$on" "$off")
+}
+
 # ---- the set ----
 
 print_table() {
@@ -911,6 +1148,7 @@ write_results() {
         printf '"host":{"cpus":%s,"kernel":"%s","nofile_hard":%s},' \
             "$(nproc)" "$(uname -r)" "$(ulimit -Hn)"
         [ -z "$STATE_COST_JSON" ] || printf '"state_cost":%s,' "$STATE_COST_JSON"
+        [ -z "$CLUSTER_JSON" ] || printf '"cluster":%s,' "$CLUSTER_JSON"
         printf '"scenarios":['
         for f in "${SCENARIO_FILES[@]}"; do
             [ $first = 1 ] || printf ','
@@ -937,10 +1175,15 @@ main() {
     # connections stalled, at a rate the bridge sustains here, so that the
     # readers' p99 can be compared (at saturation it is queueing noise).
     local uni_rate=20000 fan_rate=50 bc_rate=5 http_rate=20000 slow_rate=10000
+    # cluster: nodes (the last one holds no connection), connections, events/s
+    local cl_nodes=${PB_BENCH_CLUSTER_NODES:-3} cl_conns=10000 cl_rate=10000
+    CLUSTER_IDLE_S=2
     if [ "$MODE" = quick ]; then
         big=1000 fan=200 send=2 idle=2000 logins=2000 tasks=20000
         uni_rate=5000 fan_rate=50 bc_rate=20 http_rate=2000 slow_rate=2500
+        cl_nodes=${PB_BENCH_CLUSTER_NODES:-2} cl_conns=1000 cl_rate=2500 CLUSTER_IDLE_S=1
     fi
+    [ "$cl_nodes" -ge 2 ] || { say "PB_BENCH_CLUSTER_NODES must be at least 2"; exit 2; }
     # The bridge keeps a few dozen descriptors for itself.
     local fdmax=$((nofile - 200))
     [ "$BIG" = 1 ] && idle=$fdmax
@@ -971,6 +1214,10 @@ main() {
         fdlimit) run_idle fdlimit $fdmax 5 ;;
         state | state-off) run_state "$s" $big $uni_rate ;;
         tasks-100k) run_tasks $tasks ;;
+        cluster)
+            run_cluster cluster-skip $cl_nodes $cl_conns $cl_rate "${STATE_OFF_ENV[@]}"
+            run_cluster cluster-noskip $cl_nodes $cl_conns $cl_rate
+            ;;
         esac
         say "   ($((SECONDS - ts)) s)"
     done
