@@ -129,7 +129,8 @@ static int flush(struct hconn *c)
         conn_free(c);
         return -1;
     }
-    ev_io_start(loop, &c->rw);
+    if (!c->waiting) /* reading pauses while an answer waits for Kafka */
+        ev_io_start(loop, &c->rw);
     return 0;
 }
 

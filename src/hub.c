@@ -319,23 +319,27 @@ static int is_slow(struct pb_hub *h, const struct pb_conn *c, size_t add)
     return pb_monotonic_ms() - c->last_progress_ms >= cfg->ws_slow_client_grace_ms;
 }
 
-/* ws.slow_client coalesce: f takes the place of the newest queued update
- * of its task, unless that one is final. Returns 1 when it did. */
+/* ws.slow_client coalesce: the newest queued update of f's task gives way
+ * (unless it is final), so that f can be queued. Returns 1 when it did. */
 static int coalesce_into(struct pb_hub *h, struct pb_conn *c, struct pb_frame *f)
 {
     if (!f || !f->task_key)
         return 0;
     for (uint32_t i = c->q_len; i-- > 0;) {
-        struct pb_frame **slot = &c->q[(c->q_head + i) % c->q_cap];
-        if ((*slot)->task_key != f->task_key)
+        struct pb_frame *old = c->q[(c->q_head + i) % c->q_cap];
+        if (old->task_key != f->task_key)
             continue;
-        if ((*slot)->final)
+        if (old->final)
             return 0; /* an update past it would overtake the final one */
-        c->q_bytes = c->q_bytes - (*slot)->len + f->len;
-        h->queue_bytes = h->queue_bytes - (*slot)->len + f->len;
-        pb_frame_unref(*slot);
-        pb_frame_ref(f);
-        *slot = f;
+        /* The older update leaves its place and f goes to the tail: the
+         * frames queued after it keep their order, and so the client's
+         * last pos never claims a frame it has not read. */
+        for (uint32_t j = i; j + 1 < c->q_len; j++)
+            c->q[(c->q_head + j) % c->q_cap] = c->q[(c->q_head + j + 1) % c->q_cap];
+        c->q_len--;
+        c->q_bytes -= old->len;
+        h->queue_bytes -= old->len;
+        pb_frame_unref(old);
         h->m->coalesced++;
         return 1;
     }
@@ -382,13 +386,13 @@ static void coalesce_queue(struct pb_hub *h, struct pb_conn *c)
 
 /* c is slow (f, of `add` bytes, is what would be queued; NULL from the
  * sweep): ws.slow_client. Returns 0 when f may now be queued, 1 when c is
- * closing, 2 when f took the place of a queued frame. */
+ * closing. */
 static int slow_policy(struct pb_hub *h, struct pb_conn *c, struct pb_frame *f, size_t add)
 {
     int policy = h->cfg->ws_slow_client;
     if (policy == PB_SLOW_COALESCE) {
-        if (coalesce_into(h, c, f))
-            return 2;
+        if (coalesce_into(h, c, f) && !is_slow(h, c, add))
+            return 0;
         coalesce_queue(h, c);
         if (!(f ? is_slow(h, c, add) : c->q_bytes > (size_t)h->cfg->ws_queue_max_bytes))
             return 0;
@@ -421,11 +425,8 @@ static int enqueue(struct pb_hub *h, struct pb_conn *c, struct pb_frame *f)
         return 0;
     /* An empty queue always takes one frame, so a reading client never
      * loses an event bigger than the byte bounds (kafka.max_event_bytes caps it). */
-    if (c->q_len && is_slow(h, c, f->len)) {
-        int rc = slow_policy(h, c, f, f->len);
-        if (rc)
-            return rc == 2;
-    }
+    if (c->q_len && is_slow(h, c, f->len) && slow_policy(h, c, f, f->len))
+        return 0;
     if (c->q_len == c->q_cap && queue_grow(c, (uint32_t)h->cfg->ws_queue_max_messages))
         return 0;
     push_frame(h, c, f);
@@ -650,6 +651,26 @@ static void batch_add(struct start_batch *b, struct pb_frame *f)
     b->f[b->n++] = f;
 }
 
+static void batch_clear(struct start_batch *b)
+{
+    for (size_t i = 0; i < b->n; i++)
+        pb_frame_unref(b->f[i]);
+    b->n = 0;
+}
+
+/* The welcome and the batch within ws.queue_max_messages and the hard byte
+ * bound of an empty queue. */
+static int batch_fits(const struct pb_hub *h, const struct start_batch *b)
+{
+    const struct pb_config *cfg = h->cfg;
+    size_t hard = cfg->ws_queue_hard_max_bytes ? (size_t)cfg->ws_queue_hard_max_bytes
+                                               : 4 * (size_t)cfg->ws_queue_max_bytes;
+    size_t bytes = 0;
+    for (size_t i = 0; i < b->n; i++)
+        bytes += b->f[i]->len;
+    return b->n + 1 <= (size_t)cfg->ws_queue_max_messages && bytes <= hard;
+}
+
 static int admits(const struct pb_conn *c, const struct pb_event *ev)
 {
     if (ev->target_kind == PB_TARGET_GROUP && !in_group(c, ev->target, ev->target_len))
@@ -701,6 +722,13 @@ void pb_hub_start(struct pb_hub *h, struct pb_conn *c, const char *resume, size_
     if (resume && native) {
         resumed = h->store && pb_store_resume(h->store, c->user->id, c->user->idlen, resume,
                                                resume_len, add_missed, &b);
+        /* A replay the queue's bounds would not take whole is no replay:
+         * the client reloads from the snapshot rather than lose its middle
+         * (drop_oldest) or be closed and come back for it again (close). */
+        if (resumed && !batch_fits(h, &b)) {
+            batch_clear(&b);
+            resumed = 0;
+        }
         h->m->resumes[resumed]++;
     }
     /* A resumed client has every event since its pos and needs no snapshot

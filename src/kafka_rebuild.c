@@ -11,9 +11,10 @@
  * lookups, so a planning thread makes them (retrying while the broker does
  * not answer, up to REBUILD_PLAN_TRIES) and hands the assigned consumer to
  * the loop through the wake-up pipe; the loop never waits for the broker.
- * The thread touches nothing but its struct pb_kafka_rebuild until it has
- * published the plan; a process that stops before then leaves the thread
- * to free it. */
+ * The thread touches nothing but its struct pb_kafka_rebuild (its own
+ * copies of the topics and the lookback, and the consumer made before it
+ * starts); a process that stops before the plan is published leaves the
+ * thread to free it, and exits without waiting for the broker. */
 #include <pthread.h>
 #include <regex.h>
 #include <stdatomic.h>
@@ -49,9 +50,12 @@ struct pb_kafka_rebuild {
     uint64_t events;
     int64_t started_ms;
 
-    /* The planning thread's side: copies of what it needs, its result. */
+    /* The planning thread's side: its own copies of what it needs (it may
+     * outlive the configuration when abandoned), and its result. */
     pthread_t thread;
-    struct pb_kafka *k;   /* read-only for the thread: cfg, bootstrap */
+    char **topics;        /* kafka.topics, and push.topic in cluster mode */
+    size_t ntopics;
+    int64_t lookback_ms;
     int wake_fd;          /* the loop's pipe */
     _Atomic int state;    /* enum plan_state */
     char err[300];
@@ -95,13 +99,11 @@ static rd_kafka_t *rebuild_consumer(struct pb_kafka *k, char *errstr, size_t err
     return rk;
 }
 
-static int topic_wanted(const struct pb_config *cfg, const char *topic, regex_t *res,
+static int topic_wanted(const struct pb_kafka_rebuild *rb, const char *topic, regex_t *res,
                         const int *res_ok)
 {
-    if (pb_kafka_is_push_topic(cfg, topic))
-        return 1;
-    for (size_t i = 0; i < cfg->kafka_topics.n; i++) {
-        const char *t = cfg->kafka_topics.items[i];
+    for (size_t i = 0; i < rb->ntopics; i++) {
+        const char *t = rb->topics[i];
         if (t[0] != '^' ? strcmp(t, topic) == 0
                         : res_ok[i] && regexec(&res[i], topic, 0, NULL, 0) == 0)
             return 1;
@@ -111,8 +113,8 @@ static int topic_wanted(const struct pb_config *cfg, const char *topic, regex_t 
 
 /* Every partition of the subscribed topics (regexes matched here, with POSIX
  * extended syntax), its offset set to the lookback's start time. */
-static rd_kafka_topic_partition_list_t *lookback_list(struct pb_kafka *k, rd_kafka_t *rk,
-                                                      char *errstr, size_t errlen)
+static rd_kafka_topic_partition_list_t *lookback_list(const struct pb_kafka_rebuild *rb,
+                                                      rd_kafka_t *rk, char *errstr, size_t errlen)
 {
     const rd_kafka_metadata_t *md;
     rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 1, NULL, &md, REBUILD_LOOKUP_MS);
@@ -120,18 +122,17 @@ static rd_kafka_topic_partition_list_t *lookback_list(struct pb_kafka *k, rd_kaf
         snprintf(errstr, errlen, "cannot read the topics' metadata: %s", rd_kafka_err2str(err));
         return NULL;
     }
-    size_t nt = k->cfg->kafka_topics.n;
+    size_t nt = rb->ntopics;
     regex_t *res = calloc(nt ? nt : 1, sizeof(*res));
     int *res_ok = calloc(nt ? nt : 1, sizeof(*res_ok));
     rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(16);
-    int64_t since = pb_now_ms() - k->cfg->state_lookback_ms;
+    int64_t since = pb_now_ms() - rb->lookback_ms;
     for (size_t i = 0; res && res_ok && i < nt; i++)
-        if (k->cfg->kafka_topics.items[i][0] == '^')
-            res_ok[i] = regcomp(&res[i], k->cfg->kafka_topics.items[i],
-                                REG_EXTENDED | REG_NOSUB) == 0;
+        if (rb->topics[i][0] == '^')
+            res_ok[i] = regcomp(&res[i], rb->topics[i], REG_EXTENDED | REG_NOSUB) == 0;
     for (int t = 0; res && res_ok && t < md->topic_cnt; t++) {
         const rd_kafka_metadata_topic_t *mt = &md->topics[t];
-        if (mt->err || !topic_wanted(k->cfg, mt->topic, res, res_ok))
+        if (mt->err || !topic_wanted(rb, mt->topic, res, res_ok))
             continue;
         for (int p = 0; p < mt->partition_cnt; p++)
             rd_kafka_topic_partition_list_add(list, mt->topic, mt->partitions[p].id)->offset =
@@ -148,9 +149,19 @@ static rd_kafka_topic_partition_list_t *lookback_list(struct pb_kafka *k, rd_kaf
 
 /* Keeps the partitions with something to read: assigns them from the
  * lookback's first offset and notes where each ends. */
-static int plan(struct pb_kafka *k, struct pb_kafka_rebuild *rb,
-                rd_kafka_topic_partition_list_t *list, char *errstr, size_t errlen)
+static void parts_free(struct pb_kafka_rebuild *rb)
 {
+    for (size_t i = 0; i < rb->nparts; i++)
+        free(rb->parts[i].topic);
+    free(rb->parts);
+    rb->parts = NULL;
+    rb->nparts = 0;
+}
+
+static int plan(struct pb_kafka_rebuild *rb, rd_kafka_topic_partition_list_t *list,
+                char *errstr, size_t errlen)
+{
+    parts_free(rb); /* a failed attempt's */
     rd_kafka_resp_err_t err = rd_kafka_offsets_for_times(rb->rk, list, REBUILD_LOOKUP_MS);
     if (err) {
         snprintf(errstr, errlen, "cannot look offsets up by time: %s", rd_kafka_err2str(err));
@@ -180,7 +191,6 @@ static int plan(struct pb_kafka *k, struct pb_kafka_rebuild *rb,
         rb->nparts++;
         rd_kafka_topic_partition_list_add(assign, tp->topic, tp->partition)->offset = tp->offset;
     }
-    (void)k;
     err = assign->cnt ? rd_kafka_assign(rb->rk, assign) : RD_KAFKA_RESP_ERR_NO_ERROR;
     rd_kafka_topic_partition_list_destroy(assign);
     if (err) {
@@ -206,9 +216,10 @@ static void rebuild_free(struct pb_kafka_rebuild *rb)
         rd_kafka_queue_destroy(rb->queue);
     if (rb->rk)
         rd_kafka_destroy_flags(rb->rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
-    for (size_t i = 0; i < rb->nparts; i++)
-        free(rb->parts[i].topic);
-    free(rb->parts);
+    parts_free(rb);
+    for (size_t i = 0; i < rb->ntopics; i++)
+        free(rb->topics[i]);
+    free(rb->topics);
     free(rb);
 }
 
@@ -218,19 +229,17 @@ static void *plan_thread(void *arg)
 {
     struct pb_kafka_rebuild *rb = arg;
     int result = PLAN_FAILED;
-    if ((rb->rk = rebuild_consumer(rb->k, rb->err, sizeof(rb->err)))) {
-        for (int i = 0; i < REBUILD_PLAN_TRIES && atomic_load(&rb->state) == PLANNING; i++) {
-            if (i)
-                sleep(1);
-            rd_kafka_topic_partition_list_t *list =
-                lookback_list(rb->k, rb->rk, rb->err, sizeof(rb->err));
-            int rc = list ? plan(rb->k, rb, list, rb->err, sizeof(rb->err)) : -1;
-            if (list)
-                rd_kafka_topic_partition_list_destroy(list);
-            if (rc == 0) {
-                result = PLANNED;
-                break;
-            }
+    for (int i = 0; i < REBUILD_PLAN_TRIES && atomic_load(&rb->state) == PLANNING; i++) {
+        if (i)
+            sleep(1);
+        rd_kafka_topic_partition_list_t *list =
+            lookback_list(rb, rb->rk, rb->err, sizeof(rb->err));
+        int rc = list ? plan(rb, list, rb->err, sizeof(rb->err)) : -1;
+        if (list)
+            rd_kafka_topic_partition_list_destroy(list);
+        if (rc == 0) {
+            result = PLANNED;
+            break;
         }
     }
     int expected = PLANNING;
@@ -255,14 +264,31 @@ int pb_kafka_rebuild_start(struct pb_kafka *k)
         pb_warn("kafka: task state not rebuilt: out of memory");
         return 0;
     }
-    rb->k = k;
+    char err[300] = "out of memory";
     rb->wake_fd = k->pipefd[1];
+    rb->lookback_ms = cfg->state_lookback_ms;
     atomic_init(&rb->state, PLANNING);
     rb->started_ms = pb_monotonic_ms();
-    int err = pthread_create(&rb->thread, NULL, plan_thread, rb);
-    if (err) {
-        pb_warn("kafka: task state not rebuilt: cannot start its thread: %s", strerror(err));
-        free(rb);
+    int cluster = cfg->cluster_mode == PB_CLUSTER_KAFKA;
+    rb->topics = calloc(cfg->kafka_topics.n + 1, sizeof(*rb->topics));
+    for (size_t i = 0; rb->topics && i < cfg->kafka_topics.n + (size_t)cluster; i++) {
+        const char *t = i < cfg->kafka_topics.n ? cfg->kafka_topics.items[i] : cfg->push_topic;
+        if (!(rb->topics[rb->ntopics] = strdup(t)))
+            break;
+        rb->ntopics++;
+    }
+    /* rd_kafka_new does not wait for the broker: made here, from the
+     * configuration, which the thread never reads. */
+    if (rb->ntopics < cfg->kafka_topics.n + (size_t)cluster ||
+        !(rb->rk = rebuild_consumer(k, err, sizeof(err)))) {
+        pb_warn("kafka: task state not rebuilt: %s", err);
+        rebuild_free(rb);
+        return 0;
+    }
+    int rc = pthread_create(&rb->thread, NULL, plan_thread, rb);
+    if (rc) {
+        pb_warn("kafka: task state not rebuilt: cannot start its thread: %s", strerror(rc));
+        rebuild_free(rb);
         return 0;
     }
     k->rebuild = rb;
@@ -282,7 +308,8 @@ static int take_plan(struct pb_kafka *k)
         pb_warn("kafka: task state not rebuilt (%s): clients see tasks again from their next "
                 "update",
                 rb->err[0] ? rb->err : "out of memory");
-        rb->nparts = rb->ndone = 0;
+        parts_free(rb);
+        rb->ndone = 0;
         return 0;
     }
     if (rb->nparts == 0) {

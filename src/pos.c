@@ -61,6 +61,7 @@ static struct pb_stream *stream_new(struct pb_store *st, const char *topic, int3
     }
     s->partition = partition;
     s->first = s->high = s->evicted_user = s->evicted_bcast = -1;
+    s->evicted_user_ts = s->evicted_bcast_ts = INT64_MIN;
     s->hash = stream_hash(topic, partition);
     s->idx = st->nstreams;
     st->streams[st->nstreams++] = s;
@@ -246,6 +247,14 @@ static const struct pb_stream *stream_by_sid(const struct pb_store *st, const ch
     return NULL;
 }
 
+static int named(const struct parsed_pos *pp, uint32_t stream)
+{
+    for (uint32_t i = 0; i < pp->n; i++)
+        if (pp->e[i].s->idx == stream)
+            return 1;
+    return 0;
+}
+
 /* -1 for a pos that is malformed, not resumable, or names a stream this
  * node does not know (another node's HTTP pushes, a partition never read). */
 static int parse_pos(const struct pb_store *st, const char *pos, size_t len, struct parsed_pos *pp)
@@ -284,6 +293,25 @@ static int covered(const struct pb_suser *u, const struct pos_entry *e)
         if (u->streams[i].stream == s->idx)
             floor = u->streams[i].floor;
     return floor <= e->offset && s->evicted_bcast <= e->offset;
+}
+
+/* Streams the pos does not name: what counts as missed there is what is
+ * newer than its time, so nothing newer may be gone. A user without a
+ * record may have lost entries on any stream. */
+static int unnamed_covered(const struct pb_store *st, const struct pb_suser *u,
+                           const struct parsed_pos *pp)
+{
+    for (uint32_t i = 0; u && i < u->nstreams; i++)
+        if (!named(pp, u->streams[i].stream) && u->streams[i].floor_ts > pp->ts)
+            return 0;
+    for (uint32_t i = 0; i < st->nstreams; i++) {
+        const struct pb_stream *s = st->streams[i];
+        if (named(pp, s->idx))
+            continue;
+        if (s->evicted_bcast_ts > pp->ts || (!u && s->evicted_user_ts > pp->ts))
+            return 0;
+    }
+    return 1;
 }
 
 static struct pos_entry *entry_of(struct parsed_pos *pp, uint32_t stream)
@@ -336,6 +364,8 @@ int pb_store_resume(struct pb_store *st, const char *user, size_t len, const cha
     for (uint32_t i = 0; i < pp.n; i++)
         if (!covered(u, &pp.e[i]))
             return 0;
+    if (!unnamed_covered(st, u, &pp))
+        return 0;
     /* The user's entries and the broadcasts, merged in arrival order. */
     const struct pb_hist *a = u ? u->hist : NULL, *b = st->bcast->hist;
     while (a || b) {

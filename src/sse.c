@@ -80,6 +80,16 @@ int pb_sse_wants(struct lws *wsi)
 
 /* ---- framing ---- */
 
+/* A resumed welcome's pos is where the replay that follows it ends: as an
+ * SSE id it would let an EventSource that drops mid-replay skip the rest
+ * (Last-Event-ID wins over resume=), so that welcome carries no id. */
+static int resumed_welcome(const char *json, size_t len)
+{
+    static const char welcome[] = "{\"type\":\"welcome\"";
+    return len > sizeof(welcome) - 1 && memcmp(json, welcome, sizeof(welcome) - 1) == 0 &&
+           memmem(json, len, "\"resumed\":true", 15) != NULL;
+}
+
 const char *pb_sse_frame_pos(const char *json, size_t len, size_t *pos_len)
 {
     /* Members before "data" are the bridge's own (type, event, id, task,
@@ -106,10 +116,14 @@ const char *pb_sse_frame_pos(const char *json, size_t len, size_t *pos_len)
 
 size_t pb_sse_format_len(const char *json, size_t len, size_t pos_len)
 {
+    /* Walks the text as pb_sse_format does: the two must agree byte for byte. */
     size_t n = (pos_len ? 4 + pos_len + 1 : 0) + 6 + len + 2;
-    for (size_t i = 0; i < len; i++)
-        if (json[i] == '\n' || (json[i] == '\r' && (i + 1 == len || json[i + 1] != '\n')))
-            n += 6; /* "\ndata: " replaces the line break */
+    for (size_t i = 0; i < len; i++) {
+        if (json[i] == '\r' && i + 1 < len && json[i + 1] == '\n')
+            n -= 1; /* CRLF is one break: the CR is not written */
+        else if (json[i] == '\n' || json[i] == '\r')
+            n += 6; /* "\ndata: " (7 bytes) replaces the break (1) */
+    }
     return n;
 }
 
@@ -407,8 +421,9 @@ static int write_frames(struct pb_server *s, struct pb_pss *pss)
     for (struct pb_frame *f; (f = pb_conn_at(c, n)); n++) {
         size_t pl = 0;
         const char *json = (const char *)pb_frame_payload(f);
-        size_t need = f->len ? (pb_sse_frame_pos(json, f->len, &pl), pb_sse_format_len(json, f->len, pl))
-                             : sizeof(SSE_KEEPALIVE) - 1;
+        if (f->len && !resumed_welcome(json, f->len))
+            pb_sse_frame_pos(json, f->len, &pl);
+        size_t need = f->len ? pb_sse_format_len(json, f->len, pl) : sizeof(SSE_KEEPALIVE) - 1;
         if (n && total + need > SSE_GATHER_BYTES)
             break;
         total += need;
@@ -426,10 +441,12 @@ static int write_frames(struct pb_server *s, struct pb_pss *pss)
         }
         size_t pl = 0;
         const char *json = (const char *)pb_frame_payload(f);
-        const char *pos = pb_sse_frame_pos(json, f->len, &pl);
+        const char *pos = resumed_welcome(json, f->len) ? NULL : pb_sse_frame_pos(json, f->len, &pl);
         p += pb_sse_format(p, json, f->len, pos, pos ? pl : 0);
     }
-    int rc = lws_write(pss->wsi, out + LWS_PRE, total, LWS_WRITE_HTTP);
+    /* What was written, which pb_sse_format_len sized (never more). */
+    size_t written = (size_t)(p - (char *)out - LWS_PRE);
+    int rc = lws_write(pss->wsi, out + LWS_PRE, written, LWS_WRITE_HTTP);
     free(out);
     if (rc < 0)
         return -1;

@@ -84,6 +84,12 @@ void pb_store_free(struct pb_store *st)
     free(st);
 }
 
+/* a + b, held at INT64_MAX: a producer's timestamp is outside input. */
+static int64_t add_sat(int64_t a, int64_t b)
+{
+    return a > INT64_MAX - b ? INT64_MAX : a + b;
+}
+
 /* ---- users ---------------------------------------------------------------- */
 
 static size_t user_bytes(const struct pb_suser *u)
@@ -150,6 +156,8 @@ static void user_maybe_free(struct pb_store *st, struct pb_suser *u)
         struct pb_stream *s = st->streams[u->streams[i].stream];
         if (u->streams[i].floor > s->evicted_user)
             s->evicted_user = u->streams[i].floor;
+        if (u->streams[i].floor_ts > s->evicted_user_ts)
+            s->evicted_user_ts = u->streams[i].floor_ts;
     }
     struct pb_suser **pp = &st->buckets[u->hash & (st->nbuckets - 1)];
     while (*pp != u)
@@ -181,7 +189,8 @@ static void user_add_stream(struct pb_store *st, struct pb_suser *u, uint32_t st
     u->streams = s;
     /* A record made anew may have had entries from this stream before it
      * went: what was gone then stays gone. */
-    s[u->nstreams++] = (struct pb_ustream){stream, st->streams[stream]->evicted_user};
+    s[u->nstreams++] = (struct pb_ustream){stream, st->streams[stream]->evicted_user,
+                                           st->streams[stream]->evicted_user_ts};
     if (u != st->bcast)
         st->state_bytes += sizeof(*s);
     u->sig = (u->sig ^ (stream + 0x9e3779b97f4a7c15ULL)) * 1099511628211ULL;
@@ -346,7 +355,7 @@ static struct pb_task *task_find(struct pb_suser *u, const struct pb_sevent *e)
 static int task_expired(const struct pb_store *st, const struct pb_sevent *e, int64_t now)
 {
     int64_t ttl = e->final ? st->cfg->state_final_ttl_ms : st->cfg->state_ttl_ms;
-    return e->ts_ms + ttl <= now;
+    return add_sat(e->ts_ms, ttl) <= now;
 }
 
 /* The task's state becomes e. PB_RECORD_OUTDATED when the kept state is
@@ -388,6 +397,32 @@ static int task_update(struct pb_store *st, struct pb_suser *u, struct pb_sevent
 
 /* ---- history ------------------------------------------------------------------ */
 
+static int64_t max64(int64_t a, int64_t b)
+{
+    return a > b ? a : b;
+}
+
+/* An event of u (NULL: a user without a record; st->bcast: a broadcast)
+ * that the history does not hold, evicted or never kept: a resume from
+ * before it cannot be covered (pos.c covered, unnamed_covered). */
+static void note_lost(struct pb_store *st, struct pb_suser *u, uint32_t stream, int64_t offset,
+                      int64_t ts)
+{
+    struct pb_stream *s = st->streams[stream];
+    struct pb_ustream *us = u && u != st->bcast ? user_stream(u, stream) : NULL;
+    if (u == st->bcast) {
+        s->evicted_bcast = max64(s->evicted_bcast, offset);
+        s->evicted_bcast_ts = max64(s->evicted_bcast_ts, ts);
+    } else if (us) {
+        us->floor = max64(us->floor, offset);
+        us->floor_ts = max64(us->floor_ts, ts);
+    } else {
+        s->evicted_user = max64(s->evicted_user, offset);
+        s->evicted_user_ts = max64(s->evicted_user_ts, ts);
+    }
+}
+
+
 enum hist_evict { HIST_EVICT_PER_USER, HIST_EVICT_BYTES, HIST_EVICT_TTL };
 
 static size_t hist_bytes(const struct pb_hist *h)
@@ -416,15 +451,7 @@ static void hist_pop(struct pb_store *st, struct pb_suser *u, int reason)
     st->nhist--;
     st->hist_bytes -= hist_bytes(h);
 
-    struct pb_stream *s = st->streams[h->ev->stream];
-    if (u == st->bcast) {
-        if (h->ev->offset > s->evicted_bcast)
-            s->evicted_bcast = h->ev->offset;
-    } else {
-        struct pb_ustream *us = user_stream(u, h->ev->stream);
-        if (us && h->ev->offset > us->floor)
-            us->floor = h->ev->offset;
-    }
+    note_lost(st, u, h->ev->stream, h->ev->offset, h->ev->ts_ms);
     sevent_unref(h->ev);
     free(h);
     user_maybe_free(st, u);
@@ -432,13 +459,17 @@ static void hist_pop(struct pb_store *st, struct pb_suser *u, int reason)
 
 static void hist_append(struct pb_store *st, struct pb_suser *u, struct pb_sevent *e)
 {
-    if (e->ts_ms + st->cfg->history_ttl_ms <= pb_now_ms())
-        return; /* too old to keep (a rebuild's first events) */
+    if (add_sat(e->ts_ms, st->cfg->history_ttl_ms) <= pb_now_ms()) {
+        note_lost(st, u, e->stream, e->offset, e->ts_ms); /* too old to keep */
+        return;
+    }
     if (u->nhist >= (uint64_t)st->cfg->history_max_events && u->hist)
         hist_pop(st, u, HIST_EVICT_PER_USER);
     struct pb_hist *h = calloc(1, sizeof(*h));
-    if (!h)
-        return; /* a resume that needed it will find the gap: see pos.c */
+    if (!h) {
+        note_lost(st, u, e->stream, e->offset, e->ts_ms);
+        return;
+    }
     e->refs++;
     h->ev = e;
     h->user = u;
@@ -493,7 +524,7 @@ void pb_store_tick(struct pb_store *st)
     /* The lists are in arrival order, which is nearly Kafka-timestamp order:
      * an entry behind a younger head waits for it (the byte bounds still
      * hold), and what is read (snapshots, resume) checks times itself. */
-    while (budget-- > 0 && st->hist && st->hist->ev->ts_ms + st->cfg->history_ttl_ms <= now)
+    while (budget-- > 0 && st->hist && add_sat(st->hist->ev->ts_ms, st->cfg->history_ttl_ms) <= now)
         hist_pop(st, st->hist->user, HIST_EVICT_TTL);
     while (budget-- > 0 && st->live && task_expired(st, st->live->ev, now))
         task_free(st, st->live, STATE_EVICT_TTL);
@@ -523,8 +554,10 @@ int pb_store_record(struct pb_store *st, struct pb_event *ev)
         if (st->cfg->history_max_events <= 0)
             return PB_RECORD_DELIVER;
         struct pb_sevent *e = sevent_new(st, ev, s->idx);
-        if (!e)
+        if (!e) {
+            note_lost(st, st->bcast, s->idx, ev->offset, ev->ts_ms);
             return PB_RECORD_DELIVER;
+        }
         hist_append(st, st->bcast, e);
         sevent_unref(e);
         enforce_bytes(st);
@@ -533,8 +566,10 @@ int pb_store_record(struct pb_store *st, struct pb_event *ev)
     if (!keeps_anything(st->cfg))
         return PB_RECORD_DELIVER;
     struct pb_suser *u = user_get(st, ev->target, ev->target_len);
-    if (!u)
+    if (!u) {
+        note_lost(st, NULL, s->idx, ev->offset, ev->ts_ms);
         return PB_RECORD_DELIVER;
+    }
     user_add_stream(st, u, s->idx);
     struct pb_sevent *e = sevent_new(st, ev, s->idx);
     int rc = PB_RECORD_DELIVER;
@@ -543,6 +578,8 @@ int pb_store_record(struct pb_store *st, struct pb_event *ev)
         rc = task_update(st, u, e);
     if (e && rc == PB_RECORD_DELIVER && st->cfg->history_max_events > 0)
         hist_append(st, u, e);
+    else if (!e && st->cfg->history_max_events > 0)
+        note_lost(st, u, s->idx, ev->offset, ev->ts_ms);
     u->busy = 0;
     sevent_unref(e);
     user_maybe_free(st, u);

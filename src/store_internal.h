@@ -24,9 +24,12 @@ struct pb_stream {
     int64_t high;   /* highest offset handled; -1 none */
     int gap;        /* the next offset read starts a new range */
     int bcast;      /* has carried broadcasts (on the store's bcast list) */
-    /* Highest offset whose history entry is gone (evicted, expired), for
-     * users whose record is gone too, and for broadcasts. */
+    /* Highest offset whose history entry is gone (evicted, expired, never
+     * kept), for users whose record is gone too, and for broadcasts; and
+     * the newest Kafka time among them (for a pos that does not name the
+     * stream). */
     int64_t evicted_user, evicted_bcast;
+    int64_t evicted_user_ts, evicted_bcast_ts;
 };
 
 /* One kept event, shared (ref-counted) by a task and a history entry. The
@@ -65,10 +68,12 @@ struct pb_hist {
 };
 
 /* A stream one user has had events from, and the highest offset of the
- * user's history that is gone (-1 none): resume cannot cover below it. */
+ * user's history that is gone (-1 none): resume cannot cover below it; and
+ * the newest Kafka time of those, for a pos that does not name the stream. */
 struct pb_ustream {
     uint32_t stream;
     int64_t floor;
+    int64_t floor_ts;
 };
 
 /* Everything kept for one user; freed when it holds no task and no history

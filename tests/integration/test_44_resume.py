@@ -143,6 +143,21 @@ def test_resume_past_what_the_history_holds_is_not_resumed(bridge_factory, kafka
     assert b.metric("pushbridge_resumes_total", resumed="false") == 1
 
 
+def test_a_replay_larger_than_the_queue_is_not_resumed(bridge_factory, kafka):
+    # The history holds the 80 missed events, but a queue of 50 could not
+    # take them whole: the client reloads instead of losing the middle.
+    b = bridge_factory(config={"ws": {"queue_max_messages": 50}})
+    uid = unique_uid()
+    pos = last_pos(b, kafka, uid)
+    kafka.produce_many(b.topic, [(uid, ev(i, task="job")) for i in range(1, 81)])
+    wait_consumed(b, 81)
+    c, welcome = resume_login(b, uid, pos)
+    assert welcome["resumed"] is False
+    snap = c.recv_json(10)
+    assert (snap["task"], snap["data"], snap["snapshot"]) == ("job", {"seq": 80}, True)
+    c.no_message(0.3)
+
+
 def test_resume_older_than_history_ttl_is_not_resumed(bridge_factory, kafka):
     b = bridge_factory(config={"history": {"ttl_ms": 1000}})
     uid = unique_uid()

@@ -207,6 +207,45 @@ static void test_resume_not_covered(void **state)
     assert_int_equal(fx->m.history_evicted[0], 3);
 }
 
+/* An event read but too old to keep is missing from the history as surely
+ * as an evicted one. */
+static void test_resume_not_covered_past_what_was_kept(void **state)
+{
+    struct fx *fx = *state;
+    fx->cfg.history_ttl_ms = 60000;
+    char pos[PB_POS_MAX_LEN];
+    record(fx, "u", NULL, 0, 0, 0, "e0");
+    pb_store_pos(store(fx), "u", 1, pb_now_ms(), pos);
+    record(fx, "u", NULL, 0, pb_now_ms() - 120000, 0, "old"); /* a lagging consumer's */
+    record(fx, "u", NULL, 0, 0, 0, "e2");
+    struct seen s = {0};
+    assert_int_equal(pb_store_resume(store(fx), "u", 1, pos, strlen(pos), collect_pos, &s), 0);
+}
+
+/* A stream the pos does not name (the user's first events on it came
+ * later): entries of it newer than the pos that are gone mean a gap. */
+static void test_resume_not_covered_on_an_unnamed_stream(void **state)
+{
+    struct fx *fx = *state;
+    fx->cfg.history_max_events = 3;
+    char pos[PB_POS_MAX_LEN];
+    record(fx, "u", NULL, 0, 0, 0, "e0");
+    pb_store_pos(store(fx), "u", 1, pb_now_ms() - 1, pos);
+    for (int i = 0; i < 5; i++)
+        record(fx, "u", NULL, 0, 0, 1, "p1"); /* partition 1: not in pos */
+    struct seen s = {0};
+    assert_int_equal(pb_store_resume(store(fx), "u", 1, pos, strlen(pos), collect_pos, &s), 0);
+    /* Without the eviction it resumes with all of them. */
+    fx->cfg.history_max_events = 1000;
+    record(fx, "v", NULL, 0, 0, 0, "v0");
+    pb_store_pos(store(fx), "v", 1, pb_now_ms() - 1, pos);
+    for (int i = 0; i < 5; i++)
+        record(fx, "v", NULL, 0, 0, 1, "v1");
+    memset(&s, 0, sizeof(s));
+    assert_int_equal(pb_store_resume(store(fx), "v", 1, pos, strlen(pos), collect_pos, &s), 1);
+    assert_int_equal(s.n, 5);
+}
+
 static void test_malformed_pos(void **state)
 {
     struct fx *fx = *state;
@@ -233,6 +272,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_redelivery_and_gap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_resume_exact, setup, teardown),
         cmocka_unit_test_setup_teardown(test_resume_not_covered, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resume_not_covered_past_what_was_kept, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resume_not_covered_on_an_unnamed_stream, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_malformed_pos, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
