@@ -290,7 +290,7 @@ void pb_metrics_render_stats(const struct pb_metrics *m, const struct pb_gauges 
     for (int r = 0; r < PB_LOST__COUNT; r++)
         pb_buf_printf(b, "%s\"%s\":%llu", r ? "," : "", pb_lost_reason_name(r),
                       (unsigned long long)m->lost[r]);
-    pb_buf_printf(b, "},\"partitions\":{\"assigned\":%d,\"total\":%d},\"group_shared\":%s",
+    pb_buf_printf(b, "},\"group_partitions\":{\"assigned\":%d,\"total\":%d},\"group_shared\":%s",
                   g->partitions_assigned, g->partitions_total,
                   g->group_warning ? "true" : "false");
     if (g->group_warning) {

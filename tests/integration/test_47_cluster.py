@@ -58,7 +58,7 @@ def recv_seqs(c, n, timeout=15):
 def test_each_node_reads_every_partition_under_its_own_group(cluster):
     for i, b in enumerate(cluster.nodes):
         b.wait_log(rf"as group {cluster.group}\.n{i + 1},")
-        wait_until(lambda b=b: b.stats()["partitions"] == {"assigned": 4, "total": 4},
+        wait_until(lambda b=b: b.stats()["group_partitions"] == {"assigned": 4, "total": 4},
                    timeout=15, desc="the topic's 3 partitions and push.topic's one")
         assert b.stats()["group_shared"] is False
 
@@ -197,7 +197,7 @@ def test_standalone_bridges_sharing_a_group_say_so(bridge_factory, kafka):
         wait_until(lambda x=x: x.stats()["group_shared"], timeout=30,
                    desc="the shared group noticed")
         st = x.stats()
-        assert st["partitions"] == {"assigned": 1, "total": 2}, st
+        assert st["group_partitions"] == {"assigned": 1, "total": 2}, st
         assert "another consumer shares kafka.group_id" in st["group_warning"]
         code, doc, _ = x.json("GET", "/readyz")
         assert code == 200 and "another consumer shares kafka.group_id" in doc["warning"]
