@@ -16,16 +16,21 @@
 #include "pushbridge/web.h"
 
 
+void pb_http_error_json(struct pb_buf *b, const char *code, const char *msg)
+{
+    pb_buf_puts(b, "{\"error\":");
+    pb_buf_json_string(b, code, strlen(code));
+    pb_buf_puts(b, ",\"message\":");
+    pb_buf_json_string(b, msg, strlen(msg));
+    pb_buf_puts(b, "}");
+}
+
 void pb_http_answer_error(struct pb_http_req *r, int status, const char *code, const char *msg)
 {
     r->status = status;
     r->content_type = "application/json";
     pb_buf_reset(&r->answer);
-    pb_buf_puts(&r->answer, "{\"error\":");
-    pb_buf_json_string(&r->answer, code, strlen(code));
-    pb_buf_puts(&r->answer, ",\"message\":");
-    pb_buf_json_string(&r->answer, msg, strlen(msg));
-    pb_buf_puts(&r->answer, "}");
+    pb_http_error_json(&r->answer, code, msg);
 }
 
 static void answer_json(struct pb_http_req *r, int status, const char *json)
@@ -103,11 +108,7 @@ static void result_json(struct pb_buf *b, const struct push_result *res)
         pb_buf_printf(b, "{\"delivered\":%ld}", res->delivered);
         return;
     }
-    pb_buf_puts(b, "{\"error\":");
-    pb_buf_json_string(b, res->code, strlen(res->code));
-    pb_buf_puts(b, ",\"message\":");
-    pb_buf_json_string(b, res->msg, strlen(res->msg));
-    pb_buf_puts(b, "}");
+    pb_http_error_json(b, res->code, res->msg);
 }
 
 struct batch {

@@ -85,11 +85,7 @@ static void item_json(struct pb_buf *b, const struct relay_item *it)
                       (long long)it->offset);
         return;
     }
-    pb_buf_puts(b, "{\"error\":");
-    pb_buf_json_string(b, it->code, strlen(it->code));
-    pb_buf_puts(b, ",\"message\":");
-    pb_buf_json_string(b, it->msg, strlen(it->msg));
-    pb_buf_puts(b, "}");
+    pb_http_error_json(b, it->code, it->msg);
 }
 
 /* A single push answers as its item; a batch 202 with every item's result,

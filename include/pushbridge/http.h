@@ -57,6 +57,8 @@ void pb_http_handle(struct pb_server *s, const struct pb_vhd *vhd, struct pb_htt
 /* Last step before the answer is written: counts push statuses, turns an
  * answer that did not fit into a 500. */
 void pb_http_done(struct pb_server *s, struct pb_http_req *r);
+/* Appends {"error":code,"message":msg} (the body of every error). */
+void pb_http_error_json(struct pb_buf *b, const char *code, const char *msg);
 /* {"error":code,"message":msg} with this status. */
 void pb_http_answer_error(struct pb_http_req *r, int status, const char *code, const char *msg);
 /* Decodes %XX in place (no '+': this is a path); new length, -1 if broken. */
