@@ -201,10 +201,7 @@ const struct setting *pb_config_table(size_t *n)
 
 /* ---- errors ---- */
 
-static int fail(char *errstr, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int fail(char *errstr, size_t errlen, const char *fmt, ...)
+int pb_config_fail(char *errstr, size_t errlen, const char *fmt, ...)
 {
     if (errstr && errlen) {
         va_list ap;
@@ -227,7 +224,7 @@ static int fail_context(char *errstr, size_t errlen, const char *fmt, const char
 }
 
 /* Copies s for an error message: truncated, control bytes as '?'. */
-static const char *sanitize(char *buf, size_t n, const char *s)
+const char *pb_config_sanitize(char *buf, size_t n, const char *s)
 {
     size_t o = 0;
     for (; *s && o + 4 < n; s++)
@@ -241,13 +238,13 @@ static const char *sanitize(char *buf, size_t n, const char *s)
 }
 
 /* Quotes s for "got ..." in an error message; a secret is never echoed. */
-static const char *quote(char *buf, size_t n, const char *s, unsigned flags)
+const char *pb_config_quote(char *buf, size_t n, const char *s, unsigned flags)
 {
     char inner[48];
     if (flags & F_SECRET)
         snprintf(buf, n, "a string");
     else
-        snprintf(buf, n, "\"%s\"", sanitize(inner, sizeof(inner), s));
+        snprintf(buf, n, "\"%s\"", pb_config_sanitize(inner, sizeof(inner), s));
     return buf;
 }
 
@@ -256,9 +253,9 @@ static const char *describe(char *buf, size_t n, yajl_val v, unsigned flags)
 {
     switch (v->type) {
     case yajl_t_string:
-        return quote(buf, n, v->u.string, flags);
+        return pb_config_quote(buf, n, v->u.string, flags);
     case yajl_t_number:
-        return flags & F_SECRET ? "a number" : sanitize(buf, n, v->u.number.r);
+        return flags & F_SECRET ? "a number" : pb_config_sanitize(buf, n, v->u.number.r);
     case yajl_t_object:
         return "an object";
     case yajl_t_array:
@@ -386,9 +383,9 @@ static int store_string(struct pb_config *c, const struct setting *s, const char
     if (!v || !*v) {
         /* An optional string is unset by null or ""; "" is how the environment says null. */
         if (!(s->flags & F_OPTIONAL))
-            return fail(errstr, errlen, "%s: expected a non-empty string, got %s", s->key, shown);
+            return pb_config_fail(errstr, errlen, "%s: expected a non-empty string, got %s", s->key, shown);
     } else if (!(copy = strdup(v))) {
-        return fail(errstr, errlen, "%s: out of memory", s->key);
+        return pb_config_fail(errstr, errlen, "%s: out of memory", s->key);
     }
     free(*field);
     *field = copy;
@@ -399,7 +396,7 @@ static int store_int(struct pb_config *c, const struct setting *s, int ok, int64
                      const char *shown, char *errstr, size_t errlen)
 {
     if (!ok || v < s->min || v > s->max)
-        return fail(errstr, errlen,
+        return pb_config_fail(errstr, errlen,
                     "%s: expected an integer between %" PRId64 " and %" PRId64 ", got %s", s->key,
                     s->min, s->max, shown);
     *FIELD_PTR(c, s, int64_t) = v;
@@ -418,7 +415,7 @@ static int store_enum(struct pb_config *c, const struct setting *s, const char *
         size_t o = strlen(names);
         snprintf(names + o, sizeof(names) - o, "%s%s", i ? ", " : "", s->names[i]);
     }
-    return fail(errstr, errlen, "%s: expected one of %s, got %s", s->key, names, shown);
+    return pb_config_fail(errstr, errlen, "%s: expected one of %s, got %s", s->key, names, shown);
 }
 
 /* Lists are built aside and swapped in, so a failed set leaves the old value intact. */
@@ -496,11 +493,11 @@ static int set_strlist_str(struct pb_config *c, const struct setting *s, const c
         more = pb_config_next_piece(&p, &item, &len);
         if (!len) {
             strlist_free(&l);
-            return fail(errstr, errlen, "%s: empty item in comma-separated list", s->key);
+            return pb_config_fail(errstr, errlen, "%s: empty item in comma-separated list", s->key);
         }
         if (strlist_add(&l, item, len) < 0) {
             strlist_free(&l);
-            return fail(errstr, errlen, "%s: out of memory", s->key);
+            return pb_config_fail(errstr, errlen, "%s: out of memory", s->key);
         }
     }
     store_strlist(c, s, &l);
@@ -524,7 +521,7 @@ static int set_kvlist_str(struct pb_config *c, const struct setting *s, const ch
         if (!eq) {
             if (!key) {
                 kvlist_free(&l);
-                return fail(errstr, errlen, "%s: expected key=value pairs, comma-separated",
+                return pb_config_fail(errstr, errlen, "%s: expected key=value pairs, comma-separated",
                             s->key);
             }
             vend = piece + len; /* continues the previous value, commas included */
@@ -537,7 +534,7 @@ static int set_kvlist_str(struct pb_config *c, const struct setting *s, const ch
             klen--;
         if (!klen) {
             kvlist_free(&l);
-            return fail(errstr, errlen, "%s: empty property name", s->key);
+            return pb_config_fail(errstr, errlen, "%s: empty property name", s->key);
         }
         for (val = eq + 1; isspace((unsigned char)*val);)
             val++;
@@ -549,7 +546,7 @@ static int set_kvlist_str(struct pb_config *c, const struct setting *s, const ch
     return 0;
 oom:
     kvlist_free(&l);
-    return fail(errstr, errlen, "%s: out of memory", s->key);
+    return pb_config_fail(errstr, errlen, "%s: out of memory", s->key);
 }
 
 static int set_from_string(struct pb_config *c, const struct setting *s, const char *v,
@@ -559,7 +556,7 @@ static int set_from_string(struct pb_config *c, const struct setting *s, const c
     int64_t n = 0;
     int b = 0, ok;
     if (v)
-        quote(shown, sizeof(shown), v, s->flags);
+        pb_config_quote(shown, sizeof(shown), v, s->flags);
     else
         snprintf(shown, sizeof(shown), "null");
 
@@ -571,7 +568,7 @@ static int set_from_string(struct pb_config *c, const struct setting *s, const c
         return store_int(c, s, ok, n, shown, errstr, errlen);
     case T_BOOL:
         if (!parse_bool(v, &b))
-            return fail(errstr, errlen, "%s: expected true or false, got %s", s->key, shown);
+            return pb_config_fail(errstr, errlen, "%s: expected true or false, got %s", s->key, shown);
         *FIELD_PTR(c, s, int) = b;
         return 0;
     case T_ENUM:
@@ -581,7 +578,7 @@ static int set_from_string(struct pb_config *c, const struct setting *s, const c
     case T_KVLIST:
         return set_kvlist_str(c, s, v ? v : "", errstr, errlen);
     }
-    return fail(errstr, errlen, "%s: unsupported type", s->key);
+    return pb_config_fail(errstr, errlen, "%s: unsupported type", s->key);
 }
 
 /* ---- from JSON (the config file) ---- */
@@ -610,14 +607,14 @@ static int set_from_json(struct pb_config *c, const struct setting *s, yajl_val 
     case T_STRING:
         if (YAJL_IS_NULL(v) || YAJL_IS_STRING(v))
             return store_string(c, s, YAJL_GET_STRING(v), got, errstr, errlen);
-        return fail(errstr, errlen, "%s: expected a string%s, got %s", s->key,
+        return pb_config_fail(errstr, errlen, "%s: expected a string%s, got %s", s->key,
                     (s->flags & F_OPTIONAL) ? " or null" : "", got);
     case T_INT:
         return store_int(c, s, YAJL_IS_INTEGER(v), YAJL_IS_INTEGER(v) ? YAJL_GET_INTEGER(v) : 0,
                          got, errstr, errlen);
     case T_BOOL:
         if (!YAJL_IS_TRUE(v) && !YAJL_IS_FALSE(v))
-            return fail(errstr, errlen, "%s: expected true or false, got %s", s->key, got);
+            return pb_config_fail(errstr, errlen, "%s: expected true or false, got %s", s->key, got);
         *FIELD_PTR(c, s, int) = YAJL_IS_TRUE(v);
         return 0;
     case T_ENUM:
@@ -625,17 +622,17 @@ static int set_from_json(struct pb_config *c, const struct setting *s, yajl_val 
     case T_STRLIST: {
         struct pb_strlist l = {0};
         if (!YAJL_IS_ARRAY(v))
-            return fail(errstr, errlen, "%s: expected an array of strings, got %s", s->key, got);
+            return pb_config_fail(errstr, errlen, "%s: expected an array of strings, got %s", s->key, got);
         for (size_t i = 0; i < v->u.array.len; i++) {
             yajl_val item = v->u.array.values[i];
             if (!YAJL_IS_STRING(item) || !*item->u.string) {
                 strlist_free(&l);
-                return fail(errstr, errlen, "%s[%zu]: expected a non-empty string, got %s", s->key,
+                return pb_config_fail(errstr, errlen, "%s[%zu]: expected a non-empty string, got %s", s->key,
                             i, describe(shown, sizeof(shown), item, s->flags));
             }
             if (strlist_add(&l, item->u.string, strlen(item->u.string)) < 0) {
                 strlist_free(&l);
-                return fail(errstr, errlen, "%s: out of memory", s->key);
+                return pb_config_fail(errstr, errlen, "%s: out of memory", s->key);
             }
         }
         store_strlist(c, s, &l);
@@ -644,28 +641,28 @@ static int set_from_json(struct pb_config *c, const struct setting *s, yajl_val 
     case T_KVLIST: {
         struct pb_kvlist l = {0};
         if (!YAJL_IS_OBJECT(v))
-            return fail(errstr, errlen, "%s: expected an object, got %s", s->key, got);
+            return pb_config_fail(errstr, errlen, "%s: expected an object, got %s", s->key, got);
         for (size_t i = 0; i < v->u.object.len; i++) {
             const char *k = v->u.object.keys[i], *text = property_text(v->u.object.values[i]);
             char name[64];
             if (!*k || !text) {
                 kvlist_free(&l);
                 if (!*k)
-                    return fail(errstr, errlen, "%s: empty property name", s->key);
-                return fail(errstr, errlen, "%s.%s: expected a string, number or boolean, got %s",
-                            s->key, sanitize(name, sizeof(name), k),
+                    return pb_config_fail(errstr, errlen, "%s: empty property name", s->key);
+                return pb_config_fail(errstr, errlen, "%s.%s: expected a string, number or boolean, got %s",
+                            s->key, pb_config_sanitize(name, sizeof(name), k),
                             describe(shown, sizeof(shown), v->u.object.values[i], 0));
             }
             if (kvlist_put(&l, k, strlen(k), text, strlen(text)) < 0) {
                 kvlist_free(&l);
-                return fail(errstr, errlen, "%s: out of memory", s->key);
+                return pb_config_fail(errstr, errlen, "%s: out of memory", s->key);
             }
         }
         store_kvlist(c, s, &l);
         return 0;
     }
     }
-    return fail(errstr, errlen, "%s: unsupported type", s->key);
+    return pb_config_fail(errstr, errlen, "%s: unsupported type", s->key);
 }
 
 /* Walks {"section": {"name": value}} and top-level {"name": value}; every member must be a
@@ -685,13 +682,13 @@ static int load_object(struct pb_config *c, yajl_val obj, const char *section, c
                 return fail_context(errstr, errlen, " (in %s)", path);
         } else if (!section && n < (int)sizeof(key) && is_section(key)) {
             if (!YAJL_IS_OBJECT(v))
-                return fail(errstr, errlen, "%s: expected an object (a section), got %s (in %s)",
+                return pb_config_fail(errstr, errlen, "%s: expected an object (a section), got %s (in %s)",
                             key, describe(shown, sizeof(shown), v, 0), path);
             if (load_object(c, v, key, path, errstr, errlen) < 0)
                 return -1;
         } else {
-            return fail(errstr, errlen, "unknown setting '%s' in %s",
-                        sanitize(shown, sizeof(shown), key), path);
+            return pb_config_fail(errstr, errlen, "unknown setting '%s' in %s",
+                        pb_config_sanitize(shown, sizeof(shown), key), path);
         }
     }
     return 0;
@@ -719,7 +716,7 @@ static int check_syntax(const char *buf, size_t len, const char *path, char *err
     int depth = 0, rc = 0;
     yajl_handle h = yajl_alloc(&cb, NULL, &depth);
     if (!h)
-        return fail(errstr, errlen, "%s: out of memory", path);
+        return pb_config_fail(errstr, errlen, "%s: out of memory", path);
     yajl_config(h, yajl_allow_comments, 1); /* as yajl_tree_parse() allows them */
 
     yajl_status st = yajl_parse(h, (const unsigned char *)buf, len);
@@ -738,14 +735,14 @@ static int check_syntax(const char *buf, size_t len, const char *path, char *err
             }
         }
         if (st == yajl_status_client_canceled) {
-            rc = fail(errstr, errlen, "%s:%zu:%zu: JSON nested deeper than %d levels", path, line,
+            rc = pb_config_fail(errstr, errlen, "%s:%zu:%zu: JSON nested deeper than %d levels", path, line,
                       col, MAX_DEPTH);
         } else {
             unsigned char *msg = yajl_get_error(h, 0, NULL, 0);
             char text[128];
             snprintf(text, sizeof(text), "%s", msg ? (const char *)msg : "syntax error");
             text[strcspn(text, "\n")] = '\0';
-            rc = fail(errstr, errlen, "%s:%zu:%zu: invalid JSON: %s", path, line, col, text);
+            rc = pb_config_fail(errstr, errlen, "%s:%zu:%zu: invalid JSON: %s", path, line, col, text);
             if (msg)
                 yajl_free_error(h, msg);
         }
@@ -759,13 +756,13 @@ static char *read_file(const char *path, size_t *len, char *errstr, size_t errle
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
-        fail(errstr, errlen, "cannot open config file %s: %s", path, strerror(errno));
+        pb_config_fail(errstr, errlen, "cannot open config file %s: %s", path, strerror(errno));
         return NULL;
     }
     char *buf = malloc(MAX_FILE_BYTES + 1);
     if (!buf) {
         fclose(f);
-        fail(errstr, errlen, "%s: out of memory", path);
+        pb_config_fail(errstr, errlen, "%s: out of memory", path);
         return NULL;
     }
     size_t n = fread(buf, 1, MAX_FILE_BYTES + 1, f);
@@ -773,11 +770,11 @@ static char *read_file(const char *path, size_t *len, char *errstr, size_t errle
     fclose(f);
     if (err || n > MAX_FILE_BYTES || memchr(buf, '\0', n)) {
         if (err)
-            fail(errstr, errlen, "cannot read config file %s: %s", path, strerror(err));
+            pb_config_fail(errstr, errlen, "cannot read config file %s: %s", path, strerror(err));
         else if (n > MAX_FILE_BYTES)
-            fail(errstr, errlen, "config file %s is larger than %d bytes", path, MAX_FILE_BYTES);
+            pb_config_fail(errstr, errlen, "config file %s is larger than %d bytes", path, MAX_FILE_BYTES);
         else
-            fail(errstr, errlen, "config file %s contains a NUL byte", path);
+            pb_config_fail(errstr, errlen, "config file %s contains a NUL byte", path);
         free(buf);
         return NULL;
     }
@@ -802,12 +799,12 @@ int pb_config_load_file(struct pb_config *c, const char *path, char *errstr, siz
     free(buf);
     if (!root) {
         yerr[strcspn(yerr, "\n")] = '\0';
-        return fail(errstr, errlen, "%s: invalid JSON: %s", path, *yerr ? yerr : "syntax error");
+        return pb_config_fail(errstr, errlen, "%s: invalid JSON: %s", path, *yerr ? yerr : "syntax error");
     }
     int rc;
     if (!YAJL_IS_OBJECT(root)) {
         char shown[64];
-        rc = fail(errstr, errlen, "%s: expected a JSON object at the top level, got %s", path,
+        rc = pb_config_fail(errstr, errlen, "%s: expected a JSON object at the top level, got %s", path,
                   describe(shown, sizeof(shown), root, 0));
     } else {
         rc = load_object(c, root, NULL, path, errstr, errlen);
@@ -836,8 +833,8 @@ int pb_config_apply_env(struct pb_config *c, char *const *envp, char *errstr, si
         if (!s) {
             char shown[64];
             snprintf(name, sizeof(name), "%.*s", (int)(nlen < 64 ? nlen : 64), var);
-            return fail(errstr, errlen, "unknown environment variable %s",
-                        sanitize(shown, sizeof(shown), name));
+            return pb_config_fail(errstr, errlen, "unknown environment variable %s",
+                        pb_config_sanitize(shown, sizeof(shown), name));
         }
         if (set_from_string(c, s, eq ? eq + 1 : "", errstr, errlen) < 0)
             return fail_context(errstr, errlen, " (from %s)", name);
@@ -851,8 +848,8 @@ int pb_config_set(struct pb_config *c, const char *key, const char *value, char 
     const struct setting *s = key ? find_setting(key) : NULL;
     char shown[64];
     if (!s)
-        return fail(errstr, errlen, "unknown setting '%s'",
-                    key ? sanitize(shown, sizeof(shown), key) : "(null)");
+        return pb_config_fail(errstr, errlen, "unknown setting '%s'",
+                    key ? pb_config_sanitize(shown, sizeof(shown), key) : "(null)");
     return set_from_string(c, s, value, errstr, errlen);
 }
 
@@ -893,173 +890,4 @@ void pb_config_free(struct pb_config *c)
             kvlist_free(FIELD_PTR(c, s, struct pb_kvlist));
         }
     }
-}
-
-/* ---- checks across settings ---- */
-
-int pb_config_split_hostport(const char *addr, char *host, size_t hostlen, int *port)
-{
-    const char *h, *hend, *p;
-    if (!addr || !host || !hostlen || !port)
-        return -1;
-    if (*addr == '[') { /* "[::1]:80": an IPv6 literal has colons of its own */
-        h = addr + 1;
-        hend = strchr(h, ']');
-        if (!hend || hend[1] != ':')
-            return -1;
-        p = hend + 2;
-    } else {
-        h = addr;
-        hend = strrchr(addr, ':');
-        if (!hend || memchr(addr, ':', (size_t)(hend - addr)))
-            return -1; /* no port, or a bare IPv6 literal, which is ambiguous */
-        p = hend + 1;
-    }
-    size_t n = (size_t)(hend - h);
-    if (!n || n >= hostlen)
-        return -1;
-    for (size_t i = 0; i < n; i++)
-        if (!isgraph((unsigned char)h[i]) || h[i] == '[' || h[i] == ']' || h[i] == '/')
-            return -1;
-    long v = 0;
-    if (!*p || strlen(p) > 5)
-        return -1;
-    for (; *p; p++) {
-        if (!isdigit((unsigned char)*p))
-            return -1;
-        v = v * 10 + (*p - '0');
-    }
-    if (v > 65535)
-        return -1;
-    memcpy(host, h, n);
-    host[n] = '\0';
-    *port = (int)v;
-    return 0;
-}
-
-/* Examples (deploy/env.example, the README) show where a secret goes with
- * this placeholder; started as it is, it would be a secret anyone can read. */
-#define PLACEHOLDER "CHANGE-ME"
-/* RFC 7518 3.2: an HS256 key must be at least as long as the hash. */
-#define MIN_HS256_SECRET_BYTES 32
-
-static int check_secrets(const struct pb_config *c, char *errstr, size_t errlen)
-{
-    if (c->auth_jwt_secret && strstr(c->auth_jwt_secret, PLACEHOLDER))
-        return fail(errstr, errlen,
-                    "auth.jwt_secret is still the example's " PLACEHOLDER
-                    " placeholder: set a random secret of at least %d bytes",
-                    MIN_HS256_SECRET_BYTES);
-    if (c->auth_mode == PB_AUTH_JWT && c->auth_jwt_secret &&
-        strlen(c->auth_jwt_secret) < MIN_HS256_SECRET_BYTES)
-        return fail(errstr, errlen,
-                    "auth.jwt_secret is %zu bytes: HS256 needs at least %d (RFC 7518 3.2)",
-                    strlen(c->auth_jwt_secret), MIN_HS256_SECRET_BYTES);
-    for (size_t i = 0; i < c->push_api_keys.n; i++)
-        if (strstr(c->push_api_keys.items[i], PLACEHOLDER))
-            return fail(errstr, errlen,
-                        "push.api_keys[%zu] is still the example's " PLACEHOLDER
-                        " placeholder: set a random key, or remove it",
-                        i);
-    return 0;
-}
-
-/* 1 when host (from listen.*) is a loopback address. */
-static int is_loopback(const char *host)
-{
-    return strncmp(host, "127.", 4) == 0 || strcmp(host, "localhost") == 0 ||
-           strcmp(host, "::1") == 0 || strcmp(host, "[::1]") == 0;
-}
-
-int pb_config_internal_exposed(const struct pb_config *c)
-{
-    char host[256];
-    int port;
-    if (strcmp(c->listen_internal, c->listen_public) == 0)
-        return 1;
-    return pb_config_split_hostport(c->listen_internal, host, sizeof(host), &port) == 0 &&
-           !is_loopback(host);
-}
-
-int pb_config_validate(const struct pb_config *c, char *errstr, size_t errlen)
-{
-    char host[256], shown[64];
-    int port;
-
-    /* The table's own constraints, in case a field was assigned directly. */
-    for (size_t i = 0; i < NSETTINGS; i++) {
-        const struct setting *s = &settings[i];
-        if (s->type == T_STRING && !(s->flags & F_OPTIONAL) && !*FIELD_PTR(c, s, char *))
-            return fail(errstr, errlen, "%s is not set", s->key);
-        if (s->type == T_INT &&
-            (*FIELD_PTR(c, s, int64_t) < s->min || *FIELD_PTR(c, s, int64_t) > s->max))
-            return fail(errstr, errlen, "%s: %" PRId64 " is not between %" PRId64 " and %" PRId64,
-                        s->key, *FIELD_PTR(c, s, int64_t), s->min, s->max);
-        if (s->type == T_ENUM) {
-            int v = *FIELD_PTR(c, s, int), n = 0;
-            while (s->names[n])
-                n++;
-            if (v < 0 || v >= n)
-                return fail(errstr, errlen, "%s: invalid value %d", s->key, v);
-        }
-    }
-
-    const char *listeners[][2] = {{"listen.public", c->listen_public},
-                                  {"listen.internal", c->listen_internal}};
-    for (size_t i = 0; i < 2; i++) {
-        const char *addr = listeners[i][1];
-        if (pb_config_split_hostport(addr, host, sizeof(host), &port) < 0 || port == 0)
-            return fail(errstr, errlen,
-                        "%s: expected HOST:PORT with a port from 1 to 65535 (IPv6 as "
-                        "[ADDR]:PORT), got %s",
-                        listeners[i][0], quote(shown, sizeof(shown), addr, 0));
-    }
-
-    if (c->auth_mode == PB_AUTH_JWT && !c->auth_jwt_secret && !c->auth_jwt_public_key)
-        return fail(errstr, errlen,
-                    "auth.mode is jwt but neither auth.jwt_secret nor auth.jwt_public_key is set");
-    if (check_secrets(c, errstr, errlen))
-        return -1;
-    if (!c->tls_cert != !c->tls_key)
-        return fail(errstr, errlen, "tls.cert and tls.key must be set together (%s is missing)",
-                    c->tls_cert ? "tls.key" : "tls.cert");
-    /* Cluster pushes are answered once Kafka has them: httpd.c can hold an
-     * answer back, lws's server for a shared or TLS listener cannot. */
-    if (c->cluster_mode == PB_CLUSTER_KAFKA &&
-        (strcmp(c->listen_internal, c->listen_public) == 0 || c->tls_internal))
-        return fail(errstr, errlen,
-                    "cluster.mode kafka needs the internal listener on a port of its own "
-                    "without tls.internal (pushes are answered once Kafka has them)");
-    if (c->tls_internal && !c->tls_cert)
-        return fail(errstr, errlen, "tls.internal is true but tls.cert and tls.key are not set");
-    /* Checked here so that --check-config catches it, not only a start. */
-    const char *pem[] = {c->tls_cert, c->tls_key, c->auth_jwt_public_key};
-    const char *pem_key[] = {"tls.cert", "tls.key", "auth.jwt_public_key"};
-    for (int i = 0; i < 3; i++)
-        if (pem[i] && access(pem[i], R_OK) != 0)
-            return fail(errstr, errlen, "%s: cannot read %s: %s", pem_key[i], pem[i],
-                        strerror(errno));
-    if (!c->kafka_topics.n)
-        return fail(errstr, errlen, "kafka.topics is empty: at least one topic is needed");
-    if (c->ws_path[0] != '/')
-        return fail(errstr, errlen, "ws.path: must start with '/', got %s",
-                    quote(shown, sizeof(shown), c->ws_path, 0));
-    if (c->ws_idle_timeout_ms <= c->ws_ping_interval_ms)
-        return fail(errstr, errlen,
-                    "ws.idle_timeout_ms (%" PRId64
-                    ") must be greater than ws.ping_interval_ms (%" PRId64
-                    "), or quiet clients are closed before they can answer a ping",
-                    c->ws_idle_timeout_ms, c->ws_ping_interval_ms);
-    if (c->ws_queue_hard_max_bytes && c->ws_queue_hard_max_bytes < c->ws_queue_max_bytes)
-        return fail(errstr, errlen,
-                    "ws.queue_hard_max_bytes (%" PRId64 ") must be at least ws.queue_max_bytes (%" PRId64
-                    ")",
-                    c->ws_queue_hard_max_bytes, c->ws_queue_max_bytes);
-    for (size_t i = 0; c->kafka_dead_letter_topic && i < c->kafka_topics.n; i++)
-        if (strcmp(c->kafka_topics.items[i], c->kafka_dead_letter_topic) == 0)
-            return fail(errstr, errlen,
-                        "kafka.dead_letter_topic '%s' is also in kafka.topics: dead letters "
-                        "would be consumed again",
-                        sanitize(shown, sizeof(shown), c->kafka_dead_letter_topic));
-    return 0;
 }

@@ -37,6 +37,16 @@ void pb_config_env_name(const struct setting *s, char *buf, size_t n);
  * a comma follows, so "a," yields "a" and then an empty piece. */
 int pb_config_next_piece(const char **p, const char **start, size_t *len);
 
+/* Writes the message into errstr; returns -1 (config.c's error path). */
+int pb_config_fail(char *errstr, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* s for an error message: quoted, truncated, control bytes as '?', masked
+ * when flags has F_SECRET. */
+const char *pb_config_quote(char *buf, size_t n, const char *s, unsigned flags);
+
+/* s copied for an error message: truncated, control bytes as '?'. */
+const char *pb_config_sanitize(char *buf, size_t n, const char *s);
+
 /* 1 when v holds only white space. */
 int pb_config_is_blank(const char *v);
 
