@@ -1,7 +1,7 @@
 // Headless Chromium driven by puppeteer-core, one command per stdin line,
 // one JSON answer per stdout line, so that a pytest test can interleave
 // browser steps with Kafka produces and bridge restarts
-// (tests/integration/test_47_browser.py holds the page objects).
+// (tests/integration/test_53_browser.py holds the page objects).
 //
 // Commands: {"cmd":"open","url":U,"blockWebSocket":bool,"token":{secret,sub,lifetime}}
 //           {"cmd":"eval","js":EXPR}  {"cmd":"waitFor","js":EXPR,"timeout":MS}

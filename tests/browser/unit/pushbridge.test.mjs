@@ -1,6 +1,6 @@
 // Unit tests of web/pushbridge.js: backoff, dedup, resume, the SSE parser
 // and the fallback, with fake WebSocket and fetch (node --test; run from
-// tests/integration/test_47_browser.py, so they are part of the suite).
+// tests/integration/test_53_browser.py, so they are part of the suite).
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { backoffDelay, Dedup, SSEParser, connect, endpoints } from "../../../web/pushbridge.js";
