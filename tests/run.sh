@@ -28,7 +28,7 @@ log() { printf '\n==> %s\n' "$*"; }
 # itself answers.
 PACKAGES=(build-essential cmake pkg-config librdkafka-dev libwebsockets-dev libyajl-dev
           libssl-dev libev-dev libwebsockets-evlib-ev libcmocka-dev kcat default-jre-headless
-          maven python3-pytest python3-yaml chromium nodejs)
+          maven python3-pytest python3-yaml chromium nodejs npm)
 # The container image test is opt-in (PB_TEST_IMAGE=1, ~2 minutes): it needs
 # podman and debootstrap (no registry is reachable, so the base image is made
 # locally by scripts/base-image.sh).
@@ -48,8 +48,10 @@ present() {
         maven) command -v mvn >/dev/null 2>&1 ;;
         kcat) command -v kcat >/dev/null 2>&1 ;;
         cmake) command -v cmake >/dev/null 2>&1 ;;
-        # node 18+ from anywhere (Debian's nodejs, or NodeSource's).
-        nodejs) command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 ;;
+        # node 18+ from anywhere (Debian's nodejs, or NodeSource's, which
+        # brings its own npm: Debian's comes as a package of its own).
+        nodejs) command -v node >/dev/null 2>&1 ;;
+        npm) command -v npm >/dev/null 2>&1 ;;
         *) return 1 ;;
     esac
 }
