@@ -32,7 +32,10 @@ def test_outage_keeps_clients_and_delivers_everything_after(bridge_factory, kafk
         during = [envelope(data=f"during-{i}") for i in range(5)]
         producer = subprocess.Popen(
             ["kcat", "-P", "-E", "-b", kafka.bootstrap, "-t", b.topic, "-k", uid, "-D", "\n",
-             "-X", "message.timeout.ms=120000"],
+             "-X", "message.timeout.ms=120000",
+             # Retries after the outage must keep the order (as the harness's
+             # buffering_producer does): without idempotence they may not.
+             "-X", "enable.idempotence=true"],
             stdin=subprocess.PIPE)
         producer.stdin.write(b"\n".join(during) + b"\n")
         producer.stdin.close()
