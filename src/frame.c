@@ -33,7 +33,9 @@ static void write_header(struct pb_frame *f)
     memcpy(f->buf + PB_FRAME_HEADROOM - n, h, n);
 }
 
-struct pb_frame *pb_frame_new(size_t len)
+/* A frame with one reference and room for len payload bytes; its header
+ * is left to the caller. */
+static struct pb_frame *frame_alloc(size_t len)
 {
     struct pb_frame *f = malloc(sizeof(*f) + PB_FRAME_HEADROOM + len);
     if (!f)
@@ -44,7 +46,14 @@ struct pb_frame *pb_frame_new(size_t len)
     f->task_key = 0;
     f->final = 0;
     f->len = len;
-    write_header(f);
+    return f;
+}
+
+struct pb_frame *pb_frame_new(size_t len)
+{
+    struct pb_frame *f = frame_alloc(len);
+    if (f)
+        write_header(f);
     return f;
 }
 
@@ -65,15 +74,9 @@ struct pb_frame *pb_frame_raw(const unsigned char *wire, size_t len)
      * queued, and the bytes go out exactly as given. */
     if (len > PB_FRAME_HEADROOM)
         return NULL;
-    struct pb_frame *f = malloc(sizeof(*f) + PB_FRAME_HEADROOM);
+    struct pb_frame *f = frame_alloc(0);
     if (!f)
         return NULL;
-    f->refs = 1;
-    f->source = 0;
-    f->ts_ms = 0;
-    f->task_key = 0;
-    f->final = 0;
-    f->len = 0;
     f->hdr_len = (uint32_t)len;
     memcpy(f->buf + PB_FRAME_HEADROOM - len, wire, len);
     return f;
