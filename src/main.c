@@ -9,11 +9,11 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include "pushbridge/auth.h"
-#include "pushbridge/config.h"
-#include "pushbridge/kafka.h"
-#include "pushbridge/log.h"
-#include "pushbridge/server.h"
+#include "pushbridge/hub/auth.h"
+#include "pushbridge/core/config.h"
+#include "pushbridge/kafka/kafka.h"
+#include "pushbridge/core/log.h"
+#include "pushbridge/public/server.h"
 
 extern char **environ;
 

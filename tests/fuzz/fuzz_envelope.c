@@ -3,8 +3,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "pushbridge/envelope.h"
-#include "pushbridge/frame.h"
+#include "pushbridge/event/envelope.h"
+#include "pushbridge/event/frame.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

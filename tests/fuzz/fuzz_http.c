@@ -5,7 +5,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "pushbridge/httpparse.h"
+#include "pushbridge/api/httpparse.h"
 
 #define MAX_BODY 4096
 

@@ -10,7 +10,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
-#include "pushbridge/auth.h"
+#include "pushbridge/hub/auth.h"
 
 static struct pb_auth *auth_jwt, *auth_none;
 

@@ -3,8 +3,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "pushbridge/envelope.h"
-#include "pushbridge/http.h"
+#include "pushbridge/event/envelope.h"
+#include "pushbridge/api/http.h"
 
 static int item(const char *el, size_t len, void *ud)
 {

@@ -6,9 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pushbridge/config.h"
-#include "pushbridge/metrics.h"
-#include "pushbridge/store.h"
+#include "pushbridge/core/config.h"
+#include "pushbridge/core/metrics.h"
+#include "pushbridge/store/store.h"
 
 static struct pb_config cfg;
 static struct pb_metrics m;

@@ -20,7 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "pushbridge/auth.h"
+#include "pushbridge/hub/auth.h"
 
 #define SECRET "s3cret-for-tests"
 

@@ -14,7 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "pushbridge/config.h"
+#include "pushbridge/core/config.h"
 
 /* A temporary config file; unlinked by the test that made it. */
 static char *write_tmp(const char *text)

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pushbridge/envelope.h"
+#include "pushbridge/event/envelope.h"
 
 /* ---- helpers ---- */
 

@@ -11,8 +11,8 @@
 #include <libwebsockets.h>
 #include <string.h>
 
-#include "pushbridge/frame.h"
-#include "pushbridge/httpparse.h"
+#include "pushbridge/event/frame.h"
+#include "pushbridge/api/httpparse.h"
 
 static int parse(const char *text, struct pb_http_head *h)
 {

@@ -13,8 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pushbridge/hub.h"
-#include "pushbridge/keepalive.h"
+#include "pushbridge/hub/hub.h"
+#include "pushbridge/hub/keepalive.h"
 
 /* ---- fake transport ---- */
 

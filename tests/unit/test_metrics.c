@@ -13,7 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pushbridge/metrics.h"
+#include "pushbridge/core/metrics.h"
+#include "pushbridge/event/envelope.h"
 
 static int setup(void **state)
 {

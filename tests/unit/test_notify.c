@@ -16,8 +16,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "pushbridge/log.h"
-#include "pushbridge/notify.h"
+#include "pushbridge/core/log.h"
+#include "pushbridge/core/notify.h"
 
 /* A bound datagram socket standing in for the service manager; name is what
  * NOTIFY_SOCKET would hold. */

@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "pushbridge/sse.h"
+#include "pushbridge/public/sse.h"
 
 static void check(const char *json, const char *pos, const char *want)
 {

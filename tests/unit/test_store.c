@@ -9,9 +9,9 @@
 
 #include <cmocka.h>
 
-#include "pushbridge/config.h"
-#include "pushbridge/metrics.h"
-#include "pushbridge/store.h"
+#include "pushbridge/core/config.h"
+#include "pushbridge/core/metrics.h"
+#include "pushbridge/store/store.h"
 
 struct fx {
     struct pb_config cfg;

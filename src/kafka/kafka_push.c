@@ -1,0 +1,153 @@
+/* Cluster mode's HTTP pushes (SPEC 8): produced to push.topic, keyed like a
+ * Kafka event, by a producer of their own whose delivery reports wake the
+ * loop through the consumer's pipe. Every node, this one included, delivers
+ * them from there through the one consumer path, so each connection gets
+ * each push once whichever node took it. Never blocks the loop: the queue is
+ * bounded (a full one refuses at once) and a message Kafka does not take
+ * within PUSH_TIMEOUT_MS is reported failed. */
+#include <stdio.h>
+#include <string.h>
+
+#include "pushbridge/core/log.h"
+#include "kafka_internal.h"
+
+/* What an HTTP caller waits for at most before a 503 (the request itself
+ * may take 20 s: httpd.c). */
+#define PUSH_TIMEOUT_MS "5000"
+/* Bound: pushes waiting for Kafka. */
+#define PUSH_QUEUE_MESSAGES "10000"
+#define PUSH_QUEUE_KBYTES "65536"
+/* Waiting at start for the answer to "create push.topic". */
+#define CREATE_TOPIC_MS 5000
+
+static void on_push_report(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
+{
+    (void)rk;
+    struct pb_kafka *k = opaque;
+    if (!k->push_done)
+        return;
+    if (msg->err)
+        k->push_done(msg->_private, -1, -1, rd_kafka_err2str(msg->err));
+    else
+        k->push_done(msg->_private, msg->partition, msg->offset, NULL);
+}
+
+static rd_kafka_t *push_producer(struct pb_kafka *k, char *errstr, size_t errlen)
+{
+    char err[256];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    if (pb_kafka_conf_set(conf, "bootstrap.servers",
+                          k->bootstrap ? k->bootstrap : k->cfg->kafka_brokers, errstr, errlen) ||
+        pb_kafka_conf_set(conf, "queue.buffering.max.messages", PUSH_QUEUE_MESSAGES, errstr,
+                          errlen) ||
+        pb_kafka_conf_set(conf, "queue.buffering.max.kbytes", PUSH_QUEUE_KBYTES, errstr, errlen) ||
+        pb_kafka_conf_set(conf, "linger.ms", "1", errstr, errlen) ||
+        pb_kafka_conf_set(conf, "message.timeout.ms", PUSH_TIMEOUT_MS, errstr, errlen) ||
+        /* Retries keep one user's pushes in order (one key, one partition). */
+        pb_kafka_conf_set(conf, "enable.idempotence", "true", errstr, errlen) ||
+        pb_kafka_conf_set(conf, "log.queue", "true", errstr, errlen) ||
+        pb_kafka_apply_properties(k->cfg, conf, errstr, errlen) ||
+        pb_kafka_conf_set(conf, "message.timeout.ms", PUSH_TIMEOUT_MS, errstr, errlen)) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    rd_kafka_conf_set_opaque(conf, k);
+    rd_kafka_conf_set_log_cb(conf, pb_kafka_on_log);
+    rd_kafka_conf_set_dr_msg_cb(conf, on_push_report);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+    if (!rk) {
+        rd_kafka_conf_destroy(conf);
+        snprintf(errstr, errlen, "push.topic: cannot create the producer: %s", err);
+        return NULL;
+    }
+    rd_kafka_set_log_queue(rk, NULL);
+    return rk;
+}
+
+/* push.topic must exist: created with the broker's defaults if it does not
+ * (a cluster that refuses is a start-up error naming why). A broker that
+ * does not answer is not: the bridge is not ready without it anyway, and
+ * pushes are answered 503 until the topic can be written. */
+static int ensure_topic(struct pb_kafka *k, char *errstr, size_t errlen)
+{
+    char err[256];
+    rd_kafka_NewTopic_t *nt =
+        rd_kafka_NewTopic_new(k->cfg->push_topic, -1, -1, err, sizeof(err));
+    if (!nt) {
+        snprintf(errstr, errlen, "push.topic %s: %s", k->cfg->push_topic, err);
+        return -1;
+    }
+    rd_kafka_queue_t *q = rd_kafka_queue_new(k->push);
+    rd_kafka_CreateTopics(k->push, &nt, 1, NULL, q);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, CREATE_TOPIC_MS);
+    int rc = 0;
+    const rd_kafka_CreateTopics_result_t *res = ev ? rd_kafka_event_CreateTopics_result(ev) : NULL;
+    size_t n = 0;
+    const rd_kafka_topic_result_t **tr = res ? rd_kafka_CreateTopics_result_topics(res, &n) : NULL;
+    rd_kafka_resp_err_t e = ev ? rd_kafka_event_error(ev) : RD_KAFKA_RESP_ERR__TIMED_OUT;
+    if (!e && n == 1)
+        e = rd_kafka_topic_result_error(tr[0]);
+    if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
+        pb_info("kafka: created push.topic %s", k->cfg->push_topic);
+    else if (e == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
+        ;
+    else if (e == RD_KAFKA_RESP_ERR__TIMED_OUT || e == RD_KAFKA_RESP_ERR__TRANSPORT)
+        pb_warn("kafka: cannot make sure push.topic %s exists (%s): pushes are answered 503 "
+                "until it can be written",
+                k->cfg->push_topic, rd_kafka_err2str(e));
+    else {
+        snprintf(errstr, errlen, "push.topic %s does not exist and cannot be created: %s",
+                 k->cfg->push_topic,
+                 n == 1 && rd_kafka_topic_result_error_string(tr[0])
+                     ? rd_kafka_topic_result_error_string(tr[0])
+                     : rd_kafka_err2str(e));
+        rc = -1;
+    }
+    if (ev)
+        rd_kafka_event_destroy(ev);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_NewTopic_destroy(nt);
+    return rc;
+}
+
+int pb_kafka_push_start(struct pb_kafka *k, char *errstr, size_t errlen)
+{
+    if (!(k->push = push_producer(k, errstr, errlen)))
+        return -1;
+    rd_kafka_queue_t *main_q = rd_kafka_queue_get_main(k->push);
+    rd_kafka_queue_io_event_enable(main_q, k->pipefd[1], "1", 1);
+    rd_kafka_queue_destroy(main_q);
+    return k->mock ? 0 : ensure_topic(k, errstr, errlen); /* --dev made it already */
+}
+
+void pb_kafka_push_poll(struct pb_kafka *k)
+{
+    if (k->push)
+        rd_kafka_poll(k->push, 0);
+}
+
+void pb_kafka_set_push_done(struct pb_kafka *k, pb_kafka_push_done done)
+{
+    k->push_done = done;
+}
+
+int pb_kafka_push(struct pb_kafka *k, const char *key, size_t keylen, const char *value,
+                  size_t len, void *opaque, char *errstr, size_t errlen)
+{
+    if (!k->push) {
+        snprintf(errstr, errlen, "pushes go through Kafka only in cluster.mode kafka");
+        return -1;
+    }
+    rd_kafka_resp_err_t e = rd_kafka_producev(
+        k->push, RD_KAFKA_V_TOPIC(k->cfg->push_topic), RD_KAFKA_V_KEY(key, keylen),
+        RD_KAFKA_V_VALUE((void *)value, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
+    if (e) {
+        snprintf(errstr, errlen, "%s",
+                 e == RD_KAFKA_RESP_ERR__QUEUE_FULL
+                     ? "too many pushes are waiting for Kafka; retry later"
+                     : rd_kafka_err2str(e));
+        return -1;
+    }
+    return 0;
+}

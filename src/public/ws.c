@@ -1,0 +1,606 @@
+/* WebSocket side of a connection: login, the incoming-message limits, and
+ * writing the connection's queue to the socket. lws drives it; the hub owns
+ * the connection and its queue. Close codes are listed in hub.h and README. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <yajl/yajl_tree.h>
+
+#include "pushbridge/public/admission.h"
+#include "pushbridge/core/log.h"
+#include "pushbridge/public/server.h"
+#include "pushbridge/hub/tokenlife.h"
+
+/* Frames gathered into one writev() (plain TCP). The kernel takes what fits
+ * in the socket's send buffer; the rest waits for the next POLLOUT. */
+#define FRAMES_PER_WRITE 64
+/* Bytes copied into one TLS record (TLS cannot gather). */
+#define TLS_GATHER_BYTES (16 * 1024)
+
+static struct pb_server *server_of(struct lws *wsi)
+{
+    struct pb_vhd *vhd = lws_get_vhost_user(lws_get_vhost(wsi));
+    return vhd->srv;
+}
+
+/* Connections whose queue went from empty to non-empty since the loop last
+ * slept. Their frames go out from a prepare watcher just before the loop
+ * sleeps (pb_ws_flush_pending): one writev per connection per iteration,
+ * without waiting for POLLOUT. A socket with room (the usual case) then
+ * costs one system call, not an epoll change, a wake-up and another change;
+ * what does not fit waits for lws's WRITEABLE as before. */
+static void pending_add(struct pb_server *s, struct pb_pss *pss)
+{
+    if (pss->pending)
+        return;
+    pss->pending = 1;
+    pss->pend_prev = NULL;
+    pss->pend_next = s->write_pending;
+    if (s->write_pending)
+        s->write_pending->pend_prev = pss;
+    s->write_pending = pss;
+}
+
+static void pending_remove(struct pb_server *s, struct pb_pss *pss)
+{
+    if (!pss->pending)
+        return;
+    if (pss->pend_prev)
+        pss->pend_prev->pend_next = pss->pend_next;
+    else
+        s->write_pending = pss->pend_next;
+    if (pss->pend_next)
+        pss->pend_next->pend_prev = pss->pend_prev;
+    pss->pending = 0;
+    pss->pend_prev = pss->pend_next = NULL;
+}
+
+static void hook_want_write(struct pb_conn *c)
+{
+    struct lws *wsi = c->transport;
+    pending_add(server_of(wsi), lws_wsi_user(wsi));
+}
+
+/* Close asynchronously: the WRITEABLE callback sends the close frame; a
+ * client that never lets us write (slow consumer) is cut after 3 s. */
+static void hook_kill(struct pb_conn *c)
+{
+    lws_callback_on_writable(c->transport);
+    lws_set_timeout(c->transport, PENDING_TIMEOUT_USER_OK, 3);
+}
+
+/* A peer gone quiet past ws.idle_timeout_ms: no close frame (it would not
+ * be read), lws drops the connection on its next turn. */
+static void hook_cut(struct pb_conn *c)
+{
+    lws_set_timeout(c->transport, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+}
+
+const struct pb_hub_hooks pb_ws_hub_hooks = {
+    .want_write = hook_want_write,
+    .kill = hook_kill,
+    .cut = hook_cut,
+};
+
+static int close_now(struct lws *wsi, int code, const char *reason)
+{
+    lws_close_reason(wsi, (enum lws_close_status)code, (unsigned char *)reason, strlen(reason));
+    return -1;
+}
+
+static void send_text(struct pb_server *s, struct pb_conn *c, const char *text, size_t len)
+{
+    struct pb_frame *f = pb_frame_from(text, len);
+    if (!f)
+        return;
+    pb_hub_send(s->hub, c, f);
+    pb_frame_unref(f);
+}
+
+/* Control frames are small but carry user-chosen text (a user ID is up to
+ * 256 bytes, 1536 once escaped): built on the heap, capped at 8 KiB. */
+#define CONTROL_FRAME_MAX 8192
+
+static void send_buf(struct pb_server *s, struct pb_conn *c, struct pb_buf *b)
+{
+    if (!b->truncated)
+        send_text(s, c, b->data, b->len);
+    pb_buf_free(b);
+}
+
+static void send_error(struct pb_server *s, struct pb_conn *c, const char *code, const char *msg)
+{
+    struct pb_buf b;
+    pb_buf_init(&b, CONTROL_FRAME_MAX);
+    pb_buf_puts(&b, "{\"type\":\"error\",\"code\":");
+    pb_buf_json_string(&b, code, strlen(code));
+    pb_buf_puts(&b, ",\"message\":");
+    pb_buf_json_string(&b, msg, strlen(msg));
+    pb_buf_puts(&b, "}");
+    send_buf(s, c, &b);
+}
+
+/* Queue the error, then close once it is written. */
+static void refuse(struct pb_server *s, struct pb_pss *pss, int code, const char *errcode,
+                   const char *msg)
+{
+    send_error(s, pss->conn, errcode, msg);
+    pss->conn->close_code = code;
+    snprintf(pss->conn->close_reason, sizeof(pss->conn->close_reason), "%s", errcode);
+    pss->close_after_drain = 1;
+    ev_timer_stop(s->loop, &pss->auth_timer);
+    lws_callback_on_writable(pss->wsi);
+    /* A client that does not read its error is cut like a slow consumer. */
+    lws_set_timeout(pss->wsi, PENDING_TIMEOUT_USER_OK, 3);
+}
+
+static void auth_timeout(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct pb_pss *pss = w->data;
+    struct pb_server *s = server_of(pss->wsi);
+    if (pss->conn && !pss->conn->authed)
+        pb_hub_close(s->hub, pss->conn, PB_CLOSE_AUTH_TIMEOUT, "authentication timeout");
+}
+
+/* The "resume" member of a native login (SPEC 7), when it is a string.
+ * Anything else there (a number, a huge or garbled string) is a pos that
+ * cannot resume: the welcome says "resumed": false, the login stands. */
+static int login_resume(const char *text, size_t len, char *out, size_t cap)
+{
+    char err[64];
+    char *copy = strndup(text, len);
+    yajl_val root = copy ? yajl_tree_parse(copy, err, sizeof(err)) : NULL;
+    free(copy);
+    const char *path[] = {"resume", NULL};
+    yajl_val v = root ? yajl_tree_get(root, path, yajl_t_any) : NULL;
+    int found = v != NULL;
+    const char *str = v && YAJL_IS_STRING(v) ? YAJL_GET_STRING(v) : "";
+    snprintf(out, cap, "%s", strlen(str) < cap ? str : "");
+    yajl_tree_free(root);
+    return found;
+}
+
+static void login(struct pb_server *s, struct pb_pss *pss, const char *text, size_t len)
+{
+    struct pb_identity id;
+    const char *code;
+    char msg[256];
+    if (pb_auth_login(s->auth, text, len, &id, &code, msg, sizeof(msg))) {
+        pb_info("connection %llu: login refused: %s: %s", (unsigned long long)pss->conn->id, code,
+                msg);
+        refuse(s, pss, PB_CLOSE_AUTH_FAILED, code, msg);
+        return;
+    }
+    int form = id.form;
+    if (pb_hub_login(s->hub, pss->conn, &id)) {
+        refuse(s, pss, PB_CLOSE_USER_LIMIT, "too_many_connections",
+               "this user has ws.max_connections_per_user connections open");
+        return;
+    }
+    ev_timer_stop(s->loop, &pss->auth_timer);
+    struct pb_conn *c = pss->conn;
+    pb_token_schedule(c, pb_now_ms());
+    pb_admission_release(s->admission, lws_get_socket_fd(pss->wsi)); /* no longer pending */
+    pb_debug("connection %llu logged in as %s", (unsigned long long)c->id, c->ident.user);
+    char resume[PB_POS_MAX_LEN + 1];
+    int has_resume = form == PB_FORM_NATIVE && login_resume(text, len, resume, sizeof(resume));
+    pb_hub_start(s->hub, c, has_resume ? resume : NULL, has_resume ? strlen(resume) : 0);
+}
+
+/* A new token for the same user: the connection lives on until its exp,
+ * with the new token's groups. */
+static void refreshed(struct pb_server *s, struct pb_conn *c, struct pb_identity *id)
+{
+    int64_t now = pb_now_ms();
+    char **groups = c->ident.groups;
+    size_t ngroups = c->ident.ngroups;
+    c->ident.groups = id->groups;
+    c->ident.ngroups = id->ngroups;
+    c->ident.exp_ms = id->exp_ms;
+    id->groups = groups; /* the old ones are freed with id */
+    id->ngroups = ngroups;
+    pb_identity_clear(id);
+    pb_token_schedule(c, now);
+    char text[96];
+    int n = c->ident.exp_ms
+                ? snprintf(text, sizeof(text), "{\"type\":\"refreshed\",\"expires_in_ms\":%lld}",
+                           (long long)pb_token_expires_in(c, now))
+                : snprintf(text, sizeof(text), "{\"type\":\"refreshed\",\"expires_in_ms\":null}");
+    send_text(s, c, text, (size_t)n);
+    pb_debug("connection %llu of user %s: token refreshed", (unsigned long long)c->id,
+             c->ident.user);
+}
+
+/* After login a client may ping at the application level, or refresh its
+ * token; anything else gets an error frame, and the connection stays up. */
+static void client_message(struct pb_server *s, struct pb_pss *pss, const char *text, size_t len)
+{
+    if (pb_auth_is_ping(text, len)) {
+        send_text(s, pss->conn, "{\"type\":\"pong\"}", 15);
+        return;
+    }
+    struct pb_identity id;
+    const char *code;
+    char msg[256];
+    int rc = pb_auth_refresh(s->auth, text, len, pss->conn->ident.user, &id, &code, msg,
+                             sizeof(msg));
+    if (rc == 0) {
+        refreshed(s, pss->conn, &id);
+        return;
+    }
+    if (rc < 0) {
+        pb_info("connection %llu: token refresh refused: %s: %s",
+                (unsigned long long)pss->conn->id, code, msg);
+        refuse(s, pss, PB_CLOSE_AUTH_FAILED, code, msg);
+        return;
+    }
+    send_error(s, pss->conn, "unknown_message",
+               "after login the server only answers {\"type\":\"ping\"} and "
+               "{\"type\":\"refresh\",\"token\":...}");
+}
+
+/* RFC 6455 7.4: codes a peer may send. */
+static int close_code_valid(unsigned code)
+{
+    if (code >= 3000 && code <= 4999)
+        return 1;
+    return code >= 1000 && code <= 1014 && code != 1004 && code != 1005 && code != 1006;
+}
+
+static int peer_close(struct lws *wsi, const unsigned char *in, size_t len)
+{
+    if (len == 0)
+        return 0;
+    if (len == 1 || !close_code_valid((unsigned)in[0] << 8 | in[1]) ||
+        !pb_utf8_valid((const char *)in + 2, len - 2)) {
+        lws_close_reason(wsi, LWS_CLOSE_STATUS_PROTOCOL_ERR, (unsigned char *)"bad close frame",
+                         15);
+        return 1;
+    }
+    return 0; /* lws echoes the close */
+}
+
+/* Closes from the WRITEABLE callback, ignoring input meanwhile: returning
+ * -1 from RECEIVE lets lws drop the connection without the close frame
+ * when more fragments are already on their way. */
+static int refuse_input(struct pb_server *s, struct pb_pss *pss, int code, const char *why)
+{
+    pb_buf_free(&pss->rx);
+    pb_hub_close(s->hub, pss->conn, code, why);
+    return 0;
+}
+
+/* Reassembly storage kept between messages. A long message (up to
+ * ws.max_message_bytes) gives its buffer back once handled: holding it for
+ * the connection's life made one 16 KiB message cost 16 KiB per idle
+ * connection from then on. */
+#define RX_KEEP_BYTES 1024
+
+static void release_rx(struct pb_server *s, struct pb_pss *pss)
+{
+    if (pss->rx.cap <= RX_KEEP_BYTES) {
+        pb_buf_reset(&pss->rx);
+        return;
+    }
+    pb_buf_free(&pss->rx);
+    pb_buf_init(&pss->rx, (size_t)s->cfg->ws_max_message_bytes + 1);
+}
+
+static int receive(struct pb_server *s, struct pb_pss *pss, const char *in, size_t len)
+{
+    struct lws *wsi = pss->wsi;
+    if (!pss->conn || pss->conn->closing || pss->close_after_drain)
+        return 0;
+    if (lws_frame_is_binary(wsi))
+        return refuse_input(s, pss, PB_CLOSE_UNSUPPORTED, "binary frames are not accepted");
+    /* Bound: one message of at most ws.max_message_bytes is buffered. */
+    if (pss->rx.len + len > (size_t)s->cfg->ws_max_message_bytes)
+        return refuse_input(s, pss, PB_CLOSE_TOO_BIG, "message over ws.max_message_bytes");
+    int whole = lws_is_first_fragment(wsi) && lws_is_final_fragment(wsi) &&
+                !lws_remaining_packet_payload(wsi) && pss->rx.len == 0;
+    const char *text = in;
+    if (!whole) {
+        pb_buf_append(&pss->rx, in, len);
+        if (pss->rx.truncated)
+            return refuse_input(s, pss, PB_CLOSE_TOO_BIG, "message over ws.max_message_bytes");
+        if (!lws_is_final_fragment(wsi) || lws_remaining_packet_payload(wsi))
+            return 0;
+        text = pss->rx.data;
+        len = pss->rx.len;
+    }
+    /* lws's own check misses some invalid sequences (surrogates). */
+    if (!pb_utf8_valid(text, len))
+        return refuse_input(s, pss, PB_CLOSE_BAD_DATA, "text message is not valid UTF-8");
+    if (pss->conn->authed)
+        client_message(s, pss, text, len);
+    else
+        login(s, pss, text, len);
+    release_rx(s, pss);
+    return 0;
+}
+
+/* A frame has left: count its latency (Kafka timestamp -> socket) and
+ * release the queue's reference. */
+static void sent(struct pb_server *s, struct pb_conn *c)
+{
+    struct pb_frame *f = pb_conn_peek(c);
+    if (f->ts_ms)
+        pb_metrics_latency(&s->metrics, (double)(pb_now_ms() - f->ts_ms) / 1000.0);
+    pb_conn_sent(s->hub, c);
+}
+
+/* Plain TCP: every queued frame (up to FRAMES_PER_WRITE) in one writev(),
+ * straight from the shared frames. A frame the socket took only part of is
+ * handed, from where it stopped, to lws's own output buffer (one copy of at
+ * most one frame per connection), which lws drains before anything else it
+ * writes (pings, the close frame) and before the next WRITEABLE: the byte
+ * stream stays whole. Returns -1 when the connection is broken. */
+static int write_gathered(struct pb_server *s, struct pb_pss *pss)
+{
+    struct pb_conn *c = pss->conn;
+    struct iovec iov[FRAMES_PER_WRITE];
+    int n = 0;
+    for (struct pb_frame *f; n < FRAMES_PER_WRITE && (f = pb_conn_at(c, (uint32_t)n)); n++) {
+        iov[n].iov_base = (void *)pb_frame_wire(f);
+        iov[n].iov_len = pb_frame_wire_len(f);
+    }
+    ssize_t m = writev(lws_get_socket_fd(pss->wsi), iov, n);
+    if (m < 0)
+        return errno == EAGAIN || errno == EINTR ? 0 : -1;
+    for (int i = 0; i < n && m > 0; i++) {
+        size_t len = iov[i].iov_len;
+        if ((size_t)m < len &&
+            lws_write(pss->wsi, (unsigned char *)iov[i].iov_base + m, len - (size_t)m,
+                      LWS_WRITE_HTTP) < 0)
+            return -1;
+        m -= (ssize_t)((size_t)m < len ? (size_t)m : len);
+        sent(s, c);
+    }
+    return 0;
+}
+
+/* TLS: queued frames copied into one record of up to TLS_GATHER_BYTES (or
+ * one larger frame alone), written through lws, which keeps what the socket
+ * does not take. */
+static int write_tls(struct pb_server *s, struct pb_pss *pss)
+{
+    static unsigned char rec[TLS_GATHER_BYTES]; /* loop thread only */
+    struct pb_conn *c = pss->conn;
+    struct pb_frame *f = pb_conn_peek(c);
+    if (pb_frame_wire_len(f) > sizeof(rec)) {
+        if (lws_write(pss->wsi, (unsigned char *)pb_frame_wire(f), pb_frame_wire_len(f),
+                      LWS_WRITE_HTTP) < 0)
+            return -1;
+        sent(s, c);
+        return 0;
+    }
+    size_t len = 0;
+    uint32_t n = 0;
+    for (; (f = pb_conn_at(c, n)) && len + pb_frame_wire_len(f) <= sizeof(rec); n++) {
+        memcpy(rec + len, pb_frame_wire(f), pb_frame_wire_len(f));
+        len += pb_frame_wire_len(f);
+    }
+    if (lws_write(pss->wsi, rec, len, LWS_WRITE_HTTP) < 0)
+        return -1;
+    while (n--)
+        sent(s, c);
+    return 0;
+}
+
+void pb_ws_flush_pending(struct pb_server *s)
+{
+    while (s->write_pending) {
+        struct pb_pss *pss = s->write_pending;
+        pending_remove(s, pss);
+        struct pb_conn *c = pss->conn;
+        if (!c || !pb_conn_peek(c))
+            continue;
+        /* Closing, TLS, or bytes already waiting in lws: lws's WRITEABLE
+         * path keeps the order of what goes on the wire. */
+        if (c->closing || pss->close_after_drain || pss->peer_closing ||
+            lws_is_ssl(pss->wsi) || lws_partial_buffered(pss->wsi)) {
+            lws_callback_on_writable(pss->wsi);
+            continue;
+        }
+        if (write_gathered(s, pss) < 0) {
+            /* Not inside an lws callback: let lws drop it on its own time. */
+            lws_set_timeout(pss->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+            continue;
+        }
+        if (pb_conn_peek(c))
+            lws_callback_on_writable(pss->wsi);
+    }
+}
+
+static int writeable(struct pb_server *s, struct pb_pss *pss)
+{
+    struct pb_conn *c = pss->conn;
+    if (!c)
+        return 0;
+    if (c->closing) /* code 0: cut (keep-alive), no close frame */
+        return c->close_code ? close_now(pss->wsi, c->close_code, c->close_reason) : -1;
+    /* lws drains its own buffer before calling here; if it has not, the
+     * frames must wait behind it. */
+    if (pb_conn_peek(c) && !lws_partial_buffered(pss->wsi)) {
+        int rc = lws_is_ssl(pss->wsi) ? write_tls(s, pss) : write_gathered(s, pss);
+        if (rc < 0)
+            return -1;
+    }
+    if (pb_conn_peek(c))
+        lws_callback_on_writable(pss->wsi);
+    else if (pss->close_after_drain)
+        return close_now(pss->wsi, c->close_code, c->close_reason);
+    return 0;
+}
+
+static int path_is_ws(struct pb_server *s, struct lws *wsi)
+{
+    char uri[256];
+    if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0)
+        return 0;
+    return strcmp(uri, s->cfg->ws_path) == 0;
+}
+
+/* One ws.allowed_origins entry: an exact origin, or "https://" "*.domain"
+ * matching any subdomain (one or more labels) but not the bare domain. */
+static int origin_matches(const char *pattern, const char *origin)
+{
+    const char *star = strstr(pattern, "://*.");
+    if (!star)
+        return strcasecmp(pattern, origin) == 0;
+    size_t scheme_len = (size_t)(star - pattern) + 3; /* "https://" */
+    const char *suffix = star + 4;                    /* ".example.com" */
+    size_t olen = strlen(origin), slen = strlen(suffix);
+    if (strncasecmp(pattern, origin, scheme_len) != 0 || olen <= scheme_len + slen)
+        return 0;
+    const char *host = origin + scheme_len;
+    size_t host_len = olen - scheme_len;
+    /* The subdomain part is DNS labels only: no port, path or anything else. */
+    for (size_t i = 0; i < host_len - slen; i++) {
+        char ch = host[i];
+        if (!(ch == '-' || ch == '.' || (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') ||
+              (ch >= 'A' && ch <= 'Z')))
+            return 0;
+    }
+    if (host[0] == '.' || host[host_len - slen - 1] == '.')
+        return 0;
+    return strcasecmp(origin + olen - slen, suffix) == 0;
+}
+
+static int origin_allowed(const struct pb_config *cfg, struct lws *wsi)
+{
+    if (!cfg->ws_allowed_origins.n)
+        return 1;
+    char origin[512];
+    if (lws_hdr_copy(wsi, origin, sizeof(origin), WSI_TOKEN_ORIGIN) <= 0)
+        return 0;
+    for (size_t i = 0; i < cfg->ws_allowed_origins.n; i++)
+        if (origin_matches(cfg->ws_allowed_origins.items[i], origin))
+            return 1;
+    return 0;
+}
+
+int pb_ws_origin_allowed(const struct pb_config *cfg, struct lws *wsi)
+{
+    return origin_allowed(cfg, wsi);
+}
+
+/* Answers the upgrade request with a plain HTTP error and a JSON body,
+ * before any frame, then closes. `extra` is one more header or NULL. */
+static int refuse_upgrade(struct lws *wsi, unsigned int status, const char *code, const char *why,
+                          const char *extra_name, const char *extra_value)
+{
+    char body[256];
+    int blen = snprintf(body, sizeof(body), "{\"error\":\"%s\",\"message\":\"%s\"}", code, why);
+    unsigned char buf[LWS_PRE + 512];
+    unsigned char *start = buf + LWS_PRE, *p = start, *end = buf + sizeof(buf) - 1;
+    if (lws_add_http_common_headers(wsi, status, "application/json", (lws_filepos_t)blen, &p,
+                                    end) ||
+        lws_add_http_header_by_name(wsi, (const unsigned char *)"connection:",
+                                    (const unsigned char *)"close", 5, &p, end) ||
+        (extra_name && lws_add_http_header_by_name(wsi, (const unsigned char *)extra_name,
+                                                   (const unsigned char *)extra_value,
+                                                   (int)strlen(extra_value), &p, end)) ||
+        lws_finalize_http_header(wsi, &p, end))
+        return -1;
+    if (p + blen < end) {
+        memcpy(p, body, (size_t)blen);
+        p += blen;
+    }
+    lws_write(wsi, start, (size_t)(p - start), LWS_WRITE_HTTP_HEADERS);
+    return -1;
+}
+
+/* RFC 6455 4.2.2: only version 13 is spoken; say so with 426. */
+static int version_ok(struct lws *wsi)
+{
+    char v[16];
+    return lws_hdr_copy(wsi, v, sizeof(v), WSI_TOKEN_VERSION) > 0 && strcmp(v, "13") == 0;
+}
+
+/* ws.send_buffer_bytes: without it a client that stops reading takes up to
+ * tcp_wmem's maximum (4 MiB here) into the kernel before the bridge's own
+ * queue bound even starts to count. A failure costs only that bound. */
+static void bound_send_buffer(struct pb_server *s, struct lws *wsi)
+{
+    int bytes = (int)s->cfg->ws_send_buffer_bytes;
+    if (bytes && setsockopt(lws_get_socket_fd(wsi), SOL_SOCKET, SO_SNDBUF, &bytes,
+                            sizeof(bytes)) && !s->sndbuf_warned) {
+        s->sndbuf_warned = 1;
+        pb_warn("cannot set ws.send_buffer_bytes on a WebSocket: %s (warned once)",
+                strerror(errno));
+    }
+}
+
+int pb_ws_callback(struct pb_server *s, struct lws *wsi, enum lws_callback_reasons reason,
+                   struct pb_pss *pss, void *in, size_t len)
+{
+    switch (reason) {
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: {
+        const struct pb_vhd *vhd = lws_get_vhost_user(lws_get_vhost(wsi));
+        if (!vhd->is_public || !path_is_ws(s, wsi))
+            return refuse_upgrade(wsi, HTTP_STATUS_NOT_FOUND, "not_found",
+                                  "no WebSocket endpoint here", NULL, NULL);
+        if (!version_ok(wsi))
+            return refuse_upgrade(wsi, 426, "upgrade_required",
+                                  "only WebSocket version 13 is supported",
+                                  "sec-websocket-version:", "13");
+        if (s->stopping)
+            return refuse_upgrade(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "not_ready",
+                                  "the server is shutting down", NULL, NULL);
+        if (!origin_allowed(s->cfg, wsi)) {
+            s->metrics.origin_refused++;
+            return refuse_upgrade(wsi, HTTP_STATUS_FORBIDDEN, "origin_not_allowed",
+                                  "this Origin may not connect (ws.allowed_origins)", NULL, NULL);
+        }
+        return 0;
+    }
+    case LWS_CALLBACK_ESTABLISHED:
+        pss->wsi = wsi;
+        bound_send_buffer(s, wsi);
+        /* lws 4.1 drops a connection whose frame it cannot parse (a control
+         * frame over 125 bytes, a fragmented ping) without a close frame
+         * unless a reason is already set; every close of ours sets its own,
+         * so this one is what a protocol error sends (1002, not 1006). */
+        lws_close_reason(wsi, LWS_CLOSE_STATUS_PROTOCOL_ERR, (unsigned char *)"protocol error",
+                         14);
+        pb_buf_init(&pss->rx, (size_t)s->cfg->ws_max_message_bytes + 1);
+        pss->conn = pb_hub_conn_new(s->hub, wsi);
+        if (!pss->conn)
+            return close_now(wsi, PB_CLOSE_TRY_AGAIN, "server at ws.max_connections");
+        ev_timer_init(&pss->auth_timer, auth_timeout, (double)s->cfg->ws_auth_timeout_ms / 1000.,
+                      0.);
+        pss->auth_timer.data = pss;
+        ev_timer_start(s->loop, &pss->auth_timer);
+        return 0;
+    case LWS_CALLBACK_RECEIVE:
+        if (pss->conn)
+            pss->conn->last_rx_ms = pb_monotonic_ms();
+        return receive(s, pss, in, len);
+    case LWS_CALLBACK_RECEIVE_PONG:
+        if (pss->conn)
+            pss->conn->last_rx_ms = pb_monotonic_ms();
+        return 0;
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+        return writeable(s, pss);
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+        pss->peer_closing = 1; /* nothing more may follow lws's close frame */
+        return peer_close(wsi, in, len);
+    case LWS_CALLBACK_CLOSED:
+        pending_remove(s, pss);
+        ev_timer_stop(s->loop, &pss->auth_timer);
+        pb_buf_free(&pss->rx);
+        if (pss->conn)
+            pb_hub_conn_free(s->hub, pss->conn);
+        pss->conn = NULL;
+        return 0;
+    default:
+        return 0;
+    }
+}
