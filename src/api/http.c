@@ -4,7 +4,9 @@
  * push.max_body_bytes by its transport (httpd.c, or http_lws.c), the handler
  * builds the whole answer in memory, and the transport writes it. Pushes
  * enter the hub through the same pb_hub_deliver() that Kafka events use (in
- * cluster mode: push.topic, through relay.c). */
+ * cluster mode: push.topic, through relay.c, whose results are rendered
+ * here). The handlers see the bridge through a struct pb_api_env only. */
+#include <libwebsockets.h> /* LWSHUMETH_*: the method numbering of struct pb_http_req */
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,9 +16,11 @@
 #include "pushbridge/api/http.h"
 #include "pushbridge/core/log.h"
 #include "pushbridge/api/relay.h"
-#include "pushbridge/public/server.h"
 #include "pushbridge/api/web.h"
-
+#include "pushbridge/event/frame.h"
+#include "pushbridge/hub/hub.h"
+#include "pushbridge/kafka/kafka.h"
+#include "pushbridge/store/store.h"
 
 void pb_http_error_json(struct pb_buf *b, const char *code, const char *msg)
 {
@@ -61,7 +65,7 @@ static void result_error(struct push_result *res, int status, const char *code, 
 
 /* One push object (alone, or an item of a batch) -> the hub; in cluster
  * mode -> item i of the relay job instead, answered when Kafka has it. */
-static void push_one(struct pb_server *s, const char *json, size_t len, int broadcast,
+static void push_one(const struct pb_api_env *env, const char *json, size_t len, int broadcast,
                      struct push_result *res, struct pb_relay_job *job, long i)
 {
     struct pb_event ev;
@@ -86,22 +90,22 @@ static void push_one(struct pb_server *s, const char *json, size_t len, int broa
     else if (pb_event_set_target(&ev, NULL, 0))
         result_error(res, 400, "bad_field", ev.detail);
     if (res->status == 200 && job) {
-        pb_relay_send(s->kafka, job, i, &ev); /* counted when it comes back from Kafka */
+        pb_relay_send(env->kafka, job, i, &ev); /* counted when it comes back from Kafka */
     } else if (res->status == 200) {
         ev.ts_ms = pb_now_ms();
-        s->metrics.src[PB_SOURCE_HTTP].consumed++;
-        res->delivered = pb_hub_deliver(s->hub, &ev, PB_SOURCE_HTTP);
+        env->metrics->src[PB_SOURCE_HTTP].consumed++;
+        res->delivered = pb_hub_deliver(env->hub, &ev, PB_SOURCE_HTTP);
     } else {
-        pb_metrics_drop(&s->metrics, PB_SOURCE_HTTP, reason ? reason : PB_DROP_NO_TARGET);
+        pb_metrics_drop(env->metrics, PB_SOURCE_HTTP, reason ? reason : PB_DROP_NO_TARGET);
         if (job)
             pb_relay_fail(job, i, res->status, res->code, res->msg);
     }
     pb_event_clear(&ev);
 }
 
-static int relayed(const struct pb_server *s)
+static int relayed(const struct pb_api_env *env)
 {
-    return s->cfg->cluster_mode == PB_CLUSTER_KAFKA;
+    return env->cfg->cluster_mode == PB_CLUSTER_KAFKA;
 }
 
 static void result_json(struct pb_buf *b, const struct push_result *res)
@@ -114,7 +118,7 @@ static void result_json(struct pb_buf *b, const struct push_result *res)
 }
 
 struct batch {
-    struct pb_server *s;
+    const struct pb_api_env *env;
     struct pb_buf *out;
     long n;
     struct pb_relay_job *job; /* cluster mode */
@@ -124,7 +128,7 @@ static int batch_item(const char *el, size_t len, void *ud)
 {
     struct batch *b = ud;
     struct push_result res;
-    push_one(b->s, el, len, 0, &res, b->job, b->n);
+    push_one(b->env, el, len, 0, &res, b->job, b->n);
     if (b->n++ && !b->job)
         pb_buf_puts(b->out, ",");
     if (!b->job)
@@ -146,19 +150,85 @@ static int body_is_json(struct pb_http_req *r)
     return 1;
 }
 
+/* ---- cluster mode: the relay's results rendered ---- */
+
+static void relay_item_json(struct pb_buf *b, const struct pb_relay_result *it)
+{
+    if (it->status == 202) {
+        pb_buf_printf(b, "{\"partition\":%d,\"offset\":%lld}", (int)it->partition,
+                      (long long)it->offset);
+        return;
+    }
+    pb_http_error_json(b, it->code, it->msg);
+}
+
+/* A single push answers as its item; a batch 202 with every item's result,
+ * unless none was taken: then with the first item's error status. */
+static void relay_render(struct pb_http_req *r, const struct pb_relay_job *job)
+{
+    long n = pb_relay_items(job);
+    const struct pb_relay_result *first = pb_relay_result(job, 0);
+    if (!pb_relay_is_batch(job) && first->status != 202) {
+        pb_http_answer_error(r, first->status, first->code, first->msg);
+        return;
+    }
+    int status = n ? first->status : 202;
+    for (long i = 0; i < n; i++)
+        if (pb_relay_result(job, i)->status == 202)
+            status = 202;
+    r->status = status;
+    r->content_type = "application/json";
+    pb_buf_reset(&r->answer);
+    if (!pb_relay_is_batch(job)) {
+        relay_item_json(&r->answer, first);
+        return;
+    }
+    pb_buf_puts(&r->answer, "{\"results\":[");
+    for (long i = 0; i < n; i++) {
+        if (i)
+            pb_buf_puts(&r->answer, ",");
+        relay_item_json(&r->answer, pb_relay_result(job, i));
+    }
+    pb_buf_puts(&r->answer, "]}");
+}
+
+/* The relay has every item's result: the answer is built, and the transport
+ * (r->resume) writes it. */
+static void relay_answered(void *owner, const struct pb_relay_job *job)
+{
+    struct pb_http_req *r = owner;
+    r->relay = NULL;
+    relay_render(r, job);
+    if (r->resume)
+        r->resume(r); /* the transport writes it now */
+}
+
+/* A relay job for r's n items; r->relay points at it until it answers or r
+ * goes away. NULL on OOM, with r answered 500. */
+static struct pb_relay_job *relay_begin(struct pb_http_req *r, long n, int batch)
+{
+    struct pb_relay_job *job = pb_relay_begin(n, batch, relay_answered, r);
+    if (!job) {
+        pb_http_answer_error(r, 500, "internal", "out of memory");
+        return NULL;
+    }
+    r->relay = job;
+    return job;
+}
+
 /* One push or broadcast object -> the hub -> {"delivered":N} or an error. */
-static void answer_one(struct pb_server *s, struct pb_http_req *r, int broadcast)
+static void answer_one(const struct pb_api_env *env, struct pb_http_req *r, int broadcast)
 {
     struct push_result res;
-    if (relayed(s)) {
-        struct pb_relay_job *job = pb_relay_begin(r, 1, 0);
+    if (relayed(env)) {
+        struct pb_relay_job *job = relay_begin(r, 1, 0);
         if (job) {
-            push_one(s, r->body.data, r->body.len, broadcast, &res, job, 0);
+            push_one(env, r->body.data, r->body.len, broadcast, &res, job, 0);
             pb_relay_submitted(job);
         }
         return;
     }
-    push_one(s, r->body.data, r->body.len, broadcast, &res, NULL, 0);
+    push_one(env, r->body.data, r->body.len, broadcast, &res, NULL, 0);
     if (res.status != 200) {
         pb_http_answer_error(r, res.status, res.code, res.msg);
         return;
@@ -169,22 +239,22 @@ static void answer_one(struct pb_server *s, struct pb_http_req *r, int broadcast
     result_json(&r->answer, &res);
 }
 
-static void h_push(struct pb_server *s, struct pb_http_req *r)
+static void h_push(const struct pb_api_env *env, struct pb_http_req *r)
 {
     if (!body_is_json(r))
         return;
     if (pb_json_is_array(r->body.data, r->body.len)) {
         long n = pb_json_array_each(r->body.data, r->body.len, NULL, NULL);
-        if (n > s->cfg->push_max_batch) {
+        if (n > env->cfg->push_max_batch) {
             char msg[128];
             snprintf(msg, sizeof(msg), "a batch of %ld items is over push.max_batch (%lld)", n,
-                     (long long)s->cfg->push_max_batch);
+                     (long long)env->cfg->push_max_batch);
             pb_http_answer_error(r, 400, "batch_too_large", msg);
             return;
         }
-        struct batch b = {.s = s, .out = &r->answer};
-        if (relayed(s)) {
-            if (!(b.job = pb_relay_begin(r, n, 1)))
+        struct batch b = {.env = env, .out = &r->answer};
+        if (relayed(env)) {
+            if (!(b.job = relay_begin(r, n, 1)))
                 return;
             pb_json_array_each(r->body.data, r->body.len, batch_item, &b);
             pb_relay_submitted(b.job);
@@ -198,13 +268,13 @@ static void h_push(struct pb_server *s, struct pb_http_req *r)
         pb_buf_puts(&r->answer, "]");
         return;
     }
-    answer_one(s, r, 0);
+    answer_one(env, r, 0);
 }
 
-static void h_broadcast(struct pb_server *s, struct pb_http_req *r)
+static void h_broadcast(const struct pb_api_env *env, struct pb_http_req *r)
 {
     if (body_is_json(r))
-        answer_one(s, r, 1);
+        answer_one(env, r, 1);
 }
 
 /* Decodes %XX (and '+' in a form) in place; returns the new length, or -1
@@ -274,130 +344,142 @@ int pb_http_query_value(const char *query, size_t len, const char *name, char **
     return find_value(query, len, name, 0, out, outlen);
 }
 
-static void h_send(struct pb_server *s, struct pb_http_req *r, const char *query, size_t qlen)
+/* /send's two fields. Owned by h_send, which frees what is left in them. */
+struct send_fields {
+    char *uid, *message;
+    size_t uidlen, msglen;
+};
+
+/* Reads uid and message from a POST form body or the query, and checks
+ * them. 0, or -1 with r answered. */
+static int send_fields_read(struct pb_http_req *r, const char *query, size_t qlen,
+                            struct send_fields *f)
 {
     /* A POST form body wins over the query; either may carry the fields. */
-    char *uid = NULL, *message = NULL;
-    size_t uidlen = 0, msglen = 0;
     int rc_uid = 1, rc_msg = 1;
     if (r->body.len) {
-        rc_uid = pb_http_form_value(r->body.data, r->body.len, "uid", &uid, &uidlen);
-        rc_msg = pb_http_form_value(r->body.data, r->body.len, "message", &message, &msglen);
+        rc_uid = pb_http_form_value(r->body.data, r->body.len, "uid", &f->uid, &f->uidlen);
+        rc_msg = pb_http_form_value(r->body.data, r->body.len, "message", &f->message, &f->msglen);
     }
     /* httpd hands over the raw query, split before decoding; lws has
      * already decoded it, so its values are copied as they are. */
     int (*value)(const char *, size_t, const char *, char **, size_t *) =
         r->query_decoded ? pb_http_query_value : pb_http_form_value;
     if (rc_uid == 1)
-        rc_uid = value(query, qlen, "uid", &uid, &uidlen);
+        rc_uid = value(query, qlen, "uid", &f->uid, &f->uidlen);
     if (rc_msg == 1)
-        rc_msg = value(query, qlen, "message", &message, &msglen);
-    struct pb_event ev;
-    pb_event_init(&ev);
-    char *data_json = NULL;
+        rc_msg = value(query, qlen, "message", &f->message, &f->msglen);
 
     if (rc_uid < 0 || rc_msg < 0) {
         pb_http_answer_error(r, 400, "bad_field", "a form value has a broken %-escape");
-        goto out;
+        return -1;
     }
-    if (rc_uid || uidlen == 0) {
+    if (rc_uid || f->uidlen == 0) {
         pb_http_answer_error(r, 400, "missing_field", "uid is required");
-        goto out;
+        return -1;
     }
-    if (!message) {
-        message = strdup("");
-        if (!message)
-            goto oom;
+    if (!f->message && !(f->message = strdup(""))) {
+        pb_http_answer_error(r, 500, "internal", "out of memory");
+        return -1;
     }
     /* Both end up in C strings and WebSocket text frames. */
-    if (pb_id_problem(uid, uidlen)) {
-        pb_http_answer_error(r, 400, "bad_field", "uid must be 1 to 256 bytes of UTF-8 without NUL");
-        goto out;
+    if (pb_id_problem(f->uid, f->uidlen)) {
+        pb_http_answer_error(r, 400, "bad_field",
+                             "uid must be 1 to 256 bytes of UTF-8 without NUL");
+        return -1;
     }
-    if (!pb_utf8_valid(message, msglen)) {
+    if (!pb_utf8_valid(f->message, f->msglen)) {
         pb_http_answer_error(r, 400, "bad_field", "message must be UTF-8 text");
-        goto out;
+        return -1;
     }
     /* Seed clients get the message as the raw text of a frame: a NUL there
      * is what no JSON path lets through (\u0000 is refused everywhere). */
-    if (memchr(message, '\0', msglen)) {
+    if (memchr(f->message, '\0', f->msglen)) {
         pb_http_answer_error(r, 400, "bad_field", "message must not contain NUL characters");
-        goto out;
+        return -1;
     }
-    /* The message becomes the event's data: a JSON string for native
-     * clients, its text for seed clients. Both must be valid UTF-8. */
+    return 0;
+}
+
+/* The event of a /send: the message becomes its data, a JSON string for
+ * native clients (written into *data_json, the caller's to free), its text
+ * for seed clients; both must be valid UTF-8. Takes f's strings into ev.
+ * 0, or -1 with r answered. */
+static int send_event(struct pb_http_req *r, struct send_fields *f, struct pb_event *ev,
+                      char **data_json)
+{
     char detail[160];
-    data_json = malloc(pb_json_string_len(message, msglen) + 1);
-    if (!data_json)
-        goto oom;
-    pb_json_string_write(data_json, message, msglen);
-    ev.data = data_json;
-    ev.data_len = pb_json_string_len(message, msglen);
-    if (pb_json_validate(ev.data, ev.data_len, detail, sizeof(detail))) {
+    *data_json = malloc(pb_json_string_len(f->message, f->msglen) + 1);
+    if (!*data_json) {
+        pb_http_answer_error(r, 500, "internal", "out of memory");
+        return -1;
+    }
+    pb_json_string_write(*data_json, f->message, f->msglen);
+    ev->data = *data_json;
+    ev->data_len = pb_json_string_len(f->message, f->msglen);
+    if (pb_json_validate(ev->data, ev->data_len, detail, sizeof(detail))) {
         pb_http_answer_error(r, 400, "bad_field", "message must be UTF-8 text");
-        goto out;
+        return -1;
     }
-    ev.data_text = message;
-    ev.data_text_len = msglen;
-    ev.data_is_string = 1;
-    message = NULL;
-    ev.user_id = uid;
-    uid = NULL;
-    if (pb_event_set_target(&ev, NULL, 0)) {
-        pb_http_answer_error(r, 400, "bad_field", ev.detail);
-        goto out;
+    ev->data_text = f->message;
+    ev->data_text_len = f->msglen;
+    ev->data_is_string = 1;
+    f->message = NULL;
+    ev->user_id = f->uid;
+    f->uid = NULL;
+    if (pb_event_set_target(ev, NULL, 0)) {
+        pb_http_answer_error(r, 400, "bad_field", ev->detail);
+        return -1;
     }
-    ev.ts_ms = pb_now_ms();
-    if (relayed(s)) {
+    ev->ts_ms = pb_now_ms();
+    return 0;
+}
+
+/* The event to its user's connections here ({"delivered":N}; none is a
+ * 400), or in cluster mode to push.topic through the relay (202). */
+static void send_deliver(const struct pb_api_env *env, struct pb_http_req *r, struct pb_event *ev)
+{
+    if (relayed(env)) {
         /* Whether the user is connected somewhere is known to no one node. */
-        struct pb_relay_job *job = pb_relay_begin(r, 1, 0);
+        struct pb_relay_job *job = relay_begin(r, 1, 0);
         if (job) {
-            pb_relay_send(s->kafka, job, 0, &ev);
+            pb_relay_send(env->kafka, job, 0, ev);
             pb_relay_submitted(job);
         }
-        goto out;
+        return;
     }
-    s->metrics.src[PB_SOURCE_HTTP].consumed++;
-    long n = pb_hub_deliver(s->hub, &ev, PB_SOURCE_HTTP);
+    env->metrics->src[PB_SOURCE_HTTP].consumed++;
+    long n = pb_hub_deliver(env->hub, ev, PB_SOURCE_HTTP);
     if (n == 0) {
         char msg[400];
-        snprintf(msg, sizeof(msg), "user %s has no open connection", ev.user_id);
+        snprintf(msg, sizeof(msg), "user %s has no open connection", ev->user_id);
         pb_http_answer_error(r, 400, "no_connection", msg);
-        goto out;
+        return;
     }
     char ok[64];
     snprintf(ok, sizeof(ok), "{\"delivered\":%ld}", n);
     answer_json(r, 200, ok);
-    goto out;
-oom:
-    pb_http_answer_error(r, 500, "internal", "out of memory");
-out:
+}
+
+/* GET or POST /send?uid=U&message=M: a text message to one user's
+ * connections (clients of the simple login forms get the text alone). */
+static void h_send(const struct pb_api_env *env, struct pb_http_req *r, const char *query,
+                   size_t qlen)
+{
+    struct send_fields f = {0};
+    struct pb_event ev;
+    pb_event_init(&ev);
+    char *data_json = NULL;
+    if (!send_fields_read(r, query, qlen, &f) && !send_event(r, &f, &ev, &data_json))
+        send_deliver(env, r, &ev);
     ev.data = "null";
     pb_event_clear(&ev);
     free(data_json);
-    free(uid);
-    free(message);
+    free(f.uid);
+    free(f.message);
 }
 
 /* ---- operator endpoints ---- */
-
-static void gauges(struct pb_server *s, struct pb_gauges *g)
-{
-    memset(g, 0, sizeof(*g));
-    g->connections = pb_hub_connections(s->hub);
-    g->users = pb_hub_users(s->hub);
-    g->queue_bytes = pb_hub_queue_bytes(s->hub);
-    g->kafka_ready = pb_kafka_ready(s->kafka, &g->not_ready_reason);
-    g->kafka_bootstrap = pb_kafka_bootstrap(s->kafka);
-    g->group_warning = pb_kafka_share(s->kafka, &g->partitions_assigned, &g->partitions_total);
-    struct pb_store_stats st;
-    pb_store_stats(s->store, &st);
-    g->state_users = st.users;
-    g->state_tasks = st.tasks;
-    g->state_bytes = st.state_bytes;
-    g->history_events = st.history_events;
-    g->history_bytes = st.history_bytes;
-}
 
 /* One task's latest event, as the snapshot frame a native client gets. */
 static void add_task_json(const struct pb_event *ev, void *ud)
@@ -415,7 +497,8 @@ static void add_task_json(const struct pb_event *ev, void *ud)
 }
 
 /* GET /users/{id}/tasks: {"user":ID,"tasks":[snapshot frames]} (SPEC 7). */
-static void answer_tasks(struct pb_server *s, struct pb_http_req *r, const char *id, size_t n)
+static void answer_tasks(const struct pb_api_env *env, struct pb_http_req *r, const char *id,
+                         size_t n)
 {
     r->status = 200;
     r->content_type = "application/json";
@@ -423,11 +506,11 @@ static void answer_tasks(struct pb_server *s, struct pb_http_req *r, const char 
     pb_buf_puts(&r->answer, "{\"user\":");
     pb_buf_json_string(&r->answer, id, n);
     pb_buf_puts(&r->answer, ",\"tasks\":[");
-    pb_store_each_task(s->store, id, n, add_task_json, &r->answer);
+    pb_store_each_task(env->store, id, n, add_task_json, &r->answer);
     pb_buf_puts(&r->answer, "]}");
 }
 
-static void h_user(struct pb_server *s, struct pb_http_req *r)
+static void h_user(const struct pb_api_env *env, struct pb_http_req *r)
 {
     /* lws has already %-decoded the path; httpd has not. A user ID with a
      * '/' in it comes %-encoded, so "/tasks" at the end is the endpoint's. */
@@ -450,49 +533,49 @@ static void h_user(struct pb_server *s, struct pb_http_req *r)
         return;
     }
     if (tasks) {
-        answer_tasks(s, r, id, (size_t)n);
+        answer_tasks(env, r, id, (size_t)n);
         return;
     }
-    size_t conns = pb_hub_user_connections(s->hub, id, (size_t)n);
+    size_t conns = pb_hub_user_connections(env->hub, id, (size_t)n);
     char buf[96];
     snprintf(buf, sizeof(buf), "{\"online\":%s,\"connections\":%zu}", conns ? "true" : "false",
              conns);
     answer_json(r, 200, buf);
 }
 
-static void h_stats(struct pb_server *s, struct pb_http_req *r)
+static void h_stats(const struct pb_api_env *env, struct pb_http_req *r)
 {
     struct pb_gauges g;
-    gauges(s, &g);
+    env->gauges(env->owner, &g);
     r->status = 200;
     r->content_type = "application/json";
-    pb_metrics_render_stats(&s->metrics, &g, &r->answer);
+    pb_metrics_render_stats(env->metrics, &g, &r->answer);
 }
 
-static void h_metrics(struct pb_server *s, struct pb_http_req *r)
+static void h_metrics(const struct pb_api_env *env, struct pb_http_req *r)
 {
     struct pb_gauges g;
-    gauges(s, &g);
+    env->gauges(env->owner, &g);
     r->status = 200;
     r->content_type = "text/plain; version=0.0.4";
-    pb_metrics_render_prometheus(&s->metrics, &g, &r->answer);
+    pb_metrics_render_prometheus(env->metrics, &g, &r->answer);
 }
 
-static void h_healthz(struct pb_server *s, struct pb_http_req *r)
+static void h_healthz(const struct pb_api_env *env, struct pb_http_req *r)
 {
-    (void)s;
+    (void)env;
     answer_json(r, 200, "{\"status\":\"ok\"}");
 }
 
-static void h_readyz(struct pb_server *s, struct pb_http_req *r)
+static void h_readyz(const struct pb_api_env *env, struct pb_http_req *r)
 {
     const char *why = NULL;
-    if (!pb_server_ready(s, &why)) {
+    if (!env->ready(env->owner, &why)) {
         pb_http_answer_error(r, 503, "not_ready", why);
         return;
     }
     int assigned, total;
-    const char *warning = pb_kafka_share(s->kafka, &assigned, &total);
+    const char *warning = pb_kafka_share(env->kafka, &assigned, &total);
     if (!warning) {
         answer_json(r, 200, "{\"ready\":true}");
         return;
@@ -532,11 +615,11 @@ static const struct route routes[] = {
     {"/", 0, M_GET, "GET", 0, 0},
 };
 
-static const struct route *route_find(const struct pb_vhd *vhd, const char *path)
+static const struct route *route_find(const struct pb_api_env *env, const char *path)
 {
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
         const struct route *rt = &routes[i];
-        if (rt->internal ? !vhd->is_internal : !vhd->is_public)
+        if (rt->internal ? !env->is_internal : !env->is_public)
             continue;
         if (rt->prefix ? strncmp(path, rt->path, strlen(rt->path)) == 0
                        : strcmp(path, rt->path) == 0)
@@ -546,40 +629,40 @@ static const struct route *route_find(const struct pb_vhd *vhd, const char *path
 }
 
 /* push.api_keys: any configured key, compared in constant time. */
-static int authorized(struct pb_server *s, const struct pb_http_req *r)
+static int authorized(const struct pb_api_env *env, const struct pb_http_req *r)
 {
-    if (!s->cfg->push_api_keys.n)
+    if (!env->cfg->push_api_keys.n)
         return 1;
     if (!r->auth || strncmp(r->auth, "Bearer ", 7) != 0)
         return 0;
     const char *key = r->auth + 7;
     size_t klen = strlen(key);
     int ok = 0;
-    for (size_t i = 0; i < s->cfg->push_api_keys.n; i++) {
-        const char *want = s->cfg->push_api_keys.items[i];
+    for (size_t i = 0; i < env->cfg->push_api_keys.n; i++) {
+        const char *want = env->cfg->push_api_keys.items[i];
         if (strlen(want) == klen && CRYPTO_memcmp(want, key, klen) == 0)
             ok = 1;
     }
     return ok;
 }
 
-static void h_page(struct pb_server *s, struct pb_http_req *r)
+static void h_page(const struct pb_api_env *env, struct pb_http_req *r)
 {
-    (void)s;
+    (void)env;
     r->status = 200;
     r->content_type = "text/html; charset=utf-8";
     pb_buf_reset(&r->answer);
     pb_buf_puts(&r->answer, "<!doctype html><meta charset=utf-8><title>pushbridge</title>"
                             "<p>pushbridge is running. WebSocket endpoint: <code>");
-    pb_buf_puts(&r->answer, s->cfg->ws_path);
+    pb_buf_puts(&r->answer, env->cfg->ws_path);
     pb_buf_puts(&r->answer, "</code></p>\n");
 }
 
-void pb_http_handle(struct pb_server *s, const struct pb_vhd *vhd, struct pb_http_req *r)
+void pb_http_handle(const struct pb_api_env *env, struct pb_http_req *r)
 {
-    if (pb_web_handle(s, vhd, r)) /* the module and the pages (web.c) */
+    if (pb_web_handle(env, r)) /* the module and the pages (web.c) */
         return;
-    const struct route *rt = route_find(vhd, r->path);
+    const struct route *rt = route_find(env, r->path);
     if (!rt) {
         pb_http_answer_error(r, 404, "not_found", "no such path");
         return;
@@ -592,37 +675,37 @@ void pb_http_handle(struct pb_server *s, const struct pb_vhd *vhd, struct pb_htt
         return;
     }
     r->is_push = rt->push;
-    if (rt->push && !authorized(s, r)) {
+    if (rt->push && !authorized(env, r)) {
         pb_http_answer_error(r, 401, "unauthorized",
                              "a valid Authorization: Bearer <key> is required");
         return;
     }
     if (strcmp(rt->path, "/push") == 0)
-        h_push(s, r);
+        h_push(env, r);
     else if (strcmp(rt->path, "/broadcast") == 0)
-        h_broadcast(s, r);
+        h_broadcast(env, r);
     else if (strcmp(rt->path, "/send") == 0)
-        h_send(s, r, r->query.data ? r->query.data : "", r->query.len);
+        h_send(env, r, r->query.data ? r->query.data : "", r->query.len);
     else if (strcmp(rt->path, "/users/") == 0)
-        h_user(s, r);
+        h_user(env, r);
     else if (strcmp(rt->path, "/stats") == 0)
-        h_stats(s, r);
+        h_stats(env, r);
     else if (strcmp(rt->path, "/metrics") == 0)
-        h_metrics(s, r);
+        h_metrics(env, r);
     else if (strcmp(rt->path, "/healthz") == 0)
-        h_healthz(s, r);
+        h_healthz(env, r);
     else if (strcmp(rt->path, "/readyz") == 0)
-        h_readyz(s, r);
+        h_readyz(env, r);
     else
-        h_page(s, r);
+        h_page(env, r);
 }
 
-int pb_http_check_early(struct pb_server *s, const struct pb_vhd *vhd, struct pb_http_req *r)
+int pb_http_check_early(const struct pb_api_env *env, struct pb_http_req *r)
 {
     /* Refuse before buffering up to push.max_body_bytes for a caller
      * without a key. */
-    const struct route *rt = route_find(vhd, r->path);
-    if (rt && rt->push && (rt->methods & (1 << r->method)) && !authorized(s, r)) {
+    const struct route *rt = route_find(env, r->path);
+    if (rt && rt->push && (rt->methods & (1 << r->method)) && !authorized(env, r)) {
         r->is_push = 1;
         pb_http_answer_error(r, 401, "unauthorized",
                              "a valid Authorization: Bearer <key> is required");
@@ -632,12 +715,12 @@ int pb_http_check_early(struct pb_server *s, const struct pb_vhd *vhd, struct pb
     return 0;
 }
 
-void pb_http_done(struct pb_server *s, struct pb_http_req *r)
+void pb_http_done(const struct pb_api_env *env, struct pb_http_req *r)
 {
     if (r->answer.truncated)
         pb_http_answer_error(r, 500, "internal", "the answer did not fit in memory");
     if (r->is_push)
-        pb_metrics_push_status(&s->metrics, r->status);
+        pb_metrics_push_status(env->metrics, r->status);
 }
 
 void pb_http_req_init(struct pb_http_req *r, const struct pb_config *cfg)
@@ -655,5 +738,6 @@ void pb_http_req_clear(struct pb_http_req *r)
     pb_buf_free(&r->query);
     free(r->auth);
     r->auth = NULL;
-    pb_relay_detach(r);
+    pb_relay_detach(r->relay); /* its answer, if it comes, goes nowhere */
+    r->relay = NULL;
 }

@@ -1,35 +1,38 @@
 /* The lws transport of http.c's requests: the public listener, and the
  * internal one when it shares the public port or speaks TLS (else httpd.c
  * serves it). Fills a struct pb_http_req from what lws parsed, gathers the
- * body, hands the request to pb_http_handle and writes its answer. */
+ * body, hands the request to pb_http_handle and writes its answer. The
+ * request lives in the connection's slot (*reqp, lws's per-session data),
+ * freed when it is answered or the connection closes. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "pushbridge/api/http_lws.h"
+
 #include "pushbridge/api/http.h"
 #include "pushbridge/core/log.h"
-#include "pushbridge/public/server.h"
 
-static int write_answer(struct lws *wsi, struct pb_pss *pss);
+static int write_answer(struct lws *wsi, struct pb_http_req **reqp);
 
 /* Counts the answer and writes it at once. Waiting for WRITEABLE does not
  * work for pipelined requests in lws 4.1: it replays BODY_COMPLETION from
  * its rx buffer until the answer is written, and never asks to write.
  * lws_write() keeps whatever the socket does not take (bounded by
  * PB_HTTP_MAX_ANSWER) and sends it later. Returns what the callback returns. */
-static int finish(struct pb_server *s, struct lws *wsi, struct pb_pss *pss)
+static int finish(const struct pb_api_env *env, struct lws *wsi, struct pb_http_req **reqp)
 {
-    pb_http_done(s, pss->req);
-    return write_answer(wsi, pss);
+    pb_http_done(env, *reqp);
+    return write_answer(wsi, reqp);
 }
 
-static void req_free(struct pb_pss *pss);
+static void req_free(struct pb_http_req **reqp);
 
 /* Sends the answer and ends the transaction. Frees the request first:
  * lws_http_transaction_completed() may drop and free pss itself. */
-static int write_answer(struct lws *wsi, struct pb_pss *pss)
+static int write_answer(struct lws *wsi, struct pb_http_req **reqp)
 {
-    struct pb_http_req *r = pss->req;
+    struct pb_http_req *r = *reqp;
     unsigned char hdr[LWS_PRE + 1024];
     unsigned char *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof(hdr) - 1;
     if (lws_add_http_common_headers(wsi, (unsigned int)r->status, r->content_type, r->answer.len,
@@ -71,19 +74,19 @@ static int write_answer(struct lws *wsi, struct pb_pss *pss)
     int n = lws_write(wsi, body + LWS_PRE, r->answer.len, LWS_WRITE_HTTP_FINAL);
     free(body);
     int close_after = r->close_after || n < (int)r->answer.len;
-    req_free(pss);
+    req_free(reqp);
     if (close_after)
         return -1;
     return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
-static void req_free(struct pb_pss *pss)
+static void req_free(struct pb_http_req **reqp)
 {
-    if (!pss->req)
+    if (!*reqp)
         return;
-    pb_http_req_clear(pss->req);
-    free(pss->req);
-    pss->req = NULL;
+    pb_http_req_clear(*reqp);
+    free(*reqp);
+    *reqp = NULL;
 }
 
 /* What lws parsed, copied into the transport-free request: the Authorization
@@ -123,19 +126,19 @@ static int read_request(struct lws *wsi, struct pb_http_req *r)
     return r->query.truncated ? -1 : 0;
 }
 
-static int begin(struct pb_server *s, const struct pb_vhd *vhd, struct lws *wsi, struct pb_pss *pss)
+static int begin(const struct pb_api_env *env, struct lws *wsi, struct pb_http_req **reqp)
 {
-    req_free(pss);
+    req_free(reqp);
     struct pb_http_req *r = malloc(sizeof(*r));
     if (!r)
         return -1;
-    pb_http_req_init(r, s->cfg);
-    pss->req = r;
+    pb_http_req_init(r, env->cfg);
+    *reqp = r;
     if (read_request(wsi, r)) {
         pb_http_answer_error(r, 414, "uri_too_long",
                              "the query or a header is too long; POST a form body for long "
                              "messages");
-        return finish(s, wsi, pss);
+        return finish(env, wsi, reqp);
     }
 
     if (r->method == LWSHUMETH_POST || r->method == LWSHUMETH_PUT || r->method == LWSHUMETH_PATCH) {
@@ -146,42 +149,43 @@ static int begin(struct pb_server *s, const struct pb_vhd *vhd, struct lws *wsi,
                                  "send the body with a Content-Length (Transfer-Encoding is "
                                  "not accepted on this listener)");
             r->close_after = 1;
-            return finish(s, wsi, pss);
+            return finish(env, wsi, reqp);
         }
-        if (pb_http_check_early(s, vhd, r)) {
+        if (pb_http_check_early(env, r)) {
             r->close_after = 1;
-            return finish(s, wsi, pss);
+            return finish(env, wsi, reqp);
         }
         char cl[32];
         int cln = lws_hdr_copy(wsi, cl, sizeof(cl), WSI_TOKEN_HTTP_CONTENT_LENGTH);
         if (cln == 0 && lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) == 0) {
             pb_http_answer_error(r, 411, "length_required", "a request body needs a Content-Length");
             r->close_after = 1;
-            return finish(s, wsi, pss);
+            return finish(env, wsi, reqp);
         }
         if (cln != 0 && (cln < 0 || strspn(cl, "0123456789") != (size_t)cln || cln > 19)) {
             pb_http_answer_error(r, 400, "bad_request", "Content-Length must be one decimal number");
             r->close_after = 1;
-            return finish(s, wsi, pss);
+            return finish(env, wsi, reqp);
         }
-        if (cln > 0 && strtoll(cl, NULL, 10) > s->cfg->push_max_body_bytes) {
+        if (cln > 0 && strtoll(cl, NULL, 10) > env->cfg->push_max_body_bytes) {
             pb_http_answer_error(r, 413, "payload_too_large", "the body is over push.max_body_bytes");
             r->close_after = 1;
-            return finish(s, wsi, pss);
+            return finish(env, wsi, reqp);
         }
         return 0; /* wait for the body */
     }
-    pb_http_handle(s, vhd, r);
-    return finish(s, wsi, pss);
+    pb_http_handle(env, r);
+    return finish(env, wsi, reqp);
 }
 
-int pb_http_callback(struct pb_server *s, const struct pb_vhd *vhd, struct lws *wsi,
-                     enum lws_callback_reasons reason, struct pb_pss *pss, void *in, size_t len)
+int pb_http_callback(const struct pb_api_env *env, struct lws *wsi,
+                     enum lws_callback_reasons reason, struct pb_http_req **reqp, void *in,
+                     size_t len)
 {
-    struct pb_http_req *r = pss->req;
+    struct pb_http_req *r = *reqp;
     switch (reason) {
     case LWS_CALLBACK_HTTP:
-        return begin(s, vhd, wsi, pss);
+        return begin(env, wsi, reqp);
     case LWS_CALLBACK_HTTP_BODY:
         if (!r || r->status)
             return 0; /* already answered (413): discard */
@@ -189,17 +193,17 @@ int pb_http_callback(struct pb_server *s, const struct pb_vhd *vhd, struct lws *
         if (r->body.truncated) {
             pb_http_answer_error(r, 413, "payload_too_large", "the body is over push.max_body_bytes");
             r->close_after = 1;
-            return finish(s, wsi, pss);
+            return finish(env, wsi, reqp);
         }
         return 0;
     case LWS_CALLBACK_HTTP_BODY_COMPLETION:
         if (!r || r->status)
             return 0;
-        pb_http_handle(s, vhd, r);
-        return finish(s, wsi, pss);
+        pb_http_handle(env, r);
+        return finish(env, wsi, reqp);
     case LWS_CALLBACK_CLOSED_HTTP:
     case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
-        req_free(pss);
+        req_free(reqp);
         return 0;
     default:
         return 0;

@@ -8,6 +8,8 @@
 #include "pushbridge/api/httpd.h"
 
 #include <errno.h>
+#include <libwebsockets.h> /* LWSHUMETH_*: the method numbering of struct pb_http_req */
+#include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,7 +21,6 @@
 #include "pushbridge/api/httpparse.h"
 #include "pushbridge/core/listener.h"
 #include "pushbridge/core/log.h"
-#include "pushbridge/public/server.h"
 
 #define READ_CHUNK 16384
 /* A connection must send a whole request within this time of its first
@@ -51,8 +52,8 @@ struct hconn {
 
 /* Owned by the server; freed by pb_httpd_free. */
 struct pb_httpd {
-    struct pb_server *s;
-    const struct pb_vhd *vhd;
+    struct ev_loop *loop;
+    const struct pb_api_env *env; /* the server's, outlives the httpd */
     struct pb_listener *listener; /* accept, with the descriptor-flood discipline */
     struct hconn *conns;
     size_t nconns;
@@ -61,7 +62,7 @@ struct pb_httpd {
 static void conn_free(struct hconn *c)
 {
     struct pb_httpd *d = c->d;
-    struct ev_loop *loop = d->s->loop;
+    struct ev_loop *loop = d->loop;
     ev_io_stop(loop, &c->rw);
     ev_io_stop(loop, &c->ww);
     ev_timer_stop(loop, &c->timer);
@@ -107,7 +108,7 @@ static const char *reason_phrase(int status)
  * full. Returns -1 when the connection is gone (c is freed). */
 static int flush(struct hconn *c)
 {
-    struct ev_loop *loop = c->d->s->loop;
+    struct ev_loop *loop = c->d->loop;
     while (c->out_off < c->out.len) {
         ssize_t n = send(c->fd, c->out.data + c->out_off, c->out.len - c->out_off, MSG_NOSIGNAL);
         if (n < 0 && errno == EINTR)
@@ -137,7 +138,7 @@ static int flush(struct hconn *c)
 /* Serialises the answer in req onto out. */
 static void put_answer(struct hconn *c, struct pb_http_req *r)
 {
-    pb_http_done(c->d->s, r);
+    pb_http_done(c->d->env, r);
     int keep = c->keep_alive && !r->close_after && !c->closing;
     if (!keep)
         c->closing = 1;
@@ -167,7 +168,7 @@ static void refuse_counted(struct hconn *c, int status, const char *code, const 
                            int is_push)
 {
     struct pb_http_req r;
-    pb_http_req_init(&r, c->d->s->cfg);
+    pb_http_req_init(&r, c->d->env->cfg);
     r.is_push = is_push;
     pb_http_answer_error(&r, status, code, why);
     r.close_after = 1;
@@ -201,7 +202,7 @@ static int begin_request(struct hconn *c)
     struct pb_http_head *h = &c->head;
     struct pb_http_req *r = &c->req;
     pb_http_req_clear(r);
-    pb_http_req_init(r, d->s->cfg);
+    pb_http_req_init(r, d->env->cfg);
     c->keep_alive = h->keep_alive;
     r->method = h->method < 0 ? 30 : h->method;
     const char *q = memchr(h->target, '?', h->target_len);
@@ -230,12 +231,12 @@ static int begin_request(struct hconn *c)
         return 1;
     }
     int has_body = h->chunked || h->content_length > 0;
-    if (has_body && pb_http_check_early(d->s, d->vhd, r)) {
+    if (has_body && pb_http_check_early(d->env, r)) {
         r->close_after = 1; /* the body is not read */
         put_answer(c, r);
         return 1;
     }
-    if (h->content_length > d->s->cfg->push_max_body_bytes) {
+    if (h->content_length > d->env->cfg->push_max_body_bytes) {
         refuse_request(c, 413, "payload_too_large", "the body is over push.max_body_bytes");
         return 1;
     }
@@ -251,7 +252,7 @@ static int begin_request(struct hconn *c)
 static int read_body(struct hconn *c)
 {
     struct pb_http_req *r = &c->req;
-    size_t max = (size_t)c->d->s->cfg->push_max_body_bytes;
+    size_t max = (size_t)c->d->env->cfg->push_max_body_bytes;
     if (!c->head.chunked) {
         size_t want = c->head.content_length > 0 ? (size_t)c->head.content_length : 0;
         size_t take = want - r->body.len < c->in_len ? want - r->body.len : c->in_len;
@@ -308,14 +309,14 @@ static int serve(struct hconn *c)
         }
         c->in_request = 0;
         c->request_started = 0;
-        pb_http_handle(d->s, d->vhd, &c->req);
+        pb_http_handle(d->env, &c->req);
         if (c->req.relay) {
             /* Answered once Kafka has the push (within its 5 s timeout);
              * the next pipelined request waits in the kernel meanwhile. */
             c->waiting = 1;
             c->req.resume = resume_answer;
             c->req.transport = c;
-            ev_io_stop(d->s->loop, &c->rw);
+            ev_io_stop(d->loop, &c->rw);
             break;
         }
         put_answer(c, &c->req);
@@ -339,7 +340,7 @@ static void resume_answer(struct pb_http_req *r)
         return;
     if (c->out.len) /* the rest goes from write_cb, which serves on */
         return;
-    ev_io_start(c->d->s->loop, &c->rw);
+    ev_io_start(c->d->loop, &c->rw);
     if (serve(c))
         return;
     arm_timer(c);
@@ -347,7 +348,7 @@ static void resume_answer(struct pb_http_req *r)
 
 static void arm_timer(struct hconn *c)
 {
-    struct ev_loop *loop = c->d->s->loop;
+    struct ev_loop *loop = c->d->loop;
     int busy = c->in_len > 0 || c->in_request || c->out.len > 0;
     if (busy && c->request_started)
         return; /* the request's deadline stands: trickling bytes does not move it */
@@ -430,7 +431,7 @@ static void new_conn(struct pb_httpd *d, int fd)
     int one = 1;
     if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)))
         pb_debug("internal listener: TCP_NODELAY: %s", strerror(errno));
-    if ((int64_t)d->nconns >= d->s->cfg->push_max_connections) {
+    if ((int64_t)d->nconns >= d->env->cfg->push_max_connections) {
         static const char busy[] =
             "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
             "content-length: 84\r\nconnection: close\r\n\r\n"
@@ -448,7 +449,7 @@ static void new_conn(struct pb_httpd *d, int fd)
     c->d = d;
     c->fd = fd;
     pb_buf_init(&c->out, PB_HTTP_MAX_ANSWER + 1024);
-    pb_http_req_init(&c->req, d->s->cfg);
+    pb_http_req_init(&c->req, d->env->cfg);
     ev_io_init(&c->rw, read_cb, fd, EV_READ);
     ev_io_init(&c->ww, write_cb, fd, EV_WRITE);
     ev_timer_init(&c->timer, timer_cb, IDLE_TIMEOUT_S, 0.);
@@ -458,8 +459,8 @@ static void new_conn(struct pb_httpd *d, int fd)
         d->conns->prev = c;
     d->conns = c;
     d->nconns++;
-    ev_io_start(d->s->loop, &c->rw);
-    ev_timer_start(d->s->loop, &c->timer);
+    ev_io_start(d->loop, &c->rw);
+    ev_timer_start(d->loop, &c->timer);
 }
 
 /* A connection accepted by the listener (listener.c). */
@@ -469,17 +470,17 @@ static void accepted(void *ud, int fd, const struct sockaddr_storage *peer)
     new_conn(ud, fd);
 }
 
-struct pb_httpd *pb_httpd_new(struct pb_server *s, const struct pb_vhd *vhd, const char *addr,
-                              char *errstr, size_t errlen)
+struct pb_httpd *pb_httpd_new(struct ev_loop *loop, const struct pb_api_env *env,
+                              const char *addr, char *errstr, size_t errlen)
 {
     struct pb_httpd *d = calloc(1, sizeof(*d));
     if (!d) {
         snprintf(errstr, errlen, "out of memory");
         return NULL;
     }
-    d->s = s;
-    d->vhd = vhd;
-    d->listener = pb_listener_new(s->loop, "listen.internal", addr, accepted, d, errstr, errlen);
+    d->loop = loop;
+    d->env = env;
+    d->listener = pb_listener_new(loop, "listen.internal", addr, accepted, d, errstr, errlen);
     if (!d->listener) {
         free(d);
         return NULL;

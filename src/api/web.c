@@ -7,11 +7,11 @@
  * operator page is also at /operator. */
 #include "pushbridge/api/web.h"
 
+#include <libwebsockets.h> /* LWSHUMETH_GET */
 #include <string.h>
 
 #include "pushbridge/api/assets.h"
 #include "pushbridge/api/http.h"
-#include "pushbridge/public/server.h"
 
 const struct pb_asset *pb_asset_find(const char *path)
 {
@@ -22,29 +22,28 @@ const struct pb_asset *pb_asset_find(const char *path)
 }
 
 /* The asset path a request path maps to on this listener, or NULL. */
-static const char *asset_for(const struct pb_server *s, const struct pb_vhd *vhd,
-                             const char *path)
+static const char *asset_for(const struct pb_api_env *env, const char *path)
 {
-    int dash = vhd->is_public && s->cfg->dashboard_enabled;
-    if (vhd->is_public && (strcmp(path, "/pushbridge.js") == 0 ||
+    int dash = env->is_public && env->cfg->dashboard_enabled;
+    if (env->is_public && (strcmp(path, "/pushbridge.js") == 0 ||
                            strcmp(path, "/pushbridge.d.ts") == 0))
         return path;
     if (dash && strcmp(path, "/") == 0)
         return "/index.html";
     if (dash && (strcmp(path, "/dashboard.js") == 0 || strcmp(path, "/dashboard.css") == 0))
         return path;
-    if (vhd->is_internal && (strcmp(path, "/") == 0 || strcmp(path, "/operator") == 0))
+    if (env->is_internal && (strcmp(path, "/") == 0 || strcmp(path, "/operator") == 0))
         return "/operator.html";
-    if (vhd->is_internal && strcmp(path, "/operator.js") == 0)
+    if (env->is_internal && strcmp(path, "/operator.js") == 0)
         return path;
     return NULL;
 }
 
-int pb_web_handle(struct pb_server *s, const struct pb_vhd *vhd, struct pb_http_req *r)
+int pb_web_handle(const struct pb_api_env *env, struct pb_http_req *r)
 {
     if (r->method != LWSHUMETH_GET)
         return 0; /* the route table answers 405 with Allow */
-    const char *name = asset_for(s, vhd, r->path);
+    const char *name = asset_for(env, r->path);
     const struct pb_asset *a = name ? pb_asset_find(name) : NULL;
     if (!a)
         return 0;

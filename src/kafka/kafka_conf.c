@@ -1,7 +1,8 @@
 /* How pushbridge's Kafka clients are configured: the consumer's defaults,
  * kafka.properties passed through (an unknown property is an error naming
  * it), what may not be overridden, static membership's instance id, and the
- * in-process cluster of --dev. */
+ * in-process cluster of --dev; and the log callback every client of the
+ * bridge shares. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +12,26 @@
 #include "pushbridge/kafka/kafka.h"
 #include "pushbridge/core/log.h"
 #include "kafka_internal.h"
+
+void pb_kafka_on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    /* librdkafka says that auto.offset.reset moved a partition on only in
+     * this log line: with auto.offset.reset=earliest no error event comes
+     * (__AUTO_OFFSET_RESET is raised only for "error", which stops the
+     * partition until the application repositions it itself). Served on
+     * the loop (log.queue), like everything else. */
+    struct pb_kafka *k = rd_kafka_opaque(rk);
+    if (k && rk == k->rk && strcmp(fac, "OFFSET") == 0)
+        pb_kafka_note_offset_reset(k, buf);
+    /* syslog levels: 0-3 error, 4 warning, 5-6 info, 7 debug. Kafka's
+     * chatter is demoted one notch: our own lines say what matters. */
+    int lvl = level <= 3 ? PB_LOG_WARN : level <= 4 ? PB_LOG_INFO : PB_LOG_DEBUG;
+    /* Connection failures repeat on every retry; the outage edge is logged
+     * once by set_brokers_down(), so these are debug. */
+    if (strcmp(fac, "FAIL") == 0)
+        lvl = PB_LOG_DEBUG;
+    pb_log(lvl, "kafka %s: %s", fac, buf);
+}
 
 int pb_kafka_conf_set(rd_kafka_conf_t *conf, const char *key, const char *val, char *errstr,
                     size_t errlen)
@@ -189,10 +210,6 @@ rd_kafka_conf_t *pb_kafka_consumer_conf(struct pb_kafka *k, char *errstr, size_t
     }
     rd_kafka_conf_set_opaque(conf, k);
     rd_kafka_conf_set_log_cb(conf, pb_kafka_on_log);
-    rd_kafka_conf_set_error_cb(conf, pb_kafka_on_error);
-    rd_kafka_conf_set_rebalance_cb(conf, pb_kafka_on_rebalance);
-    rd_kafka_conf_set_stats_cb(conf, pb_kafka_on_stats);
-    rd_kafka_conf_set_offset_commit_cb(conf, pb_kafka_on_commit);
     const char *gid = property(cfg, "group.instance.id");
     k->static_member = !gid || *gid;
     return conf;

@@ -1,7 +1,12 @@
-/* The Kafka module's private parts, shared by its files: kafka.c (the
- * consumer's lifecycle, delivery, group events), kafka_conf.c (how the
- * clients are configured, the --dev cluster) and kafka_dlq.c (dead letters
- * and the malformed-event log). Not for use outside src/kafka*.c. */
+/* The Kafka module's private parts, shared by its files, lowest first:
+ * kafka_parts.c (partitions catching up, offset resets), kafka_conf.c (how
+ * the clients are configured, their log callback, the --dev cluster),
+ * kafka_stats.c (statistics: brokers up, the group's share), kafka_dlq.c
+ * (dead letters and the malformed-event log), kafka_push.c (cluster mode's
+ * producer), kafka_route.c (one message from Kafka to the hub),
+ * kafka_rebuild.c (state rebuilt at start) and kafka.c (the consumer's
+ * lifecycle and group events) on top. A file calls only the files before it.
+ * Not for use outside src/kafka/. */
 #ifndef PB_KAFKA_INTERNAL_H
 #define PB_KAFKA_INTERNAL_H
 
@@ -104,17 +109,13 @@ struct pb_kafka {
     pb_kafka_push_done push_done;
 };
 
-/* kafka.c: librdkafka's callbacks (served on the loop through the queue). */
-void pb_kafka_on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf);
+/* kafka.c: the consumer's librdkafka callbacks, installed by pb_kafka_new
+ * (served on the loop through the queue). */
 void pb_kafka_on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque);
 void pb_kafka_on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                         rd_kafka_topic_partition_list_t *offsets, void *opaque);
-int pb_kafka_on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque);
 void pb_kafka_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                            rd_kafka_topic_partition_list_t *parts, void *opaque);
-
-void pb_kafka_set_brokers_down(struct pb_kafka *k, int down, const char *why);
-int pb_kafka_is_push_topic(const struct pb_config *cfg, const char *topic);
 
 /* kafka_parts.c */
 /* A partition assigned for the first time starts catching up. */
@@ -133,6 +134,9 @@ void pb_kafka_account_reset(struct pb_kafka *k, const rd_kafka_message_t *msg);
 void pb_kafka_flush_lost_log(struct pb_kafka *k, int64_t now);
 
 /* kafka_conf.c */
+/* The log callback of every client (the consumer's opaque is the struct
+ * pb_kafka: its offset-reset lines go to kafka_parts.c). */
+void pb_kafka_on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf);
 /* This node's name: cluster.node_name, or the host name. */
 int pb_kafka_node_name(const struct pb_config *cfg, char *buf, size_t len, char *errstr,
                        size_t errlen);
@@ -143,12 +147,25 @@ int pb_kafka_conf_set(rd_kafka_conf_t *conf, const char *key, const char *val, c
 int pb_kafka_apply_properties(const struct pb_config *cfg, rd_kafka_conf_t *conf, char *errstr,
                               size_t errlen);
 /* The consumer's configuration: pushbridge's defaults, then kafka.properties,
- * then what may not be overridden; callbacks set. NULL with errstr. */
+ * then what may not be overridden; opaque and log callback set (kafka.c sets
+ * the consumer's other callbacks). NULL with errstr. */
 rd_kafka_conf_t *pb_kafka_consumer_conf(struct pb_kafka *k, char *errstr, size_t errlen);
 /* --dev: the in-process cluster; sets k->bootstrap. */
 int pb_kafka_start_embedded(struct pb_kafka *k, char *errstr, size_t errlen);
 
-/* kafka.c: a message read by the rebuild goes to the store only. */
+/* kafka_stats.c */
+/* The statistics callback: brokers up, the group's share of the partitions. */
+int pb_kafka_on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque);
+/* Broker reachability (/readyz): each edge logged once. */
+void pb_kafka_set_brokers_down(struct pb_kafka *k, int down, const char *why);
+
+/* kafka_route.c: one message from Kafka to the hub, for both consumers. */
+/* 1 when the topic is push.topic and the bridge runs cluster.mode kafka. */
+int pb_kafka_is_push_topic(const struct pb_config *cfg, const char *topic);
+/* The group consumer's message: parsed, routed and delivered to the hub
+ * (or counted as redelivered, stale, for nobody here, malformed). */
+void pb_kafka_route(struct pb_kafka *k, const rd_kafka_message_t *msg, uint32_t src);
+/* A message read by the rebuild goes to the store only. */
 void pb_kafka_keep(struct pb_kafka *k, const rd_kafka_message_t *msg);
 
 /* kafka_rebuild.c */

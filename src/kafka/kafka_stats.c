@@ -15,6 +15,27 @@
  * can fall inside a rebalance. */
 #define SHARE_STREAK 2
 
+/* Broker reachability drives /readyz. The down edge comes through
+ * ALL_BROKERS_DOWN, and from the statistics (every STATS_INTERVAL) when no
+ * broker is UP: librdkafka does not always raise ALL_BROKERS_DOWN (a young
+ * client whose bootstrap connection is still counted never sees "all" of
+ * its brokers down). It has no "back up" event, so the up edge comes from
+ * the statistics too. Each edge is logged once. */
+void pb_kafka_set_brokers_down(struct pb_kafka *k, int down, const char *why)
+{
+    if (down == k->brokers_down)
+        return;
+    k->brokers_down = down;
+    if (down) {
+        k->m->kafka_outages++;
+        pb_error("kafka: all brokers are down (%s); keeping WebSocket connections, "
+                 "reconnecting",
+                 why);
+    } else {
+        pb_info("kafka: brokers reachable again");
+    }
+}
+
 /* Counts brokers in state UP in a statistics JSON document. */
 static int brokers_up(yajl_val root)
 {

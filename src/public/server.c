@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "pushbridge/public/admission.h"
+#include "pushbridge/api/http_lws.h"
 #include "pushbridge/api/httpd.h"
 #include "pushbridge/hub/keepalive.h"
 #include "pushbridge/core/listener.h"
@@ -54,7 +55,7 @@ static int server_cb(struct lws *wsi, enum lws_callback_reasons reason, void *us
     case LWS_CALLBACK_HTTP_WRITEABLE:
     case LWS_CALLBACK_CLOSED_HTTP:
     case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
-        return pb_http_callback(vhd->srv, vhd, wsi, reason, user, in, len);
+        return pb_http_callback(&vhd->api, wsi, reason, &pss->req, in, len);
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
     case LWS_CALLBACK_ESTABLISHED:
     case LWS_CALLBACK_RECEIVE:
@@ -123,6 +124,51 @@ int pb_server_ready(const struct pb_server *s, const char **why)
     else
         pb_kafka_ready(s->kafka, why);
     return *why == NULL;
+}
+
+/* The HTTP API's callbacks (struct pb_api_env): readiness and gauges are
+ * the server's to say, the API only renders them. */
+static int api_ready(const void *owner, const char **why)
+{
+    return pb_server_ready(owner, why);
+}
+
+static void api_gauges(const void *owner, struct pb_gauges *g)
+{
+    const struct pb_server *s = owner;
+    memset(g, 0, sizeof(*g));
+    g->connections = pb_hub_connections(s->hub);
+    g->users = pb_hub_users(s->hub);
+    g->queue_bytes = pb_hub_queue_bytes(s->hub);
+    g->kafka_ready = pb_kafka_ready(s->kafka, &g->not_ready_reason);
+    g->kafka_bootstrap = pb_kafka_bootstrap(s->kafka);
+    g->group_warning = pb_kafka_share(s->kafka, &g->partitions_assigned, &g->partitions_total);
+    struct pb_store_stats st;
+    pb_store_stats(s->store, &st);
+    g->state_users = st.users;
+    g->state_tasks = st.tasks;
+    g->state_bytes = st.state_bytes;
+    g->history_events = st.history_events;
+    g->history_bytes = st.history_bytes;
+}
+
+/* A listener's environment for the HTTP API: its roles, and what the
+ * server owns. Filled once the Kafka client exists; no request is served
+ * before the loop runs. */
+static void api_env_init(struct pb_server *s, struct pb_vhd *vhd)
+{
+    vhd->api = (struct pb_api_env){
+        .cfg = s->cfg,
+        .metrics = &s->metrics,
+        .hub = s->hub,
+        .store = s->store,
+        .kafka = s->kafka,
+        .is_public = vhd->is_public,
+        .is_internal = vhd->is_internal,
+        .owner = s,
+        .ready = api_ready,
+        .gauges = api_gauges,
+    };
 }
 
 /* From the tick: READY=1 on the first ready second (the condition /readyz
@@ -409,7 +455,8 @@ int pb_server_init(struct pb_server *s, const struct pb_config *cfg, char *errst
      * chunked bodies); lws serves it only where it must: on the public port,
      * or over TLS. */
     if (!same && !cfg->tls_internal) {
-        s->httpd = pb_httpd_new(s, &s->vhd_internal, cfg->listen_internal, errstr, errlen);
+        s->httpd =
+            pb_httpd_new(s->loop, &s->vhd_internal.api, cfg->listen_internal, errstr, errlen);
         if (!s->httpd)
             return -1;
         pb_info("listening on %s (internal, port %d)", cfg->listen_internal,
@@ -424,6 +471,8 @@ int pb_server_init(struct pb_server *s, const struct pb_config *cfg, char *errst
     if (!(s->kafka = pb_kafka_new(cfg, s->hub, &s->metrics, errstr, errlen)))
         return -1;
     pb_kafka_set_push_done(s->kafka, pb_relay_done);
+    api_env_init(s, &s->vhd_public);
+    api_env_init(s, &s->vhd_internal);
     ev_io_init(&s->kafka_w, kafka_ready_cb, pb_kafka_wake_fd(s->kafka), EV_READ);
     s->kafka_w.data = s;
     ev_io_start(s->loop, &s->kafka_w);

@@ -1,6 +1,8 @@
-/* The store's private parts, shared by store.c (users, tasks, history and
- * their bounds) and pos.c (streams, positions and resume). Not for use
- * outside src/store.c and src/pos.c. */
+/* The store's private parts: its data, and what each file offers the
+ * others. Lowest first: stream.c (streams, and which offsets were handled),
+ * store.c (users, tasks, history and their bounds), pos.c (positions and
+ * resume). A file calls only the files before it. Not for use outside
+ * src/store/. */
 #ifndef PB_STORE_INTERNAL_H
 #define PB_STORE_INTERNAL_H
 
@@ -111,7 +113,7 @@ struct pb_store {
     size_t nhist, hist_bytes;
     uint64_t next_seq;
 
-    /* Streams (pos.c): by index, and hashed by (topic, partition). */
+    /* Streams (stream.c): by index, and hashed by (topic, partition). */
     struct pb_stream **streams;
     uint32_t nstreams, cap_streams;
     struct pb_stream **sbuckets;
@@ -122,7 +124,7 @@ struct pb_store {
     uint32_t nbcast;
 };
 
-/* pos.c */
+/* stream.c */
 int pb_streams_init(struct pb_store *st);
 void pb_streams_free(struct pb_store *st);
 /* The stream of (topic, partition), added when new; NULL on OOM or past

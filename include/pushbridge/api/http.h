@@ -1,7 +1,9 @@
 /* The HTTP API (internal listener) and the public pages: routing and the
  * handlers, on a request that either transport filled in (httpd.c, the
- * internal listener's own HTTP/1.1 server; or lws, in http.c, for the public
- * listener). Pushes join Kafka events at pb_hub_deliver(). */
+ * internal listener's own HTTP/1.1 server; or http_lws.c, for the public
+ * listener). Pushes join Kafka events at pb_hub_deliver(). What the handlers
+ * need from the rest of the bridge comes in a struct pb_api_env that the
+ * server builds: the API sees no server, only that. */
 #ifndef PB_HTTP_H
 #define PB_HTTP_H
 
@@ -9,15 +11,36 @@
 
 #include "pushbridge/core/buf.h"
 #include "pushbridge/core/config.h"
+#include "pushbridge/core/metrics.h"
 
 /* Longest query string kept (a /send message travels in it). */
 #define PB_HTTP_MAX_QUERY 4096
 /* Bound on answers: /metrics is the largest (sources x reasons + lag rows). */
 #define PB_HTTP_MAX_ANSWER (4u << 20)
 
-struct pb_server;
-struct pb_vhd;
+struct pb_hub;
+struct pb_store;
+struct pb_kafka;
 struct pb_relay_job;
+
+/* The HTTP handlers' environment, one per listener role: pointers to what
+ * the owner (server.c) owns and outlives every request with, and callbacks
+ * for what only the owner knows. Filled once at start; read by the loop
+ * thread that serves the listener. */
+struct pb_api_env {
+    const struct pb_config *cfg;
+    struct pb_metrics *metrics;
+    struct pb_hub *hub;     /* pushes delivered, users looked up */
+    struct pb_store *store; /* GET /users/{id}/tasks */
+    struct pb_kafka *kafka; /* cluster mode's relay (push.topic); the group's share */
+    int is_public;          /* this listener serves the public pages */
+    int is_internal;        /* this listener serves the HTTP API */
+    void *owner;            /* handed back to the callbacks */
+    /* 1 when the bridge serves (what /readyz says), else 0 with *why. */
+    int (*ready)(const void *owner, const char **why);
+    /* The gauges of /stats and /metrics (connections, the store, Kafka). */
+    void (*gauges)(const void *owner, struct pb_gauges *g);
+};
 
 /* One request and its answer. Owned by the transport that read it, for one
  * request; pb_http_req_clear frees what it holds. */
@@ -51,12 +74,12 @@ void pb_http_req_init(struct pb_http_req *r, const struct pb_config *cfg);
 void pb_http_req_clear(struct pb_http_req *r);
 /* Before the body is read: answers 401 for a push route without a valid
  * key (so no body is buffered for it). Returns 1 when r is answered. */
-int pb_http_check_early(struct pb_server *s, const struct pb_vhd *vhd, struct pb_http_req *r);
+int pb_http_check_early(const struct pb_api_env *env, struct pb_http_req *r);
 /* Routes the complete request and builds its answer in r. */
-void pb_http_handle(struct pb_server *s, const struct pb_vhd *vhd, struct pb_http_req *r);
+void pb_http_handle(const struct pb_api_env *env, struct pb_http_req *r);
 /* Last step before the answer is written: counts push statuses, turns an
  * answer that did not fit into a 500. */
-void pb_http_done(struct pb_server *s, struct pb_http_req *r);
+void pb_http_done(const struct pb_api_env *env, struct pb_http_req *r);
 /* Appends {"error":code,"message":msg} (the body of every error). */
 void pb_http_error_json(struct pb_buf *b, const char *code, const char *msg);
 /* {"error":code,"message":msg} with this status. */

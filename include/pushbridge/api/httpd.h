@@ -11,14 +11,13 @@
 #include <ev.h>
 #include <stddef.h>
 
-struct pb_server;
-struct pb_vhd;
+struct pb_api_env;
 struct pb_httpd;
 
-/* Listens on addr (HOST:PORT) for the routes of vhd. NULL on failure, with
- * errstr naming the cause. */
-struct pb_httpd *pb_httpd_new(struct pb_server *s, const struct pb_vhd *vhd, const char *addr,
-                              char *errstr, size_t errlen);
+/* Listens on addr (HOST:PORT), on loop, for the routes env serves (env
+ * must outlive the httpd). NULL on failure, with errstr naming the cause. */
+struct pb_httpd *pb_httpd_new(struct ev_loop *loop, const struct pb_api_env *env,
+                              const char *addr, char *errstr, size_t errlen);
 /* The port it listens on (useful when addr asked for port 0). */
 int pb_httpd_port(const struct pb_httpd *d);
 /* Open connections. */

@@ -5,12 +5,11 @@
 #ifndef PB_WEB_H
 #define PB_WEB_H
 
-struct pb_server;
-struct pb_vhd;
+struct pb_api_env;
 struct pb_http_req;
 
 /* Answers r when it asks for one of the files this listener serves: 1 when
  * answered, 0 when the request is someone else's (the API routes). */
-int pb_web_handle(struct pb_server *s, const struct pb_vhd *vhd, struct pb_http_req *r);
+int pb_web_handle(const struct pb_api_env *env, struct pb_http_req *r);
 
 #endif

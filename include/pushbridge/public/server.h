@@ -1,6 +1,7 @@
 /* The server: owns the lws context (the one event loop), the listeners, and
  * the modules it wires together (hub, kafka, auth, metrics). One protocol
- * callback receives every lws event and hands it to ws.c or http.c. */
+ * callback receives every lws event and hands it to ws.c, sse.c or
+ * http_lws.c (the HTTP API, which sees only its struct pb_api_env). */
 #ifndef PB_SERVER_H
 #define PB_SERVER_H
 
@@ -8,6 +9,7 @@
 #include <libwebsockets.h>
 #include <signal.h>
 
+#include "pushbridge/api/http.h"
 #include "pushbridge/hub/auth.h"
 #include "pushbridge/core/buf.h"
 #include "pushbridge/core/config.h"
@@ -38,11 +40,13 @@ struct pb_pss {
     struct pb_pss *pend_prev, *pend_next;
 };
 
-/* Per-vhost (listener) data: which roles the listener serves. */
+/* Per-vhost (listener) data: which roles the listener serves, and the HTTP
+ * API's environment for it (built from these by server.c). */
 struct pb_vhd {
     struct pb_server *srv;
     int is_public;   /* /ws and the page */
     int is_internal; /* the HTTP API */
+    struct pb_api_env api;
 };
 
 /* Owned by main(); lives for the whole process. */
@@ -103,9 +107,5 @@ int pb_ws_origin_allowed(const struct pb_config *cfg, struct lws *wsi);
 /* Writes the frames queued since the loop last slept, straight to the
  * sockets that take them (called before the loop sleeps). */
 void pb_ws_flush_pending(struct pb_server *s);
-
-/* http.c */
-int pb_http_callback(struct pb_server *s, const struct pb_vhd *vhd, struct lws *wsi,
-                     enum lws_callback_reasons reason, struct pb_pss *pss, void *in, size_t len);
 
 #endif
