@@ -144,6 +144,10 @@ void pb_metrics_render_prometheus(const struct pb_metrics *m, const struct pb_ga
            (uint64_t)(m->commits));
     scalar(b, "pushbridge_kafka_commit_failures_total", "counter", "Failed offset commits.",
            (uint64_t)(m->commit_failures));
+    scalar(b, "pushbridge_kafka_offset_store_failures_total", "counter",
+           "Delivered messages whose offset could not be stored for commit (e.g. the partition "
+           "was revoked): they are read again.",
+           m->offset_store_failures);
     help(b, "pushbridge_uptime_seconds", "gauge", "Seconds since start.");
     pb_buf_printf(b, "pushbridge_uptime_seconds %lld\n",
                   (long long)((pb_monotonic_ms() - m->start_ms) / 1000));
