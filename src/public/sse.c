@@ -316,6 +316,37 @@ static void peer_readable(struct ev_loop *loop, ev_io *w, int revents)
         arm_writable(pss->wsi); /* returns -1 there */
 }
 
+/* The response head is out and the user logged in: the stream is this
+ * connection's from now on (its socket, its watchers, its history). */
+static void stream_opened(struct pb_server *s, struct lws *wsi, struct pb_pss *pss,
+                          struct pb_conn *c)
+{
+    pss->wsi = wsi;
+    pss->conn = c;
+    pss->sse = 1;
+    /* ws.send_buffer_bytes, as for a WebSocket: the kernel must not hold
+     * megabytes for a reader that stopped before the queue bound counts. */
+    int sndbuf = (int)s->cfg->ws_send_buffer_bytes;
+    if (sndbuf && setsockopt(lws_get_socket_fd(wsi), SOL_SOCKET, SO_SNDBUF, &sndbuf,
+                             sizeof(sndbuf)))
+        pb_debug("sse connection %llu: ws.send_buffer_bytes not applied: %s",
+                 (unsigned long long)c->id, strerror(errno));
+    /* lws's own HTTP timeouts are for requests; the stream lives until the
+     * client goes or the hub closes it (keep-alive sweep, token, policy). */
+    lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
+    ev_io_init(&pss->sse_rx, peer_readable, lws_get_socket_fd(wsi), EV_READ);
+    pss->sse_rx.data = pss;
+    ev_io_start(s->loop, &pss->sse_rx);
+    pb_token_schedule(c, pb_now_ms());
+    pb_admission_release(s->admission, lws_get_socket_fd(wsi));
+    pb_debug("sse connection %llu logged in as %s", (unsigned long long)c->id, c->ident.user);
+    char resume[PB_POS_MAX_LEN + 1];
+    int has_resume = read_resume(wsi, resume, sizeof(resume));
+    pb_hub_start(s->hub, c, has_resume ? resume : NULL, has_resume ? strlen(resume) : 0);
+}
+
+/* GET /sse: the checks, the login, the response head. -1 closes the
+ * connection (after the refusal, when there is one). */
 static int begin(struct pb_server *s, struct lws *wsi, struct pb_pss *pss)
 {
     if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) <= 0)
@@ -377,28 +408,7 @@ static int begin(struct pb_server *s, struct lws *wsi, struct pb_pss *pss)
         pb_hub_conn_free(s->hub, c);
         return -1;
     }
-    pss->wsi = wsi;
-    pss->conn = c;
-    pss->sse = 1;
-    /* ws.send_buffer_bytes, as for a WebSocket: the kernel must not hold
-     * megabytes for a reader that stopped before the queue bound counts. */
-    int sndbuf = (int)s->cfg->ws_send_buffer_bytes;
-    if (sndbuf && setsockopt(lws_get_socket_fd(wsi), SOL_SOCKET, SO_SNDBUF, &sndbuf,
-                             sizeof(sndbuf)))
-        pb_debug("sse connection %llu: ws.send_buffer_bytes not applied: %s",
-                 (unsigned long long)c->id, strerror(errno));
-    /* lws's own HTTP timeouts are for requests; the stream lives until the
-     * client goes or the hub closes it (keep-alive sweep, token, policy). */
-    lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
-    ev_io_init(&pss->sse_rx, peer_readable, lws_get_socket_fd(wsi), EV_READ);
-    pss->sse_rx.data = pss;
-    ev_io_start(s->loop, &pss->sse_rx);
-    pb_token_schedule(c, pb_now_ms());
-    pb_admission_release(s->admission, lws_get_socket_fd(wsi));
-    pb_debug("sse connection %llu logged in as %s", (unsigned long long)c->id, c->ident.user);
-    char resume[PB_POS_MAX_LEN + 1];
-    int has_resume = read_resume(wsi, resume, sizeof(resume));
-    pb_hub_start(s->hub, c, has_resume ? resume : NULL, has_resume ? strlen(resume) : 0);
+    stream_opened(s, wsi, pss, c);
     return 0;
 }
 
