@@ -88,7 +88,11 @@ int pb_kafka_node_name(const struct pb_config *cfg, char *buf, size_t len, char 
                        size_t errlen)
 {
     if (cfg->cluster_node_name) {
-        snprintf(buf, len, "%s", cfg->cluster_node_name);
+        /* Cut short, it would name another group and instance id. */
+        if ((size_t)snprintf(buf, len, "%s", cfg->cluster_node_name) >= len) {
+            snprintf(errstr, errlen, "cluster.node_name is longer than %zu bytes", len - 1);
+            return -1;
+        }
         return 0;
     }
     if (gethostname(buf, len)) {
