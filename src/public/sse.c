@@ -313,7 +313,7 @@ static void peer_readable(struct ev_loop *loop, ev_io *w, int revents)
     if (pss->conn && !pss->conn->closing)
         pb_hub_cut(s->hub, pss->conn);
     else
-        arm_writable(pss->wsi); /* returns -1 there */
+        arm_writable(pss->wsi); /* its WRITEABLE callback returns -1: closed */
 }
 
 /* The response head is out and the user logged in: the stream is this
