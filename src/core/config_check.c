@@ -99,12 +99,10 @@ int pb_config_internal_exposed(const struct pb_config *c)
            !is_loopback(host);
 }
 
-int pb_config_validate(const struct pb_config *c, char *errstr, size_t errlen)
+/* The table's own constraints (set, in range, a known name), in case a
+ * field was assigned directly rather than through the loader. */
+static int check_table(const struct pb_config *c, char *errstr, size_t errlen)
 {
-    char host[256], shown[64];
-    int port;
-
-    /* The table's own constraints, in case a field was assigned directly. */
     size_t nsettings;
     const struct setting *settings = pb_config_table(&nsettings);
     for (size_t i = 0; i < nsettings; i++) {
@@ -123,6 +121,16 @@ int pb_config_validate(const struct pb_config *c, char *errstr, size_t errlen)
                 return pb_config_fail(errstr, errlen, "%s: invalid value %d", s->key, v);
         }
     }
+    return 0;
+}
+
+int pb_config_validate(const struct pb_config *c, char *errstr, size_t errlen)
+{
+    char host[256], shown[64];
+    int port;
+
+    if (check_table(c, errstr, errlen))
+        return -1;
 
     const char *listeners[][2] = {{"listen.public", c->listen_public},
                                   {"listen.internal", c->listen_internal}};

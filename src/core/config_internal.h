@@ -1,6 +1,8 @@
-/* The settings table as config.c and its printers (config_print.c) share it:
- * the row type, its flags, and the helpers both sides need. Private to the
- * config module; everything else goes through pushbridge/config.h. */
+/* The settings table as the config module's files share it: the table
+ * (config_table.c), the loader (config.c), the checks (config_check.c) and
+ * the printers (config_print.c): the row type, its flags, and the helpers
+ * they need. Private to src/core/config*.c; everything else goes through
+ * pushbridge/core/config.h. */
 #ifndef PB_CONFIG_INTERNAL_H
 #define PB_CONFIG_INTERNAL_H
 

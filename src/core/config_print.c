@@ -218,6 +218,30 @@ static void put_type(FILE *out, const struct setting *s, int markdown)
     }
 }
 
+/* One setting's entry in SETTINGS: key, variable, help, type and default. */
+static void man_setting(FILE *out, const struct setting *s)
+{
+    char name[96];
+    pb_config_env_name(s, name, sizeof(name));
+    fprintf(out, ".TP\n\\fB%s\\fR (\\fB", s->key);
+    put_roff(out, name);
+    fputs("\\fR)\n", out);
+    put_roff(out, s->help);
+    fputs(".\n.br\n", out);
+    put_type(out, s, 0);
+    fputs("; default \\fB", out);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&buf, &len);
+    if (mem) {
+        put_default(mem, s);
+        fclose(mem);
+        put_roff(out, buf);
+    }
+    free(buf);
+    fputs("\\fR.\n", out);
+}
+
 void pb_config_print_man(FILE *out, const char *version)
 {
     fprintf(out,
@@ -257,28 +281,8 @@ void pb_config_print_man(FILE *out, const char *version)
             version);
     size_t nsettings;
     const struct setting *settings = pb_config_table(&nsettings);
-    for (size_t i = 0; i < nsettings; i++) {
-        const struct setting *s = &settings[i];
-        char name[96];
-        pb_config_env_name(s, name, sizeof(name));
-        fprintf(out, ".TP\n\\fB%s\\fR (\\fB", s->key);
-        put_roff(out, name);
-        fputs("\\fR)\n", out);
-        put_roff(out, s->help);
-        fputs(".\n.br\n", out);
-        put_type(out, s, 0);
-        fputs("; default \\fB", out);
-        char *buf = NULL;
-        size_t len = 0;
-        FILE *mem = open_memstream(&buf, &len);
-        if (mem) {
-            put_default(mem, s);
-            fclose(mem);
-            put_roff(out, buf);
-        }
-        free(buf);
-        fputs("\\fR.\n", out);
-    }
+    for (size_t i = 0; i < nsettings; i++)
+        man_setting(out, &settings[i]);
     fputs(".SH ENVIRONMENT\n"
           ".TP\n\\fBPUSHBRIDGE_\\fR\\fISECTION\\fR\\fB_\\fR\\fIKEY\\fR\n"
           "The settings above. An unknown \\fBPUSHBRIDGE_\\fR variable is an error.\n"

@@ -122,10 +122,8 @@ static void scalar(struct pb_buf *b, const char *name, const char *type, const c
     pb_buf_printf(b, "%s %llu\n", name, (unsigned long long)value);
 }
 
-/* Label values are topic names: Kafka allows [a-zA-Z0-9._-], nothing to
- * escape; "_other" and "http" likewise. */
-void pb_metrics_render_prometheus(const struct pb_metrics *m, const struct pb_gauges *g,
-                                  struct pb_buf *b)
+/* The process, its connections and its Kafka consumer's health. */
+static void render_process(const struct pb_metrics *m, const struct pb_gauges *g, struct pb_buf *b)
 {
     scalar(b, "pushbridge_connections", "gauge", "Open WebSocket connections.",
            (uint64_t)(g->connections));
@@ -144,10 +142,18 @@ void pb_metrics_render_prometheus(const struct pb_metrics *m, const struct pb_ga
            (uint64_t)(m->commits));
     scalar(b, "pushbridge_kafka_commit_failures_total", "counter", "Failed offset commits.",
            (uint64_t)(m->commit_failures));
+    scalar(b, "pushbridge_kafka_offset_store_failures_total", "counter",
+           "Delivered messages whose offset could not be stored for commit (e.g. the partition "
+           "was revoked): they are read again.",
+           m->offset_store_failures);
     help(b, "pushbridge_uptime_seconds", "gauge", "Seconds since start.");
     pb_buf_printf(b, "pushbridge_uptime_seconds %lld\n",
                   (long long)((pb_monotonic_ms() - m->start_ms) / 1000));
+}
 
+/* Events by source topic: read, delivered, dropped, lost, dead-lettered. */
+static void render_events(const struct pb_metrics *m, struct pb_buf *b)
+{
     help(b, "pushbridge_events_consumed_total", "counter", "Events read, by source topic.");
     for (uint32_t i = 0; i < m->nsrc; i++)
         pb_buf_printf(b, "pushbridge_events_consumed_total{topic=\"%s\"} %llu\n", m->src[i].name,
@@ -179,7 +185,11 @@ void pb_metrics_render_prometheus(const struct pb_metrics *m, const struct pb_ga
     scalar(b, "pushbridge_dead_letter_failures_total", "counter",
            "Malformed events that could not be produced to the dead-letter topic.",
            (uint64_t)(m->dead_letter_failures));
+}
 
+/* HTTP pushes, slow clients and the connections refused. */
+static void render_admission(const struct pb_metrics *m, struct pb_buf *b)
+{
     help(b, "pushbridge_push_requests_total", "counter", "HTTP push calls, by status.");
     for (int i = 0; i < PB_METRICS_MAX_STATUSES && m->push[i].status; i++)
         pb_buf_printf(b, "pushbridge_push_requests_total{status=\"%d\"} %llu\n", m->push[i].status,
@@ -204,7 +214,11 @@ void pb_metrics_render_prometheus(const struct pb_metrics *m, const struct pb_ga
     scalar(b, "pushbridge_origin_refused_total", "counter",
            "WebSocket upgrades refused with 403 by ws.allowed_origins.",
            (uint64_t)(m->origin_refused));
+}
 
+/* Task state and resume history (store.c), and what skipped the queues. */
+static void render_store(const struct pb_metrics *m, const struct pb_gauges *g, struct pb_buf *b)
+{
     scalar(b, "pushbridge_state_tasks", "gauge", "Tasks whose latest event is kept (SPEC 7).",
            g->state_tasks);
     scalar(b, "pushbridge_state_users", "gauge", "Users with kept tasks or history.",
@@ -238,6 +252,11 @@ void pb_metrics_render_prometheus(const struct pb_metrics *m, const struct pb_ga
     scalar(b, "pushbridge_events_skipped_total", "counter",
            "Events for users with no connection on this node, skipped before parsing (SPEC 8).",
            m->skipped_no_connection);
+}
+
+/* The consumer group's share of the partitions, redeliveries and lag. */
+static void render_group(const struct pb_metrics *m, const struct pb_gauges *g, struct pb_buf *b)
+{
     help(b, "pushbridge_kafka_partitions_assigned", "gauge",
          "Partitions of the subscribed topics this bridge's consumer holds.");
     pb_buf_printf(b, "pushbridge_kafka_partitions_assigned %d\n", g->partitions_assigned);
@@ -253,7 +272,11 @@ void pb_metrics_render_prometheus(const struct pb_metrics *m, const struct pb_ga
     for (uint32_t i = 0; i < m->nlag; i++)
         pb_buf_printf(b, "pushbridge_consumer_lag{topic=\"%s\",partition=\"%d\"} %lld\n",
                       m->src[m->lag[i].source].name, m->lag[i].partition, (long long)m->lag[i].lag);
+}
 
+/* The delivery-latency histogram. */
+static void render_latency(const struct pb_metrics *m, struct pb_buf *b)
+{
     help(b, "pushbridge_delivery_latency_seconds", "histogram",
          "From the Kafka message timestamp (or HTTP receipt) to the socket write.");
     uint64_t cum = 0;
@@ -268,6 +291,19 @@ void pb_metrics_render_prometheus(const struct pb_metrics *m, const struct pb_ga
     pb_buf_printf(b, "pushbridge_delivery_latency_seconds_sum %.6f\n", m->lat_sum);
     pb_buf_printf(b, "pushbridge_delivery_latency_seconds_count %llu\n",
                   (unsigned long long)m->lat_count);
+}
+
+/* Label values are topic names: Kafka allows [a-zA-Z0-9._-], nothing to
+ * escape; "_other" and "http" likewise. */
+void pb_metrics_render_prometheus(const struct pb_metrics *m, const struct pb_gauges *g,
+                                  struct pb_buf *b)
+{
+    render_process(m, g, b);
+    render_events(m, b);
+    render_admission(m, b);
+    render_store(m, g, b);
+    render_group(m, g, b);
+    render_latency(m, b);
 }
 
 void pb_metrics_render_stats(const struct pb_metrics *m, const struct pb_gauges *g,

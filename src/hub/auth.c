@@ -307,6 +307,43 @@ static int check_claims(const struct pb_auth *a, yajl_val claims, struct pb_iden
     return 0;
 }
 
+/* The signature over the signing input (header.payload), by the key the
+ * token's alg names: 0, or -1 with the refusal in (code, msg). The key
+ * decides which algorithm may be used: an HS256 token is only checked
+ * against the shared secret, never against a public key. */
+static int verify_signature(const struct pb_auth *a, yajl_val hdr, const char *algs,
+                            const char *signing, size_t slen, const unsigned char *sig,
+                            size_t siglen, const char **code, char *msg, size_t msglen)
+{
+    int verified = -1;
+    if (strcmp(algs, "HS256") == 0 && a->secret)
+        verified = verify_hs256(a, signing, slen, sig, siglen);
+    else if (strcmp(algs, "RS256") == 0 || strcmp(algs, "ES256") == 0) {
+        int type = algs[0] == 'R' ? EVP_PKEY_RSA : EVP_PKEY_EC;
+        yajl_val kid = member(hdr, "kid");
+        int tried = 0;
+        for (int i = 0; i < a->nkeys && verified; i++) {
+            const struct pb_auth_key *key = &a->keys[i];
+            /* A key that names no kid (a PEM file, a JWK without one) is
+             * tried whatever kid the token names: identity providers send
+             * one with every token. */
+            if (key->type != type ||
+                (YAJL_IS_STRING(kid) && key->kid[0] && strcmp(key->kid, str_of(kid)) != 0))
+                continue;
+            tried++;
+            verified = verify_pkey(key, signing, slen, sig, siglen);
+        }
+        if (!tried)
+            return refuse(code, msg, msglen, "invalid_token",
+                          "no configured key matches the token's algorithm and kid");
+    } else {
+        return refuse(code, msg, msglen, "invalid_token", "the token's algorithm is not accepted");
+    }
+    if (verified)
+        return refuse(code, msg, msglen, "invalid_token", "the token's signature does not verify");
+    return 0;
+}
+
 int pb_auth_verify_jwt(const struct pb_auth *a, const char *token, size_t len,
                        struct pb_identity *id, const char **code, char *msg, size_t msglen)
 {
@@ -342,42 +379,9 @@ int pb_auth_verify_jwt(const struct pb_auth *a, const char *token, size_t len,
                "the token names critical header extensions (crit), which are not supported");
         goto out;
     }
-    const char *algs = str_of(alg);
-    const char *signing = token;
-    size_t slen = (size_t)(dot2 - token);
-    /* The key decides which algorithm may be used: an HS256 token is only
-     * checked against the shared secret, never against a public key. */
-    int verified = -1;
-    if (strcmp(algs, "HS256") == 0 && a->secret)
-        verified = verify_hs256(a, signing, slen, sig, siglen);
-    else if (strcmp(algs, "RS256") == 0 || strcmp(algs, "ES256") == 0) {
-        int type = algs[0] == 'R' ? EVP_PKEY_RSA : EVP_PKEY_EC;
-        yajl_val kid = member(hdr, "kid");
-        int tried = 0;
-        for (int i = 0; i < a->nkeys && verified; i++) {
-            const struct pb_auth_key *key = &a->keys[i];
-            /* A key that names no kid (a PEM file, a JWK without one) is
-             * tried whatever kid the token names: identity providers send
-             * one with every token. */
-            if (key->type != type ||
-                (YAJL_IS_STRING(kid) && key->kid[0] && strcmp(key->kid, str_of(kid)) != 0))
-                continue;
-            tried++;
-            verified = verify_pkey(key, signing, slen, sig, siglen);
-        }
-        if (!tried) {
-            refuse(code, msg, msglen, "invalid_token",
-                   "no configured key matches the token's algorithm and kid");
-            goto out;
-        }
-    } else {
-        refuse(code, msg, msglen, "invalid_token", "the token's algorithm is not accepted");
+    if (verify_signature(a, hdr, str_of(alg), token, (size_t)(dot2 - token), sig, siglen, code,
+                         msg, msglen))
         goto out;
-    }
-    if (verified) {
-        refuse(code, msg, msglen, "invalid_token", "the token's signature does not verify");
-        goto out;
-    }
     if (!pb_json_surrogates_paired((const char *)payload, plen)) {
         refuse(code, msg, msglen, "invalid_token",
                "the token's claims hold an unpaired surrogate escape (\\ud800)");

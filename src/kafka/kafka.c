@@ -185,12 +185,16 @@ void pb_kafka_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             forget_stored_offsets(rk, parts);
         if (cooperative) {
             rd_kafka_error_t *e = rd_kafka_incremental_unassign(rk, parts);
-            if (e)
+            if (e) { /* librdkafka drops the partitions from us either way */
+                pb_warn("kafka: incremental unassign failed: %s", rd_kafka_error_string(e));
                 rd_kafka_error_destroy(e);
+            }
             k->assigned -= parts->cnt;
             pb_kafka_catchup_remove(k, parts);
         } else {
-            rd_kafka_assign(rk, NULL);
+            rd_kafka_resp_err_t e = rd_kafka_assign(rk, NULL);
+            if (e)
+                pb_warn("kafka: unassign failed: %s", rd_kafka_err2str(e));
             k->assigned = 0;
             pb_kafka_catchup_remove(k, NULL);
         }
@@ -242,6 +246,7 @@ struct pb_kafka *pb_kafka_new(const struct pb_config *cfg, struct pb_hub *hub, s
     k->commit_log.what = "offset commit failed";
     k->error_log.what = "librdkafka error";
     k->consume_log.what = "consume error";
+    k->store_log.what = "offset store failed";
 
     if (cfg->dev && pb_kafka_start_embedded(k, errstr, errlen))
         goto fail;
@@ -262,9 +267,14 @@ struct pb_kafka *pb_kafka_new(const struct pb_config *cfg, struct pb_hub *hub, s
     }
     /* From here on the handle owns conf. Route the main queue (errors,
      * rebalances) into the consumer queue: one queue, one wake-up. */
-    rd_kafka_poll_set_consumer(k->rk);
-    rd_kafka_set_log_queue(k->rk, NULL); /* the main queue, now the consumer's */
-    k->queue = rd_kafka_queue_get_consumer(k->rk);
+    rd_kafka_resp_err_t qerr = rd_kafka_poll_set_consumer(k->rk);
+    if (!qerr) /* the main queue, now the consumer's */
+        qerr = rd_kafka_set_log_queue(k->rk, NULL);
+    if (qerr || !(k->queue = rd_kafka_queue_get_consumer(k->rk))) {
+        snprintf(errstr, errlen, "kafka: cannot route events to the consumer queue: %s",
+                 qerr ? rd_kafka_err2str(qerr) : "no consumer queue");
+        goto fail;
+    }
     if (pipe2(k->pipefd, O_NONBLOCK | O_CLOEXEC)) {
         snprintf(errstr, errlen, "kafka: pipe: %s", strerror(errno));
         goto fail;
@@ -321,6 +331,23 @@ int pb_kafka_ready(const struct pb_kafka *k, const char **why)
     return 1;
 }
 
+/* The offset of a delivered message could not be stored, so it is not
+ * committed: most likely the partition was revoked (__STATE) between the
+ * fetch and now. Whoever holds the partition next resumes from the last
+ * commit and reads this message again; here pb_store_seen() skips what was
+ * delivered (counted as a redelivery), elsewhere it is delivered once more:
+ * at least once holds. Nothing to undo, but never silent. */
+static void offset_not_stored(struct pb_kafka *k, rd_kafka_resp_err_t err)
+{
+    k->m->offset_store_failures++;
+    /* The cause alone keys the log window (one line per interval, however
+     * many partitions): not the partition or offset. */
+    log_repeating(&k->store_log,
+                  "%s (the messages will be read again; each counted in "
+                  "pushbridge_kafka_offset_store_failures_total)",
+                  rd_kafka_err2str(err));
+}
+
 static void handle(struct pb_kafka *k, rd_kafka_message_t *msg)
 {
     if (msg->err) {
@@ -337,7 +364,9 @@ static void handle(struct pb_kafka *k, rd_kafka_message_t *msg)
     k->m->src[k->last_src].consumed++;
     pb_kafka_route(k, msg, k->last_src);
     /* Delivered (or deliberately dropped): this offset may be committed. */
-    rd_kafka_offset_store(msg->rkt, msg->partition, msg->offset);
+    rd_kafka_resp_err_t err = rd_kafka_offset_store(msg->rkt, msg->partition, msg->offset);
+    if (err)
+        offset_not_stored(k, err);
 }
 
 /* The rebuild's turn of a drain: 1 when it has more to read now. */
@@ -388,7 +417,10 @@ static void update_lag(struct pb_kafka *k)
     rd_kafka_topic_partition_list_t *parts = NULL;
     if (rd_kafka_assignment(k->rk, &parts) || !parts)
         return;
-    rd_kafka_position(k->rk, parts);
+    if (rd_kafka_position(k->rk, parts)) { /* cannot fail on a list it made: try next time */
+        rd_kafka_topic_partition_list_destroy(parts);
+        return;
+    }
     for (int i = 0; i < parts->cnt; i++) {
         rd_kafka_topic_partition_t *p = &parts->elems[i];
         int64_t lo, hi, lag = -1;
@@ -413,6 +445,7 @@ void pb_kafka_tick(struct pb_kafka *k)
     repeat_log_flush(&k->commit_log, now, 0);
     repeat_log_flush(&k->error_log, now, 0);
     repeat_log_flush(&k->consume_log, now, 0);
+    repeat_log_flush(&k->store_log, now, 0);
     pb_kafka_flush_lost_log(k, now);
     if (k->ncatching)
         pb_kafka_resolve_ends(k);

@@ -84,13 +84,18 @@ int pb_kafka_start_embedded(struct pb_kafka *k, char *errstr, size_t errlen)
         snprintf(errstr, errlen, "embedded Kafka: cannot create the mock cluster");
         return -1;
     }
-    for (size_t i = 0; i < k->cfg->kafka_topics.n; i++) {
-        const char *t = k->cfg->kafka_topics.items[i];
-        if (t[0] != '^')
-            rd_kafka_mock_topic_create(mc, t, 1, 1);
+    for (size_t i = 0; i <= k->cfg->kafka_topics.n; i++) {
+        const char *t = i < k->cfg->kafka_topics.n ? k->cfg->kafka_topics.items[i]
+                        : k->cfg->cluster_mode == PB_CLUSTER_KAFKA ? k->cfg->push_topic
+                                                                   : NULL;
+        rd_kafka_resp_err_t err = t && t[0] != '^' ? rd_kafka_mock_topic_create(mc, t, 1, 1)
+                                                   : RD_KAFKA_RESP_ERR_NO_ERROR;
+        if (err) {
+            snprintf(errstr, errlen, "embedded Kafka: cannot create topic %s: %s", t,
+                     rd_kafka_err2str(err));
+            return -1;
+        }
     }
-    if (k->cfg->cluster_mode == PB_CLUSTER_KAFKA)
-        rd_kafka_mock_topic_create(mc, k->cfg->push_topic, 1, 1);
     k->bootstrap = strdup(rd_kafka_mock_cluster_bootstraps(mc));
     if (!k->bootstrap) {
         snprintf(errstr, errlen, "out of memory");
@@ -104,7 +109,11 @@ int pb_kafka_node_name(const struct pb_config *cfg, char *buf, size_t len, char 
                        size_t errlen)
 {
     if (cfg->cluster_node_name) {
-        snprintf(buf, len, "%s", cfg->cluster_node_name);
+        /* Cut short, it would name another group and instance id. */
+        if ((size_t)snprintf(buf, len, "%s", cfg->cluster_node_name) >= len) {
+            snprintf(errstr, errlen, "cluster.node_name is longer than %zu bytes", len - 1);
+            return -1;
+        }
         return 0;
     }
     if (gethostname(buf, len)) {

@@ -57,13 +57,22 @@ rd_kafka_t *pb_kafka_dead_letter_producer(struct pb_kafka *k, char *errstr, size
         snprintf(errstr, errlen, "kafka.dead_letter_topic: cannot create the producer: %s", err);
         return NULL;
     }
-    rd_kafka_set_log_queue(rk, NULL);
+    /* Logs served on the loop; fails only when kafka.properties turned
+     * log.queue off, and then librdkafka would log from its own threads. */
+    rd_kafka_resp_err_t e = rd_kafka_set_log_queue(rk, NULL);
+    if (e) {
+        snprintf(errstr, errlen, "kafka.dead_letter_topic: cannot route the producer's logs: %s",
+                 rd_kafka_err2str(e));
+        rd_kafka_destroy(rk);
+        return NULL;
+    }
     return rk;
 }
 
-static void add_header(rd_kafka_headers_t *h, const char *name, const char *value)
+/* Fails only on a read-only list; ours is a fresh copy or new. */
+static int add_header(rd_kafka_headers_t *h, const char *name, const char *value)
 {
-    rd_kafka_header_add(h, name, -1, value, -1);
+    return rd_kafka_header_add(h, name, -1, value, -1) != RD_KAFKA_RESP_ERR_NO_ERROR;
 }
 
 /* Produces the message unchanged (key, value, headers) to the dead-letter
@@ -78,16 +87,19 @@ static void dead_letter(struct pb_kafka *k, const rd_kafka_message_t *msg, uint3
     char partition[16], offset[32];
     snprintf(partition, sizeof(partition), "%d", (int)msg->partition);
     snprintf(offset, sizeof(offset), "%lld", (long long)msg->offset);
-    add_header(h, "pushbridge-reason", pb_drop_reason_name(reason));
-    add_header(h, "pushbridge-source-topic", rd_kafka_topic_name(msg->rkt));
-    add_header(h, "pushbridge-source-partition", partition);
-    add_header(h, "pushbridge-source-offset", offset);
-
-    rd_kafka_resp_err_t err = rd_kafka_producev(
-        k->dlq, RD_KAFKA_V_TOPIC(k->cfg->kafka_dead_letter_topic),
-        RD_KAFKA_V_KEY(msg->key, msg->key_len), RD_KAFKA_V_VALUE(msg->payload, msg->len),
-        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(h),
-        RD_KAFKA_V_OPAQUE((void *)(uintptr_t)src), RD_KAFKA_V_END);
+    /* A dead letter without its why is not sent: counted as a failure. */
+    int why_ok = !add_header(h, "pushbridge-reason", pb_drop_reason_name(reason)) &&
+                 !add_header(h, "pushbridge-source-topic", rd_kafka_topic_name(msg->rkt)) &&
+                 !add_header(h, "pushbridge-source-partition", partition) &&
+                 !add_header(h, "pushbridge-source-offset", offset);
+    rd_kafka_resp_err_t err =
+        !why_ok ? RD_KAFKA_RESP_ERR__FAIL
+                : rd_kafka_producev(k->dlq, RD_KAFKA_V_TOPIC(k->cfg->kafka_dead_letter_topic),
+                                    RD_KAFKA_V_KEY(msg->key, msg->key_len),
+                                    RD_KAFKA_V_VALUE(msg->payload, msg->len),
+                                    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                    RD_KAFKA_V_HEADERS(h),
+                                    RD_KAFKA_V_OPAQUE((void *)(uintptr_t)src), RD_KAFKA_V_END);
     if (err) {
         rd_kafka_headers_destroy(h); /* only owned by librdkafka on success */
         rd_kafka_message_t failed = {.err = err, ._private = (void *)(uintptr_t)src};

@@ -83,7 +83,7 @@ struct pb_kafka {
         char cause[240];     /* the open window's message: same text, same cause */
         int64_t start;       /* monotonic ms the window opened; 0 = none */
         uint64_t suppressed; /* occurrences not logged in this window */
-    } commit_log, error_log, consume_log;
+    } commit_log, error_log, consume_log, store_log;
 
     /* Offsets lost to retention: the first loss of a window is logged in
      * full, the rest summed up (offsets) at the window's end. */

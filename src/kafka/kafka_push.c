@@ -60,7 +60,14 @@ static rd_kafka_t *push_producer(struct pb_kafka *k, char *errstr, size_t errlen
         snprintf(errstr, errlen, "push.topic: cannot create the producer: %s", err);
         return NULL;
     }
-    rd_kafka_set_log_queue(rk, NULL);
+    /* Fails only when kafka.properties turned log.queue off. */
+    rd_kafka_resp_err_t e = rd_kafka_set_log_queue(rk, NULL);
+    if (e) {
+        snprintf(errstr, errlen, "push.topic: cannot route the producer's logs: %s",
+                 rd_kafka_err2str(e));
+        rd_kafka_destroy(rk);
+        return NULL;
+    }
     return rk;
 }
 
@@ -115,6 +122,10 @@ int pb_kafka_push_start(struct pb_kafka *k, char *errstr, size_t errlen)
     if (!(k->push = push_producer(k, errstr, errlen)))
         return -1;
     rd_kafka_queue_t *main_q = rd_kafka_queue_get_main(k->push);
+    if (!main_q) {
+        snprintf(errstr, errlen, "push.topic: the producer has no main queue");
+        return -1;
+    }
     rd_kafka_queue_io_event_enable(main_q, k->pipefd[1], "1", 1);
     rd_kafka_queue_destroy(main_q);
     return k->mock ? 0 : ensure_topic(k, errstr, errlen); /* --dev made it already */

@@ -298,13 +298,25 @@ int pb_kafka_rebuild_start(struct pb_kafka *k)
     return 1;
 }
 
+/* The thread has published (it only writes the pipe after that): joined.
+ * A joinable thread of ours cannot fail to join; if it did, the error is
+ * said, and the thread is left to end on its own. */
+static void join_planner(struct pb_kafka_rebuild *rb)
+{
+    int rc = pthread_join(rb->thread, NULL);
+    if (rc)
+        pb_error("kafka rebuild: cannot join the planning thread: %s", strerror(rc));
+}
+
 /* The plan is published: 1 when there is something to read (the queue now
  * wakes the loop), 0 when the rebuild is over before it began. */
 static int take_plan(struct pb_kafka *k)
 {
     struct pb_kafka_rebuild *rb = k->rebuild;
-    pthread_join(rb->thread, NULL);
-    if (atomic_load(&rb->state) == PLAN_FAILED) {
+    join_planner(rb);
+    if (atomic_load(&rb->state) == PLANNED && !(rb->queue = rd_kafka_queue_get_consumer(rb->rk)))
+        snprintf(rb->err, sizeof(rb->err), "the rebuild consumer has no queue");
+    if (!rb->queue) { /* PLAN_FAILED, or no queue to read from */
         pb_warn("kafka: task state not rebuilt (%s): clients see tasks again from their next "
                 "update",
                 rb->err[0] ? rb->err : "out of memory");
@@ -317,7 +329,6 @@ static int take_plan(struct pb_kafka *k)
                 (long long)k->cfg->state_lookback_ms);
         return 0;
     }
-    rb->queue = rd_kafka_queue_get_consumer(rb->rk);
     rd_kafka_queue_io_event_enable(rb->queue, k->pipefd[1], "1", 1);
     set_status(k);
     pb_info("kafka: rebuilding task state and history from the last %lld ms of %zu "
@@ -402,10 +413,12 @@ void pb_kafka_rebuild_free(struct pb_kafka *k)
         if (atomic_compare_exchange_strong(&rb->state, &expected, ABANDONED)) {
             /* Still waiting for the broker: the thread frees it when its
              * call returns (within REBUILD_LOOKUP_MS); nobody waits. */
-            pthread_detach(rb->thread);
+            int rc = pthread_detach(rb->thread);
+            if (rc) /* it still frees itself: only its resources stay */
+                pb_warn("kafka rebuild: cannot detach the planning thread: %s", strerror(rc));
             return;
         }
-        pthread_join(rb->thread, NULL); /* it has published: it is ending */
+        join_planner(rb); /* it has published: it is ending */
     }
     rebuild_free(rb);
 }

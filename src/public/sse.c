@@ -37,16 +37,26 @@
 #define SSE_EVENTS_MAX 2048
 #define SSE_KEEPALIVE ": keep-alive\n\n"
 
+/* Asks for a WRITEABLE callback. lws refuses (-1) only a connection it is
+ * already closing (its descriptor gone from the poll table) or whose poll
+ * set it cannot change: no WRITEABLE would come, so the connection is
+ * dropped now rather than left with a queue nobody drains. */
+static void arm_writable(struct lws *wsi)
+{
+    if (lws_callback_on_writable(wsi) < 0)
+        lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+}
+
 static void hook_want_write(struct pb_conn *c)
 {
-    lws_callback_on_writable(c->transport);
+    arm_writable(c->transport);
 }
 
 /* As for a WebSocket: the WRITEABLE callback writes the close message; a
  * client that never lets us write is dropped after 3 s. */
 static void hook_kill(struct pb_conn *c)
 {
-    lws_callback_on_writable(c->transport);
+    arm_writable(c->transport);
     lws_set_timeout(c->transport, PENDING_TIMEOUT_USER_OK, 3);
 }
 
@@ -54,7 +64,7 @@ static void hook_kill(struct pb_conn *c)
  * not act on an async-kill timeout of an HTTP connection mid-response. */
 static void hook_cut(struct pb_conn *c)
 {
-    lws_callback_on_writable(c->transport);
+    arm_writable(c->transport);
     lws_set_timeout(c->transport, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
 }
 
@@ -178,7 +188,9 @@ static int refuse(struct lws *wsi, unsigned int status, const char *code, const 
         !lws_finalize_http_header(wsi, &p, end) && p + body.len < end) {
         memcpy(p, body.data, body.len);
         p += body.len;
-        lws_write(wsi, start, (size_t)(p - start), LWS_WRITE_HTTP_HEADERS);
+        /* Closed either way; a peer already gone just does not read why. */
+        if (lws_write(wsi, start, (size_t)(p - start), LWS_WRITE_HTTP_HEADERS) < 0)
+            pb_debug("sse: the %u refusal could not be written", status);
     }
     pb_buf_free(&body);
     return -1;
@@ -301,9 +313,40 @@ static void peer_readable(struct ev_loop *loop, ev_io *w, int revents)
     if (pss->conn && !pss->conn->closing)
         pb_hub_cut(s->hub, pss->conn);
     else
-        lws_callback_on_writable(pss->wsi); /* returns -1 there */
+        arm_writable(pss->wsi); /* its WRITEABLE callback returns -1: closed */
 }
 
+/* The response head is out and the user logged in: the stream is this
+ * connection's from now on (its socket, its watchers, its history). */
+static void stream_opened(struct pb_server *s, struct lws *wsi, struct pb_pss *pss,
+                          struct pb_conn *c)
+{
+    pss->wsi = wsi;
+    pss->conn = c;
+    pss->sse = 1;
+    /* ws.send_buffer_bytes, as for a WebSocket: the kernel must not hold
+     * megabytes for a reader that stopped before the queue bound counts. */
+    int sndbuf = (int)s->cfg->ws_send_buffer_bytes;
+    if (sndbuf && setsockopt(lws_get_socket_fd(wsi), SOL_SOCKET, SO_SNDBUF, &sndbuf,
+                             sizeof(sndbuf)))
+        pb_debug("sse connection %llu: ws.send_buffer_bytes not applied: %s",
+                 (unsigned long long)c->id, strerror(errno));
+    /* lws's own HTTP timeouts are for requests; the stream lives until the
+     * client goes or the hub closes it (keep-alive sweep, token, policy). */
+    lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
+    ev_io_init(&pss->sse_rx, peer_readable, lws_get_socket_fd(wsi), EV_READ);
+    pss->sse_rx.data = pss;
+    ev_io_start(s->loop, &pss->sse_rx);
+    pb_token_schedule(c, pb_now_ms());
+    pb_admission_release(s->admission, lws_get_socket_fd(wsi));
+    pb_debug("sse connection %llu logged in as %s", (unsigned long long)c->id, c->ident.user);
+    char resume[PB_POS_MAX_LEN + 1];
+    int has_resume = read_resume(wsi, resume, sizeof(resume));
+    pb_hub_start(s->hub, c, has_resume ? resume : NULL, has_resume ? strlen(resume) : 0);
+}
+
+/* GET /sse: the checks, the login, the response head. -1 closes the
+ * connection (after the refusal, when there is one). */
 static int begin(struct pb_server *s, struct lws *wsi, struct pb_pss *pss)
 {
     if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) <= 0)
@@ -365,28 +408,7 @@ static int begin(struct pb_server *s, struct lws *wsi, struct pb_pss *pss)
         pb_hub_conn_free(s->hub, c);
         return -1;
     }
-    pss->wsi = wsi;
-    pss->conn = c;
-    pss->sse = 1;
-    /* ws.send_buffer_bytes, as for a WebSocket: the kernel must not hold
-     * megabytes for a reader that stopped before the queue bound counts. */
-    int sndbuf = (int)s->cfg->ws_send_buffer_bytes;
-    if (sndbuf && setsockopt(lws_get_socket_fd(wsi), SOL_SOCKET, SO_SNDBUF, &sndbuf,
-                             sizeof(sndbuf)))
-        pb_debug("sse connection %llu: ws.send_buffer_bytes not applied: %s",
-                 (unsigned long long)c->id, strerror(errno));
-    /* lws's own HTTP timeouts are for requests; the stream lives until the
-     * client goes or the hub closes it (keep-alive sweep, token, policy). */
-    lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
-    ev_io_init(&pss->sse_rx, peer_readable, lws_get_socket_fd(wsi), EV_READ);
-    pss->sse_rx.data = pss;
-    ev_io_start(s->loop, &pss->sse_rx);
-    pb_token_schedule(c, pb_now_ms());
-    pb_admission_release(s->admission, lws_get_socket_fd(wsi));
-    pb_debug("sse connection %llu logged in as %s", (unsigned long long)c->id, c->ident.user);
-    char resume[PB_POS_MAX_LEN + 1];
-    int has_resume = read_resume(wsi, resume, sizeof(resume));
-    pb_hub_start(s->hub, c, has_resume ? resume : NULL, has_resume ? strlen(resume) : 0);
+    stream_opened(s, wsi, pss, c);
     return 0;
 }
 
@@ -473,13 +495,13 @@ static int writeable(struct pb_server *s, struct pb_pss *pss)
             return -1;
         /* lws writes what the socket did not take before the next call. */
         pss->close_after_drain = 1;
-        lws_callback_on_writable(pss->wsi);
+        arm_writable(pss->wsi);
         return 0;
     }
     if (pb_conn_peek(c) && !lws_partial_buffered(pss->wsi) && write_frames(s, pss))
         return -1;
     if (pb_conn_peek(c))
-        lws_callback_on_writable(pss->wsi);
+        arm_writable(pss->wsi);
     return 0;
 }
 

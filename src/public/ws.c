@@ -59,6 +59,16 @@ static void pending_remove(struct pb_server *s, struct pb_pss *pss)
     pss->pend_prev = pss->pend_next = NULL;
 }
 
+/* Asks for a WRITEABLE callback. lws refuses (-1) only a connection it is
+ * already closing (its descriptor gone from the poll table) or whose poll
+ * set it cannot change: no WRITEABLE would come, so the connection is
+ * dropped now rather than left with a queue nobody drains. */
+static void arm_writable(struct lws *wsi)
+{
+    if (lws_callback_on_writable(wsi) < 0)
+        lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+}
+
 static void hook_want_write(struct pb_conn *c)
 {
     struct lws *wsi = c->transport;
@@ -69,7 +79,7 @@ static void hook_want_write(struct pb_conn *c)
  * client that never lets us write (slow consumer) is cut after 3 s. */
 static void hook_kill(struct pb_conn *c)
 {
-    lws_callback_on_writable(c->transport);
+    arm_writable(c->transport);
     lws_set_timeout(c->transport, PENDING_TIMEOUT_USER_OK, 3);
 }
 
@@ -133,7 +143,7 @@ static void refuse(struct pb_server *s, struct pb_pss *pss, int code, const char
     snprintf(pss->conn->close_reason, sizeof(pss->conn->close_reason), "%s", errcode);
     pss->close_after_drain = 1;
     ev_timer_stop(s->loop, &pss->auth_timer);
-    lws_callback_on_writable(pss->wsi);
+    arm_writable(pss->wsi);
     /* A client that does not read its error is cut like a slow consumer. */
     lws_set_timeout(pss->wsi, PENDING_TIMEOUT_USER_OK, 3);
 }
@@ -405,7 +415,7 @@ void pb_ws_flush_pending(struct pb_server *s)
          * path keeps the order of what goes on the wire. */
         if (c->closing || pss->close_after_drain || pss->peer_closing ||
             lws_is_ssl(pss->wsi) || lws_partial_buffered(pss->wsi)) {
-            lws_callback_on_writable(pss->wsi);
+            arm_writable(pss->wsi);
             continue;
         }
         if (write_gathered(s, pss) < 0) {
@@ -414,7 +424,7 @@ void pb_ws_flush_pending(struct pb_server *s)
             continue;
         }
         if (pb_conn_peek(c))
-            lws_callback_on_writable(pss->wsi);
+            arm_writable(pss->wsi);
     }
 }
 
@@ -433,7 +443,7 @@ static int writeable(struct pb_server *s, struct pb_pss *pss)
             return -1;
     }
     if (pb_conn_peek(c))
-        lws_callback_on_writable(pss->wsi);
+        arm_writable(pss->wsi);
     else if (pss->close_after_drain)
         return close_now(pss->wsi, c->close_code, c->close_reason);
     return 0;
@@ -498,6 +508,8 @@ static int refuse_upgrade(struct lws *wsi, unsigned int status, const char *code
 {
     char body[256];
     int blen = snprintf(body, sizeof(body), "{\"error\":\"%s\",\"message\":\"%s\"}", code, why);
+    if (blen < 0 || (size_t)blen >= sizeof(body))
+        return -1; /* our own texts, far shorter: a cut body would break the length */
     unsigned char buf[LWS_PRE + 512];
     unsigned char *start = buf + LWS_PRE, *p = start, *end = buf + sizeof(buf) - 1;
     if (lws_add_http_common_headers(wsi, status, "application/json", (lws_filepos_t)blen, &p,
@@ -513,7 +525,9 @@ static int refuse_upgrade(struct lws *wsi, unsigned int status, const char *code
         memcpy(p, body, (size_t)blen);
         p += blen;
     }
-    lws_write(wsi, start, (size_t)(p - start), LWS_WRITE_HTTP_HEADERS);
+    /* Closed either way; a peer already gone just does not read why. */
+    if (lws_write(wsi, start, (size_t)(p - start), LWS_WRITE_HTTP_HEADERS) < 0)
+        pb_debug("ws: the %u refusal could not be written", status);
     return -1;
 }
 

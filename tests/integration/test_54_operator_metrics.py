@@ -34,6 +34,8 @@ def test_lag_per_partition_commits_and_broker_state(bridge_factory, kafka):
     wait_until(lambda: (b.metric("pushbridge_kafka_commits_total") or 0) >= 1, timeout=15,
                desc="an offset commit")
     assert b.metric("pushbridge_kafka_commit_failures_total") == 0
+    # Every delivered offset was stored for the commit (nothing revoked here).
+    assert b.metric("pushbridge_kafka_offset_store_failures_total") == 0
     wait_until(lambda: (b.metric("pushbridge_kafka_brokers_up") or 0) >= 1, timeout=15,
                desc="one broker up")
     assert b.metric("pushbridge_kafka_outages_total") == 0

@@ -895,6 +895,101 @@ static void test_keepalive_pings_then_cuts(void **state)
     assert_int_equal(cuts_seen, 1);
 }
 
+/* ---- ws.slow_client coalesce ---- */
+
+/* A task update {"data":n,"task":task} (final when fin), as plain clients
+ * see it: the data alone, so the queue reads as the numbers left in it. */
+static long deliver_task(struct fixture *fx, const char *user, const char *task, int n, int fin)
+{
+    char json[128];
+    snprintf(json, sizeof(json), "{\"data\":%d,\"task\":\"%s\"%s}", n, task,
+             fin ? ",\"final\":true" : "");
+    return deliver(fx, user, json);
+}
+
+/* The queue's payloads, head first, as "1 2 3". */
+static const char *queue_text(const struct pb_conn *c, char *buf, size_t len)
+{
+    size_t o = 0;
+    buf[0] = '\0';
+    for (uint32_t i = 0; i < c->q_len && o < len; i++) {
+        struct pb_frame *f = pb_conn_at(c, i);
+        o += (size_t)snprintf(buf + o, len - o, "%s%.*s", i ? " " : "", (int)f->len,
+                              (const char *)pb_frame_payload(f));
+    }
+    return buf;
+}
+
+/* A full queue takes a task's new update in place of its newest queued
+ * one (the others keep their order, the new one goes to the tail), and
+ * the connection stays open: a slow reader gets each task's latest state. */
+static void test_coalesce_replaces_the_newest_update(void **state)
+{
+    struct fixture *fx = *state;
+    char q[256];
+    fx->cfg.ws_queue_max_messages = 4;
+    fx->cfg.ws_slow_client = PB_SLOW_COALESCE;
+    struct pb_conn *c = plain(fx, "u");
+    deliver_task(fx, "u", "a", 1, 0);
+    deliver_task(fx, "u", "b", 2, 0);
+    deliver_task(fx, "u", "a", 3, 0);
+    deliver_task(fx, "u", "c", 4, 0);
+    assert_string_equal(queue_text(c, q, sizeof(q)), "1 2 3 4");
+    assert_int_equal(deliver_task(fx, "u", "a", 5, 0), 1); /* a's newest (3) gives way */
+    assert_string_equal(queue_text(c, q, sizeof(q)), "1 2 4 5");
+    assert_false(c->closing);
+    assert_int_equal(fx->m.coalesced, 1);
+    assert_int_equal(fx->m.slow_client_closes, 0);
+    assert_int_equal(c->q_bytes, 4);
+    assert_int_equal(pb_hub_queue_bytes(fx->h), 4);
+}
+
+/* An update of a task with nothing queued makes room by dropping every
+ * queued update a later queued one supersedes; a final update is never
+ * dropped nor overtaken. */
+static void test_coalesce_squeezes_the_queue_keeping_finals(void **state)
+{
+    struct fixture *fx = *state;
+    char q[256];
+    fx->cfg.ws_queue_max_messages = 4;
+    fx->cfg.ws_slow_client = PB_SLOW_COALESCE;
+    struct pb_conn *c = plain(fx, "u");
+    deliver_task(fx, "u", "a", 1, 0);
+    deliver_task(fx, "u", "a", 2, 0);
+    deliver_task(fx, "u", "b", 3, 1); /* final */
+    deliver_task(fx, "u", "a", 4, 0);
+    deliver_task(fx, "u", "d", 5, 0); /* no d queued: a's 1 and 2 are superseded by 4 */
+    assert_string_equal(queue_text(c, q, sizeof(q)), "3 4 5");
+    assert_int_equal(fx->m.coalesced, 2);
+    deliver_task(fx, "u", "x", 6, 0);
+    assert_string_equal(queue_text(c, q, sizeof(q)), "3 4 5 6");
+    /* b's final update stays: an update of b after it may not replace it,
+     * and with nothing else to squeeze the queue is full: closed. */
+    assert_int_equal(deliver_task(fx, "u", "b", 7, 0), 0);
+    assert_true(c->closing);
+    assert_int_equal(c->close_code, PB_CLOSE_SLOW);
+    assert_int_equal(fx->m.slow_client_closes, 1);
+    assert_int_equal(fx->m.coalesced, 2);
+}
+
+/* Events with no task cannot be coalesced: a full queue of them is closed
+ * as under ws.slow_client close. */
+static void test_coalesce_without_tasks_closes(void **state)
+{
+    struct fixture *fx = *state;
+    fx->cfg.ws_queue_max_messages = 2;
+    fx->cfg.ws_slow_client = PB_SLOW_COALESCE;
+    struct pb_conn *c = plain(fx, "u");
+    deliver_n(fx, "u", 1, 0);
+    deliver_n(fx, "u", 2, 0);
+    assert_false(c->closing);
+    deliver_n(fx, "u", 3, 0);
+    assert_true(c->closing);
+    assert_int_equal(hooks_seen.last_kill_code, PB_CLOSE_SLOW);
+    assert_int_equal(fx->m.coalesced, 0);
+    assert_null(pb_conn_peek(c)); /* its queue is dropped at once */
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -925,6 +1020,9 @@ int main(void)
         T(test_many_users),
         T(test_queue_bytes_gauge),
         T(test_delivered_metric_by_source),
+        T(test_coalesce_replaces_the_newest_update),
+        T(test_coalesce_squeezes_the_queue_keeping_finals),
+        T(test_coalesce_without_tasks_closes),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -74,6 +74,7 @@ struct pb_metrics {
     uint64_t kafka_outages;        /* times every broker became unreachable */
     uint64_t commits;              /* successful offset commits */
     uint64_t commit_failures;
+    uint64_t offset_store_failures; /* delivered offsets librdkafka would not store */
     uint64_t kafka_brokers_up;     /* brokers in state UP at the last statistics */
     uint64_t lost[PB_LOST__COUNT]; /* offsets skipped, by enum pb_lost_reason */
     /* Task state and history (store.c), by reason: max_tasks_per_user (or
