@@ -101,6 +101,8 @@ elif ((ASAN)); then
     export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
     export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
     export PB_ASAN=1
+    # The sanitizer run covers the single loop; the plain run two workers.
+    export PB_TEST_WORKERS="${PB_TEST_WORKERS:-1}"
 else
     BUILD=build
     CMAKE_ARGS=(-DCMAKE_BUILD_TYPE=Release)

@@ -174,6 +174,9 @@ static const struct setting settings[] = {
 
     INT("shutdown_timeout_ms", shutdown_timeout_ms, 1, 600000, "10000",
         "Time allowed for a graceful stop on SIGTERM or SIGINT"),
+    INT("workers", workers, 0, PB_MAX_WORKERS, "0",
+        "Event-loop threads serving the public listener's connections; 0 = one per online "
+        "CPU (at most 64); 1 = a single loop"),
 };
 
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))

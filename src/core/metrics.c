@@ -87,9 +87,29 @@ void pb_metrics_latency(struct pb_metrics *m, double seconds)
     int i = 0;
     while (i < PB_METRICS_LAT_BUCKETS && seconds > lat_bounds[i])
         i++;
-    m->lat_buckets[i]++;
-    m->lat_sum += seconds;
-    m->lat_count++;
+    /* Written by the worker that wrote the frame, read by the main loop's
+     * renderer: single-writer relaxed atomics (PB_COUNT). */
+    PB_COUNT(m->lat_buckets[i]);
+    double sum;
+    __atomic_load(&m->lat_sum, &sum, __ATOMIC_RELAXED);
+    sum += seconds;
+    __atomic_store(&m->lat_sum, &sum, __ATOMIC_RELAXED);
+    PB_COUNT(m->lat_count);
+}
+
+void pb_metrics_add_worker(struct pb_metrics *dst, const struct pb_metrics *w)
+{
+    dst->slow_client_closes += PB_READ(w->slow_client_closes);
+    dst->queue_drops += PB_READ(w->queue_drops);
+    dst->connections_refused += PB_READ(w->connections_refused);
+    dst->origin_refused += PB_READ(w->origin_refused);
+    dst->coalesced += PB_READ(w->coalesced);
+    for (int i = 0; i <= PB_METRICS_LAT_BUCKETS; i++)
+        dst->lat_buckets[i] += PB_READ(w->lat_buckets[i]);
+    double sum;
+    __atomic_load(&w->lat_sum, &sum, __ATOMIC_RELAXED);
+    dst->lat_sum += sum;
+    dst->lat_count += PB_READ(w->lat_count);
 }
 
 void pb_metrics_set_lag(struct pb_metrics *m, uint32_t source, int32_t partition, int64_t lag)
@@ -131,6 +151,11 @@ static void render_process(const struct pb_metrics *m, const struct pb_gauges *g
            (uint64_t)(g->users));
     scalar(b, "pushbridge_queue_bytes", "gauge", "Bytes waiting in outgoing connection queues.",
            (uint64_t)(g->queue_bytes));
+    help(b, "pushbridge_worker_connections", "gauge",
+         "Open connections on each event-loop worker.");
+    for (int k = 0; k < g->nworkers; k++)
+        pb_buf_printf(b, "pushbridge_worker_connections{worker=\"%d\"} %llu\n", k,
+                      (unsigned long long)g->worker_connections[k]);
     help(b, "pushbridge_kafka_ready", "gauge", "1 when Kafka partitions are assigned.");
     pb_buf_printf(b, "pushbridge_kafka_ready %d\n", g->kafka_ready);
     scalar(b, "pushbridge_kafka_brokers_up", "gauge",
@@ -298,6 +323,8 @@ static void render_latency(const struct pb_metrics *m, struct pb_buf *b)
 void pb_metrics_render_prometheus(const struct pb_metrics *m, const struct pb_gauges *g,
                                   struct pb_buf *b)
 {
+    if (g->merged)
+        m = g->merged;
     render_process(m, g, b);
     render_events(m, b);
     render_admission(m, b);
@@ -309,6 +336,8 @@ void pb_metrics_render_prometheus(const struct pb_metrics *m, const struct pb_ga
 void pb_metrics_render_stats(const struct pb_metrics *m, const struct pb_gauges *g,
                              struct pb_buf *b)
 {
+    if (g->merged)
+        m = g->merged;
     pb_buf_printf(b,
                   "{\"connections\":%llu,\"users\":%llu,\"queue_bytes\":%llu,\"uptime_s\":%lld,"
                   "\"kafka_ready\":%s,",
@@ -321,6 +350,11 @@ void pb_metrics_render_stats(const struct pb_metrics *m, const struct pb_gauges 
         pb_buf_json_string(b, g->kafka_bootstrap, strlen(g->kafka_bootstrap));
         pb_buf_puts(b, ",");
     }
+    pb_buf_puts(b, "\"workers\":[");
+    for (int k = 0; k < g->nworkers; k++)
+        pb_buf_printf(b, "%s{\"worker\":%d,\"connections\":%llu}", k ? "," : "", k,
+                      (unsigned long long)g->worker_connections[k]);
+    pb_buf_puts(b, "],");
     pb_buf_printf(b, "\"slow_client_closes\":%llu,\"queue_dropped\":%llu,\"events_lost\":{",
                   (unsigned long long)m->slow_client_closes, (unsigned long long)m->queue_drops);
     for (int r = 0; r < PB_LOST__COUNT; r++)

@@ -57,14 +57,17 @@ struct pb_frame *pb_frame_new(size_t len)
     return f;
 }
 
+/* Frames cross threads (the consumer frames, the workers' queues hold and
+ * release them), so the count is atomic: an increment needs no ordering, the
+ * last release must see every other thread's use of the bytes first. */
 void pb_frame_ref(struct pb_frame *f)
 {
-    f->refs++;
+    __atomic_fetch_add(&f->refs, 1, __ATOMIC_RELAXED);
 }
 
 void pb_frame_unref(struct pb_frame *f)
 {
-    if (f && --f->refs == 0)
+    if (f && __atomic_sub_fetch(&f->refs, 1, __ATOMIC_ACQ_REL) == 0)
         free(f);
 }
 

@@ -1,7 +1,9 @@
-/* Connection registry and fan-out. Users live in a chained hash table keyed
- * by a seeded FNV-1a hash (the seed makes bucket collisions hard to aim at
- * from outside); each user holds a list of its connections. An event is
- * framed at most once per format and the same frame is queued everywhere. */
+/* The directory of logged-in connections and the fan-out decision (hub.h).
+ * Users live in a chained hash table keyed by a seeded FNV-1a hash (the seed
+ * makes bucket collisions hard to aim at from outside); each user holds a
+ * list of its members. An event is framed at most once per format and pos
+ * signature, and each worker that holds a connection it is for gets one
+ * message with all of that worker's (connection, frame) pairs. */
 #include "pushbridge/hub/hub.h"
 
 #include <stdio.h>
@@ -14,29 +16,27 @@
 
 struct pb_user {
     struct pb_user *hnext;
-    struct pb_conn *conns;
-    size_t nconns;
+    struct pb_member *members;
+    size_t nmembers;
     uint64_t hash;
     size_t idlen;
     char id[];
 };
 
+/* Owned by the server; lives as long as the process. */
 struct pb_hub {
     const struct pb_config *cfg;
     struct pb_metrics *m;
     struct pb_store *store; /* borrowed; NULL: no state, history or pos */
-    struct pb_hub_hooks hooks;
+    struct pb_hub_out out;
 
     /* Bound: at most ws.max_connections users (a user exists only while it
-     * has a connection); the bucket array doubles with them. */
+     * has a logged-in connection); the bucket array doubles with them. */
     struct pb_user **buckets;
     size_t nbuckets;
     size_t nusers;
 
-    struct pb_conn *conns; /* every connection, authed or not */
-    size_t nconns;
-    size_t queue_bytes; /* sum of q_bytes: the pushbridge_queue_bytes gauge */
-    uint64_t next_id;
+    struct pb_member *members; /* every linked member */
     uint64_t seed;
 };
 
@@ -51,7 +51,7 @@ static uint64_t hash_id(const struct pb_hub *h, const char *s, size_t n)
 }
 
 struct pb_hub *pb_hub_new(const struct pb_config *cfg, struct pb_metrics *m,
-                          struct pb_store *store, const struct pb_hub_hooks *hooks)
+                          struct pb_store *store, const struct pb_hub_out *out)
 {
     struct pb_hub *h = calloc(1, sizeof(*h));
     if (!h)
@@ -59,7 +59,7 @@ struct pb_hub *pb_hub_new(const struct pb_config *cfg, struct pb_metrics *m,
     h->cfg = cfg;
     h->m = m;
     h->store = store;
-    h->hooks = *hooks;
+    h->out = *out;
     h->nbuckets = 64;
     h->buckets = calloc(h->nbuckets, sizeof(*h->buckets));
     if (!h->buckets) {
@@ -68,26 +68,26 @@ struct pb_hub *pb_hub_new(const struct pb_config *cfg, struct pb_metrics *m,
     }
     if (getrandom(&h->seed, sizeof(h->seed), GRND_NONBLOCK) != sizeof(h->seed))
         h->seed = (uint64_t)(uintptr_t)h ^ (uint64_t)pb_monotonic_ms();
-    h->next_id = 1;
     return h;
 }
 
-static void queue_clear(struct pb_hub *h, struct pb_conn *c)
+static void member_free(struct pb_member *mb)
 {
-    while (c->q_len)
-        pb_conn_pop(h, c);
-    free(c->q);
-    c->q = NULL;
-    c->q_cap = 0;
-    c->q_head = 0;
+    pb_identity_clear(&mb->ident);
+    free(mb);
 }
+
+static void unlink_member(struct pb_hub *h, struct pb_member *mb);
 
 void pb_hub_free(struct pb_hub *h)
 {
     if (!h)
         return;
-    while (h->conns)
-        pb_hub_conn_free(h, h->conns);
+    while (h->members) {
+        struct pb_member *mb = h->members;
+        unlink_member(h, mb);
+        member_free(mb);
+    }
     free(h->buckets);
     free(h);
 }
@@ -125,362 +125,61 @@ static void maybe_grow(struct pb_hub *h)
     h->nbuckets = n;
 }
 
-struct pb_conn *pb_hub_conn_new(struct pb_hub *h, void *transport)
+/* ---- messages to the workers -------------------------------------------- */
+
+struct pb_to_worker *pb_to_worker_new(enum pb_to_worker_type type, size_t n)
 {
-    if ((int64_t)h->nconns >= h->cfg->ws_max_connections) {
-        h->m->connections_refused++;
+    struct pb_to_worker *msg = malloc(sizeof(*msg) + n * sizeof(msg->items[0]));
+    if (!msg)
         return NULL;
-    }
-    struct pb_conn *c = calloc(1, sizeof(*c));
-    if (!c)
-        return NULL;
-    c->transport = transport;
-    c->hooks = &h->hooks;
-    c->id = h->next_id++;
-    c->last_rx_ms = c->last_ping_ms = pb_monotonic_ms();
-    c->next = h->conns;
-    if (h->conns)
-        h->conns->prev = c;
-    h->conns = c;
-    h->nconns++;
-    return c;
+    memset(msg, 0, sizeof(*msg));
+    msg->type = type;
+    msg->cap = n;
+    return msg;
 }
 
-int pb_hub_login(struct pb_hub *h, struct pb_conn *c, struct pb_identity *id)
+void pb_to_worker_free(struct pb_to_worker *msg)
 {
-    size_t len = strlen(id->user);
-    uint64_t hash = hash_id(h, id->user, len);
-    struct pb_user *u = user_find(h, id->user, len, hash);
-    if (u && (int64_t)u->nconns >= h->cfg->ws_max_connections_per_user) {
-        pb_identity_clear(id);
-        return -1;
-    }
-    if (!u) {
-        u = calloc(1, sizeof(*u) + len + 1);
-        if (!u) {
-            pb_identity_clear(id);
+    if (!msg)
+        return;
+    for (size_t i = 0; i < msg->n; i++)
+        pb_frame_unref(msg->items[i].frame);
+    free(msg);
+}
+
+/* Appends (conn, f) to *msgp, growing it; takes a reference to f. -1 on OOM
+ * (the connection misses the frame, which the caller reports). */
+static int msg_add(struct pb_to_worker **msgp, enum pb_to_worker_type type, struct pb_conn *conn,
+                   struct pb_frame *f)
+{
+    struct pb_to_worker *msg = *msgp;
+    if (!msg || msg->n == msg->cap) {
+        size_t cap = msg ? msg->cap * 2 : 4;
+        struct pb_to_worker *grown = realloc(msg, sizeof(*msg) + cap * sizeof(msg->items[0]));
+        if (!grown)
             return -1;
+        if (!msg) {
+            memset(grown, 0, sizeof(*grown));
+            grown->type = type;
         }
-        memcpy(u->id, id->user, len);
-        u->idlen = len;
-        u->hash = hash;
-        maybe_grow(h);
-        u->hnext = h->buckets[hash & (h->nbuckets - 1)];
-        h->buckets[hash & (h->nbuckets - 1)] = u;
-        h->nusers++;
+        grown->cap = cap;
+        *msgp = msg = grown;
     }
-    c->ident = *id;
-    memset(id, 0, sizeof(*id));
-    c->authed = 1;
-    c->user = u;
-    c->user_next = u->conns;
-    if (u->conns)
-        u->conns->user_prev = c;
-    u->conns = c;
-    u->nconns++;
-    return 0;
-}
-
-static void user_remove_conn(struct pb_hub *h, struct pb_conn *c)
-{
-    struct pb_user *u = c->user;
-    if (!u)
-        return;
-    if (c->user_prev)
-        c->user_prev->user_next = c->user_next;
-    else
-        u->conns = c->user_next;
-    if (c->user_next)
-        c->user_next->user_prev = c->user_prev;
-    c->user = NULL;
-    if (--u->nconns > 0)
-        return;
-    struct pb_user **pp = &h->buckets[u->hash & (h->nbuckets - 1)];
-    while (*pp != u)
-        pp = &(*pp)->hnext;
-    *pp = u->hnext;
-    h->nusers--;
-    free(u);
-}
-
-void pb_hub_conn_free(struct pb_hub *h, struct pb_conn *c)
-{
-    if (!c)
-        return;
-    user_remove_conn(h, c);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        h->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    h->nconns--;
-    queue_clear(h, c);
-    pb_identity_clear(&c->ident);
-    free(c);
-}
-
-struct pb_frame *pb_conn_peek(const struct pb_conn *c)
-{
-    return c->q_len ? c->q[c->q_head] : NULL;
-}
-
-void pb_conn_sent(struct pb_hub *h, struct pb_conn *c)
-{
-    c->last_progress_ms = pb_monotonic_ms();
-    pb_conn_pop(h, c);
-}
-
-struct pb_frame *pb_conn_at(const struct pb_conn *c, uint32_t i)
-{
-    return i < c->q_len ? c->q[(c->q_head + i) % c->q_cap] : NULL;
-}
-
-void pb_conn_pop(struct pb_hub *h, struct pb_conn *c)
-{
-    if (!c->q_len)
-        return;
-    struct pb_frame *f = c->q[c->q_head];
-    c->q_head = (c->q_head + 1) % c->q_cap;
-    c->q_len--;
-    c->q_bytes -= f->len;
-    h->queue_bytes -= f->len;
-    pb_frame_unref(f);
-}
-
-/* Grows the ring up to ws.queue_max_messages slots; idle connections hold
- * no ring at all, which keeps per-connection memory small. */
-static int queue_grow(struct pb_conn *c, uint32_t max)
-{
-    uint32_t cap = c->q_cap ? c->q_cap * 2 : 8;
-    if (cap > max)
-        cap = max;
-    if (cap <= c->q_cap)
-        return -1;
-    struct pb_frame **q = malloc(cap * sizeof(*q));
-    if (!q)
-        return -1;
-    for (uint32_t i = 0; i < c->q_len; i++)
-        q[i] = c->q[(c->q_head + i) % c->q_cap];
-    free(c->q);
-    c->q = q;
-    c->q_cap = cap;
-    c->q_head = 0;
-    return 0;
-}
-
-void pb_hub_close(struct pb_hub *h, struct pb_conn *c, int code, const char *reason)
-{
-    if (c->closing)
-        return;
-    c->closing = 1;
-    c->close_code = code;
-    snprintf(c->close_reason, sizeof(c->close_reason), "%s", reason);
-    queue_clear(h, c);
-    if (c->hooks->kill)
-        c->hooks->kill(c);
-}
-
-void pb_hub_close_all(struct pb_hub *h, int code, const char *reason)
-{
-    for (struct pb_conn *c = h->conns; c; c = c->next)
-        pb_hub_close(h, c, code, reason);
-}
-
-/* Appends f to c's ring (room is there) and asks for a write on the
- * empty -> non-empty edge. */
-static void push_frame(struct pb_hub *h, struct pb_conn *c, struct pb_frame *f)
-{
-    if (c->q_len == 0)
-        c->last_progress_ms = pb_monotonic_ms(); /* the grace period starts now */
-    c->q[(c->q_head + c->q_len) % c->q_cap] = f;
     pb_frame_ref(f);
-    c->q_len++;
-    c->q_bytes += f->len;
-    h->queue_bytes += f->len;
-    if (c->q_len == 1 && c->hooks->want_write)
-        c->hooks->want_write(c);
-}
-
-/* Would adding `add` bytes make c a slow consumer? Bounds (redis's output
- * buffer limits): ws.queue_max_messages and ws.queue_hard_max_bytes at once;
- * ws.queue_max_bytes only when nothing has left the queue for
- * ws.slow_client_grace_ms, so a client that reads a burst larger than the
- * soft bound is not taken for one that stopped reading. */
-static int is_slow(struct pb_hub *h, const struct pb_conn *c, size_t add)
-{
-    const struct pb_config *cfg = h->cfg;
-    size_t hard = cfg->ws_queue_hard_max_bytes ? (size_t)cfg->ws_queue_hard_max_bytes
-                                               : 4 * (size_t)cfg->ws_queue_max_bytes;
-    if (c->q_len + 1 > (uint32_t)cfg->ws_queue_max_messages || c->q_bytes + add > hard)
-        return 1;
-    if (c->q_bytes + add <= (size_t)cfg->ws_queue_max_bytes)
-        return 0;
-    return pb_monotonic_ms() - c->last_progress_ms >= cfg->ws_slow_client_grace_ms;
-}
-
-/* ws.slow_client coalesce: the newest queued update of f's task gives way
- * (unless it is final), so that f can be queued. Returns 1 when it did. */
-static int coalesce_into(struct pb_hub *h, struct pb_conn *c, struct pb_frame *f)
-{
-    if (!f || !f->task_key)
-        return 0;
-    for (uint32_t i = c->q_len; i-- > 0;) {
-        struct pb_frame *old = c->q[(c->q_head + i) % c->q_cap];
-        if (old->task_key != f->task_key)
-            continue;
-        if (old->final)
-            return 0; /* an update past it would overtake the final one */
-        /* The older update leaves its place and f goes to the tail: the
-         * frames queued after it keep their order, and so the client's
-         * last pos never claims a frame it has not read. */
-        for (uint32_t j = i; j + 1 < c->q_len; j++)
-            c->q[(c->q_head + j) % c->q_cap] = c->q[(c->q_head + j + 1) % c->q_cap];
-        c->q_len--;
-        c->q_bytes -= old->len;
-        h->queue_bytes -= old->len;
-        pb_frame_unref(old);
-        h->m->coalesced++;
-        return 1;
-    }
+    msg->items[msg->n].conn = conn;
+    msg->items[msg->n].frame = f;
+    msg->n++;
     return 0;
 }
 
-/* ws.slow_client coalesce, when f could not replace anything: drops every
- * queued update that a later queued one of the same task supersedes (final
- * updates and task-less events stay). Cost O(queue), only for a slow
- * client; the key set is bounded by ws.queue_max_messages. */
-static void coalesce_queue(struct pb_hub *h, struct pb_conn *c)
+static long post(struct pb_hub *h, int worker, struct pb_to_worker *msg)
 {
-    uint32_t cap = 16;
-    while (cap < 2 * c->q_len)
-        cap *= 2;
-    uint64_t *seen = calloc(cap, sizeof(*seen));
-    if (!seen)
-        return; /* the bound still holds: the connection is closed instead */
-    uint32_t kept = 0; /* compacted towards the tail, newest first */
-    for (uint32_t i = c->q_len; i-- > 0;) {
-        struct pb_frame *f = c->q[(c->q_head + i) % c->q_cap];
-        int drop = 0;
-        if (f->task_key) {
-            uint32_t j = (uint32_t)f->task_key & (cap - 1);
-            while (seen[j] && seen[j] != f->task_key)
-                j = (j + 1) & (cap - 1);
-            drop = seen[j] != 0 && !f->final;
-            seen[j] = f->task_key;
-        }
-        if (drop) {
-            c->q_bytes -= f->len;
-            h->queue_bytes -= f->len;
-            pb_frame_unref(f);
-            h->m->coalesced++;
-            continue;
-        }
-        kept++;
-        c->q[(c->q_head + c->q_len - kept) % c->q_cap] = f;
-    }
-    c->q_head = (c->q_head + c->q_len - kept) % c->q_cap;
-    c->q_len = kept;
-    free(seen);
+    return h->out.post(h->out.ud, worker, msg);
 }
 
-/* c is slow (f, of `add` bytes, is what would be queued; NULL from the
- * sweep): ws.slow_client. Returns 0 when f may now be queued, 1 when c is
- * closing. */
-static int slow_policy(struct pb_hub *h, struct pb_conn *c, struct pb_frame *f, size_t add)
-{
-    int policy = h->cfg->ws_slow_client;
-    if (policy == PB_SLOW_COALESCE) {
-        if (coalesce_into(h, c, f) && !is_slow(h, c, add))
-            return 0;
-        coalesce_queue(h, c);
-        if (!(f ? is_slow(h, c, add) : c->q_bytes > (size_t)h->cfg->ws_queue_max_bytes))
-            return 0;
-        /* Final updates and task-less events alone: as under close. */
-    }
-    if (policy != PB_SLOW_DROP_OLDEST) {
-        h->m->slow_client_closes++;
-        pb_info("closing connection %llu of user %s: outgoing queue full (%u messages, %zu "
-                "bytes)",
-                (unsigned long long)c->id, c->ident.user ? c->ident.user : "-", c->q_len,
-                c->q_bytes);
-        pb_hub_close(h, c, PB_CLOSE_SLOW, "slow consumer: outgoing queue full");
-        return 1;
-    }
-    /* drop_oldest: back under the soft bound. */
-    uint32_t max_msgs = (uint32_t)h->cfg->ws_queue_max_messages;
-    size_t soft = (size_t)h->cfg->ws_queue_max_bytes;
-    while (c->q_len && (c->q_len + (add ? 1 : 0) > max_msgs || c->q_bytes + add > soft)) {
-        pb_conn_pop(h, c);
-        h->m->queue_drops++;
-    }
-    return 0;
-}
+/* ---- delivery --------------------------------------------------------- */
 
-/* Puts f on c's queue, applying ws.slow_client when c is slow (is_slow).
- * Returns 1 when queued. */
-static int enqueue(struct pb_hub *h, struct pb_conn *c, struct pb_frame *f)
-{
-    if (c->closing)
-        return 0;
-    /* An empty queue always takes one frame, so a reading client never
-     * loses an event bigger than the byte bounds (kafka.max_event_bytes caps it). */
-    if (c->q_len && is_slow(h, c, f->len) && slow_policy(h, c, f, f->len))
-        return 0;
-    if (c->q_len == c->q_cap && queue_grow(c, (uint32_t)h->cfg->ws_queue_max_messages))
-        return 0;
-    push_frame(h, c, f);
-    return 1;
-}
-
-void pb_hub_police(struct pb_hub *h, struct pb_conn *c)
-{
-    /* Only the grace period can have run out since the last enqueue. */
-    if (!c->closing && c->q_len && c->q_bytes > (size_t)h->cfg->ws_queue_max_bytes &&
-        pb_monotonic_ms() - c->last_progress_ms >= h->cfg->ws_slow_client_grace_ms)
-        slow_policy(h, c, NULL, 0);
-}
-
-int pb_hub_send(struct pb_hub *h, struct pb_conn *c, struct pb_frame *f)
-{
-    return enqueue(h, c, f);
-}
-
-int pb_hub_send_unbounded(struct pb_hub *h, struct pb_conn *c, struct pb_frame *f)
-{
-    if (c->closing ||
-        (c->q_len == c->q_cap && queue_grow(c, (uint32_t)h->cfg->ws_queue_max_messages)))
-        return 0;
-    push_frame(h, c, f);
-    return 1;
-}
-
-void pb_hub_cut(struct pb_hub *h, struct pb_conn *c)
-{
-    if (c->closing)
-        return;
-    c->closing = 1;
-    queue_clear(h, c);
-    if (c->hooks->cut)
-        c->hooks->cut(c);
-}
-
-struct pb_conn *pb_hub_first(const struct pb_hub *h)
-{
-    return h->conns;
-}
-
-const struct pb_config *pb_hub_config(const struct pb_hub *h)
-{
-    return h->cfg;
-}
-
-struct pb_store *pb_hub_store(const struct pb_hub *h)
-{
-    return h->store;
-}
-
-static int wants_event(const struct pb_conn *c, const char *name)
+static int wants_event(const struct pb_member *c, const char *name)
 {
     if (!c->ident.nevents)
         return 1;
@@ -490,7 +189,7 @@ static int wants_event(const struct pb_conn *c, const char *name)
     return 0;
 }
 
-static int in_group(const struct pb_conn *c, const char *g, size_t len)
+static int in_group(const struct pb_member *c, const char *g, size_t len)
 {
     for (size_t i = 0; i < c->ident.ngroups; i++)
         if (strlen(c->ident.groups[i]) == len && memcmp(c->ident.groups[i], g, len) == 0)
@@ -509,6 +208,7 @@ static int in_group(const struct pb_conn *c, const char *g, size_t len)
 struct frames {
     const struct pb_event *ev;
     uint32_t source;
+    struct pb_to_worker **out; /* one message per worker, made on first use */
     struct pb_frame *plain;
     struct {
         uint64_t sig;
@@ -518,7 +218,7 @@ struct frames {
     int oom;
 };
 
-static struct pb_frame *native_frame(struct pb_hub *h, const struct pb_conn *c,
+static struct pb_frame *native_frame(struct pb_hub *h, const struct pb_member *c,
                                      const struct pb_event *ev, int snapshot, const char *pos)
 {
     char buf[PB_POS_MAX_LEN];
@@ -531,7 +231,7 @@ static struct pb_frame *native_frame(struct pb_hub *h, const struct pb_conn *c,
 
 /* The frame c gets for fr->ev; *owned when the caller must release it (the
  * table was full). */
-static struct pb_frame *frame_for(struct pb_hub *h, const struct pb_conn *c, struct frames *fr,
+static struct pb_frame *frame_for(struct pb_hub *h, const struct pb_member *c, struct frames *fr,
                                   int *owned)
 {
     *owned = 0;
@@ -564,20 +264,21 @@ static struct pb_frame *frame_for(struct pb_hub *h, const struct pb_conn *c, str
     return f;
 }
 
-static int deliver_one(struct pb_hub *h, struct pb_conn *c, struct frames *fr, const char *name)
+static void deliver_one(struct pb_hub *h, const struct pb_member *c, struct frames *fr,
+                        const char *name)
 {
-    if (!c->authed || !wants_event(c, name))
-        return 0;
+    if (c->closing || !wants_event(c, name))
+        return;
     int owned;
     struct pb_frame *f = frame_for(h, c, fr, &owned);
     if (!f) {
         fr->oom = 1;
-        return 0;
+        return;
     }
-    int n = enqueue(h, c, f);
+    if (msg_add(&fr->out[c->worker], PB_TW_FRAMES, c->conn, f))
+        fr->oom = 1;
     if (owned)
         pb_frame_unref(f);
-    return n;
 }
 
 long pb_hub_deliver(struct pb_hub *h, struct pb_event *ev, uint32_t source)
@@ -586,25 +287,35 @@ long pb_hub_deliver(struct pb_hub *h, struct pb_event *ev, uint32_t source)
         pb_metrics_drop(h->m, source, PB_DROP_OUTDATED);
         return 0;
     }
-    struct frames fr = {.ev = ev, .source = source};
+    struct pb_to_worker *out[PB_MAX_WORKERS] = {0};
+    struct frames fr = {.ev = ev, .source = source, .out = out};
     const char *name = pb_event_name(ev);
-    long n = 0;
 
     if (ev->target_kind == PB_TARGET_USER) {
         uint64_t hash = hash_id(h, ev->target, ev->target_len);
         struct pb_user *u = user_find(h, ev->target, ev->target_len, hash);
-        /* deliver_one may close (and so unlink) c; the list is only changed
-         * at pb_hub_conn_free, which runs from lws later, so next is safe. */
-        for (struct pb_conn *c = u ? u->conns : NULL; c; c = c->user_next)
-            n += deliver_one(h, c, &fr, name);
+        for (struct pb_member *c = u ? u->members : NULL; c; c = c->user_next)
+            deliver_one(h, c, &fr, name);
     } else if (ev->target_kind == PB_TARGET_ALL || ev->target_kind == PB_TARGET_GROUP) {
-        for (struct pb_conn *c = h->conns; c; c = c->next) {
+        for (struct pb_member *c = h->members; c; c = c->next) {
             if (ev->target_kind == PB_TARGET_GROUP && !in_group(c, ev->target, ev->target_len))
                 continue;
-            n += deliver_one(h, c, &fr, name);
+            deliver_one(h, c, &fr, name);
         }
     }
-    /* The queues hold their own references now. */
+    /* One message per worker: a worker's inbox wakes it only when it was
+     * empty, so a burst of events costs it one wake-up. Worker 0 queues at
+     * once and says how many it took (a slow client it closes is not
+     * counted); the others' count is what they were handed. */
+    long n = 0;
+    for (int w = 0; w < h->out.nworkers; w++) {
+        if (!out[w])
+            continue;
+        long handed = (long)out[w]->n;
+        long queued = post(h, w, out[w]);
+        n += queued >= 0 ? queued : handed;
+    }
+    /* The messages hold their own references now. */
     pb_frame_unref(fr.plain);
     for (int i = 0; fr.nnative && i < NATIVE_FRAMES; i++)
         pb_frame_unref(fr.native[i].f);
@@ -629,7 +340,7 @@ void pb_hub_keep(struct pb_hub *h, struct pb_event *ev)
  * user's history.max_events plus the broadcast history's, or its tasks. */
 struct start_batch {
     struct pb_hub *h;
-    struct pb_conn *c;
+    struct pb_member *c;
     struct pb_frame **f;
     size_t n, cap;
 };
@@ -671,7 +382,7 @@ static int batch_fits(const struct pb_hub *h, const struct start_batch *b)
     return b->n + 1 <= (size_t)cfg->ws_queue_max_messages && bytes <= hard;
 }
 
-static int admits(const struct pb_conn *c, const struct pb_event *ev)
+static int admits(const struct pb_member *c, const struct pb_event *ev)
 {
     if (ev->target_kind == PB_TARGET_GROUP && !in_group(c, ev->target, ev->target_len))
         return 0;
@@ -694,13 +405,13 @@ static void add_task(const struct pb_event *ev, void *ud)
 }
 
 /* {"type":"welcome","user":U,"conn_id":"N","pos":P[,"resumed":R]} */
-static struct pb_frame *welcome_frame(struct pb_hub *h, const struct pb_conn *c, int resumed)
+static struct pb_frame *welcome_frame(struct pb_hub *h, const struct pb_member *c, int resumed)
 {
     struct pb_buf b;
     pb_buf_init(&b, 4096 + PB_POS_MAX_LEN); /* a user ID is 1536 bytes at most once escaped */
     pb_buf_puts(&b, "{\"type\":\"welcome\",\"user\":");
     pb_buf_json_string(&b, c->user->id, c->user->idlen);
-    pb_buf_printf(&b, ",\"conn_id\":\"%llu\"", (unsigned long long)c->id);
+    pb_buf_printf(&b, ",\"conn_id\":\"%llu\"", (unsigned long long)c->conn_id);
     if (h->store) {
         char pos[PB_POS_MAX_LEN];
         pb_store_pos(h->store, c->user->id, c->user->idlen, pb_now_ms(), pos);
@@ -714,7 +425,10 @@ static struct pb_frame *welcome_frame(struct pb_hub *h, const struct pb_conn *c,
     return f;
 }
 
-void pb_hub_start(struct pb_hub *h, struct pb_conn *c, const char *resume, size_t resume_len)
+/* The welcome (native clients), then, when resume names a pos the history
+ * covers, every event missed since, else the task snapshot: one START
+ * message, ahead of any event this hub hands over later. */
+static void start(struct pb_hub *h, struct pb_member *c, const char *resume, size_t resume_len)
 {
     struct start_batch b = {.h = h, .c = c};
     int native = c->ident.form == PB_FORM_NATIVE;
@@ -735,37 +449,166 @@ void pb_hub_start(struct pb_hub *h, struct pb_conn *c, const char *resume, size_
      * (its progress would jump back, then forward again). */
     if (resumed != 1 && h->store)
         pb_store_each_task(h->store, c->user->id, c->user->idlen, add_task, &b);
-    if (native) {
-        struct pb_frame *w = welcome_frame(h, c, resumed);
+    struct pb_to_worker *msg = pb_to_worker_new(PB_TW_START, b.n + 1);
+    if (msg) {
+        msg->conn = c->conn;
+        struct pb_frame *w = native ? welcome_frame(h, c, resumed) : NULL;
         if (w) {
-            pb_hub_send(h, c, w);
+            msg_add(&msg, PB_TW_START, c->conn, w); /* room was made: cannot fail */
             pb_frame_unref(w);
         }
+        for (size_t i = 0; i < b.n; i++)
+            msg_add(&msg, PB_TW_START, c->conn, b.f[i]);
+    } else {
+        /* Out of memory: the connection starts with nothing queued. */
+        msg = pb_to_worker_new(PB_TW_START, 0);
     }
-    for (size_t i = 0; i < b.n; i++) {
-        enqueue(h, c, b.f[i]);
-        pb_frame_unref(b.f[i]);
-    }
+    batch_clear(&b);
     free(b.f);
+    if (msg) {
+        msg->conn = c->conn;
+        post(h, c->worker, msg);
+    }
+}
+
+/* ---- what the workers say --------------------------------------------- */
+
+static void refuse_login(struct pb_hub *h, struct pb_member *mb)
+{
+    struct pb_to_worker *msg = pb_to_worker_new(PB_TW_REFUSED, 0);
+    if (!msg) {
+        pb_error("out of memory refusing a login; the connection waits for its auth timeout");
+        return;
+    }
+    msg->conn = mb->conn;
+    post(h, mb->worker, msg);
+}
+
+/* Puts mb in the directory under its user; -1 when the user is at
+ * ws.max_connections_per_user (or out of memory). */
+static int link_member(struct pb_hub *h, struct pb_member *mb)
+{
+    size_t len = strlen(mb->ident.user);
+    uint64_t hash = hash_id(h, mb->ident.user, len);
+    struct pb_user *u = user_find(h, mb->ident.user, len, hash);
+    if (u && (int64_t)u->nmembers >= h->cfg->ws_max_connections_per_user)
+        return -1;
+    if (!u) {
+        u = calloc(1, sizeof(*u) + len + 1);
+        if (!u)
+            return -1;
+        memcpy(u->id, mb->ident.user, len);
+        u->idlen = len;
+        u->hash = hash;
+        maybe_grow(h);
+        u->hnext = h->buckets[hash & (h->nbuckets - 1)];
+        h->buckets[hash & (h->nbuckets - 1)] = u;
+        h->nusers++;
+    }
+    mb->user = u;
+    mb->user_next = u->members;
+    if (u->members)
+        u->members->user_prev = mb;
+    u->members = mb;
+    u->nmembers++;
+    mb->next = h->members;
+    if (h->members)
+        h->members->prev = mb;
+    h->members = mb;
+    mb->linked = 1;
+    return 0;
+}
+
+static void unlink_member(struct pb_hub *h, struct pb_member *mb)
+{
+    if (!mb->linked)
+        return;
+    mb->linked = 0;
+    if (mb->prev)
+        mb->prev->next = mb->next;
+    else
+        h->members = mb->next;
+    if (mb->next)
+        mb->next->prev = mb->prev;
+    struct pb_user *u = mb->user;
+    mb->user = NULL;
+    if (mb->user_prev)
+        mb->user_prev->user_next = mb->user_next;
+    else
+        u->members = mb->user_next;
+    if (mb->user_next)
+        mb->user_next->user_prev = mb->user_prev;
+    if (--u->nmembers > 0)
+        return;
+    struct pb_user **pp = &h->buckets[u->hash & (h->nbuckets - 1)];
+    while (*pp != u)
+        pp = &(*pp)->hnext;
+    *pp = u->hnext;
+    h->nusers--;
+    free(u);
+}
+
+static void closed(struct pb_hub *h, struct pb_member *mb)
+{
+    unlink_member(h, mb);
+    /* Every frame for mb's connection was posted before this release, and
+     * the worker's inbox keeps that order: after it, nothing names it. */
+    struct pb_to_worker *msg = pb_to_worker_new(PB_TW_RELEASE, 0);
+    if (msg) {
+        msg->conn = mb->conn;
+        post(h, mb->worker, msg);
+    } else {
+        pb_error("out of memory releasing connection %llu; it stays allocated",
+                 (unsigned long long)mb->conn_id);
+    }
+    member_free(mb);
+}
+
+void pb_hub_receive(struct pb_hub *h, struct pb_to_hub *msg)
+{
+    struct pb_member *mb = msg->member;
+    switch (msg->type) {
+    case PB_TH_LOGIN:
+        if (link_member(h, mb))
+            refuse_login(h, mb); /* mb stays out of the directory until its close */
+        else
+            start(h, mb, msg->resume, msg->resume ? strlen(msg->resume) : 0);
+        break;
+    case PB_TH_CLOSED:
+        closed(h, mb);
+        break;
+    case PB_TH_CLOSING:
+        mb->closing = 1;
+        break;
+    case PB_TH_GROUPS: {
+        char **old = mb->ident.groups;
+        size_t nold = mb->ident.ngroups;
+        mb->ident.groups = msg->groups;
+        mb->ident.ngroups = msg->ngroups;
+        msg->groups = old;
+        msg->ngroups = nold;
+        break;
+    }
+    }
+    free(msg->resume);
+    for (size_t i = 0; i < msg->ngroups; i++)
+        free(msg->groups[i]);
+    free(msg->groups);
+    free(msg);
+}
+
+struct pb_store *pb_hub_store(const struct pb_hub *h)
+{
+    return h->store;
 }
 
 size_t pb_hub_user_connections(const struct pb_hub *h, const char *user, size_t len)
 {
     const struct pb_user *u = user_find(h, user, len, hash_id(h, user, len));
-    return u ? u->nconns : 0;
-}
-
-size_t pb_hub_connections(const struct pb_hub *h)
-{
-    return h->nconns;
+    return u ? u->nmembers : 0;
 }
 
 size_t pb_hub_users(const struct pb_hub *h)
 {
     return h->nusers;
-}
-
-size_t pb_hub_queue_bytes(const struct pb_hub *h)
-{
-    return h->queue_bytes;
 }

@@ -14,25 +14,25 @@
 #include "pushbridge/core/metrics.h"
 #include "pushbridge/hub/tokenlife.h"
 
-long pb_keepalive_sweep(struct pb_hub *h, int64_t now_ms)
+long pb_keepalive_sweep(struct pb_conns *h, int64_t now_ms)
 {
     /* One ping frame for the whole sweep, shared like an event's. Its
      * payload is not empty because lws 4.1 reports no empty pong (the
      * answer echoes the payload), and a pong is what proves the peer alive. */
     static const unsigned char ping[] = {0x89, 0x02, 'p', 'b'};
-    const struct pb_config *cfg = pb_hub_config(h);
+    const struct pb_config *cfg = pb_conns_config(h);
     struct pb_frame *f = NULL;
     long cut = 0;
     int64_t wall_ms = pb_now_ms(); /* token exp is a date */
-    for (struct pb_conn *c = pb_hub_first(h); c; c = c->next) {
-        pb_hub_police(h, c); /* the soft queue bound's grace period, while here */
+    for (struct pb_conn *c = pb_conns_first(h); c; c = c->next) {
+        pb_conns_police(h, c); /* the soft queue bound's grace period, while here */
         if (c->closing || pb_token_check(h, c, wall_ms))
             continue;
         int64_t quiet = now_ms - c->last_rx_ms;
         if (quiet >= cfg->ws_idle_timeout_ms) {
             pb_debug("connection %llu: nothing from the client for %lld ms: cut",
                      (unsigned long long)c->id, (long long)quiet);
-            pb_hub_cut(h, c); /* unlinked only later, by the transport */
+            pb_conns_cut(h, c); /* unlinked only later, by the transport */
             cut++;
             continue;
         }
@@ -40,7 +40,7 @@ long pb_keepalive_sweep(struct pb_hub *h, int64_t now_ms)
             continue;
         if (!f && !(f = pb_frame_raw(ping, sizeof(ping))))
             break; /* out of memory: the next sweep tries again */
-        if (pb_hub_send_unbounded(h, c, f))
+        if (pb_conns_send_unbounded(h, c, f))
             c->last_ping_ms = now_ms;
     }
     pb_frame_unref(f);

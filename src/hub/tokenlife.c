@@ -28,7 +28,7 @@ int64_t pb_token_expires_in(const struct pb_conn *c, int64_t now_ms)
     return c->ident.exp_ms > now_ms ? c->ident.exp_ms - now_ms : 0;
 }
 
-static void ask_refresh(struct pb_hub *h, struct pb_conn *c, int64_t now_ms)
+static void ask_refresh(struct pb_conns *h, struct pb_conn *c, int64_t now_ms)
 {
     char text[64];
     int n = snprintf(text, sizeof(text), "{\"type\":\"refresh\",\"expires_in_ms\":%lld}",
@@ -38,21 +38,21 @@ static void ask_refresh(struct pb_hub *h, struct pb_conn *c, int64_t now_ms)
         return; /* out of memory: the next sweep asks again */
     /* Outside the byte bound, like a ping: the request must not be what
      * makes a busy client slow, and it must not evict an event. */
-    if (pb_hub_send_unbounded(h, c, f))
+    if (pb_conns_send_unbounded(h, c, f))
         c->refresh_asked = 1;
     pb_frame_unref(f);
 }
 
-int pb_token_check(struct pb_hub *h, struct pb_conn *c, int64_t now_ms)
+int pb_token_check(struct pb_conns *h, struct pb_conn *c, int64_t now_ms)
 {
     if (!c->authed || c->closing || !c->ident.exp_ms)
         return 0;
-    int64_t leeway_ms = pb_hub_config(h)->auth_jwt_leeway_s * 1000;
+    int64_t leeway_ms = pb_conns_config(h)->auth_jwt_leeway_s * 1000;
     if (now_ms >= c->ident.exp_ms + leeway_ms) {
         pb_info("connection %llu of user %s: token expired %lld ms ago: closing with 4004",
                 (unsigned long long)c->id, c->ident.user,
                 (long long)(now_ms - c->ident.exp_ms));
-        pb_hub_close(h, c, PB_CLOSE_TOKEN_EXPIRED, "token expired");
+        pb_conns_close(h, c, PB_CLOSE_TOKEN_EXPIRED, "token expired");
         return 1;
     }
     if (!c->refresh_asked && now_ms >= c->refresh_at_ms && c->ident.form == PB_FORM_NATIVE)

@@ -8,6 +8,7 @@
  * pending connection). */
 #include "pushbridge/public/admission.h"
 
+#include <pthread.h>
 #include <netinet/in.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -30,7 +31,11 @@ struct peer {
     uint32_t pending;
 };
 
+/* Owned by the server. Accepts come from the main loop, releases from the
+ * worker that holds the connection (its login, its close): everything below
+ * is under lock, held for a few pointer updates per accept or release. */
 struct pb_admission {
+    pthread_mutex_t lock;
     const struct pb_config *cfg;
     struct pb_metrics *m;
     struct peer **of_fd; /* per descriptor: its peer while pending, else NULL */
@@ -60,6 +65,11 @@ struct pb_admission *pb_admission_new(const struct pb_config *cfg, struct pb_met
     }
     size_t reserve = a->nfds / 16 > MIN_RESERVED_FDS ? a->nfds / 16 : MIN_RESERVED_FDS;
     a->fd_ceiling = a->nfds > 2 * reserve ? a->nfds - reserve : a->nfds / 2;
+    if (pthread_mutex_init(&a->lock, NULL)) {
+        free(a->of_fd);
+        free(a);
+        return NULL;
+    }
     a->cfg = cfg;
     a->m = m;
     a->log_ms = -REFUSED_LOG_INTERVAL_MS;
@@ -78,6 +88,7 @@ void pb_admission_free(struct pb_admission *a)
             a->buckets[i] = p->next;
             free(p);
         }
+    pthread_mutex_destroy(&a->lock);
     free(a->of_fd);
     free(a);
 }
@@ -118,14 +129,14 @@ static struct peer *peer_get(struct pb_admission *a, const uint8_t key[16])
     return p;
 }
 
-void pb_admission_release(struct pb_admission *a, int fd)
+static void release_locked(struct pb_admission *a, int fd)
 {
-    if (!a || fd < 0 || (size_t)fd >= a->nfds || !a->of_fd[fd])
+    if (fd < 0 || (size_t)fd >= a->nfds || !a->of_fd[fd])
         return;
     struct peer *p = a->of_fd[fd];
     a->of_fd[fd] = NULL;
     a->pending--;
-    a->m->pending_connections = a->pending;
+    __atomic_store_n(&a->m->pending_connections, a->pending, __ATOMIC_RELAXED);
     if (--p->pending)
         return;
     struct peer **pp = bucket_of(a, p->addr);
@@ -133,6 +144,15 @@ void pb_admission_release(struct pb_admission *a, int fd)
         pp = &(*pp)->next;
     *pp = p->next;
     free(p);
+}
+
+void pb_admission_release(struct pb_admission *a, int fd)
+{
+    if (!a)
+        return;
+    pthread_mutex_lock(&a->lock);
+    release_locked(a, fd);
+    pthread_mutex_unlock(&a->lock);
 }
 
 static int refuse(struct pb_admission *a, int reason)
@@ -155,11 +175,11 @@ static int refuse(struct pb_admission *a, int reason)
     return -1;
 }
 
-int pb_admission_accept(struct pb_admission *a, int fd, const struct sockaddr_storage *peer)
+static int accept_locked(struct pb_admission *a, int fd, const struct sockaddr_storage *peer)
 {
     if (fd < 0 || (size_t)fd >= a->nfds)
         return refuse(a, PB_REFUSED_DESCRIPTORS);
-    pb_admission_release(a, fd); /* a close lws did not report */
+    release_locked(a, fd); /* a close lws did not report */
     if ((size_t)fd >= a->fd_ceiling)
         return refuse(a, PB_REFUSED_DESCRIPTORS);
     if ((int64_t)a->pending >= a->cfg->ws_max_pending)
@@ -175,11 +195,22 @@ int pb_admission_accept(struct pb_admission *a, int fd, const struct sockaddr_st
     p->pending++;
     a->of_fd[fd] = p;
     a->pending++;
-    a->m->pending_connections = a->pending;
+    __atomic_store_n(&a->m->pending_connections, a->pending, __ATOMIC_RELAXED);
     return 0;
 }
 
-size_t pb_admission_pending(const struct pb_admission *a)
+int pb_admission_accept(struct pb_admission *a, int fd, const struct sockaddr_storage *peer)
 {
-    return a->pending;
+    pthread_mutex_lock(&a->lock);
+    int rc = accept_locked(a, fd, peer);
+    pthread_mutex_unlock(&a->lock);
+    return rc;
+}
+
+size_t pb_admission_pending(struct pb_admission *a)
+{
+    pthread_mutex_lock(&a->lock);
+    size_t n = a->pending;
+    pthread_mutex_unlock(&a->lock);
+    return n;
 }

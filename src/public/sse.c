@@ -26,7 +26,8 @@
 
 #include "pushbridge/public/admission.h"
 #include "pushbridge/core/log.h"
-#include "pushbridge/public/server.h"
+#include "pushbridge/public/worker.h"
+#include "pushbridge/public/ws.h"
 #include "pushbridge/hub/tokenlife.h"
 
 #define SSE_PATH "/sse"
@@ -68,10 +69,56 @@ static void hook_cut(struct pb_conn *c)
     lws_set_timeout(c->transport, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
 }
 
-static const struct pb_hub_hooks sse_hooks = {
+static void peer_readable(struct ev_loop *loop, ev_io *w, int revents);
+
+static struct pb_worker *worker_of(struct lws *wsi)
+{
+    struct pb_vhd *vhd = lws_get_vhost_user(lws_get_vhost(wsi));
+    return vhd->w;
+}
+
+/* The hub took the login: the stream's headers go out with the first
+ * write (the hub may answer from another thread, outside any lws callback,
+ * so nothing is written here), the welcome and snapshot after them. */
+static void hook_started(struct pb_conn *c)
+{
+    struct lws *wsi = c->transport;
+    struct pb_worker *w = worker_of(wsi);
+    struct pb_pss *pss = lws_wsi_user(wsi);
+    pss->sse_state = PB_SSE_HEADERS;
+    /* ws.send_buffer_bytes, as for a WebSocket: the kernel must not hold
+     * megabytes for a reader that stopped before the queue bound counts. */
+    int sndbuf = (int)w->cfg->ws_send_buffer_bytes;
+    if (sndbuf && setsockopt(lws_get_socket_fd(wsi), SOL_SOCKET, SO_SNDBUF, &sndbuf,
+                             sizeof(sndbuf)))
+        pb_debug("sse connection %llu: ws.send_buffer_bytes not applied: %s",
+                 (unsigned long long)c->id, strerror(errno));
+    /* lws's own HTTP timeouts are for requests; the stream lives until the
+     * client goes or the hub closes it (keep-alive sweep, token, policy). */
+    lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
+    ev_io_init(&pss->sse_rx, peer_readable, lws_get_socket_fd(wsi), EV_READ);
+    pss->sse_rx.data = pss;
+    ev_io_start(w->loop, &pss->sse_rx);
+    pss->sse_rx_on = 1;
+    pb_token_schedule(c, pb_now_ms());
+    pb_admission_release(w->env.admission, lws_get_socket_fd(wsi));
+    pb_debug("sse connection %llu logged in as %s", (unsigned long long)c->id, c->ident.user);
+    arm_writable(wsi);
+}
+
+static void hook_refused(struct pb_conn *c)
+{
+    struct pb_pss *pss = lws_wsi_user(c->transport);
+    pss->sse_state = PB_SSE_REFUSED;
+    arm_writable(c->transport);
+}
+
+static const struct pb_conn_hooks sse_hooks = {
     .want_write = hook_want_write,
     .kill = hook_kill,
     .cut = hook_cut,
+    .started = hook_started,
+    .refused = hook_refused,
 };
 
 int pb_sse_wants(struct lws *wsi)
@@ -309,57 +356,26 @@ static void peer_readable(struct ev_loop *loop, ev_io *w, int revents)
     if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EINTR)))
         return;
     ev_io_stop(loop, w);
-    struct pb_server *s = ev_userdata(loop);
+    pss->sse_rx_on = 0;
     if (pss->conn && !pss->conn->closing)
-        pb_hub_cut(s->hub, pss->conn);
+        pb_conns_cut(worker_of(pss->wsi)->conns, pss->conn);
     else
         arm_writable(pss->wsi); /* its WRITEABLE callback returns -1: closed */
 }
 
-/* The response head is out and the user logged in: the stream is this
- * connection's from now on (its socket, its watchers, its history). */
-static void stream_opened(struct pb_server *s, struct lws *wsi, struct pb_pss *pss,
-                          struct pb_conn *c)
-{
-    pss->wsi = wsi;
-    pss->conn = c;
-    pss->sse = 1;
-    /* ws.send_buffer_bytes, as for a WebSocket: the kernel must not hold
-     * megabytes for a reader that stopped before the queue bound counts. */
-    int sndbuf = (int)s->cfg->ws_send_buffer_bytes;
-    if (sndbuf && setsockopt(lws_get_socket_fd(wsi), SOL_SOCKET, SO_SNDBUF, &sndbuf,
-                             sizeof(sndbuf)))
-        pb_debug("sse connection %llu: ws.send_buffer_bytes not applied: %s",
-                 (unsigned long long)c->id, strerror(errno));
-    /* lws's own HTTP timeouts are for requests; the stream lives until the
-     * client goes or the hub closes it (keep-alive sweep, token, policy). */
-    lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
-    ev_io_init(&pss->sse_rx, peer_readable, lws_get_socket_fd(wsi), EV_READ);
-    pss->sse_rx.data = pss;
-    ev_io_start(s->loop, &pss->sse_rx);
-    pb_token_schedule(c, pb_now_ms());
-    pb_admission_release(s->admission, lws_get_socket_fd(wsi));
-    pb_debug("sse connection %llu logged in as %s", (unsigned long long)c->id, c->ident.user);
-    char resume[PB_POS_MAX_LEN + 1];
-    int has_resume = read_resume(wsi, resume, sizeof(resume));
-    pb_hub_start(s->hub, c, has_resume ? resume : NULL, has_resume ? strlen(resume) : 0);
-}
-
-/* GET /sse: the checks, the login, the response head. -1 closes the
- * connection (after the refusal, when there is one). */
-static int begin(struct pb_server *s, struct lws *wsi, struct pb_pss *pss)
+/* GET /sse: the checks and the login; the response head goes out once the
+ * hub took it (hook_started). -1 closes the connection (after the refusal,
+ * when there is one). */
+static int begin(struct pb_worker *w, struct lws *wsi, struct pb_pss *pss)
 {
     if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) <= 0)
         return refuse(wsi, HTTP_STATUS_METHOD_NOT_ALLOWED, "method_not_allowed",
                       "/sse accepts GET");
-    if (s->stopping)
+    if (__atomic_load_n(w->env.stopping, __ATOMIC_RELAXED))
         return refuse(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "not_ready",
                       "the server is shutting down");
-    char origin[512] = "";
-    if (lws_hdr_copy(wsi, origin, sizeof(origin), WSI_TOKEN_ORIGIN) < 0)
-        origin[0] = '\0';
-    if (!pb_ws_origin_allowed(s->cfg, wsi)) {
-        s->metrics.origin_refused++;
+    if (!pb_ws_origin_allowed(w->cfg, wsi)) {
+        PB_COUNT(w->metrics->origin_refused);
         return refuse(wsi, HTTP_STATUS_FORBIDDEN, "origin_not_allowed",
                       "this Origin may not connect (ws.allowed_origins)");
     }
@@ -381,7 +397,7 @@ static int begin(struct pb_server *s, struct lws *wsi, struct pb_pss *pss)
         return refuse(wsi, HTTP_STATUS_INTERNAL_SERVER_ERROR, "internal", "out of memory");
     }
 
-    struct pb_conn *c = pb_hub_conn_new(s->hub, wsi);
+    struct pb_conn *c = pb_conns_new_conn(w->conns, wsi);
     if (!c) {
         pb_buf_free(&login);
         return refuse(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "too_many_connections",
@@ -391,24 +407,32 @@ static int begin(struct pb_server *s, struct lws *wsi, struct pb_pss *pss)
     struct pb_identity id;
     const char *code;
     char msg[256];
-    rc = pb_auth_login(s->auth, login.data, login.len, &id, &code, msg, sizeof(msg));
+    rc = pb_auth_login(w->env.auth, login.data, login.len, &id, &code, msg, sizeof(msg));
     pb_buf_free(&login);
     if (rc) {
         pb_info("sse connection %llu: login refused: %s: %s", (unsigned long long)c->id, code,
                 msg);
-        pb_hub_conn_free(s->hub, c);
+        pb_conns_free_conn(w->conns, c);
         return refuse(wsi, HTTP_STATUS_UNAUTHORIZED, code, msg);
     }
-    if (pb_hub_login(s->hub, c, &id)) {
-        pb_hub_conn_free(s->hub, c);
-        return refuse(wsi, 429, "too_many_connections",
-                      "this user has ws.max_connections_per_user connections open");
+    pss->wsi = wsi;
+    pss->conn = c;
+    pss->sse = 1;
+    pss->sse_state = PB_SSE_LOGIN;
+    /* Echoed in the stream's headers; bound: 512 bytes, freed at the close. */
+    char origin[512] = "";
+    if (lws_hdr_copy(wsi, origin, sizeof(origin), WSI_TOKEN_ORIGIN) < 0)
+        origin[0] = '\0';
+    pss->sse_origin = origin[0] ? strdup(origin) : NULL;
+    char resume[PB_POS_MAX_LEN + 1];
+    int has_resume = read_resume(wsi, resume, sizeof(resume));
+    /* The hub answers with hook_started or hook_refused. */
+    if (pb_worker_login(w, c, &id, has_resume ? resume : NULL)) {
+        pss->conn = NULL;
+        pss->sse = 0;
+        pb_conns_free_conn(w->conns, c);
+        return refuse(wsi, HTTP_STATUS_INTERNAL_SERVER_ERROR, "internal", "out of memory");
     }
-    if (start_stream(wsi, origin)) {
-        pb_hub_conn_free(s->hub, c);
-        return -1;
-    }
-    stream_opened(s, wsi, pss, c);
     return 0;
 }
 
@@ -435,7 +459,7 @@ static int write_close(struct lws *wsi, struct pb_conn *c)
 
 /* The queued frames (up to SSE_GATHER_BYTES, or one larger frame) as SSE
  * messages in one write; lws keeps what the socket does not take. */
-static int write_frames(struct pb_server *s, struct pb_pss *pss)
+static int write_frames(struct pb_worker *w, struct pb_pss *pss)
 {
     struct pb_conn *c = pss->conn;
     size_t total = 0;
@@ -476,18 +500,37 @@ static int write_frames(struct pb_server *s, struct pb_pss *pss)
     for (uint32_t i = 0; i < n; i++) {
         struct pb_frame *f = pb_conn_peek(c);
         if (f->ts_ms)
-            pb_metrics_latency(&s->metrics, (double)(now - f->ts_ms) / 1000.0);
-        pb_conn_sent(s->hub, c);
+            pb_metrics_latency(w->metrics, (double)(now - f->ts_ms) / 1000.0);
+        pb_conn_sent(w->conns, c);
     }
     c->last_rx_ms = pb_monotonic_ms(); /* see the file comment: liveness */
     return 0;
 }
 
-static int writeable(struct pb_server *s, struct pb_pss *pss)
+/* The stream's headers, once the hub took the login (the Origin was kept
+ * from the request: lws may have let its header table go meanwhile). */
+static int write_headers(struct pb_pss *pss)
+{
+    return start_stream(pss->wsi, pss->sse_origin ? pss->sse_origin : "");
+}
+
+static int writeable(struct pb_worker *w, struct pb_pss *pss)
 {
     struct pb_conn *c = pss->conn;
     if (!c || pss->close_after_drain)
         return -1;
+    if (pss->sse_state == PB_SSE_LOGIN)
+        return 0; /* the hub has not answered yet */
+    if (pss->sse_state == PB_SSE_REFUSED)
+        return refuse(pss->wsi, 429, "too_many_connections",
+                      "this user has ws.max_connections_per_user connections open");
+    if (pss->sse_state == PB_SSE_HEADERS) {
+        if (write_headers(pss))
+            return -1;
+        pss->sse_state = PB_SSE_STREAM;
+        arm_writable(pss->wsi); /* the frames, on the next turn */
+        return 0;
+    }
     if (c->closing) {
         if (!c->close_code) /* cut: nothing more */
             return -1;
@@ -498,27 +541,30 @@ static int writeable(struct pb_server *s, struct pb_pss *pss)
         arm_writable(pss->wsi);
         return 0;
     }
-    if (pb_conn_peek(c) && !lws_partial_buffered(pss->wsi) && write_frames(s, pss))
+    if (pb_conn_peek(c) && !lws_partial_buffered(pss->wsi) && write_frames(w, pss))
         return -1;
     if (pb_conn_peek(c))
         arm_writable(pss->wsi);
     return 0;
 }
 
-int pb_sse_callback(struct pb_server *s, struct lws *wsi, enum lws_callback_reasons reason,
+int pb_sse_callback(struct pb_worker *w, struct lws *wsi, enum lws_callback_reasons reason,
                     struct pb_pss *pss)
 {
     switch (reason) {
     case LWS_CALLBACK_HTTP:
-        return begin(s, wsi, pss);
+        return begin(w, wsi, pss);
     case LWS_CALLBACK_HTTP_WRITEABLE:
-        return writeable(s, pss);
+        return writeable(w, pss);
     case LWS_CALLBACK_CLOSED_HTTP:
     case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
-        if (pss->sse)
-            ev_io_stop(s->loop, &pss->sse_rx);
+        if (pss->sse_rx_on)
+            ev_io_stop(w->loop, &pss->sse_rx);
+        pss->sse_rx_on = 0;
+        free(pss->sse_origin);
+        pss->sse_origin = NULL;
         if (pss->conn)
-            pb_hub_conn_free(s->hub, pss->conn);
+            pb_worker_closed(w, pss->conn);
         pss->conn = NULL;
         pss->sse = 0;
         return 0;

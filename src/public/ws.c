@@ -12,7 +12,8 @@
 
 #include "pushbridge/public/admission.h"
 #include "pushbridge/core/log.h"
-#include "pushbridge/public/server.h"
+#include "pushbridge/public/worker.h"
+#include "pushbridge/public/ws.h"
 #include "pushbridge/hub/tokenlife.h"
 
 /* Frames gathered into one writev() (plain TCP). The kernel takes what fits
@@ -21,10 +22,10 @@
 /* Bytes copied into one TLS record (TLS cannot gather). */
 #define TLS_GATHER_BYTES (16 * 1024)
 
-static struct pb_server *server_of(struct lws *wsi)
+static struct pb_worker *worker_of(struct lws *wsi)
 {
     struct pb_vhd *vhd = lws_get_vhost_user(lws_get_vhost(wsi));
-    return vhd->srv;
+    return vhd->w;
 }
 
 /* Connections whose queue went from empty to non-empty since the loop last
@@ -33,26 +34,26 @@ static struct pb_server *server_of(struct lws *wsi)
  * without waiting for POLLOUT. A socket with room (the usual case) then
  * costs one system call, not an epoll change, a wake-up and another change;
  * what does not fit waits for lws's WRITEABLE as before. */
-static void pending_add(struct pb_server *s, struct pb_pss *pss)
+static void pending_add(struct pb_worker *w, struct pb_pss *pss)
 {
     if (pss->pending)
         return;
     pss->pending = 1;
     pss->pend_prev = NULL;
-    pss->pend_next = s->write_pending;
-    if (s->write_pending)
-        s->write_pending->pend_prev = pss;
-    s->write_pending = pss;
+    pss->pend_next = w->write_pending;
+    if (w->write_pending)
+        w->write_pending->pend_prev = pss;
+    w->write_pending = pss;
 }
 
-static void pending_remove(struct pb_server *s, struct pb_pss *pss)
+static void pending_remove(struct pb_worker *w, struct pb_pss *pss)
 {
     if (!pss->pending)
         return;
     if (pss->pend_prev)
         pss->pend_prev->pend_next = pss->pend_next;
     else
-        s->write_pending = pss->pend_next;
+        w->write_pending = pss->pend_next;
     if (pss->pend_next)
         pss->pend_next->pend_prev = pss->pend_prev;
     pss->pending = 0;
@@ -72,7 +73,7 @@ static void arm_writable(struct lws *wsi)
 static void hook_want_write(struct pb_conn *c)
 {
     struct lws *wsi = c->transport;
-    pending_add(server_of(wsi), lws_wsi_user(wsi));
+    pending_add(worker_of(wsi), lws_wsi_user(wsi));
 }
 
 /* Close asynchronously: the WRITEABLE callback sends the close frame; a
@@ -90,10 +91,15 @@ static void hook_cut(struct pb_conn *c)
     lws_set_timeout(c->transport, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
 }
 
-const struct pb_hub_hooks pb_ws_hub_hooks = {
+static void hook_started(struct pb_conn *c);
+static void hook_refused(struct pb_conn *c);
+
+const struct pb_conn_hooks pb_ws_conn_hooks = {
     .want_write = hook_want_write,
     .kill = hook_kill,
     .cut = hook_cut,
+    .started = hook_started,
+    .refused = hook_refused,
 };
 
 static int close_now(struct lws *wsi, int code, const char *reason)
@@ -102,12 +108,12 @@ static int close_now(struct lws *wsi, int code, const char *reason)
     return -1;
 }
 
-static void send_text(struct pb_server *s, struct pb_conn *c, const char *text, size_t len)
+static void send_text(struct pb_worker *w, struct pb_conn *c, const char *text, size_t len)
 {
     struct pb_frame *f = pb_frame_from(text, len);
     if (!f)
         return;
-    pb_hub_send(s->hub, c, f);
+    pb_conns_send(w->conns, c, f);
     pb_frame_unref(f);
 }
 
@@ -115,14 +121,14 @@ static void send_text(struct pb_server *s, struct pb_conn *c, const char *text, 
  * 256 bytes, 1536 once escaped): built on the heap, capped at 8 KiB. */
 #define CONTROL_FRAME_MAX 8192
 
-static void send_buf(struct pb_server *s, struct pb_conn *c, struct pb_buf *b)
+static void send_buf(struct pb_worker *w, struct pb_conn *c, struct pb_buf *b)
 {
     if (!b->truncated)
-        send_text(s, c, b->data, b->len);
+        send_text(w, c, b->data, b->len);
     pb_buf_free(b);
 }
 
-static void send_error(struct pb_server *s, struct pb_conn *c, const char *code, const char *msg)
+static void send_error(struct pb_worker *w, struct pb_conn *c, const char *code, const char *msg)
 {
     struct pb_buf b;
     pb_buf_init(&b, CONTROL_FRAME_MAX);
@@ -131,31 +137,31 @@ static void send_error(struct pb_server *s, struct pb_conn *c, const char *code,
     pb_buf_puts(&b, ",\"message\":");
     pb_buf_json_string(&b, msg, strlen(msg));
     pb_buf_puts(&b, "}");
-    send_buf(s, c, &b);
+    send_buf(w, c, &b);
 }
 
 /* Queue the error, then close once it is written. */
-static void refuse(struct pb_server *s, struct pb_pss *pss, int code, const char *errcode,
+static void refuse(struct pb_worker *w, struct pb_pss *pss, int code, const char *errcode,
                    const char *msg)
 {
-    send_error(s, pss->conn, errcode, msg);
+    send_error(w, pss->conn, errcode, msg);
     pss->conn->close_code = code;
     snprintf(pss->conn->close_reason, sizeof(pss->conn->close_reason), "%s", errcode);
     pss->close_after_drain = 1;
-    ev_timer_stop(s->loop, &pss->auth_timer);
+    ev_timer_stop(w->loop, &pss->auth_timer);
     arm_writable(pss->wsi);
     /* A client that does not read its error is cut like a slow consumer. */
     lws_set_timeout(pss->wsi, PENDING_TIMEOUT_USER_OK, 3);
 }
 
-static void auth_timeout(struct ev_loop *loop, ev_timer *w, int revents)
+static void auth_timeout(struct ev_loop *loop, ev_timer *t, int revents)
 {
     (void)loop;
     (void)revents;
-    struct pb_pss *pss = w->data;
-    struct pb_server *s = server_of(pss->wsi);
+    struct pb_pss *pss = t->data;
+    struct pb_worker *w = worker_of(pss->wsi);
     if (pss->conn && !pss->conn->authed)
-        pb_hub_close(s->hub, pss->conn, PB_CLOSE_AUTH_TIMEOUT, "authentication timeout");
+        pb_conns_close(w->conns, pss->conn, PB_CLOSE_AUTH_TIMEOUT, "authentication timeout");
 }
 
 /* The "resume" member of a native login (SPEC 7), when it is a string.
@@ -176,45 +182,52 @@ static int login_resume(const char *text, size_t len, char *out, size_t cap)
     return found;
 }
 
-static void login(struct pb_server *s, struct pb_pss *pss, const char *text, size_t len)
+static void login(struct pb_worker *w, struct pb_pss *pss, const char *text, size_t len)
 {
     struct pb_identity id;
     const char *code;
     char msg[256];
-    if (pb_auth_login(s->auth, text, len, &id, &code, msg, sizeof(msg))) {
+    if (pb_auth_login(w->env.auth, text, len, &id, &code, msg, sizeof(msg))) {
         pb_info("connection %llu: login refused: %s: %s", (unsigned long long)pss->conn->id, code,
                 msg);
-        refuse(s, pss, PB_CLOSE_AUTH_FAILED, code, msg);
+        refuse(w, pss, PB_CLOSE_AUTH_FAILED, code, msg);
         return;
     }
-    int form = id.form;
-    if (pb_hub_login(s->hub, pss->conn, &id)) {
-        refuse(s, pss, PB_CLOSE_USER_LIMIT, "too_many_connections",
-               "this user has ws.max_connections_per_user connections open");
-        return;
-    }
-    ev_timer_stop(s->loop, &pss->auth_timer);
-    struct pb_conn *c = pss->conn;
-    pb_token_schedule(c, pb_now_ms());
-    pb_admission_release(s->admission, lws_get_socket_fd(pss->wsi)); /* no longer pending */
-    pb_debug("connection %llu logged in as %s", (unsigned long long)c->id, c->ident.user);
     char resume[PB_POS_MAX_LEN + 1];
-    int has_resume = form == PB_FORM_NATIVE && login_resume(text, len, resume, sizeof(resume));
-    pb_hub_start(s->hub, c, has_resume ? resume : NULL, has_resume ? strlen(resume) : 0);
+    int has_resume = id.form == PB_FORM_NATIVE && login_resume(text, len, resume, sizeof(resume));
+    /* The hub answers with hook_started or hook_refused. */
+    if (pb_worker_login(w, pss->conn, &id, has_resume ? resume : NULL))
+        refuse(w, pss, PB_CLOSE_TRY_AGAIN, "out_of_memory", "the server is out of memory");
+}
+
+/* The hub took the login: the welcome and the snapshot follow. */
+static void hook_started(struct pb_conn *c)
+{
+    struct lws *wsi = c->transport;
+    struct pb_worker *w = worker_of(wsi);
+    struct pb_pss *pss = lws_wsi_user(wsi);
+    ev_timer_stop(w->loop, &pss->auth_timer);
+    pb_token_schedule(c, pb_now_ms());
+    pb_admission_release(w->env.admission, lws_get_socket_fd(wsi)); /* no longer pending */
+    pb_debug("connection %llu logged in as %s", (unsigned long long)c->id, c->ident.user);
+}
+
+static void hook_refused(struct pb_conn *c)
+{
+    struct lws *wsi = c->transport;
+    refuse(worker_of(wsi), lws_wsi_user(wsi), PB_CLOSE_USER_LIMIT, "too_many_connections",
+           "this user has ws.max_connections_per_user connections open");
 }
 
 /* A new token for the same user: the connection lives on until its exp,
- * with the new token's groups. */
-static void refreshed(struct pb_server *s, struct pb_conn *c, struct pb_identity *id)
+ * with the new token's groups (which the hub filters by). */
+static void refreshed(struct pb_worker *w, struct pb_conn *c, struct pb_identity *id)
 {
     int64_t now = pb_now_ms();
-    char **groups = c->ident.groups;
-    size_t ngroups = c->ident.ngroups;
-    c->ident.groups = id->groups;
-    c->ident.ngroups = id->ngroups;
     c->ident.exp_ms = id->exp_ms;
-    id->groups = groups; /* the old ones are freed with id */
-    id->ngroups = ngroups;
+    pb_worker_groups(w, c, id->groups, id->ngroups); /* taken */
+    id->groups = NULL;
+    id->ngroups = 0;
     pb_identity_clear(id);
     pb_token_schedule(c, now);
     char text[96];
@@ -222,35 +235,35 @@ static void refreshed(struct pb_server *s, struct pb_conn *c, struct pb_identity
                 ? snprintf(text, sizeof(text), "{\"type\":\"refreshed\",\"expires_in_ms\":%lld}",
                            (long long)pb_token_expires_in(c, now))
                 : snprintf(text, sizeof(text), "{\"type\":\"refreshed\",\"expires_in_ms\":null}");
-    send_text(s, c, text, (size_t)n);
+    send_text(w, c, text, (size_t)n);
     pb_debug("connection %llu of user %s: token refreshed", (unsigned long long)c->id,
              c->ident.user);
 }
 
 /* After login a client may ping at the application level, or refresh its
  * token; anything else gets an error frame, and the connection stays up. */
-static void client_message(struct pb_server *s, struct pb_pss *pss, const char *text, size_t len)
+static void client_message(struct pb_worker *w, struct pb_pss *pss, const char *text, size_t len)
 {
     if (pb_auth_is_ping(text, len)) {
-        send_text(s, pss->conn, "{\"type\":\"pong\"}", 15);
+        send_text(w, pss->conn, "{\"type\":\"pong\"}", 15);
         return;
     }
     struct pb_identity id;
     const char *code;
     char msg[256];
-    int rc = pb_auth_refresh(s->auth, text, len, pss->conn->ident.user, &id, &code, msg,
+    int rc = pb_auth_refresh(w->env.auth, text, len, pss->conn->ident.user, &id, &code, msg,
                              sizeof(msg));
     if (rc == 0) {
-        refreshed(s, pss->conn, &id);
+        refreshed(w, pss->conn, &id);
         return;
     }
     if (rc < 0) {
         pb_info("connection %llu: token refresh refused: %s: %s",
                 (unsigned long long)pss->conn->id, code, msg);
-        refuse(s, pss, PB_CLOSE_AUTH_FAILED, code, msg);
+        refuse(w, pss, PB_CLOSE_AUTH_FAILED, code, msg);
         return;
     }
-    send_error(s, pss->conn, "unknown_message",
+    send_error(w, pss->conn, "unknown_message",
                "after login the server only answers {\"type\":\"ping\"} and "
                "{\"type\":\"refresh\",\"token\":...}");
 }
@@ -279,10 +292,10 @@ static int peer_close(struct lws *wsi, const unsigned char *in, size_t len)
 /* Closes from the WRITEABLE callback, ignoring input meanwhile: returning
  * -1 from RECEIVE lets lws drop the connection without the close frame
  * when more fragments are already on their way. */
-static int refuse_input(struct pb_server *s, struct pb_pss *pss, int code, const char *why)
+static int refuse_input(struct pb_worker *w, struct pb_pss *pss, int code, const char *why)
 {
     pb_buf_free(&pss->rx);
-    pb_hub_close(s->hub, pss->conn, code, why);
+    pb_conns_close(w->conns, pss->conn, code, why);
     return 0;
 }
 
@@ -292,33 +305,33 @@ static int refuse_input(struct pb_server *s, struct pb_pss *pss, int code, const
  * connection from then on. */
 #define RX_KEEP_BYTES 1024
 
-static void release_rx(struct pb_server *s, struct pb_pss *pss)
+static void release_rx(struct pb_worker *w, struct pb_pss *pss)
 {
     if (pss->rx.cap <= RX_KEEP_BYTES) {
         pb_buf_reset(&pss->rx);
         return;
     }
     pb_buf_free(&pss->rx);
-    pb_buf_init(&pss->rx, (size_t)s->cfg->ws_max_message_bytes + 1);
+    pb_buf_init(&pss->rx, (size_t)w->cfg->ws_max_message_bytes + 1);
 }
 
-static int receive(struct pb_server *s, struct pb_pss *pss, const char *in, size_t len)
+static int receive(struct pb_worker *w, struct pb_pss *pss, const char *in, size_t len)
 {
     struct lws *wsi = pss->wsi;
     if (!pss->conn || pss->conn->closing || pss->close_after_drain)
         return 0;
     if (lws_frame_is_binary(wsi))
-        return refuse_input(s, pss, PB_CLOSE_UNSUPPORTED, "binary frames are not accepted");
+        return refuse_input(w, pss, PB_CLOSE_UNSUPPORTED, "binary frames are not accepted");
     /* Bound: one message of at most ws.max_message_bytes is buffered. */
-    if (pss->rx.len + len > (size_t)s->cfg->ws_max_message_bytes)
-        return refuse_input(s, pss, PB_CLOSE_TOO_BIG, "message over ws.max_message_bytes");
+    if (pss->rx.len + len > (size_t)w->cfg->ws_max_message_bytes)
+        return refuse_input(w, pss, PB_CLOSE_TOO_BIG, "message over ws.max_message_bytes");
     int whole = lws_is_first_fragment(wsi) && lws_is_final_fragment(wsi) &&
                 !lws_remaining_packet_payload(wsi) && pss->rx.len == 0;
     const char *text = in;
     if (!whole) {
         pb_buf_append(&pss->rx, in, len);
         if (pss->rx.truncated)
-            return refuse_input(s, pss, PB_CLOSE_TOO_BIG, "message over ws.max_message_bytes");
+            return refuse_input(w, pss, PB_CLOSE_TOO_BIG, "message over ws.max_message_bytes");
         if (!lws_is_final_fragment(wsi) || lws_remaining_packet_payload(wsi))
             return 0;
         text = pss->rx.data;
@@ -326,23 +339,23 @@ static int receive(struct pb_server *s, struct pb_pss *pss, const char *in, size
     }
     /* lws's own check misses some invalid sequences (surrogates). */
     if (!pb_utf8_valid(text, len))
-        return refuse_input(s, pss, PB_CLOSE_BAD_DATA, "text message is not valid UTF-8");
+        return refuse_input(w, pss, PB_CLOSE_BAD_DATA, "text message is not valid UTF-8");
     if (pss->conn->authed)
-        client_message(s, pss, text, len);
-    else
-        login(s, pss, text, len);
-    release_rx(s, pss);
+        client_message(w, pss, text, len);
+    else if (!pss->conn->member) /* else its login is with the hub: wait */
+        login(w, pss, text, len);
+    release_rx(w, pss);
     return 0;
 }
 
 /* A frame has left: count its latency (Kafka timestamp -> socket) and
  * release the queue's reference. */
-static void sent(struct pb_server *s, struct pb_conn *c)
+static void sent(struct pb_worker *w, struct pb_conn *c)
 {
     struct pb_frame *f = pb_conn_peek(c);
     if (f->ts_ms)
-        pb_metrics_latency(&s->metrics, (double)(pb_now_ms() - f->ts_ms) / 1000.0);
-    pb_conn_sent(s->hub, c);
+        pb_metrics_latency(w->metrics, (double)(pb_now_ms() - f->ts_ms) / 1000.0);
+    pb_conn_sent(w->conns, c);
 }
 
 /* Plain TCP: every queued frame (up to FRAMES_PER_WRITE) in one writev(),
@@ -351,7 +364,7 @@ static void sent(struct pb_server *s, struct pb_conn *c)
  * most one frame per connection), which lws drains before anything else it
  * writes (pings, the close frame) and before the next WRITEABLE: the byte
  * stream stays whole. Returns -1 when the connection is broken. */
-static int write_gathered(struct pb_server *s, struct pb_pss *pss)
+static int write_gathered(struct pb_worker *w, struct pb_pss *pss)
 {
     struct pb_conn *c = pss->conn;
     struct iovec iov[FRAMES_PER_WRITE];
@@ -370,7 +383,7 @@ static int write_gathered(struct pb_server *s, struct pb_pss *pss)
                       LWS_WRITE_HTTP) < 0)
             return -1;
         m -= (ssize_t)((size_t)m < len ? (size_t)m : len);
-        sent(s, c);
+        sent(w, c);
     }
     return 0;
 }
@@ -378,7 +391,7 @@ static int write_gathered(struct pb_server *s, struct pb_pss *pss)
 /* TLS: queued frames copied into one record of up to TLS_GATHER_BYTES (or
  * one larger frame alone), written through lws, which keeps what the socket
  * does not take. */
-static int write_tls(struct pb_server *s, struct pb_pss *pss)
+static int write_tls(struct pb_worker *w, struct pb_pss *pss)
 {
     static unsigned char rec[TLS_GATHER_BYTES]; /* loop thread only */
     struct pb_conn *c = pss->conn;
@@ -387,7 +400,7 @@ static int write_tls(struct pb_server *s, struct pb_pss *pss)
         if (lws_write(pss->wsi, (unsigned char *)pb_frame_wire(f), pb_frame_wire_len(f),
                       LWS_WRITE_HTTP) < 0)
             return -1;
-        sent(s, c);
+        sent(w, c);
         return 0;
     }
     size_t len = 0;
@@ -399,15 +412,15 @@ static int write_tls(struct pb_server *s, struct pb_pss *pss)
     if (lws_write(pss->wsi, rec, len, LWS_WRITE_HTTP) < 0)
         return -1;
     while (n--)
-        sent(s, c);
+        sent(w, c);
     return 0;
 }
 
-void pb_ws_flush_pending(struct pb_server *s)
+void pb_ws_flush_pending(struct pb_worker *w)
 {
-    while (s->write_pending) {
-        struct pb_pss *pss = s->write_pending;
-        pending_remove(s, pss);
+    while (w->write_pending) {
+        struct pb_pss *pss = w->write_pending;
+        pending_remove(w, pss);
         struct pb_conn *c = pss->conn;
         if (!c || !pb_conn_peek(c))
             continue;
@@ -418,7 +431,7 @@ void pb_ws_flush_pending(struct pb_server *s)
             arm_writable(pss->wsi);
             continue;
         }
-        if (write_gathered(s, pss) < 0) {
+        if (write_gathered(w, pss) < 0) {
             /* Not inside an lws callback: let lws drop it on its own time. */
             lws_set_timeout(pss->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
             continue;
@@ -428,7 +441,7 @@ void pb_ws_flush_pending(struct pb_server *s)
     }
 }
 
-static int writeable(struct pb_server *s, struct pb_pss *pss)
+static int writeable(struct pb_worker *w, struct pb_pss *pss)
 {
     struct pb_conn *c = pss->conn;
     if (!c)
@@ -438,7 +451,7 @@ static int writeable(struct pb_server *s, struct pb_pss *pss)
     /* lws drains its own buffer before calling here; if it has not, the
      * frames must wait behind it. */
     if (pb_conn_peek(c) && !lws_partial_buffered(pss->wsi)) {
-        int rc = lws_is_ssl(pss->wsi) ? write_tls(s, pss) : write_gathered(s, pss);
+        int rc = lws_is_ssl(pss->wsi) ? write_tls(w, pss) : write_gathered(w, pss);
         if (rc < 0)
             return -1;
     }
@@ -449,12 +462,12 @@ static int writeable(struct pb_server *s, struct pb_pss *pss)
     return 0;
 }
 
-static int path_is_ws(struct pb_server *s, struct lws *wsi)
+static int path_is_ws(struct pb_worker *w, struct lws *wsi)
 {
     char uri[256];
     if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0)
         return 0;
-    return strcmp(uri, s->cfg->ws_path) == 0;
+    return strcmp(uri, w->cfg->ws_path) == 0;
 }
 
 /* One ws.allowed_origins entry: an exact origin, or "https://" "*.domain"
@@ -541,35 +554,35 @@ static int version_ok(struct lws *wsi)
 /* ws.send_buffer_bytes: without it a client that stops reading takes up to
  * tcp_wmem's maximum (4 MiB here) into the kernel before the bridge's own
  * queue bound even starts to count. A failure costs only that bound. */
-static void bound_send_buffer(struct pb_server *s, struct lws *wsi)
+static void bound_send_buffer(struct pb_worker *w, struct lws *wsi)
 {
-    int bytes = (int)s->cfg->ws_send_buffer_bytes;
+    int bytes = (int)w->cfg->ws_send_buffer_bytes;
     if (bytes && setsockopt(lws_get_socket_fd(wsi), SOL_SOCKET, SO_SNDBUF, &bytes,
-                            sizeof(bytes)) && !s->sndbuf_warned) {
-        s->sndbuf_warned = 1;
+                            sizeof(bytes)) && !w->sndbuf_warned) {
+        w->sndbuf_warned = 1;
         pb_warn("cannot set ws.send_buffer_bytes on a WebSocket: %s (warned once)",
                 strerror(errno));
     }
 }
 
-int pb_ws_callback(struct pb_server *s, struct lws *wsi, enum lws_callback_reasons reason,
+int pb_ws_callback(struct pb_worker *w, struct lws *wsi, enum lws_callback_reasons reason,
                    struct pb_pss *pss, void *in, size_t len)
 {
     switch (reason) {
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: {
         const struct pb_vhd *vhd = lws_get_vhost_user(lws_get_vhost(wsi));
-        if (!vhd->is_public || !path_is_ws(s, wsi))
+        if (!vhd->is_public || !path_is_ws(w, wsi))
             return refuse_upgrade(wsi, HTTP_STATUS_NOT_FOUND, "not_found",
                                   "no WebSocket endpoint here", NULL, NULL);
         if (!version_ok(wsi))
             return refuse_upgrade(wsi, 426, "upgrade_required",
                                   "only WebSocket version 13 is supported",
                                   "sec-websocket-version:", "13");
-        if (s->stopping)
+        if (__atomic_load_n(w->env.stopping, __ATOMIC_RELAXED))
             return refuse_upgrade(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "not_ready",
                                   "the server is shutting down", NULL, NULL);
-        if (!origin_allowed(s->cfg, wsi)) {
-            s->metrics.origin_refused++;
+        if (!origin_allowed(w->cfg, wsi)) {
+            PB_COUNT(w->metrics->origin_refused);
             return refuse_upgrade(wsi, HTTP_STATUS_FORBIDDEN, "origin_not_allowed",
                                   "this Origin may not connect (ws.allowed_origins)", NULL, NULL);
         }
@@ -577,41 +590,41 @@ int pb_ws_callback(struct pb_server *s, struct lws *wsi, enum lws_callback_reaso
     }
     case LWS_CALLBACK_ESTABLISHED:
         pss->wsi = wsi;
-        bound_send_buffer(s, wsi);
+        bound_send_buffer(w, wsi);
         /* lws 4.1 drops a connection whose frame it cannot parse (a control
          * frame over 125 bytes, a fragmented ping) without a close frame
          * unless a reason is already set; every close of ours sets its own,
          * so this one is what a protocol error sends (1002, not 1006). */
         lws_close_reason(wsi, LWS_CLOSE_STATUS_PROTOCOL_ERR, (unsigned char *)"protocol error",
                          14);
-        pb_buf_init(&pss->rx, (size_t)s->cfg->ws_max_message_bytes + 1);
-        pss->conn = pb_hub_conn_new(s->hub, wsi);
+        pb_buf_init(&pss->rx, (size_t)w->cfg->ws_max_message_bytes + 1);
+        pss->conn = pb_conns_new_conn(w->conns, wsi);
         if (!pss->conn)
             return close_now(wsi, PB_CLOSE_TRY_AGAIN, "server at ws.max_connections");
-        ev_timer_init(&pss->auth_timer, auth_timeout, (double)s->cfg->ws_auth_timeout_ms / 1000.,
+        ev_timer_init(&pss->auth_timer, auth_timeout, (double)w->cfg->ws_auth_timeout_ms / 1000.,
                       0.);
         pss->auth_timer.data = pss;
-        ev_timer_start(s->loop, &pss->auth_timer);
+        ev_timer_start(w->loop, &pss->auth_timer);
         return 0;
     case LWS_CALLBACK_RECEIVE:
         if (pss->conn)
             pss->conn->last_rx_ms = pb_monotonic_ms();
-        return receive(s, pss, in, len);
+        return receive(w, pss, in, len);
     case LWS_CALLBACK_RECEIVE_PONG:
         if (pss->conn)
             pss->conn->last_rx_ms = pb_monotonic_ms();
         return 0;
     case LWS_CALLBACK_SERVER_WRITEABLE:
-        return writeable(s, pss);
+        return writeable(w, pss);
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
         pss->peer_closing = 1; /* nothing more may follow lws's close frame */
         return peer_close(wsi, in, len);
     case LWS_CALLBACK_CLOSED:
-        pending_remove(s, pss);
-        ev_timer_stop(s->loop, &pss->auth_timer);
+        pending_remove(w, pss);
+        ev_timer_stop(w->loop, &pss->auth_timer);
         pb_buf_free(&pss->rx);
         if (pss->conn)
-            pb_hub_conn_free(s->hub, pss->conn);
+            pb_worker_closed(w, pss->conn);
         pss->conn = NULL;
         return 0;
     default:

@@ -370,6 +370,9 @@ class BridgeFactory:
                       "properties": {"auto.offset.reset": "earliest"}},
             "auth": {"mode": "none"},
             "log": {"level": "debug"},
+            # SPEC 11: the suite runs on two event-loop workers (PB_TEST_WORKERS=1:
+            # the single loop, as tests/run.sh --asan runs it).
+            "workers": int(os.environ.get("PB_TEST_WORKERS", "2")),
         }
 
     def __call__(self, config=None, env=None, args=(), wait_ready=True, partitions=1,

@@ -18,6 +18,8 @@
 #include "pushbridge/api/http.h"
 #include "pushbridge/event/frame.h"
 #include "pushbridge/hub/hub.h"
+
+#include "fake_worker.h"
 #include "pushbridge/store/store.h"
 
 /* ---- fakes for what only the server knows ---- */
@@ -47,12 +49,14 @@ static void no_write(struct pb_conn *c)
     (void)c;
 }
 
-static const struct pb_hub_hooks hooks = {.want_write = no_write, .kill = no_write, .cut = no_write};
+static const struct pb_conn_hooks hooks = {.want_write = no_write, .kill = no_write, .cut = no_write};
 
 struct fixture {
     struct pb_config cfg;
     struct pb_metrics m;
     struct pb_store *store;
+    struct pb_conns_shared shared;
+    struct pb_conns *cs; /* the one worker's connections (fake_worker.h) */
     struct pb_hub *hub;
     struct pb_api_env env; /* the internal listener's */
     struct pb_http_req r;
@@ -67,7 +71,10 @@ static int setup(void **state)
     fx->cfg.dashboard_enabled = 0;
     pb_metrics_init(&fx->m);
     assert_non_null(fx->store = pb_store_new(&fx->cfg, &fx->m));
-    assert_non_null(fx->hub = pb_hub_new(&fx->cfg, &fx->m, fx->store, &hooks));
+    assert_non_null(fx->cs = pb_conns_new(&fx->cfg, &fx->m, &fx->shared, &hooks));
+    struct pb_hub_out out = fake_out(fx->cs);
+    assert_non_null(fx->hub = pb_hub_new(&fx->cfg, &fx->m, fx->store, &out));
+    fake_start_frames = 0; /* the tests look at what the requests queue */
     fx->env = (struct pb_api_env){
         .cfg = &fx->cfg,
         .metrics = &fx->m,
@@ -91,6 +98,7 @@ static int teardown(void **state)
     struct fixture *fx = *state;
     pb_http_req_clear(&fx->r);
     pb_hub_free(fx->hub);
+    pb_conns_free(fx->cs);
     pb_store_free(fx->store);
     pb_config_free(&fx->cfg);
     free(fx);
@@ -102,12 +110,12 @@ static int teardown(void **state)
 /* A logged-in connection of user; form PB_FORM_PLAIN gets an event's data alone. */
 static struct pb_conn *connect_as(struct fixture *fx, const char *user, int form)
 {
-    struct pb_conn *c = pb_hub_conn_new(fx->hub, NULL);
+    struct pb_conn *c = pb_conns_new_conn(fx->cs, NULL);
     assert_non_null(c);
     struct pb_identity id = {0};
     assert_non_null(id.user = strdup(user));
     id.form = form;
-    assert_int_equal(pb_hub_login(fx->hub, c, &id), 0);
+    assert_int_equal(fake_login(fx->hub, c, &id, NULL), 0);
     return c;
 }
 
@@ -153,7 +161,7 @@ static void expect_frame(struct fixture *fx, struct pb_conn *c, const char *text
     if (!memmem(pb_frame_payload(f), f->len, text, strlen(text)))
         fail_msg("frame is \"%.*s\", expected it to contain %s", (int)f->len,
                  (char *)pb_frame_payload(f), text);
-    pb_conn_pop(fx->hub, c);
+    pb_conn_pop(fx->cs, c);
 }
 
 static uint64_t push_count(const struct fixture *fx, int status)
@@ -171,7 +179,7 @@ static void test_push_reaches_the_users_connection(void **state)
     struct fixture *fx = *state;
     struct pb_conn *c = connect_as(fx, "u1", PB_FORM_NATIVE);
     while (pb_conn_peek(c)) /* whatever login queued */
-        pb_conn_pop(fx->hub, c);
+        pb_conn_pop(fx->cs, c);
     struct pb_http_req *r =
         call(fx, LWSHUMETH_POST, "/push", NULL, "{\"user_id\":\"u1\",\"data\":{\"n\":1}}");
     expect_answer(r, 200, "{\"delivered\":1}");
@@ -219,7 +227,7 @@ static void test_send_query_and_form(void **state)
     struct fixture *fx = *state;
     struct pb_conn *c = connect_as(fx, "123", PB_FORM_PLAIN);
     while (pb_conn_peek(c))
-        pb_conn_pop(fx->hub, c);
+        pb_conn_pop(fx->cs, c);
     struct pb_http_req *r = call(fx, LWSHUMETH_GET, "/send", "uid=123&message=Hello%20World", NULL);
     expect_answer(r, 200, "{\"delivered\":1}");
     expect_frame(fx, c, "Hello World");

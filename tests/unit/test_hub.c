@@ -16,6 +16,8 @@
 #include "pushbridge/hub/hub.h"
 #include "pushbridge/hub/keepalive.h"
 
+#include "fake_worker.h"
+
 /* ---- fake transport ---- */
 
 static struct {
@@ -47,7 +49,7 @@ static void fake_cut(struct pb_conn *c)
     cuts_seen++;
 }
 
-static const struct pb_hub_hooks fake_hooks = {
+static const struct pb_conn_hooks fake_hooks = {
     .want_write = fake_want_write,
     .kill = fake_kill,
     .cut = fake_cut,
@@ -56,6 +58,8 @@ static const struct pb_hub_hooks fake_hooks = {
 struct fixture {
     struct pb_config cfg;
     struct pb_metrics m;
+    struct pb_conns_shared shared;
+    struct pb_conns *cs; /* the one worker's connections */
     struct pb_hub *h;
 };
 
@@ -65,9 +69,13 @@ static int setup(void **state)
     assert_non_null(fx);
     assert_int_equal(pb_config_init(&fx->cfg), 0);
     pb_metrics_init(&fx->m);
-    fx->h = pb_hub_new(&fx->cfg, &fx->m, NULL, &fake_hooks);
+    fx->cs = pb_conns_new(&fx->cfg, &fx->m, &fx->shared, &fake_hooks);
+    assert_non_null(fx->cs);
+    struct pb_hub_out out = fake_out(fx->cs);
+    fx->h = pb_hub_new(&fx->cfg, &fx->m, NULL, &out);
     assert_non_null(fx->h);
     memset(&hooks_seen, 0, sizeof(hooks_seen));
+    fake_start_frames = 0; /* these tests look at what follows the welcome */
     *state = fx;
     return 0;
 }
@@ -76,6 +84,7 @@ static int teardown(void **state)
 {
     struct fixture *fx = *state;
     pb_hub_free(fx->h);
+    pb_conns_free(fx->cs);
     pb_config_free(&fx->cfg);
     free(fx);
     return 0;
@@ -113,10 +122,10 @@ static struct pb_identity make_ident(const char *user, int form, const char *con
 static struct pb_conn *connect_as(struct fixture *fx, const char *user, int form,
                                   const char *const *events, const char *const *groups)
 {
-    struct pb_conn *c = pb_hub_conn_new(fx->h, NULL);
+    struct pb_conn *c = pb_conns_new_conn(fx->cs, NULL);
     assert_non_null(c);
     struct pb_identity id = make_ident(user, form, events, groups);
-    assert_int_equal(pb_hub_login(fx->h, c, &id), 0);
+    assert_int_equal(fake_login(fx->h, c, &id, NULL), 0);
     assert_null(id.user); /* moved into the connection */
     return c;
 }
@@ -178,13 +187,13 @@ static void expect_pop(struct fixture *fx, struct pb_conn *c, const char *text)
     if (f->len != strlen(text) || memcmp(pb_frame_payload(f), text, f->len) != 0)
         fail_msg("frame is \"%.*s\", expected \"%s\"", (int)f->len, (char *)pb_frame_payload(f),
                  text);
-    pb_conn_pop(fx->h, c);
+    pb_conn_pop(fx->cs, c);
 }
 
 static void drain(struct fixture *fx, struct pb_conn *c)
 {
     while (pb_conn_peek(c))
-        pb_conn_pop(fx->h, c);
+        pb_conn_pop(fx->cs, c);
 }
 
 /* ---- tests ---- */
@@ -192,7 +201,7 @@ static void drain(struct fixture *fx, struct pb_conn *c)
 static void test_login_and_user_lists(void **state)
 {
     struct fixture *fx = *state;
-    struct pb_conn *anon = pb_hub_conn_new(fx->h, (void *)0x1);
+    struct pb_conn *anon = pb_conns_new_conn(fx->cs, (void *)0x1);
     assert_non_null(anon);
     assert_ptr_equal(anon->transport, (void *)0x1);
     assert_false(anon->authed);
@@ -205,7 +214,7 @@ static void test_login_and_user_lists(void **state)
     assert_int_equal(a2->ident.form, PB_FORM_PLAIN);
     assert_true(anon->id < a1->id && a1->id < a2->id && a2->id < b1->id);
 
-    assert_int_equal(pb_hub_connections(fx->h), 4);
+    assert_int_equal(pb_conns_count(fx->cs), 4);
     assert_int_equal(pb_hub_users(fx->h), 2);
     assert_int_equal(pb_hub_user_connections(fx->h, "u1", 2), 2);
     assert_int_equal(pb_hub_user_connections(fx->h, "u2", 2), 1);
@@ -287,9 +296,9 @@ static void test_frame_shared_once(void **state)
     /* The hub kept no reference of its own: one per queue. */
     assert_int_equal(nf->refs, 3);
     assert_int_equal(pf->refs, 2);
-    pb_conn_pop(fx->h, n[0]);
+    pb_conn_pop(fx->cs, n[0]);
     assert_int_equal(nf->refs, 2);
-    pb_conn_pop(fx->h, p[0]);
+    pb_conn_pop(fx->cs, p[0]);
     assert_int_equal(pf->refs, 1);
     expect_pop(fx, p[1], "hi");
     expect_pop(fx, n[1], "{\"type\":\"event\",\"event\":\"message\",\"data\":\"hi\"}");
@@ -360,7 +369,7 @@ static void test_event_filters(void **state)
 static void test_target_all(void **state)
 {
     struct fixture *fx = *state;
-    struct pb_conn *anon = pb_hub_conn_new(fx->h, NULL);
+    struct pb_conn *anon = pb_conns_new_conn(fx->cs, NULL);
     struct pb_conn *a1 = native(fx, "u1");
     struct pb_conn *a2 = plain(fx, "u1");
     struct pb_conn *b = native(fx, "u2");
@@ -416,16 +425,16 @@ static void test_max_connections(void **state)
 {
     struct fixture *fx = *state;
     fx->cfg.ws_max_connections = 2;
-    struct pb_conn *c1 = pb_hub_conn_new(fx->h, NULL);
+    struct pb_conn *c1 = pb_conns_new_conn(fx->cs, NULL);
     struct pb_conn *c2 = native(fx, "u1");
     assert_non_null(c1);
-    assert_null(pb_hub_conn_new(fx->h, NULL));
-    assert_null(pb_hub_conn_new(fx->h, NULL));
+    assert_null(pb_conns_new_conn(fx->cs, NULL));
+    assert_null(pb_conns_new_conn(fx->cs, NULL));
     assert_int_equal(fx->m.connections_refused, 2);
-    assert_int_equal(pb_hub_connections(fx->h), 2);
+    assert_int_equal(pb_conns_count(fx->cs), 2);
 
-    pb_hub_conn_free(fx->h, c1);
-    assert_non_null(pb_hub_conn_new(fx->h, NULL));
+    fake_close(fx->h, fx->cs, c1);
+    assert_non_null(pb_conns_new_conn(fx->cs, NULL));
     assert_int_equal(fx->m.connections_refused, 2);
     (void)c2;
 }
@@ -436,10 +445,10 @@ static void test_max_connections_per_user(void **state)
     fx->cfg.ws_max_connections_per_user = 2;
     struct pb_conn *a1 = native(fx, "u1");
     native(fx, "u1");
-    struct pb_conn *a3 = pb_hub_conn_new(fx->h, NULL);
+    struct pb_conn *a3 = pb_conns_new_conn(fx->cs, NULL);
     assert_non_null(a3);
     struct pb_identity id = make_ident("u1", PB_FORM_NATIVE, NULL, NULL);
-    assert_int_equal(pb_hub_login(fx->h, a3, &id), -1);
+    assert_int_equal(fake_login(fx->h, a3, &id, NULL), -1);
     assert_null(id.user); /* freed by the hub */
     assert_false(a3->authed);
     assert_int_equal(pb_hub_user_connections(fx->h, "u1", 2), 2);
@@ -451,9 +460,9 @@ static void test_max_connections_per_user(void **state)
     assert_int_equal(pb_hub_users(fx->h), 2);
 
     /* A slot frees up when a connection goes. */
-    pb_hub_conn_free(fx->h, a1);
+    fake_close(fx->h, fx->cs, a1);
     id = make_ident("u1", PB_FORM_NATIVE, NULL, NULL);
-    assert_int_equal(pb_hub_login(fx->h, a3, &id), 0);
+    assert_int_equal(fake_login(fx->h, a3, &id, NULL), 0);
     assert_int_equal(pb_hub_user_connections(fx->h, "u1", 2), 2);
 }
 
@@ -484,7 +493,7 @@ static void test_slow_client_close_by_messages(void **state)
     assert_int_equal(slow->q_bytes, 0);
     assert_int_equal(fx->m.slow_client_closes, 1);
     expect_pop(fx, fast, "{\"type\":\"event\",\"event\":\"message\",\"data\":3}");
-    assert_int_equal(pb_hub_queue_bytes(fx->h), 0);
+    assert_int_equal(pb_conns_queue_bytes(fx->cs), 0);
 
     /* Nothing more is queued to a closing connection, and it is closed once. */
     assert_int_equal(deliver_n(fx, "u1", 4, 0), 1);
@@ -507,14 +516,14 @@ static void test_slow_client_close_by_bytes(void **state)
         assert_int_equal(deliver_n(fx, "u1", i, 280), 1);
     assert_int_equal(queued(c), 3);
     assert_int_equal(c->q_bytes, 3 * 328);
-    assert_int_equal(pb_hub_queue_bytes(fx->h), c->q_bytes);
+    assert_int_equal(pb_conns_queue_bytes(fx->cs), c->q_bytes);
 
     assert_int_equal(deliver_n(fx, "u1", 3, 280), 0);
     assert_int_equal(hooks_seen.kill, 1);
     assert_int_equal(c->close_code, PB_CLOSE_SLOW);
     assert_null(pb_conn_peek(c));
     assert_int_equal(fx->m.slow_client_closes, 1);
-    assert_int_equal(pb_hub_queue_bytes(fx->h), 0);
+    assert_int_equal(pb_conns_queue_bytes(fx->cs), 0);
 }
 
 static void test_drop_oldest_by_messages(void **state)
@@ -537,7 +546,7 @@ static void test_drop_oldest_by_messages(void **state)
         expect_pop(fx, c, want);
     }
     assert_null(pb_conn_peek(c));
-    assert_int_equal(pb_hub_queue_bytes(fx->h), 0);
+    assert_int_equal(pb_conns_queue_bytes(fx->cs), 0);
 }
 
 static void test_drop_oldest_by_bytes(void **state)
@@ -554,15 +563,15 @@ static void test_drop_oldest_by_bytes(void **state)
     assert_int_equal(queued(c), 2);
     assert_int_equal(fx->m.queue_drops, 2);
     assert_true(c->q_bytes <= 1024);
-    assert_int_equal(pb_hub_queue_bytes(fx->h), c->q_bytes);
+    assert_int_equal(pb_conns_queue_bytes(fx->cs), c->q_bytes);
     assert_int_equal(hooks_seen.kill, 0);
     struct pb_frame *f = pb_conn_peek(c);
     assert_non_null(strstr((char *)pb_frame_payload(f), "\"data\":[3,"));
-    pb_conn_pop(fx->h, c);
+    pb_conn_pop(fx->cs, c);
     f = pb_conn_peek(c);
     assert_non_null(strstr((char *)pb_frame_payload(f), "\"data\":[4,"));
-    pb_conn_pop(fx->h, c);
-    assert_int_equal(pb_hub_queue_bytes(fx->h), 0);
+    pb_conn_pop(fx->cs, c);
+    assert_int_equal(pb_conns_queue_bytes(fx->cs), 0);
 }
 
 /* A frame bigger than the whole byte bound. Evicting the queue and then dropping the new frame
@@ -624,7 +633,7 @@ static void test_want_write_on_empty_to_non_empty(void **state)
     deliver_n(fx, "u1", 2, 0);
     deliver_n(fx, "u1", 3, 0);
     assert_int_equal(hooks_seen.want_write, 1);
-    pb_conn_pop(fx->h, c);
+    pb_conn_pop(fx->cs, c);
     deliver_n(fx, "u1", 4, 0);
     assert_int_equal(hooks_seen.want_write, 1);
     drain(fx, c);
@@ -634,22 +643,22 @@ static void test_want_write_on_empty_to_non_empty(void **state)
     /* Control frames follow the same rule. */
     drain(fx, c);
     struct pb_frame *f = pb_frame_from("{\"type\":\"pong\"}", 15);
-    assert_int_equal(pb_hub_send(fx->h, c, f), 1);
+    assert_int_equal(pb_conns_send(fx->cs, c, f), 1);
     assert_int_equal(f->refs, 2);
     pb_frame_unref(f);
     assert_int_equal(hooks_seen.want_write, 3);
-    assert_int_equal(pb_hub_queue_bytes(fx->h), 15);
+    assert_int_equal(pb_conns_queue_bytes(fx->cs), 15);
     expect_pop(fx, c, "{\"type\":\"pong\"}");
     /* An unauthenticated connection may get control frames (errors). */
-    struct pb_conn *anon = pb_hub_conn_new(fx->h, NULL);
+    struct pb_conn *anon = pb_conns_new_conn(fx->cs, NULL);
     f = pb_frame_from("{}", 2);
-    assert_int_equal(pb_hub_send(fx->h, anon, f), 1);
+    assert_int_equal(pb_conns_send(fx->cs, anon, f), 1);
     pb_frame_unref(f);
     assert_int_equal(hooks_seen.want_write, 4);
     expect_pop(fx, anon, "{}");
     /* Popping an empty queue is harmless. */
-    pb_conn_pop(fx->h, anon);
-    assert_int_equal(pb_hub_queue_bytes(fx->h), 0);
+    pb_conn_pop(fx->cs, anon);
+    assert_int_equal(pb_conns_queue_bytes(fx->cs), 0);
 }
 
 static void test_close(void **state)
@@ -659,23 +668,23 @@ static void test_close(void **state)
     struct pb_conn *b = native(fx, "u2");
     deliver_n(fx, "u1", 1, 10);
     deliver_n(fx, "u1", 2, 10);
-    assert_true(pb_hub_queue_bytes(fx->h) > 0);
+    assert_true(pb_conns_queue_bytes(fx->cs) > 0);
 
-    pb_hub_close(fx->h, a, PB_CLOSE_AUTH_TIMEOUT, "authentication timeout");
+    pb_conns_close(fx->cs, a, PB_CLOSE_AUTH_TIMEOUT, "authentication timeout");
     assert_int_equal(hooks_seen.kill, 1);
     assert_int_equal(a->close_code, PB_CLOSE_AUTH_TIMEOUT);
     assert_string_equal(a->close_reason, "authentication timeout");
     assert_null(pb_conn_peek(a));
-    assert_int_equal(pb_hub_queue_bytes(fx->h), 0);
+    assert_int_equal(pb_conns_queue_bytes(fx->cs), 0);
     /* A second close does not override the first. */
-    pb_hub_close(fx->h, a, PB_CLOSE_SLOW, "x");
+    pb_conns_close(fx->cs, a, PB_CLOSE_SLOW, "x");
     assert_int_equal(hooks_seen.kill, 1);
     assert_int_equal(a->close_code, PB_CLOSE_AUTH_TIMEOUT);
     /* Still registered until freed, but receives nothing. */
     assert_int_equal(pb_hub_user_connections(fx->h, "u1", 2), 1);
     assert_int_equal(deliver_n(fx, "u1", 3, 0), 0);
 
-    pb_hub_close_all(fx->h, PB_CLOSE_GOING_AWAY, "server shutting down");
+    pb_conns_close_all(fx->cs, PB_CLOSE_GOING_AWAY, "server shutting down");
     assert_int_equal(hooks_seen.kill, 2);
     assert_int_equal(b->close_code, PB_CLOSE_GOING_AWAY);
     assert_int_equal(a->close_code, PB_CLOSE_AUTH_TIMEOUT);
@@ -699,33 +708,33 @@ static void test_conn_free_removes_everything(void **state)
     struct pb_frame *bcast = a2->q[(a2->q_head + 1) % a2->q_cap];
     assert_int_equal(bcast->refs, 3);
 
-    pb_hub_conn_free(fx->h, a1);
+    fake_close(fx->h, fx->cs, a1);
     assert_int_equal(bcast->refs, 2);
     assert_int_equal(pb_hub_user_connections(fx->h, "u1", 2), 1);
     assert_int_equal(pb_hub_users(fx->h), 2);
-    assert_int_equal(pb_hub_connections(fx->h), 2);
+    assert_int_equal(pb_conns_count(fx->cs), 2);
     assert_int_equal(deliver(fx, "group:ops", "{\"event\":\"a\"}"), 0);
 
-    pb_hub_conn_free(fx->h, a2);
+    fake_close(fx->h, fx->cs, a2);
     assert_int_equal(pb_hub_user_connections(fx->h, "u1", 2), 0);
     assert_int_equal(pb_hub_users(fx->h), 1);
-    assert_int_equal(pb_hub_connections(fx->h), 1);
+    assert_int_equal(pb_conns_count(fx->cs), 1);
     assert_int_equal(deliver_n(fx, "u1", 2, 0), 0);
     /* Only b's broadcast frame is left queued. */
     assert_int_equal(bcast->refs, 1);
-    assert_int_equal(pb_hub_queue_bytes(fx->h), bcast->len);
+    assert_int_equal(pb_conns_queue_bytes(fx->cs), bcast->len);
 
-    pb_hub_conn_free(fx->h, b);
+    fake_close(fx->h, fx->cs, b);
     assert_int_equal(pb_hub_users(fx->h), 0);
-    assert_int_equal(pb_hub_connections(fx->h), 0);
-    assert_int_equal(pb_hub_queue_bytes(fx->h), 0);
+    assert_int_equal(pb_conns_count(fx->cs), 0);
+    assert_int_equal(pb_conns_queue_bytes(fx->cs), 0);
     assert_int_equal(deliver(fx, "*", "{}"), 0);
 
     /* Freeing a connection that never logged in, and NULL. */
-    struct pb_conn *anon = pb_hub_conn_new(fx->h, NULL);
-    pb_hub_conn_free(fx->h, anon);
-    pb_hub_conn_free(fx->h, NULL);
-    assert_int_equal(pb_hub_connections(fx->h), 0);
+    struct pb_conn *anon = pb_conns_new_conn(fx->cs, NULL);
+    fake_close(fx->h, fx->cs, anon);
+    fake_close(fx->h, fx->cs, NULL);
+    assert_int_equal(pb_conns_count(fx->cs), 0);
 
     /* The user can log in again from scratch. */
     native(fx, "u1");
@@ -735,21 +744,25 @@ static void test_conn_free_removes_everything(void **state)
 static void test_hub_free_releases_queues(void **state)
 {
     struct fixture *fx = *state;
-    /* Connections with queued frames left in the hub at teardown: ASan reports a leak if
-     * pb_hub_free misses any. */
+    /* Connections with queued frames left at teardown: ASan reports a leak if pb_hub_free
+     * (the members) or pb_conns_free (the queues) misses any. */
     for (int i = 0; i < 4; i++)
         native(fx, "u1");
     plain(fx, "u2");
-    pb_hub_conn_new(fx->h, NULL);
+    pb_conns_new_conn(fx->cs, NULL);
     for (int i = 0; i < 20; i++) {
         deliver_n(fx, "u1", i, 50);
         deliver(fx, "*", "{\"data\":\"x\"}");
     }
-    assert_true(pb_hub_queue_bytes(fx->h) > 0);
+    assert_true(pb_conns_queue_bytes(fx->cs) > 0);
     int kills = hooks_seen.kill;
     pb_hub_free(fx->h);
+    pb_conns_free(fx->cs);
     assert_int_equal(hooks_seen.kill, kills); /* no hooks on the way out */
-    fx->h = pb_hub_new(&fx->cfg, &fx->m, NULL, &fake_hooks);
+    fx->cs = pb_conns_new(&fx->cfg, &fx->m, &fx->shared, &fake_hooks);
+    assert_non_null(fx->cs);
+    struct pb_hub_out out = fake_out(fx->cs);
+    fx->h = pb_hub_new(&fx->cfg, &fx->m, NULL, &out);
     assert_non_null(fx->h);
 }
 
@@ -766,7 +779,7 @@ static void test_many_users(void **state)
         conns[i] = native(fx, user);
     }
     assert_int_equal(pb_hub_users(fx->h), MANY);
-    assert_int_equal(pb_hub_connections(fx->h), MANY);
+    assert_int_equal(pb_conns_count(fx->cs), MANY);
     for (int i = 0; i < MANY; i++) {
         snprintf(user, sizeof(user), "user-%d", i);
         assert_int_equal(pb_hub_user_connections(fx->h, user, strlen(user)), 1);
@@ -787,7 +800,7 @@ static void test_many_users(void **state)
     assert_int_equal(pb_hub_users(fx->h), MANY);
     /* Freeing the first connection of each odd user removes the user. */
     for (int i = 1; i < MANY; i += 2)
-        pb_hub_conn_free(fx->h, conns[i]);
+        fake_close(fx->h, fx->cs, conns[i]);
     assert_int_equal(pb_hub_users(fx->h), MANY / 2);
     for (int i = 0; i < MANY; i++) {
         snprintf(user, sizeof(user), "user-%d", i);
@@ -803,19 +816,19 @@ static void test_queue_bytes_gauge(void **state)
     struct fixture *fx = *state;
     struct pb_conn *a = native(fx, "u1");
     struct pb_conn *b = plain(fx, "u1");
-    assert_int_equal(pb_hub_queue_bytes(fx->h), 0);
+    assert_int_equal(pb_conns_queue_bytes(fx->cs), 0);
     deliver(fx, "u1", "{\"data\":\"12345\"}");
     size_t native_len = strlen("{\"type\":\"event\",\"event\":\"message\",\"data\":\"12345\"}");
     assert_int_equal(a->q_bytes, native_len);
     assert_int_equal(b->q_bytes, 5);
-    assert_int_equal(pb_hub_queue_bytes(fx->h), native_len + 5);
+    assert_int_equal(pb_conns_queue_bytes(fx->cs), native_len + 5);
     deliver(fx, "u1", "{\"data\":[1]}");
-    assert_int_equal(pb_hub_queue_bytes(fx->h), a->q_bytes + b->q_bytes);
+    assert_int_equal(pb_conns_queue_bytes(fx->cs), a->q_bytes + b->q_bytes);
     drain(fx, a);
-    assert_int_equal(pb_hub_queue_bytes(fx->h), b->q_bytes);
+    assert_int_equal(pb_conns_queue_bytes(fx->cs), b->q_bytes);
     assert_int_equal(b->q_bytes, 5 + 3);
     drain(fx, b);
-    assert_int_equal(pb_hub_queue_bytes(fx->h), 0);
+    assert_int_equal(pb_conns_queue_bytes(fx->cs), 0);
     assert_int_equal(a->q_bytes, 0);
 }
 
@@ -852,7 +865,7 @@ static void test_soft_bound_waits_for_the_grace_period(void **state)
         deliver_n(fx, "burst", i, 400); /* ~1.8 KB: over the soft bound */
     assert_false(c->closing);
     assert_int_equal(c->q_len, 4);
-    pb_conn_sent(fx->h, c); /* progress */
+    pb_conn_sent(fx->cs, c); /* progress */
     c->last_progress_ms -= 6000; /* ...then nothing left for 6 s */
     deliver_n(fx, "burst", 1, 400);
     assert_true(c->closing);
@@ -877,19 +890,19 @@ static void test_keepalive_pings_then_cuts(void **state)
     struct pb_conn *quiet = native(fx, "quiet");
     struct pb_conn *talker = native(fx, "talker");
     int64_t t0 = quiet->last_rx_ms;
-    assert_int_equal(pb_keepalive_sweep(fx->h, t0 + 500), 0);
+    assert_int_equal(pb_keepalive_sweep(fx->cs, t0 + 500), 0);
     assert_null(pb_conn_peek(quiet));
-    assert_int_equal(pb_keepalive_sweep(fx->h, t0 + 1000), 0);
+    assert_int_equal(pb_keepalive_sweep(fx->cs, t0 + 1000), 0);
     struct pb_frame *f = pb_conn_peek(quiet);
     assert_non_null(f);
     assert_int_equal(pb_frame_wire(f)[0], 0x89);
     assert_int_equal(f->len, 0); /* no payload bytes counted against the queue */
-    pb_conn_pop(fx->h, quiet);
-    pb_conn_pop(fx->h, talker);
-    assert_int_equal(pb_keepalive_sweep(fx->h, t0 + 1500), 0); /* once per interval */
+    pb_conn_pop(fx->cs, quiet);
+    pb_conn_pop(fx->cs, talker);
+    assert_int_equal(pb_keepalive_sweep(fx->cs, t0 + 1500), 0); /* once per interval */
     assert_null(pb_conn_peek(quiet));
     talker->last_rx_ms = t0 + 2500; /* it answered */
-    assert_int_equal(pb_keepalive_sweep(fx->h, t0 + 3000), 1);
+    assert_int_equal(pb_keepalive_sweep(fx->cs, t0 + 3000), 1);
     assert_true(quiet->closing);
     assert_false(talker->closing);
     assert_int_equal(cuts_seen, 1);
@@ -941,7 +954,7 @@ static void test_coalesce_replaces_the_newest_update(void **state)
     assert_int_equal(fx->m.coalesced, 1);
     assert_int_equal(fx->m.slow_client_closes, 0);
     assert_int_equal(c->q_bytes, 4);
-    assert_int_equal(pb_hub_queue_bytes(fx->h), 4);
+    assert_int_equal(pb_conns_queue_bytes(fx->cs), 4);
 }
 
 /* An update of a task with nothing queued makes room by dropping every

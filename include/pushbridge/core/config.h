@@ -32,6 +32,9 @@ enum pb_log_level { PB_LOG_DEBUG = 0, PB_LOG_INFO = 1, PB_LOG_WARN = 2, PB_LOG_E
 
 /* The whole configuration. Owned by main(); every string in it is owned by
  * the struct and freed by pb_config_free(). Read-only once the loop starts. */
+/* Bound of the `workers` setting (SPEC 11). */
+#define PB_MAX_WORKERS 64
+
 struct pb_config {
     char *listen_public;   /* "HOST:PORT" */
     char *listen_internal; /* "HOST:PORT" */
@@ -99,6 +102,7 @@ struct pb_config {
     char *log_file; /* NULL = stderr */
 
     int64_t shutdown_timeout_ms;
+    int64_t workers; /* 0: one per online CPU (pb_config_workers) */
 
     int dev; /* --dev: embedded Kafka, auth none, any origin */
 };

@@ -8,7 +8,17 @@
 #include <stdint.h>
 
 #include "pushbridge/core/buf.h"
+#include "pushbridge/core/config.h"
 #include "pushbridge/core/drop.h"
+
+/* A counter only its own thread writes and other threads read: a relaxed
+ * atomic load and store (a plain move on x86, no lock), so the readers see
+ * a whole value and ThreadSanitizer sees no race. */
+#define PB_COUNT_ADD(x, n) \
+    __atomic_store_n(&(x), __atomic_load_n(&(x), __ATOMIC_RELAXED) + (n), __ATOMIC_RELAXED)
+#define PB_COUNT(x) PB_COUNT_ADD(x, 1)
+#define PB_READ(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
+
 
 /* Bound: at most this many sources (Kafka topics, plus "http"); a regex
  * subscription that matches more shares the last slot, named "_other". */
@@ -106,6 +116,12 @@ struct pb_gauges {
     const char *group_warning; /* NULL unless another member shares the group */
     /* The store (task state and history). */
     uint64_t state_users, state_tasks, state_bytes, history_events, history_bytes;
+    /* The workers (SPEC 11): open connections on each. */
+    int nworkers;
+    uint64_t worker_connections[PB_MAX_WORKERS];
+    /* The counters to render instead of the server's own: those plus the
+     * workers' (pb_metrics_add_worker); NULL with a single loop. */
+    const struct pb_metrics *merged;
 };
 
 void pb_metrics_init(struct pb_metrics *m);
@@ -114,6 +130,10 @@ uint32_t pb_metrics_source(struct pb_metrics *m, const char *name);
 void pb_metrics_drop(struct pb_metrics *m, uint32_t source, int reason);
 void pb_metrics_push_status(struct pb_metrics *m, int status);
 void pb_metrics_latency(struct pb_metrics *m, double seconds);
+/* Adds the counters a worker keeps (its connections' queues and writes:
+ * slow-client closes, drops, refusals, coalesced updates, latency) to dst,
+ * reading them atomically while the worker runs. */
+void pb_metrics_add_worker(struct pb_metrics *dst, const struct pb_metrics *w);
 /* Replaces the lag table entry for (source, partition). */
 void pb_metrics_set_lag(struct pb_metrics *m, uint32_t source, int32_t partition, int64_t lag);
 void pb_metrics_clear_lag(struct pb_metrics *m);

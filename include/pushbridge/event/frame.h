@@ -2,8 +2,9 @@
  * shared by every connection queue it is for (ref-counted, no copies). A
  * server's frames are not masked, so the WebSocket header is the same for
  * every connection: it is written once, at creation, right in front of the
- * payload, and header + payload go to the socket as they are. Loop thread
- * only. */
+ * payload, and header + payload go to the socket as they are. A frame is
+ * immutable once queued; its reference count is the one field threads share
+ * (the consumer makes it, the workers' queues hold it). */
 #ifndef PB_FRAME_H
 #define PB_FRAME_H
 
@@ -15,9 +16,10 @@
 /* Room for the longest WebSocket header (2 + 8 bytes), rounded up. */
 #define PB_FRAME_HEADROOM 16
 
-/* Owned jointly by the queues that hold it; the last pb_frame_unref frees it. */
+/* Owned jointly by the queues that hold it, on any worker; the last
+ * pb_frame_unref frees it. */
 struct pb_frame {
-    uint32_t refs;
+    uint32_t refs; /* atomic: pb_frame_ref / pb_frame_unref only */
     uint32_t source;      /* metrics source index (topic or HTTP), for delivered counts */
     int64_t ts_ms;        /* when the event was produced, for the latency histogram */
     /* ws.slow_client coalesce: a hash of the event's task (0: none), and

@@ -7,10 +7,10 @@
 
 #include <stdint.h>
 
-#include "pushbridge/hub/hub.h"
+#include "pushbridge/hub/conns.h"
 
 /* Pings the quiet connections and cuts the silent ones, as of now_ms
  * (monotonic). Returns the number cut. */
-long pb_keepalive_sweep(struct pb_hub *h, int64_t now_ms);
+long pb_keepalive_sweep(struct pb_conns *h, int64_t now_ms);
 
 #endif

@@ -8,7 +8,7 @@
 
 #include <stdint.h>
 
-#include "pushbridge/hub/hub.h"
+#include "pushbridge/hub/conns.h"
 
 /* How long before exp the refresh is asked for, at most (else half the
  * token's remaining life). */
@@ -24,6 +24,6 @@ int64_t pb_token_expires_in(const struct pb_conn *c, int64_t now_ms);
 /* The sweep's check of one connection as of now_ms (wall clock): sends the
  * refresh request when due, closes with 4004 once the token is past exp
  * plus the leeway. Returns 1 when it closed c. */
-int pb_token_check(struct pb_hub *h, struct pb_conn *c, int64_t now_ms);
+int pb_token_check(struct pb_conns *h, struct pb_conn *c, int64_t now_ms);
 
 #endif

@@ -6,7 +6,8 @@
  * left would not cover the rest of the process (the internal listener,
  * Kafka, logs). Over a bound the socket is closed at once: a flood of
  * half-open upgrades costs an accept and a close each, never the process.
- * Loop thread only. */
+ * Accepts come from the main loop, releases from any worker: thread-safe
+ * (one lock, held for a few pointer updates). */
 #ifndef PB_ADMISSION_H
 #define PB_ADMISSION_H
 
@@ -27,6 +28,6 @@ void pb_admission_free(struct pb_admission *a);
 int pb_admission_accept(struct pb_admission *a, int fd, const struct sockaddr_storage *peer);
 /* fd logged in, or closed: it is no longer pending (no-op when it was not). */
 void pb_admission_release(struct pb_admission *a, int fd);
-size_t pb_admission_pending(const struct pb_admission *a);
+size_t pb_admission_pending(struct pb_admission *a);
 
 #endif

@@ -1,7 +1,10 @@
-/* The server: owns the lws context (the one event loop), the listeners, and
- * the modules it wires together (hub, kafka, auth, metrics). One protocol
- * callback receives every lws event and hands it to ws.c, sse.c or
- * http_lws.c (the HTTP API, which sees only its struct pb_api_env). */
+/* The server: owns the main loop, the workers (worker.h), the listeners, and
+ * the modules it wires together (hub, kafka, auth, metrics). The main loop
+ * runs the Kafka consumer, the hub, the internal HTTP API, signals and the
+ * acceptor of the public listener; worker 0 shares it, workers 1..N-1 have
+ * threads of their own. One protocol callback receives every lws event, in
+ * whichever worker's context, and hands it to ws.c, sse.c or http_lws.c
+ * (the HTTP API, which sees only its struct pb_api_env). */
 #ifndef PB_SERVER_H
 #define PB_SERVER_H
 
@@ -18,44 +21,26 @@
 #include "pushbridge/core/metrics.h"
 #include "pushbridge/core/notify.h"
 #include "pushbridge/store/store.h"
+#include "pushbridge/public/worker.h"
 
 struct pb_admission;
-struct pb_http_req;
 struct pb_httpd;
 struct pb_listener;
-
-/* Per-connection lws data (lws allocates and zeroes it, and frees it after
- * LWS_CALLBACK_CLOSED / CLOSED_HTTP). */
-struct pb_pss {
-    struct lws *wsi;
-    struct pb_conn *conn;           /* WebSocket: from ESTABLISHED to CLOSED */
-    ev_timer auth_timer;            /* ws.auth_timeout_ms (a libev timer: see server.c) */
-    struct pb_buf rx;               /* message being reassembled from fragments */
-    int close_after_drain;          /* close with conn->close_code once the queue is empty */
-    struct pb_http_req *req;        /* HTTP: the request being served */
-    int peer_closing;               /* the client sent a close: write nothing more */
-    int pending;                    /* on the server's write_pending list */
-    int sse;                        /* an SSE stream (sse.c): conn is its hub connection */
-    ev_io sse_rx;                   /* SSE: notices the client going away (sse.c) */
-    struct pb_pss *pend_prev, *pend_next;
-};
-
-/* Per-vhost (listener) data: which roles the listener serves, and the HTTP
- * API's environment for it (built from these by server.c). */
-struct pb_vhd {
-    struct pb_server *srv;
-    int is_public;   /* /ws and the page */
-    int is_internal; /* the HTTP API */
-    struct pb_api_env api;
-};
 
 /* Owned by main(); lives for the whole process. */
 struct pb_server {
     const struct pb_config *cfg;
-    struct lws_context *ctx;
-    struct pb_vhd vhd_public, vhd_internal;
-    struct lws_vhost *vh_public, *vh_internal;
-    struct pb_metrics metrics;
+    struct lws_context *ctx;   /* the main loop's: worker 0's and the internal listener's */
+    struct pb_vhd vhd_internal;
+    struct lws_vhost *vh_internal;
+    /* Bound: `workers` (PB_MAX_WORKERS at most); worker 0 on the main loop. */
+    struct pb_worker *workers;
+    int nworkers;
+    int workers_gone;          /* after teardown: messages to workers are dropped */
+    struct pb_conns_shared conns_shared;
+    struct pb_handoff hub_inbox; /* the workers' logins and closes, to the hub */
+    struct pb_metrics metrics;          /* the main loop's, and worker 0's */
+    struct pb_metrics *metrics_merged;  /* workers > 1: what /metrics renders (api_gauges) */
     struct pb_hub *hub;
     struct pb_store *store; /* task state and history, behind the hub */
     struct pb_auth *auth;
@@ -73,15 +58,11 @@ struct pb_server {
     ev_timer tick_w;            /* 1 s: pb_kafka_tick */
     ev_prepare stop_check_w;    /* while stopping: end the loop when done */
     ev_timer stop_timer_w;      /* wakes the loop at half of shutdown_timeout_ms */
-    ev_prepare flush_w;         /* before each sleep: pb_ws_flush_pending */
     ev_timer watchdog_w;        /* WATCHDOG=1 at half of WATCHDOG_USEC (when set) */
     struct pb_notify notify;    /* the service manager (NOTIFY_SOCKET), if any */
-    struct pb_pss *write_pending; /* connections with frames not yet written (ws.c) */
-
-    int sndbuf_warned;      /* ws.send_buffer_bytes failed once (logged) */
 
     int signal_fd;
-    int stopping;           /* SIGTERM/SIGINT seen */
+    int stopping;           /* SIGTERM/SIGINT seen (atomic: the workers read it) */
     int64_t stop_deadline;  /* monotonic ms */
     int exit_code;
 };
@@ -98,14 +79,7 @@ int pb_server_ready(const struct pb_server *s, const char **why);
 int pb_server_can_free(const struct pb_server *s);
 void pb_server_free(struct pb_server *s);
 
-/* ws.c */
-int pb_ws_callback(struct pb_server *s, struct lws *wsi, enum lws_callback_reasons reason,
-                   struct pb_pss *pss, void *in, size_t len);
-extern const struct pb_hub_hooks pb_ws_hub_hooks;
-/* ws.allowed_origins admits this request's Origin (also used by sse.c). */
-int pb_ws_origin_allowed(const struct pb_config *cfg, struct lws *wsi);
-/* Writes the frames queued since the loop last slept, straight to the
- * sockets that take them (called before the loop sleeps). */
-void pb_ws_flush_pending(struct pb_server *s);
+/* Open connections (WebSocket and SSE, logged in or not) on every worker. */
+size_t pb_server_connections(const struct pb_server *s);
 
 #endif

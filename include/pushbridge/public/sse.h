@@ -3,21 +3,25 @@
  * browsers and networks where a WebSocket cannot be opened. Login comes from
  * the request (token in the query or an Authorization: Bearer header,
  * events=a,b, resume= or Last-Event-ID); each queued frame goes out as
- * `id: <pos>` (when the frame has one) and `data: <the same JSON>`. Loop
- * thread only. */
+ * `id: <pos>` (when the frame has one) and `data: <the same JSON>`. On the
+ * worker that holds the stream. */
 #ifndef PB_SSE_H
 #define PB_SSE_H
 
 #include <libwebsockets.h>
 #include <stddef.h>
 
-struct pb_server;
+struct pb_worker;
 struct pb_pss;
+
+/* Where an SSE request stands: its login is with the hub; the hub took it
+ * and the headers are to be written; streaming; refused (429 to write). */
+enum pb_sse_state { PB_SSE_LOGIN = 1, PB_SSE_HEADERS, PB_SSE_STREAM, PB_SSE_REFUSED };
 
 /* 1 when this HTTP request is for the SSE endpoint (public listener). */
 int pb_sse_wants(struct lws *wsi);
 /* The lws HTTP callbacks of an SSE request and then of its stream. */
-int pb_sse_callback(struct pb_server *s, struct lws *wsi, enum lws_callback_reasons reason,
+int pb_sse_callback(struct pb_worker *w, struct lws *wsi, enum lws_callback_reasons reason,
                     struct pb_pss *pss);
 
 /* Where the frame's "pos" string is (the SSE id), or NULL when it has none.

@@ -1,0 +1,159 @@
+"""Event-loop workers (SPEC 11): one user's connections put on different workers on
+purpose, and every guarantee checked across them: each connection gets every event once
+and in order, limits count over the whole process, /users, push counts, broadcasts,
+resume, the slow-client policy, per-worker figures in /stats and /metrics, and SIGTERM.
+
+The acceptor places each new socket on the worker with the fewest connections, so
+sequential connections alternate between the two workers; every test checks in /stats
+that both workers hold some before it relies on it."""
+
+import json
+
+import pytest
+
+from pbutil import unique_uid, wait_until
+
+WORKERS = {"workers": 2}
+
+
+def per_worker(bridge):
+    """{worker index: open connections} from /stats."""
+    return {w["worker"]: w["connections"] for w in bridge.stats()["workers"]}
+
+
+def spread_over_both(bridge):
+    counts = per_worker(bridge)
+    assert len(counts) == 2, counts
+    return all(n > 0 for n in counts.values())
+
+
+@pytest.fixture
+def shared(module_bridge_factory):
+    return module_bridge_factory.shared(config=WORKERS)
+
+
+def test_stats_and_metrics_name_each_worker(shared):
+    uid = unique_uid()
+    clients = [shared.native_client(uid)[0] for _ in range(4)]
+    wait_until(lambda: spread_over_both(shared), desc="connections on both workers")
+    counts = per_worker(shared)
+    assert sum(counts.values()) == shared.stats()["connections"]
+    for k in (0, 1):
+        assert shared.metric("pushbridge_worker_connections", worker=str(k)) == counts[k]
+    for c in clients:
+        c.close()
+
+
+def test_one_users_connections_on_both_workers_get_every_event_in_order(shared, kafka):
+    uid = unique_uid()
+    natives = [shared.native_client(uid)[0] for _ in range(6)]
+    seeds = [shared.uid_client(uid) for _ in range(4)]
+    wait_until(lambda: spread_over_both(shared), desc="connections on both workers")
+    assert shared.user_connections(uid) == 10
+    n = 300
+    kafka.produce_many(shared.topic, [(uid, json.dumps({"data": i})) for i in range(n)])
+    for c in natives:
+        got = [c.recv_json(timeout=15)["data"] for _ in range(n)]
+        assert got == list(range(n))
+        c.no_message(0.1)
+    for c in seeds:
+        got = [int(c.recv_text(timeout=15)) for _ in range(n)]
+        assert got == list(range(n))
+
+
+def test_push_counts_connections_on_every_worker(shared):
+    uid, other = unique_uid(), unique_uid()
+    clients = [shared.native_client(uid)[0] for _ in range(5)]
+    bystander = shared.uid_client(other)
+    wait_until(lambda: spread_over_both(shared), desc="connections on both workers")
+    st, doc = shared.push(uid, "fan", event="e")
+    assert (st, doc) == (200, {"delivered": 5})
+    for c in clients:
+        assert c.recv_json()["data"] == "fan"
+    bystander.no_message(0.2)
+
+
+def test_broadcast_reaches_every_worker(shared):
+    users = [unique_uid() for _ in range(6)]
+    clients = [shared.uid_client(u) for u in users]
+    wait_until(lambda: spread_over_both(shared), desc="connections on both workers")
+    total = shared.stats()["connections"]
+    st, doc, _ = shared.json("POST", "/broadcast", {"event": "note", "data": "to all"})
+    assert st == 200 and doc["delivered"] == total
+    for c in clients:
+        assert c.recv_text() == "to all"
+
+
+def test_limits_count_over_the_whole_process(bridge_factory):
+    b = bridge_factory(config=dict(WORKERS, ws={"max_connections_per_user": 3}))
+    uid = unique_uid()
+    held = [b.native_client(uid)[0] for _ in range(3)]
+    wait_until(lambda: spread_over_both(b), desc="connections on both workers")
+    # The fourth lands on whichever worker holds fewer: it is refused all the same.
+    c = b.ws()
+    c.send_json({"type": "auth", "token": uid})
+    msg = c.recv_json()
+    assert msg["type"] == "error" and msg["code"] == "too_many_connections"
+    assert c.expect_close()[0] == 4008
+    assert b.user_connections(uid) == 3
+    for h in held:
+        h.send_json({"type": "ping"})
+        assert h.recv_json() == {"type": "pong"}
+
+
+def test_max_connections_counts_every_worker(bridge_factory):
+    b = bridge_factory(config=dict(WORKERS, ws={"max_connections": 3}))
+    held = [b.uid_client(unique_uid()) for _ in range(3)]
+    wait_until(lambda: spread_over_both(b), desc="connections on both workers")
+    c = b.ws()
+    assert c.expect_close()[0] == 1013
+    assert b.stats()["connections"] == 3
+    assert len(held) == 3
+
+
+def test_resume_on_another_worker(shared, kafka):
+    uid = unique_uid()
+    first, welcome = shared.native_client(uid)
+    kafka.produce(shared.topic, json.dumps({"data": "a"}).encode(), key=uid)
+    ev = first.recv_json(timeout=10)
+    assert ev["data"] == "a"
+    # A second connection keeps the user on the first worker; the resuming one
+    # goes to the other.
+    keeper, _ = shared.native_client(uid)
+    first.close()
+    for i in range(3):
+        kafka.produce(shared.topic, json.dumps({"data": f"missed {i}"}).encode(), key=uid)
+    for i in range(3):
+        assert keeper.recv_json(timeout=10)["data"] == f"missed {i}"
+    c = shared.ws()
+    c.send_json({"type": "auth", "token": uid, "resume": ev["pos"]})
+    w = c.recv_json()
+    assert w["type"] == "welcome" and w["resumed"] is True
+    assert [c.recv_json()["data"] for _ in range(3)] == [f"missed {i}" for i in range(3)]
+    c.no_message(0.2)
+
+
+def test_slow_client_on_a_worker_is_closed_and_counted(bridge_factory):
+    b = bridge_factory(config=dict(WORKERS, ws={"queue_max_messages": 20,
+                                                "send_buffer_bytes": 4096}))
+    uid = unique_uid()
+    fast = [b.native_client(uid)[0] for _ in range(2)]
+    slow = b.ws(rcvbuf=4096)
+    slow.login_native(uid)
+    wait_until(lambda: spread_over_both(b), desc="connections on both workers")
+    big = "x" * 2000
+    for i in range(60):
+        b.push(uid, {"i": i, "pad": big})
+        for f in fast:
+            assert f.recv_json(timeout=10)["data"]["i"] == i
+    b.wait_metric("pushbridge_slow_client_closes_total", 1)
+    wait_until(lambda: b.user_connections(uid) == 2, desc="the slow one dropped")
+
+
+def test_sigterm_closes_every_worker_with_1001(bridge_factory):
+    b = bridge_factory(config=WORKERS)
+    clients = [b.uid_client(unique_uid()) for _ in range(4)]
+    wait_until(lambda: spread_over_both(b), desc="connections on both workers")
+    assert b.stop() == 0
+    for c in clients:
+        assert c.expect_close(timeout=10)[0] == 1001
