@@ -213,7 +213,8 @@ static void render_events(const struct pb_metrics *m, struct pb_buf *b)
 }
 
 /* HTTP pushes, slow clients and the connections refused. */
-static void render_admission(const struct pb_metrics *m, struct pb_buf *b)
+static void render_admission(const struct pb_metrics *m, const struct pb_gauges *g,
+                             struct pb_buf *b)
 {
     help(b, "pushbridge_push_requests_total", "counter", "HTTP push calls, by status.");
     for (int i = 0; i < PB_METRICS_MAX_STATUSES && m->push[i].status; i++)
@@ -229,7 +230,7 @@ static void render_admission(const struct pb_metrics *m, struct pb_buf *b)
            "Connections refused at ws.max_connections.", (uint64_t)(m->connections_refused));
     scalar(b, "pushbridge_pending_connections", "gauge",
            "Public connections accepted and not yet logged in (bound: ws.max_pending).",
-           m->pending_connections);
+           g->pending_connections);
     help(b, "pushbridge_accept_refused_total", "counter",
          "Public connections closed at accept, by reason (pending, per_ip, descriptors).");
     for (int r = 0; r < PB_REFUSED__COUNT; r++)
@@ -327,7 +328,7 @@ void pb_metrics_render_prometheus(const struct pb_metrics *m, const struct pb_ga
         m = g->merged;
     render_process(m, g, b);
     render_events(m, b);
-    render_admission(m, b);
+    render_admission(m, g, b);
     render_store(m, g, b);
     render_group(m, g, b);
     render_latency(m, b);

@@ -136,7 +136,6 @@ static void release_locked(struct pb_admission *a, int fd)
     struct peer *p = a->of_fd[fd];
     a->of_fd[fd] = NULL;
     a->pending--;
-    __atomic_store_n(&a->m->pending_connections, a->pending, __ATOMIC_RELAXED);
     if (--p->pending)
         return;
     struct peer **pp = bucket_of(a, p->addr);
@@ -195,7 +194,6 @@ static int accept_locked(struct pb_admission *a, int fd, const struct sockaddr_s
     p->pending++;
     a->of_fd[fd] = p;
     a->pending++;
-    __atomic_store_n(&a->m->pending_connections, a->pending, __ATOMIC_RELAXED);
     return 0;
 }
 

@@ -93,6 +93,7 @@ static void api_gauges(const void *owner, struct pb_gauges *g)
         g->merged = merged;
     }
     pb_pool_gauges(s, g, merged);
+    g->pending_connections = pb_admission_pending(s->admission);
     g->users = pb_hub_users(s->hub);
     g->kafka_ready = pb_kafka_ready(s->kafka, &g->not_ready_reason);
     g->kafka_bootstrap = pb_kafka_bootstrap(s->kafka);

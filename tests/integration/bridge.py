@@ -18,7 +18,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 DEFAULT_BINARY = os.path.join(REPO, "build", "pushbridge")
 
 SANITIZER_RE = re.compile(r"ERROR: (AddressSanitizer|LeakSanitizer)|runtime error: |"
-                          r"SUMMARY: (AddressSanitizer|UndefinedBehaviorSanitizer)")
+                          r"SUMMARY: (AddressSanitizer|UndefinedBehaviorSanitizer)|"
+                          r"WARNING: ThreadSanitizer")
 
 _asan_cache = {}
 
@@ -32,7 +33,8 @@ def binary_path():
 
 
 def is_sanitized(path):
-    """True when the binary was built with ASan (PB_ASAN=1 says so too)."""
+    """True when the binary was built with ASan (PB_ASAN=1 says so too, as
+    tests/run.sh --tsan does for its ThreadSanitizer binary)."""
     if os.environ.get("PB_ASAN") == "1":
         return True
     if path not in _asan_cache:

@@ -78,7 +78,6 @@ struct pb_metrics {
     uint64_t queue_drops;      /* frames dropped by drop_oldest */
     uint64_t connections_refused; /* over ws.max_connections */
     uint64_t accept_refused[PB_REFUSED__COUNT]; /* closed at accept (admission.c) */
-    uint64_t pending_connections; /* gauge: public connections not yet logged in */
     uint64_t origin_refused;      /* upgrades refused by ws.allowed_origins */
     uint64_t dead_letter_failures; /* malformed events that could not be dead-lettered */
     uint64_t kafka_outages;        /* times every broker became unreachable */
@@ -106,6 +105,7 @@ struct pb_metrics {
 /* What the hub and Kafka module know at render time. */
 struct pb_gauges {
     uint64_t connections;
+    uint64_t pending_connections; /* public connections not yet logged in (admission.c) */
     uint64_t users;
     uint64_t queue_bytes;
     int kafka_ready;
