@@ -100,6 +100,18 @@ struct pb_conn *pb_conns_new_conn(struct pb_conns *cs, void *transport)
     return c;
 }
 
+/* c's socket is gone: it no longer counts as open (nor against
+ * ws.max_connections), though the connection may wait for the hub's
+ * release. */
+static void uncount(struct pb_conns *cs, struct pb_conn *c)
+{
+    if (c->detached)
+        return;
+    c->detached = 1;
+    PB_COUNT_ADD(cs->nconns, (size_t)-1);
+    __atomic_sub_fetch(&cs->shared->open, 1, __ATOMIC_RELAXED);
+}
+
 void pb_conns_free_conn(struct pb_conns *cs, struct pb_conn *c)
 {
     if (!c)
@@ -110,8 +122,7 @@ void pb_conns_free_conn(struct pb_conns *cs, struct pb_conn *c)
         cs->conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
-    PB_COUNT_ADD(cs->nconns, (size_t)-1);
-    __atomic_sub_fetch(&cs->shared->open, 1, __ATOMIC_RELAXED);
+    uncount(cs, c);
     queue_clear(cs, c);
     pb_identity_clear(&c->ident);
     free(c);
@@ -122,6 +133,7 @@ void pb_conns_detach(struct pb_conns *cs, struct pb_conn *c)
     c->closing = 1;
     c->transport = NULL;
     queue_clear(cs, c);
+    uncount(cs, c);
 }
 
 struct pb_frame *pb_conn_peek(const struct pb_conn *c)

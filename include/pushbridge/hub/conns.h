@@ -54,6 +54,7 @@ struct pb_conn {
      * passes the pointer back (close, refresh), never reads it. */
     struct pb_member *member;
     int closed_sent; /* the hub was told of the close: wait for its release */
+    int detached;    /* the transport is gone: no longer counted as open */
     int authed;      /* the hub's start arrived: frames may flow */
     int closing;     /* a close was requested; nothing more is queued */
     int close_code;
@@ -155,7 +156,9 @@ void pb_conn_sent(struct pb_conns *cs, struct pb_conn *c);
 struct pb_frame *pb_conn_at(const struct pb_conn *c, uint32_t i);
 void pb_conn_pop(struct pb_conns *cs, struct pb_conn *c);
 
-/* This worker's gauges; any thread may read them (relaxed atomics). */
+/* This worker's gauges; any thread may read them (relaxed atomics). The
+ * count is of open connections: one whose transport is gone (waiting for
+ * the hub's release) no longer counts. */
 size_t pb_conns_count(const struct pb_conns *cs);
 size_t pb_conns_queue_bytes(const struct pb_conns *cs);
 
