@@ -219,7 +219,7 @@ static int read_token(struct lws *wsi, char **out)
 
 /* The native login message the WebSocket form would have sent, so the one
  * pb_auth_login decides for both transports. */
-static void login_json(struct pb_buf *b, const char *token, const char *events)
+static void login_json(struct pb_buf *b, const char *token, const char *events, int recent)
 {
     pb_buf_puts(b, "{\"type\":\"auth\",\"token\":");
     pb_buf_json_string(b, token, strlen(token));
@@ -239,7 +239,29 @@ static void login_json(struct pb_buf *b, const char *token, const char *events)
         }
         pb_buf_puts(b, "]");
     }
+    if (recent > 0)
+        pb_buf_printf(b, ",\"recent\":%d", recent);
     pb_buf_puts(b, "}");
+}
+
+/* ?recent=N (SPEC 9): 0 when absent, -1 when not an integer 0..100 (or
+ * out of memory). lws copies each query argument into the buffer in turn
+ * and stops at the first that does not fit, so it must hold the longest
+ * (the token), not just the value. */
+static int read_recent(struct lws *wsi)
+{
+    char *tmp = malloc(SSE_TOKEN_MAX + 16);
+    if (!tmp)
+        return -1;
+    const char *v = lws_get_urlarg_by_name(wsi, "recent=", tmp, SSE_TOKEN_MAX + 16);
+    int n = v ? 0 : -2;
+    size_t len = v ? strlen(v) : 0;
+    for (size_t i = 0; v && i < len && n >= 0; i++)
+        n = v[i] < '0' || v[i] > '9' || i >= 3 ? -1 : n * 10 + (v[i] - '0');
+    free(tmp);
+    if (n == -2)
+        return 0;
+    return len && n >= 0 && n <= PB_AUTH_MAX_RECENT ? n : -1;
 }
 
 /* resume: the Last-Event-ID header (an EventSource reconnecting), else
@@ -327,11 +349,17 @@ static int begin(struct pb_server *s, struct lws *wsi, struct pb_pss *pss)
     if (rc > 0)
         return refuse(wsi, HTTP_STATUS_UNAUTHORIZED, "missing_token",
                       "give the token as ?token=... or an Authorization: Bearer header");
+    int recent = read_recent(wsi);
+    if (recent < 0) {
+        free(token);
+        return refuse(wsi, HTTP_STATUS_BAD_REQUEST, "bad_recent",
+                      "recent must be an integer from 0 to 100 (how many recent notifications)");
+    }
     char events[SSE_EVENTS_MAX];
     const char *ev = lws_get_urlarg_by_name(wsi, "events=", events, (int)sizeof(events));
     struct pb_buf login;
     pb_buf_init(&login, SSE_TOKEN_MAX * 7 + SSE_EVENTS_MAX * 7);
-    login_json(&login, token, ev);
+    login_json(&login, token, ev, recent);
     free(token);
     if (login.truncated) {
         pb_buf_free(&login);

@@ -110,7 +110,9 @@ void pb_hub_keep(struct pb_hub *h, struct pb_event *ev);
 
 /* What a connection gets once logged in: the welcome (native clients),
  * then, when resume names a pos the history covers, every event missed
- * since, else the task snapshot. resume NULL: a first login. */
+ * since, else the task snapshot and, when the login asked for them
+ * (ident.recent), the recent notifications (SPEC 9). resume NULL: a first
+ * login. */
 void pb_hub_start(struct pb_hub *h, struct pb_conn *c, const char *resume, size_t resume_len);
 struct pb_store *pb_hub_store(const struct pb_hub *h);
 
