@@ -545,7 +545,7 @@ class HeldConnection extends Connection {
  * needs (state, welcome, tasks, the last `recent` notifications), and the
  * members' requests. seed: what the new holder of a hand-over had seen.
  */
-export class Holder {
+class Holder {
   constructor(cfg, post, getToken, seed = null, local = {}) {
     this.post = post;
     this.keep = cfg.options.recent || 0;
