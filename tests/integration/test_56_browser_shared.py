@@ -208,3 +208,38 @@ def test_reload_shows_tasks_and_recent_notifications(driver, dash_bridge, kafka)
     assert "order 42 placed" in feed[0][2] and "order 41 placed" in feed[1][2], "newest on top"
     screenshot(driver, "dashboard-recent.png")
     t.close()
+
+
+SECRET = "pushbridge-test-secret-0123456789abcdef"
+
+
+def test_shared_token_refresh_asks_a_tab_that_is_still_there(driver, bridge_factory, kafka):
+    """jwt mode, 8-second tokens from each page's getToken(): the worker asks
+    the tab that joined last; once that tab is closed, the refresh is asked
+    of the other one, and the connection lives on past the first exp."""
+    b = bridge_factory(config={"dashboard": {"enabled": True},
+                               "auth": {"mode": "jwt", "jwt_secret": SECRET, "jwt_leeway_s": 0}})
+    uid = unique_uid()
+    token = {"secret": SECRET, "sub": uid, "lifetime": 8}
+    first, last = Tab(driver, b, "first"), Tab(driver, b, "last")
+    first.open(uid, token=token)
+    first.wait_state("open")
+    last.open(uid, token=token)
+    last.wait_state("open")
+    assert first.role() == "worker" and last.role() == "worker"
+    assert one_connection(b, uid)
+    first.eval("""(() => { window.seen = {welcome: 0, refreshed: 0};
+        pushbridgeConnection.addEventListener('welcome', () => seen.welcome++);
+        pushbridgeConnection.addEventListener('refresh', (e) => {
+          if (e.detail.type === 'refreshed') seen.refreshed++; }); })()""")
+    calls = first.eval("window.pushbridgeTokenCalls")
+    last.close()
+    first.wait("seen.refreshed >= 1", timeout=12000)
+    assert first.eval("window.pushbridgeTokenCalls") > calls, "the remaining tab gave the token"
+    kafka.produce(b.topic, note(1), key=uid)
+    assert_each_once(first, 1)
+    # Past the first token's exp (8 s after the login): the same connection.
+    wait_until(lambda: first.eval("seen.refreshed") >= 2, timeout=15, desc="a second refresh")
+    assert first.eval("seen.welcome") == 0, "no reconnect"
+    assert one_connection(b, uid)
+    first.close()

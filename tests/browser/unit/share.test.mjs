@@ -234,13 +234,29 @@ test("offline drops the connection; online reconnects at once and resumes", asyn
   assert.equal(c.state, "offline");
   assert.equal(bridge.sockets.size, 0, "the socket is closed while offline");
   bridge.publish(2);
-  c.nudge("visible"); // shown again, still offline per the browser: nothing in node, retried
   const t0 = Date.now();
   c.nudge("online");
   await until(() => c.state === "open", "reopened");
   assert.ok(Date.now() - t0 < 500, "no backoff wait (60 s here)");
   assert.equal(bridge.logins.at(-1).resume, "p1");
-  assert.deepEqual(states.filter((s) => s === "offline").length, 1);
+  assert.equal(states.filter((s) => s === "offline").length, 1);
+  c.nudge("online"); // already open: nothing
+  c.nudge("visible");
+  await tick(10);
+  assert.equal(bridge.logins.length, 2, "no reconnect of an open connection");
+  c.close();
+});
+
+test("a page shown again while its connection is down reconnects at once", async () => {
+  const bridge = new FakeBridge();
+  const c = connect("ws://bridge/ws", { user: "u", WebSocket: bridge.WS, share: false,
+    backoff: { initialMs: 60000, maxMs: 60000, jitter: 0 } });
+  await until(() => c.state === "open", "open");
+  for (const ws of bridge.sockets) { ws.close(); ws.onclose({ code: 1006, reason: "" }); }
+  assert.equal(c.state, "reconnecting", "waiting out a 60 s backoff");
+  c.nudge("visible");
+  await until(() => c.state === "open", "reopened at once");
+  assert.equal(bridge.logins.length, 2);
   c.close();
 });
 
