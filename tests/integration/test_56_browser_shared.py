@@ -148,7 +148,11 @@ def test_closing_tabs_one_by_one_while_events_flow(driver, dash_bridge, kafka, p
             wait_until(lambda: producer.count >= 3, timeout=20, desc="events flowing")
             # The holder goes first (Web Locks: the leader tab; a SharedWorker
             # outlives any tab, so there the first one goes).
+            if path == "locks":
+                wait_until(lambda: [t.role() for t in tabs].count("leader") == 1, timeout=10,
+                           desc="one tab holds the connection")
             victim = next((t for t in tabs if t.role() == "leader"), tabs[0])
+            assert victim.role() == ("leader" if path == "locks" else "worker")
             victim.close()
             tabs.remove(victim)
             mark = producer.count + 3
