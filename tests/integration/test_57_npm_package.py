@@ -65,6 +65,15 @@ def test_npm_pack_holds_the_module_and_its_types(tarball):
     assert exports <= typed, f"untyped exports: {exports - typed}"
 
 
+def test_the_types_parse_as_typescript(tarball):
+    if not os.path.exists(ESBUILD):
+        pytest.skip("esbuild is not installed: run npm ci in tests/browser (tests/run.sh does)")
+    with tarfile.open(tarball[0]) as tar:
+        dts = tar.extractfile("package/pushbridge.d.ts").read()
+    r = subprocess.run([ESBUILD, "--loader=ts"], input=dts, capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr.decode()
+
+
 def test_the_bridge_serves_the_packed_module(tarball, module_bridge_factory):
     b = module_bridge_factory.shared(config={"dashboard": {"enabled": True}})
     path, _ = tarball
