@@ -7,9 +7,11 @@ them); a bad N is refused with a clear error. Raw WebSocket and raw SSE
 against the real bridge and the real broker."""
 
 import json
+import urllib.parse
 
 import pytest
 
+from jwtutil import claims, hs256
 from pbutil import unique_uid
 from test_48_sse import SSE
 
@@ -27,11 +29,11 @@ def shared(module_bridge_factory):
     return module_bridge_factory.shared()
 
 
-def seed(bridge, kafka, uid):
+def seed(bridge, kafka, uid, token=None):
     """Five notifications and a task for uid, one for someone else. A client
     of uid reads its six live: then the bridge has kept them (it records an
     event before it delivers it)."""
-    watcher, _ = bridge.native_client(uid)
+    watcher, _ = bridge.native_client(token or uid)
     kafka.produce_many(bridge.topic, [
         (uid, note("n1")), (uid, progress("build", 40)), (uid, note("n2")),
         (unique_uid(), note("not yours")), (uid, note("s3", event="status")),
@@ -127,3 +129,37 @@ def test_sse_bad_recent_is_a_400(shared, bad):
     s = SSE(shared.public_port, f"?token={unique_uid()}&recent={bad}")
     body = s.body()
     assert s.status == 400 and body["error"] == "bad_recent", body
+
+
+SECRET = "pushbridge-test-secret-0123456789abcdef"
+
+
+def test_sse_query_after_a_long_token(bridge_factory, kafka):
+    """A JWT of 2.6 KiB (40 long groups) before events=, resume= and recent=
+    in the query (the whole request line fits lws's 4 KiB of headers): each
+    still applies (lws reads the arguments through one buffer and gave up at
+    the first that did not fit it)."""
+    b = bridge_factory(config={"auth": {"mode": "jwt", "jwt_secret": SECRET},
+                               "ws": {"max_message_bytes": 16384}})
+    uid = unique_uid()
+    token = hs256(claims(uid, lifetime=300, groups=[f"group-{i:02d}-" + "g" * 36 for i in range(40)]), SECRET)
+    assert 2100 < len(token) < 3000
+    seed(b, kafka, uid, token=token)
+    s = SSE(b.public_port, f"?token={token}&events=order.new&recent=2")
+    assert s.status == 200
+    assert s.message()[1]["type"] == "welcome"
+    got = [s.message()[1]["data"]["message"] for _ in range(2)]
+    assert got == ["n4", "n5"], "recent and the events filter both applied"
+    kafka.produce_many(b.topic, [(uid, note("hidden", event="status")), (uid, note("shown"))])
+    last_id, f = s.message()
+    assert f["data"]["message"] == "shown", "filtered"
+    s.close()
+    kafka.produce(b.topic, note("missed"), key=uid)
+    s2 = SSE(b.public_port, f"?token={token}&resume={urllib.parse.quote(last_id)}")
+    _, w = s2.message()
+    assert w["resumed"] is True, "resume= after the long token applied"
+    assert s2.message()[1]["data"]["message"] == "missed"
+    # An events= over its 2 KiB bound is refused, not ignored.
+    short = hs256(claims(uid, lifetime=300), SECRET)
+    s3 = SSE(b.public_port, f"?token={short}&events={'e' * 2100}")
+    assert s3.status == 400 and s3.body()["error"] == "bad_events"
