@@ -84,10 +84,11 @@ if [[ ! -f tests/kafka/lib/kafka_2.13-3.9.1.jar ]]; then
     (cd tests/kafka && mvn -q -B dependency:copy-dependencies -DoutputDirectory=lib)
 fi
 
-# ---- (b2) the browser tests' driver (puppeteer-core, pinned by the lockfile;
-# Chromium is Debian's, so puppeteer downloads no browser) ------------------
-if [[ ! -d tests/browser/node_modules/puppeteer-core ]]; then
-    log "installing puppeteer-core for the browser tests (npm ci)"
+# ---- (b2) the browser tests' tools (puppeteer-core, and esbuild for the npm
+# package's bundling test; pinned by the lockfile; Chromium is Debian's, so
+# puppeteer downloads no browser) --------------------------------------------
+if [[ ! -d tests/browser/node_modules/puppeteer-core || ! -x tests/browser/node_modules/.bin/esbuild ]]; then
+    log "installing puppeteer-core and esbuild for the browser tests (npm ci)"
     (cd tests/browser && PUPPETEER_SKIP_DOWNLOAD=1 npm ci --no-audit --no-fund)
 fi
 

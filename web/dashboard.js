@@ -1,12 +1,15 @@
 // The dashboard at / on the public listener: one progress bar per task,
 // a feed of the other events, and the connection state; all from
 // pushbridge.js. The sign-in is kept in sessionStorage so that a reload
-// connects again at once and the task snapshot brings every bar back.
+// connects again at once: the task snapshot brings every bar back and the
+// recent notifications (marked "earlier") the feed. Tabs of one user share
+// one connection (the module's default).
 import { connect } from "/pushbridge.js";
 
 const $ = (id) => document.getElementById(id);
 const KEY = "pushbridge.dashboard";
 const FEED_MAX = 50;
+const RECENT = 20; // notifications asked for at sign-in (SPEC 9: at most 100)
 let conn = null;
 
 // data.progress or data.pct, 0-100; anything else is not a bar value.
@@ -49,10 +52,13 @@ function showTask(f) {
   li.dataset.done = String(done);
 }
 
-function notify(f) {
+// earlier: a recent notification from before this page connected.
+function notify(f, earlier = false) {
   const li = document.createElement("li");
   const t = document.createElement("time");
-  t.textContent = new Date().toLocaleTimeString();
+  t.textContent = earlier ? "earlier" : new Date().toLocaleTimeString();
+  if (earlier) li.classList.add("earlier");
+  li.dataset.earlier = String(earlier);
   const text = typeof f.data === "string" ? f.data
              : f.data && typeof f.data.message === "string" ? f.data.message : JSON.stringify(f.data);
   li.append(t, document.createTextNode(f.event + ": " + text));
@@ -65,7 +71,7 @@ function setState(s) {
   const el = $("state");
   el.className = "state " + s.state;
   const via = s.transport ? " (" + (s.transport === "sse" ? "SSE" : "WebSocket") + ")" : "";
-  const text = { connecting: "connecting…", open: "live" + via,
+  const text = { connecting: "connecting…", open: "live" + via, offline: "offline: waiting for the network",
                  reconnecting: "reconnecting…", closed: "disconnected", idle: "not connected" }[s.state];
   el.textContent = s.state === "closed" && s.reason ? text + ": " + s.reason : text;
   el.dataset.state = s.state;
@@ -83,7 +89,10 @@ function start(login) {
                  transport: new URLSearchParams(location.search).get("transport") || "auto",
                  onState: setState,
                  onTask: showTask,
+                 share: new URLSearchParams(location.search).get("share") !== "false",
+                 recent: RECENT,
                  onEvent: (f) => { if (f.task === undefined) notify(f); },
+                 onRecent: (f) => notify(f, true),
                  onWelcome: (w) => { $("who").textContent = "user " + w.user; },
                  onError: (e) => console.warn("pushbridge:", e.code, e.message) };
   if (typeof window.pushbridgeGetToken === "function") opts.getToken = window.pushbridgeGetToken;

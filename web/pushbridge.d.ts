@@ -14,6 +14,8 @@ export interface PushEvent<D = unknown> {
   pos?: string;
   /** A task snapshot sent after login, not a live event. */
   snapshot?: boolean;
+  /** A recent notification sent after login (options.recent), not a live event. */
+  recent?: boolean;
   data: D;
 }
 
@@ -26,7 +28,8 @@ export interface Welcome {
   resumed?: boolean;
 }
 
-export type State = "idle" | "connecting" | "open" | "reconnecting" | "closed";
+/** "offline": the browser says it is offline; the connection waits for "online". */
+export type State = "idle" | "connecting" | "open" | "reconnecting" | "offline" | "closed";
 export type Transport = "websocket" | "sse";
 
 export interface StateDetail {
@@ -74,8 +77,33 @@ export interface ConnectOptions {
   sseUrl?: string;
   /** How many positions and ids are remembered to drop duplicates (default 1024). */
   dedupSize?: number;
+  /**
+   * Recent notifications to get after the snapshot on the first login
+   * (0-100, default 0): the user's latest events without a task, oldest
+   * first, as "recent" events. A tab that joins a shared connection gets
+   * the holder's latest ones the same way.
+   */
+  recent?: number;
+  /**
+   * Share one connection with this browser's other tabs that connect to the
+   * same bridge as the same user with the same events (default true where
+   * the browser has a SharedWorker or Web Locks and BroadcastChannel).
+   */
+  share?: boolean;
+  /** The group's identity when sharing (default: user, or the token's sub). */
+  shareKey?: string;
+  /**
+   * The URL of this module for the SharedWorker that holds a shared
+   * connection (default: the module's own URL when it is loaded as
+   * pushbridge.js; a bundle has none, and tabs elect a holder instead).
+   */
+  workerUrl?: string | URL;
+  /** Reconnect at once on "online" and when the page is shown again (default true). */
+  watchNetwork?: boolean;
   onEvent?: (ev: PushEvent) => void;
   onSnapshot?: (ev: PushEvent) => void;
+  /** Recent notifications after login (options.recent). */
+  onRecent?: (ev: PushEvent) => void;
   /** Live events and snapshots that carry a task. */
   onTask?: (ev: PushEvent) => void;
   onWelcome?: (w: Welcome) => void;
@@ -85,11 +113,15 @@ export interface ConnectOptions {
   /** For tests: replacements for the globals. */
   WebSocket?: typeof WebSocket;
   fetch?: typeof fetch;
+  BroadcastChannel?: typeof BroadcastChannel;
+  locks?: Pick<LockManager, "request">;
+  SharedWorker?: typeof SharedWorker | null;
 }
 
 export interface ConnectionEventMap {
   event: CustomEvent<PushEvent>;
   snapshot: CustomEvent<PushEvent>;
+  recent: CustomEvent<PushEvent>;
   task: CustomEvent<PushEvent>;
   welcome: CustomEvent<Welcome>;
   state: CustomEvent<StateDetail>;
@@ -106,6 +138,14 @@ export declare class Connection extends EventTarget {
   readonly user: string | null;
   /** The latest frame of each task seen (snapshot or live). */
   readonly tasks: Map<string, PushEvent>;
+  /**
+   * How a shared connection is held: "worker" (a SharedWorker), "leader"
+   * (this tab), "follower" (another tab), "direct" (sharing was not
+   * possible); undefined for share: false.
+   */
+  readonly role?: "joining" | "worker" | "leader" | "follower" | "direct" | null;
+  /** The browser went "offline", came back "online", or showed the page ("visible"). */
+  nudge(why: "offline" | "online" | "visible"): void;
   close(): void;
   addEventListener<K extends keyof ConnectionEventMap>(
     type: K, listener: (ev: ConnectionEventMap[K]) => void, options?: boolean | AddEventListenerOptions): void;
@@ -116,6 +156,9 @@ export declare class Connection extends EventTarget {
 /** url: the bridge's /ws URL, or its base URL ("/" = this page's origin). */
 export declare function connect(url: string, options?: ConnectOptions): Connection;
 export default connect;
+
+/** What connect() returns when the connection is shared with other tabs. */
+export declare class SharedConnection extends Connection {}
 
 export declare const DEFAULT_BACKOFF: Readonly<Required<Backoff>>;
 export declare function backoffDelay(attempt: number, backoff?: Backoff, random?: () => number): number;
@@ -130,3 +173,5 @@ export declare class SSEParser {
 }
 export declare function endpoints(url: string, base?: string): { ws: string; sse: string };
 export declare const VERSION: string;
+/** The sub claim of a JWT, read without verifying it. */
+export declare function jwtSubject(token: string): string | undefined;

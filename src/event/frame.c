@@ -116,7 +116,7 @@ static void mark_task(struct pb_frame *f, const struct pb_event *ev)
     f->task_key = x ? x : 1;
 }
 
-struct pb_frame *pb_frame_event_native(const struct pb_event *ev, int snapshot, const char *pos)
+struct pb_frame *pb_frame_event_native(const struct pb_event *ev, int mark, const char *pos)
 {
     static const char head[] = "{\"type\":\"event\",\"event\":";
     static const char id_key[] = ",\"id\":";
@@ -124,6 +124,7 @@ struct pb_frame *pb_frame_event_native(const struct pb_event *ev, int snapshot, 
     static const char task_key[] = ",\"task\":";
     static const char final_key[] = ",\"final\":true";
     static const char snap[] = ",\"snapshot\":true";
+    static const char recent[] = ",\"recent\":true";
     static const char data_key[] = ",\"data\":";
     const char *name = pb_event_name(ev);
     size_t name_len = strlen(name);
@@ -133,8 +134,10 @@ struct pb_frame *pb_frame_event_native(const struct pb_event *ev, int snapshot, 
                  ev->data_len + 1;
     if (ev->id)
         len += sizeof(id_key) - 1 + pb_json_string_len(ev->id, id_len);
-    if (snapshot)
+    if (mark == PB_FRAME_SNAPSHOT)
         len += sizeof(snap) - 1;
+    else if (mark == PB_FRAME_RECENT)
+        len += sizeof(recent) - 1;
     size_t task_len = ev->task ? strlen(ev->task) : 0;
     if (ev->task)
         len += sizeof(task_key) - 1 + pb_json_string_len(ev->task, task_len);
@@ -168,8 +171,10 @@ struct pb_frame *pb_frame_event_native(const struct pb_event *ev, int snapshot, 
         p = put(p, pos, pos_len);
         *p++ = '"';
     }
-    if (snapshot)
+    if (mark == PB_FRAME_SNAPSHOT)
         p = PUT_LIT(p, snap);
+    else if (mark == PB_FRAME_RECENT)
+        p = PUT_LIT(p, recent);
     p = PUT_LIT(p, data_key);
     p = put(p, ev->data, ev->data_len);
     *p = '}';

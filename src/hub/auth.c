@@ -444,6 +444,20 @@ static int token_user(const struct pb_auth *a, yajl_val token, struct pb_identit
     return 0;
 }
 
+/* "recent": N (SPEC 9), an integer 0..100; absent or null asks for none. */
+static int login_recent(yajl_val v, struct pb_identity *id, const char **code, char *msg,
+                        size_t msglen)
+{
+    if (!v || YAJL_IS_NULL(v))
+        return 0;
+    if (!YAJL_IS_INTEGER(v) || YAJL_GET_INTEGER(v) < 0 ||
+        YAJL_GET_INTEGER(v) > PB_AUTH_MAX_RECENT)
+        return refuse(code, msg, msglen, "bad_recent",
+                      "recent must be an integer from 0 to 100 (how many recent notifications)");
+    id->recent = (int)YAJL_GET_INTEGER(v);
+    return 0;
+}
+
 static int login_fields(const struct pb_auth *a, yajl_val obj, struct pb_identity *id,
                         const char **code, char *msg, size_t msglen)
 {
@@ -484,7 +498,8 @@ static int login_fields(const struct pb_auth *a, yajl_val obj, struct pb_identit
     if (!events && event && !YAJL_IS_NULL(event) &&
         str_list(event, &id->events, &id->nevents, 1, 1))
         return refuse(code, msg, msglen, "bad_events", "event must be a name of 1 to 256 bytes");
-    return 0;
+    return id->form == PB_FORM_NATIVE ? login_recent(member(obj, "recent"), id, code, msg, msglen)
+                                      : 0;
 }
 
 /* A copy with a terminating NUL for yajl_tree_parse; NULL when the text

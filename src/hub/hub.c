@@ -404,6 +404,17 @@ static void add_task(const struct pb_event *ev, void *ud)
                                                         : pb_frame_event_plain(ev));
 }
 
+static int admit_recent(const struct pb_event *ev, void *ud)
+{
+    return admits(((struct start_batch *)ud)->c, ev);
+}
+
+static void add_recent(const struct pb_event *ev, void *ud)
+{
+    struct start_batch *b = ud;
+    batch_add(b, pb_frame_event_native(ev, PB_FRAME_RECENT, NULL));
+}
+
 /* {"type":"welcome","user":U,"conn_id":"N","pos":P[,"resumed":R]} */
 static struct pb_frame *welcome_frame(struct pb_hub *h, const struct pb_member *c, int resumed)
 {
@@ -449,6 +460,13 @@ static void start(struct pb_hub *h, struct pb_member *c, const char *resume, siz
      * (its progress would jump back, then forward again). */
     if (resumed != 1 && h->store)
         pb_store_each_task(h->store, c->user->id, c->user->idlen, add_task, &b);
+    /* Recent notifications after the snapshot (SPEC 9), as many as the queue
+     * takes beside it; a resumed client has them already. */
+    long room = (long)h->cfg->ws_queue_max_messages - 1 - (long)b.n;
+    if (resumed != 1 && native && h->store && c->ident.recent > 0 && room > 0)
+        pb_store_recent(h->store, c->user->id, c->user->idlen,
+                        c->ident.recent < room ? c->ident.recent : (int)room, admit_recent,
+                        add_recent, &b);
     struct pb_to_worker *msg = pb_to_worker_new(PB_TW_START, b.n + 1);
     if (msg) {
         msg->conn = c->conn;

@@ -36,6 +36,8 @@
 /* Longest token taken from the query or the header. */
 #define SSE_TOKEN_MAX 8192
 #define SSE_EVENTS_MAX 2048
+/* Longest query argument read (the token with its name): see url_arg. */
+#define SSE_ARG_MAX (SSE_TOKEN_MAX + 16)
 #define SSE_KEEPALIVE ": keep-alive\n\n"
 
 /* Asks for a WRITEABLE callback. lws refuses (-1) only a connection it is
@@ -278,7 +280,7 @@ static int read_token(struct lws *wsi, char **out)
 
 /* The native login message the WebSocket form would have sent, so the one
  * pb_auth_login decides for both transports. */
-static void login_json(struct pb_buf *b, const char *token, const char *events)
+static void login_json(struct pb_buf *b, const char *token, const char *events, int recent)
 {
     pb_buf_puts(b, "{\"type\":\"auth\",\"token\":");
     pb_buf_json_string(b, token, strlen(token));
@@ -298,7 +300,42 @@ static void login_json(struct pb_buf *b, const char *token, const char *events)
         }
         pb_buf_puts(b, "]");
     }
+    if (recent > 0)
+        pb_buf_printf(b, ",\"recent\":%d", recent);
     pb_buf_puts(b, "}");
+}
+
+/* The query argument `name` ("events=") into out: 1 found, 0 absent, -1
+ * longer than cap (or out of memory). lws copies each query argument into
+ * its buffer in turn and gives up at the first that does not fit, so that
+ * buffer must hold the longest one there may be (the token), not just the
+ * value asked for: with a small one, a long token hid every argument after
+ * it. */
+static int url_arg(struct lws *wsi, const char *name, char *out, size_t cap)
+{
+    char *tmp = malloc(SSE_ARG_MAX);
+    if (!tmp)
+        return -1;
+    const char *v = lws_get_urlarg_by_name(wsi, name, tmp, SSE_ARG_MAX);
+    int rc = !v ? 0 : strlen(v) < cap ? 1 : -1;
+    if (rc == 1)
+        memcpy(out, v, strlen(v) + 1);
+    free(tmp);
+    return rc;
+}
+
+/* ?recent=N (SPEC 9): 0 when absent, -1 when not an integer 0..100. */
+static int read_recent(struct lws *wsi)
+{
+    char v[8];
+    int rc = url_arg(wsi, "recent=", v, sizeof(v));
+    if (rc <= 0)
+        return rc;
+    int n = 0;
+    size_t len = strlen(v);
+    for (size_t i = 0; i < len && n >= 0; i++)
+        n = v[i] < '0' || v[i] > '9' || i >= 3 ? -1 : n * 10 + (v[i] - '0');
+    return len && n >= 0 && n <= PB_AUTH_MAX_RECENT ? n : -1;
 }
 
 /* resume: the Last-Event-ID header (an EventSource reconnecting), else
@@ -310,12 +347,10 @@ static int read_resume(struct lws *wsi, char *out, size_t cap)
     if (n > 0 && (size_t)n < cap && lws_hdr_custom_copy(wsi, out, (int)cap, "last-event-id:", 14) > 0)
         return 1;
     out[0] = '\0';
-    char tmp[PB_POS_MAX_LEN + 16];
-    const char *v = lws_get_urlarg_by_name(wsi, "resume=", tmp, (int)sizeof(tmp));
-    if (!v)
-        return 0;
-    snprintf(out, cap, "%s", strlen(v) < cap ? v : "");
-    return 1;
+    int rc = url_arg(wsi, "resume=", out, cap);
+    if (rc < 0) /* too long to be a pos: resumes nothing */
+        out[0] = '\0';
+    return rc != 0;
 }
 
 static int start_stream(struct lws *wsi, const char *origin)
@@ -386,11 +421,23 @@ static int begin(struct pb_worker *w, struct lws *wsi, struct pb_pss *pss)
     if (rc > 0)
         return refuse(wsi, HTTP_STATUS_UNAUTHORIZED, "missing_token",
                       "give the token as ?token=... or an Authorization: Bearer header");
+    int recent = read_recent(wsi);
+    if (recent < 0) {
+        free(token);
+        return refuse(wsi, HTTP_STATUS_BAD_REQUEST, "bad_recent",
+                      "recent must be an integer from 0 to 100 (how many recent notifications)");
+    }
     char events[SSE_EVENTS_MAX];
-    const char *ev = lws_get_urlarg_by_name(wsi, "events=", events, (int)sizeof(events));
+    rc = url_arg(wsi, "events=", events, sizeof(events));
+    if (rc < 0) {
+        free(token);
+        return refuse(wsi, HTTP_STATUS_BAD_REQUEST, "bad_events",
+                      "events= is over 2 KiB (at most 64 names of 1 to 256 bytes)");
+    }
+    const char *ev = rc ? events : NULL;
     struct pb_buf login;
     pb_buf_init(&login, SSE_TOKEN_MAX * 7 + SSE_EVENTS_MAX * 7);
-    login_json(&login, token, ev);
+    login_json(&login, token, ev, recent);
     free(token);
     if (login.truncated) {
         pb_buf_free(&login);

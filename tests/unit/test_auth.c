@@ -440,6 +440,10 @@ static void test_none_refusals(void **state)
         {"{\"type\":\"auth\",\"token\":\"u1\",\"events\":[\"a\",null]}", "bad_events"},
         {"{\"type\":\"auth\",\"token\":\"u1\",\"events\":true}", "bad_events"},
         {"{\"token\":\"abc\",\"event\":5}", "bad_events"},
+        {"{\"type\":\"auth\",\"token\":\"u1\",\"recent\":101}", "bad_recent"},
+        {"{\"type\":\"auth\",\"token\":\"u1\",\"recent\":-1}", "bad_recent"},
+        {"{\"type\":\"auth\",\"token\":\"u1\",\"recent\":2.5}", "bad_recent"},
+        {"{\"type\":\"auth\",\"token\":\"u1\",\"recent\":\"5\"}", "bad_recent"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
         login_refused(a, cases[i][0], cases[i][1]);
@@ -471,6 +475,13 @@ static void test_none_refusals(void **state)
     login_ok(a, many, &id);
     assert_int_equal(id.nevents, PB_AUTH_MAX_EVENTS);
     assert_string_equal(id.events[63], "e63");
+    pb_identity_clear(&id);
+    /* recent: 0..100 on a native login; null asks for none. */
+    login_ok(a, "{\"type\":\"auth\",\"token\":\"u\",\"recent\":100}", &id);
+    assert_int_equal(id.recent, 100);
+    pb_identity_clear(&id);
+    login_ok(a, "{\"type\":\"auth\",\"token\":\"u\",\"recent\":null}", &id);
+    assert_int_equal(id.recent, 0);
     pb_identity_clear(&id);
 
     /* A NUL byte inside the frame. */

@@ -80,6 +80,12 @@ static void collect(const struct pb_event *ev, void *ud)
     snprintf(s->data[s->n++], sizeof(s->data[0]), "%.*s", (int)ev->data_len, ev->data);
 }
 
+static void collect_count(const struct pb_event *ev, void *ud)
+{
+    (void)ev;
+    ((struct seen *)ud)->n++;
+}
+
 static void collect_pos(const struct pb_event *ev, const char *pos, void *ud)
 {
     assert_true(pos[0] == '1' && pos[1] == '.');
@@ -262,6 +268,50 @@ static void test_malformed_pos(void **state)
     }
 }
 
+/* Only the broadcasts whose data is not "skip" (the hub's filter). */
+static int admit_not_skip(const struct pb_event *ev, void *ud)
+{
+    (void)ud;
+    return !(ev->data_len == 4 && memcmp(ev->data, "skip", 4) == 0);
+}
+
+static void test_recent_notifications(void **state)
+{
+    struct fx *fx = *state;
+    fx->cfg.history_max_events = 200;
+    record(fx, "u", NULL, 0, 0, 0, "n0");
+    record(fx, "u", "build", 0, 0, 0, "t1"); /* a task: not a notification */
+    record(fx, "*", NULL, 0, 0, 1, "b2");
+    record(fx, "other", NULL, 0, 0, 0, "o3");
+    record(fx, "*", NULL, 0, 0, 1, "skip");
+    record(fx, "u", NULL, 0, 0, 0, "n5");
+    record(fx, "u", "build", 1, 0, 0, "t6");
+    /* The last three, oldest first, in arrival order across the user's and
+     * the broadcast history. */
+    struct seen s = {0};
+    assert_int_equal(pb_store_recent(store(fx), "u", 1, 3, admit_not_skip, collect, &s), 3);
+    assert_string_equal(s.data[0], "n0");
+    assert_string_equal(s.data[1], "b2");
+    assert_string_equal(s.data[2], "n5");
+    /* Fewer kept than asked: all of them; none asked: none. */
+    struct seen all = {0};
+    assert_int_equal(pb_store_recent(store(fx), "u", 1, 100, NULL, collect, &all), 4);
+    assert_string_equal(all.data[3], "n5");
+    assert_int_equal(pb_store_recent(store(fx), "u", 1, 0, NULL, collect, &all), 0);
+    /* More than PB_STORE_MAX_RECENT asked: PB_STORE_MAX_RECENT at most. */
+    for (int i = 0; i < PB_STORE_MAX_RECENT + 20; i++)
+        record(fx, "v", NULL, 0, 0, 0, "v");
+    struct seen *big = calloc(1, sizeof(*big) * 4);
+    long n = pb_store_recent(store(fx), "v", 1, 1000, admit_not_skip, collect_count, big);
+    assert_int_equal(n, PB_STORE_MAX_RECENT);
+    free(big);
+    /* An unknown user still sees the broadcasts; no history: nothing. */
+    struct seen b = {0};
+    assert_int_equal(pb_store_recent(store(fx), "nobody", 6, 10, NULL, collect, &b), 2);
+    fx->cfg.history_max_events = 0;
+    assert_int_equal(pb_store_recent(store(fx), "u", 1, 10, NULL, collect, &b), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -276,6 +326,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_resume_not_covered_on_an_unnamed_stream, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_malformed_pos, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_recent_notifications, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -53,10 +53,15 @@ struct pb_frame *pb_frame_new(size_t len);
 void pb_frame_ref(struct pb_frame *f);
 void pb_frame_unref(struct pb_frame *f);
 
+/* What a native event frame is marked as: a live event, a task snapshot
+ * after login (SPEC 7), or a recent notification after login (SPEC 9). */
+enum pb_frame_mark { PB_FRAME_LIVE = 0, PB_FRAME_SNAPSHOT = 1, PB_FRAME_RECENT = 2 };
+
 /* {"type":"event","event":E,"id":I,"task":T,"final":true,"pos":P,
  * "snapshot":true,"data":<raw>}: id, task and final only when the envelope
- * had them, pos unless NULL, snapshot when set. */
-struct pb_frame *pb_frame_event_native(const struct pb_event *ev, int snapshot, const char *pos);
+ * had them, pos unless NULL, "snapshot":true or "recent":true as mark
+ * (enum pb_frame_mark) says. */
+struct pb_frame *pb_frame_event_native(const struct pb_event *ev, int mark, const char *pos);
 /* What seed-form clients get: a string's text, or the data's JSON text. */
 struct pb_frame *pb_frame_event_plain(const struct pb_event *ev);
 /* A whole small frame given as wire bytes (at most PB_FRAME_HEADROOM: a

@@ -19,6 +19,7 @@ enum pb_login_form {
 #define PB_AUTH_MAX_GROUPS 64
 #define PB_AUTH_MAX_EVENTS 64
 #define PB_AUTH_MAX_TOKEN_BYTES 8192
+#define PB_AUTH_MAX_RECENT 100 /* = PB_STORE_MAX_RECENT */
 /* Bound: a login message, checked before parsing. The largest legitimate
  * one (an 8 KiB token, 64 event names of 256 bytes) is about 26 KiB. */
 #define PB_AUTH_MAX_LOGIN_BYTES (32 * 1024)
@@ -32,6 +33,7 @@ struct pb_identity {
     char **events; /* filter; none = every event of the user */
     size_t nevents;
     int form;      /* enum pb_login_form */
+    int recent;    /* recent notifications asked for (native "recent": 0..PB_AUTH_MAX_RECENT) */
     int64_t exp_ms; /* the JWT's exp, wall-clock ms since the epoch; 0 = none */
 };
 

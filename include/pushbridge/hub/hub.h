@@ -114,7 +114,11 @@ long pb_hub_deliver(struct pb_hub *h, struct pb_event *ev, uint32_t source);
 /* Keeps the event in the store only (the rebuild at start). */
 void pb_hub_keep(struct pb_hub *h, struct pb_event *ev);
 
-/* A message from a worker (login, close, groups): handled at once. */
+/* A message from a worker (login, closing, closed, groups): handled at once.
+ * A login gets the welcome (native clients), then, when resume names a pos
+ * the history covers, every event missed since, else the task snapshot and,
+ * when the login asked for them (ident.recent), the recent notifications
+ * (SPEC 9). */
 void pb_hub_receive(struct pb_hub *h, struct pb_to_hub *msg);
 
 struct pb_store *pb_hub_store(const struct pb_hub *h);

@@ -64,6 +64,15 @@ int pb_store_resume(struct pb_store *st, const char *user, size_t len, const cha
                     size_t poslen,
                     void (*fn)(const struct pb_event *ev, const char *pos, void *ud), void *ud);
 
+/* Recent notifications (SPEC 9, recent.c): calls fn, oldest first, with
+ * the last `max` (at most PB_STORE_MAX_RECENT) events of the user's history
+ * and the broadcast history that carry no task and that admit (NULL: all)
+ * accepts. Returns how many. */
+#define PB_STORE_MAX_RECENT 100
+long pb_store_recent(struct pb_store *st, const char *user, size_t len, int max,
+                     int (*admit)(const struct pb_event *ev, void *ud),
+                     void (*fn)(const struct pb_event *ev, void *ud), void *ud);
+
 /* Once a second: drops what outlived state.ttl_ms / history.ttl_ms. */
 void pb_store_tick(struct pb_store *st);
 

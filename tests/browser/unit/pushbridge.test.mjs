@@ -6,6 +6,15 @@ import assert from "node:assert/strict";
 import { backoffDelay, Dedup, SSEParser, connect, endpoints } from "../../../web/pushbridge.js";
 
 const tick = (ms = 0) => new Promise((r) => setTimeout(r, ms));
+// Polls instead of guessing a delay: the machine may be loaded.
+async function until(cond, what, ms = 3000) {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error("timed out waiting for " + what);
+    await tick(2);
+  }
+}
+const loggedIn = (sockets, i = 0) => until(() => sockets[i] && sockets[i].sent.length > 0, `socket ${i} login`);
 
 test("backoff grows exponentially and is capped", () => {
   const b = { initialMs: 100, maxMs: 1000, factor: 2, jitter: 0 };
@@ -79,7 +88,7 @@ test("login, events, then resume from the last pos after a drop, duplicates drop
   const c = connect("ws://x/ws", { WebSocket: WS, getToken: () => `t${++tokens}`, events: ["p"],
                                     backoff: fast, onEvent: (e) => events.push(e),
                                     onState: (s) => states.push(s.state) });
-  await tick(5);
+  await loggedIn(sockets);
   const a = sockets[0];
   assert.deepEqual(a.sent[0], { type: "auth", token: "t1", events: ["p"] });
   a.recv({ type: "welcome", user: "u", conn_id: "1", pos: "w0" });
@@ -87,7 +96,7 @@ test("login, events, then resume from the last pos after a drop, duplicates drop
   a.recv({ type: "event", event: "p", pos: "p2", data: 2 });
   assert.equal(c.pos, "p2");
   a.drop();
-  await tick(20);
+  await loggedIn(sockets, 1);
   const b = sockets[1];
   assert.ok(b, "reconnected by itself");
   assert.deepEqual(b.sent[0], { type: "auth", token: "t2", events: ["p"], resume: "p2" },
@@ -109,7 +118,7 @@ test("snapshot frames reach onSnapshot and the task map, not onEvent", async () 
   const snaps = [], events = [];
   const c = connect("ws://x/ws", { WebSocket: WS, user: "u", onSnapshot: (e) => snaps.push(e),
                                     onEvent: (e) => events.push(e) });
-  await tick(5);
+  await loggedIn(sockets);
   sockets[0].recv({ type: "welcome", user: "u", conn_id: "1", pos: "w0" });
   sockets[0].recv({ type: "event", event: "p", task: "a", snapshot: true, data: { progress: 40 } });
   assert.equal(snaps.length, 1);
@@ -122,10 +131,10 @@ test("a refresh request is answered with getToken() on the same socket", async (
   const { WS, sockets } = fakeWS();
   let n = 0;
   const c = connect("ws://x/ws", { WebSocket: WS, getToken: async () => `tok${++n}` });
-  await tick(5);
+  await loggedIn(sockets);
   sockets[0].recv({ type: "welcome", user: "u", conn_id: "1" });
   sockets[0].recv({ type: "refresh", expires_in_ms: 1000 });
-  await tick(5);
+  await until(() => sockets[0].sent.length > 1, "the refresh answer");
   assert.deepEqual(sockets[0].sent[1], { type: "refresh", token: "tok2" });
   assert.equal(sockets.length, 1, "no reconnect");
   c.close();
@@ -134,7 +143,7 @@ test("a refresh request is answered with getToken() on the same socket", async (
 test("login refused (4003) with a fixed token stops retrying", async () => {
   const { WS, sockets } = fakeWS();
   const c = connect("ws://x/ws", { WebSocket: WS, token: "bad", backoff: fast });
-  await tick(5);
+  await loggedIn(sockets);
   sockets[0].recv({ type: "error", code: "bad_token", message: "no" });
   sockets[0].drop(4003);
   await tick(20);
@@ -163,7 +172,7 @@ test("falls back to SSE when a WebSocket cannot be opened, and resumes there", a
   const events = [];
   const c = connect("http://h/", { WebSocket: Blocked, fetch: fetchFake, user: "u", backoff: fast,
                                    onEvent: (e) => events.push(e.data) });
-  await tick(60);
+  await until(() => urls.length >= 2 && events.length === 1, "the SSE stream and its resume");
   assert.equal(c.transport, "sse");
   assert.equal(urls[0].pathname, "/sse");
   assert.equal(urls[0].searchParams.get("token"), "u");
@@ -178,7 +187,26 @@ test("an SSE refusal (401) surfaces the JSON error", async () => {
   const c = connect("http://h/", { transport: "sse", token: "x", backoff: fast,
     fetch: async () => sseResponse(['{"error":"bad_token","message":"nope"}'], 401),
     onError: (e) => errors.push(e) });
-  await tick(20);
+  await until(() => c.state === "closed", "closed");
   assert.equal(errors[0].code, "bad_token");
   assert.equal(c.state, "closed");
+});
+
+test("recent: asked on the first login only; recent frames reach onRecent and leave pos alone", async () => {
+  const { WS, sockets } = fakeWS();
+  const recent = [], events = [];
+  const c = connect("ws://x/ws", { WebSocket: WS, user: "u", recent: 500, backoff: fast,
+                                   onRecent: (f) => recent.push(f.data), onEvent: (f) => events.push(f.data) });
+  await loggedIn(sockets);
+  assert.deepEqual(sockets[0].sent[0], { type: "auth", token: "u", recent: 100 }, "capped at 100");
+  sockets[0].recv({ type: "welcome", user: "u", conn_id: "1", pos: "w0" });
+  sockets[0].recv({ type: "event", event: "n", recent: true, data: "earlier" });
+  sockets[0].recv({ type: "event", event: "n", pos: "p1", data: "live" });
+  assert.deepEqual(recent, ["earlier"]);
+  assert.deepEqual(events, ["live"]);
+  assert.equal(c.pos, "p1");
+  sockets[0].drop();
+  await loggedIn(sockets, 1);
+  assert.deepEqual(sockets[1].sent[0], { type: "auth", token: "u", resume: "p1" }, "a reconnect resumes instead");
+  c.close();
 });
