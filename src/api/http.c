@@ -13,6 +13,7 @@
 #include "pushbridge/event/envelope.h"
 #include "pushbridge/api/http.h"
 #include "pushbridge/core/log.h"
+#include "pushbridge/kafka/presence.h"
 #include "pushbridge/api/relay.h"
 #include "pushbridge/public/server.h"
 #include "pushbridge/api/web.h"
@@ -91,6 +92,8 @@ static void push_one(struct pb_server *s, const char *json, size_t len, int broa
         ev.ts_ms = pb_now_ms();
         s->metrics.src[PB_SOURCE_HTTP].consumed++;
         res->delivered = pb_hub_deliver(s->hub, &ev, PB_SOURCE_HTTP);
+        if (ev.target_kind == PB_TARGET_USER) /* standalone: connected nowhere? */
+            pb_kafka_undelivered_http(s->kafka, ev.target, ev.target_len, json, len);
     } else {
         pb_metrics_drop(&s->metrics, PB_SOURCE_HTTP, reason ? reason : PB_DROP_NO_TARGET);
         if (job)
@@ -359,6 +362,14 @@ static void h_send(struct pb_server *s, struct pb_http_req *r, const char *query
     }
     s->metrics.src[PB_SOURCE_HTTP].consumed++;
     long n = pb_hub_deliver(s->hub, &ev, PB_SOURCE_HTTP);
+    if (n == 0 && !pb_hub_user_connections(s->hub, ev.target, ev.target_len)) {
+        struct pb_buf value; /* what the caller sent, as a push object */
+        pb_buf_init(&value, PB_HTTP_MAX_ANSWER);
+        pb_event_envelope(&ev, &value);
+        if (!value.truncated)
+            pb_kafka_undelivered_http(s->kafka, ev.target, ev.target_len, value.data, value.len);
+        pb_buf_free(&value);
+    }
     if (n == 0) {
         char msg[400];
         snprintf(msg, sizeof(msg), "user %s has no open connection", ev.user_id);
@@ -453,11 +464,21 @@ static void h_user(struct pb_server *s, struct pb_http_req *r)
         answer_tasks(s, r, id, (size_t)n);
         return;
     }
+    /* In cluster mode, the whole cluster's answer (presence.c). */
     size_t conns = pb_hub_user_connections(s->hub, id, (size_t)n);
-    char buf[96];
-    snprintf(buf, sizeof(buf), "{\"online\":%s,\"connections\":%zu}", conns ? "true" : "false",
-             conns);
-    answer_json(r, 200, buf);
+    r->status = 200;
+    r->content_type = "application/json";
+    pb_buf_reset(&r->answer);
+    pb_presence_user_json(pb_kafka_presence(s->kafka), id, (size_t)n, conns, &r->answer);
+}
+
+/* GET /cluster: the live nodes (SPEC 8). */
+static void h_cluster(struct pb_server *s, struct pb_http_req *r)
+{
+    r->status = 200;
+    r->content_type = "application/json";
+    pb_buf_reset(&r->answer);
+    pb_presence_nodes_json(pb_kafka_presence(s->kafka), s->cfg, s->hub, &r->answer);
 }
 
 static void h_stats(struct pb_server *s, struct pb_http_req *r)
@@ -526,6 +547,7 @@ static const struct route routes[] = {
     {"/send", 0, M_GET | M_POST, "GET, POST", 1, 1},
     {"/users/", 1, M_GET, "GET", 0, 1},
     {"/stats", 0, M_GET, "GET", 0, 1},
+    {"/cluster", 0, M_GET, "GET", 0, 1},
     {"/metrics", 0, M_GET, "GET", 0, 1},
     {"/healthz", 0, M_GET, "GET", 0, 1},
     {"/readyz", 0, M_GET, "GET", 0, 1},
@@ -607,6 +629,8 @@ void pb_http_handle(struct pb_server *s, const struct pb_vhd *vhd, struct pb_htt
         h_user(s, r);
     else if (strcmp(rt->path, "/stats") == 0)
         h_stats(s, r);
+    else if (strcmp(rt->path, "/cluster") == 0)
+        h_cluster(s, r);
     else if (strcmp(rt->path, "/metrics") == 0)
         h_metrics(s, r);
     else if (strcmp(rt->path, "/healthz") == 0)

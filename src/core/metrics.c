@@ -238,6 +238,26 @@ void pb_metrics_render_prometheus(const struct pb_metrics *m, const struct pb_ga
     scalar(b, "pushbridge_events_skipped_total", "counter",
            "Events for users with no connection on this node, skipped before parsing (SPEC 8).",
            m->skipped_no_connection);
+    help(b, "pushbridge_presence_messages_total", "counter",
+         "Presence messages (cluster.presence_topic) written by this node and read from all.");
+    pb_buf_printf(b, "pushbridge_presence_messages_total{direction=\"out\"} %llu\n",
+                  (unsigned long long)m->presence_out);
+    pb_buf_printf(b, "pushbridge_presence_messages_total{direction=\"in\"} %llu\n",
+                  (unsigned long long)m->presence_in);
+    scalar(b, "pushbridge_presence_bytes_written_total", "counter",
+           "Bytes of presence messages written by this node.", m->presence_out_bytes);
+    scalar(b, "pushbridge_presence_failures_total", "counter",
+           "Presence messages Kafka did not take (the others wait for the next snapshot).",
+           m->presence_failures);
+    scalar(b, "pushbridge_presence_overflow_total", "counter",
+           "Other nodes' users not kept past cluster.presence_max_users.", m->presence_overflow);
+    scalar(b, "pushbridge_undelivered_total", "counter",
+           "Events for users connected nowhere produced to kafka.undelivered_topic.",
+           m->undelivered);
+    scalar(b, "pushbridge_undelivered_failures_total", "counter",
+           "Events for users connected nowhere that could not be produced to "
+           "kafka.undelivered_topic.",
+           m->undelivered_failures);
     help(b, "pushbridge_kafka_partitions_assigned", "gauge",
          "Partitions of the subscribed topics this bridge's consumer holds.");
     pb_buf_printf(b, "pushbridge_kafka_partitions_assigned %d\n", g->partitions_assigned);

@@ -38,6 +38,10 @@ struct pb_hub {
     size_t queue_bytes; /* sum of q_bytes: the pushbridge_queue_bytes gauge */
     uint64_t next_id;
     uint64_t seed;
+
+    /* Told of every change of a user's connection count (presence.c). */
+    pb_hub_watch_fn watch;
+    void *watch_arg;
 };
 
 static uint64_t hash_id(const struct pb_hub *h, const char *s, size_t n)
@@ -178,6 +182,8 @@ int pb_hub_login(struct pb_hub *h, struct pb_conn *c, struct pb_identity *id)
         u->conns->user_prev = c;
     u->conns = c;
     u->nconns++;
+    if (h->watch)
+        h->watch(h->watch_arg, u->id, u->idlen, u->nconns);
     return 0;
 }
 
@@ -193,7 +199,10 @@ static void user_remove_conn(struct pb_hub *h, struct pb_conn *c)
     if (c->user_next)
         c->user_next->user_prev = c->user_prev;
     c->user = NULL;
-    if (--u->nconns > 0)
+    --u->nconns;
+    if (h->watch)
+        h->watch(h->watch_arg, u->id, u->idlen, u->nconns);
+    if (u->nconns > 0)
         return;
     struct pb_user **pp = &h->buckets[u->hash & (h->nbuckets - 1)];
     while (*pp != u)
@@ -753,6 +762,19 @@ size_t pb_hub_user_connections(const struct pb_hub *h, const char *user, size_t 
 {
     const struct pb_user *u = user_find(h, user, len, hash_id(h, user, len));
     return u ? u->nconns : 0;
+}
+
+void pb_hub_set_watch(struct pb_hub *h, pb_hub_watch_fn fn, void *arg)
+{
+    h->watch = fn;
+    h->watch_arg = arg;
+}
+
+void pb_hub_each_user(const struct pb_hub *h, pb_hub_watch_fn fn, void *arg)
+{
+    for (size_t i = 0; i < h->nbuckets; i++)
+        for (const struct pb_user *u = h->buckets[i]; u; u = u->hnext)
+            fn(arg, u->id, u->idlen, u->nconns);
 }
 
 size_t pb_hub_connections(const struct pb_hub *h)

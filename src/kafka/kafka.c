@@ -315,7 +315,11 @@ struct pb_kafka *pb_kafka_new(const struct pb_config *cfg, struct pb_hub *hub, s
     rd_kafka_queue_io_event_enable(k->queue, k->pipefd[1], "1", 1);
     if (cfg->kafka_dead_letter_topic && !(k->dlq = pb_kafka_dead_letter_producer(k, errstr, errlen)))
         goto fail;
-    if (cfg->cluster_mode == PB_CLUSTER_KAFKA && pb_kafka_push_start(k, errstr, errlen))
+    if (cfg->cluster_mode == PB_CLUSTER_KAFKA &&
+        (pb_kafka_push_start(k, errstr, errlen) ||
+         !(k->presence = pb_presence_new(k, errstr, errlen))))
+        goto fail;
+    if (cfg->kafka_undelivered_topic && pb_kafka_undelivered_start(k, errstr, errlen))
         goto fail;
     if (!pb_kafka_rebuild_start(k) && subscribe(k, errstr, errlen))
         goto fail;
@@ -331,6 +335,11 @@ struct pb_kafka *pb_kafka_new(const struct pb_config *cfg, struct pb_hub *hub, s
 fail:
     pb_kafka_free(k);
     return NULL;
+}
+
+struct pb_presence *pb_kafka_presence(const struct pb_kafka *k)
+{
+    return k ? k->presence : NULL;
 }
 
 int pb_kafka_wake_fd(const struct pb_kafka *k)
@@ -361,7 +370,7 @@ int pb_kafka_ready(const struct pb_kafka *k, const char **why)
         *why = k->why;
         return 0;
     }
-    return 1;
+    return pb_presence_ready(k->presence, why);
 }
 
 /* kafka.broadcast_topics: who may address every connection or a group. Any
@@ -465,7 +474,11 @@ static void handle_message(struct pb_kafka *k, const rd_kafka_message_t *msg, ui
         pb_metrics_drop(k->m, src, PB_DROP_STALE);
         return;
     }
-    if (for_nobody_here(k, msg)) {
+    /* An event for a user connected nowhere is parsed (checked) only by the
+     * node that writes it to kafka.undelivered_topic. */
+    if (for_nobody_here(k, msg) &&
+        !pb_kafka_undelivered_wanted(k, msg->key, msg->key_len, rd_kafka_topic_name(msg->rkt),
+                                     msg->partition)) {
         k->m->skipped_no_connection++;
         return;
     }
@@ -473,8 +486,12 @@ static void handle_message(struct pb_kafka *k, const rd_kafka_message_t *msg, ui
     int reason = parse_message(k, msg, ts, &ev);
     if (reason)
         pb_kafka_malformed(k, msg, src, reason, ev.detail);
-    else
+    else {
         pb_hub_deliver(k->hub, &ev, src);
+        if (ev.target_kind == PB_TARGET_USER &&
+            pb_kafka_undelivered_wanted(k, ev.target, ev.target_len, ev.topic, ev.partition))
+            pb_kafka_undelivered_message(k, msg, ev.target, ev.target_len);
+    }
     pb_event_clear(&ev);
 }
 
@@ -527,6 +544,13 @@ int pb_kafka_drain(struct pb_kafka *k, int budget)
     while (read(k->pipefd[0], sink, sizeof(sink)) > 0)
         ;
     pb_kafka_push_poll(k);
+    pb_presence_poll(k->presence);
+    if (k->undelivered)
+        rd_kafka_poll(k->undelivered, 0);
+    if (k->presence && pb_presence_drain(k->presence, budget)) {
+        if (write(k->pipefd[1], "1", 1) < 0 && errno != EAGAIN)
+            pb_warn("kafka: cannot re-arm the wake-up pipe: %s", strerror(errno));
+    }
     if (k->rebuild && drain_rebuild(k, budget)) {
         if (write(k->pipefd[1], "1", 1) < 0 && errno != EAGAIN)
             pb_warn("kafka: cannot re-arm the wake-up pipe: %s", strerror(errno));
@@ -624,6 +648,7 @@ void pb_kafka_close(struct pb_kafka *k, int64_t deadline_ms)
 {
     if (!k || !k->rk)
         return;
+    pb_presence_bye(k->presence, deadline_ms);
     leave_group(k, deadline_ms);
     /* Asynchronous close, so that a broker that is gone cannot hold the
      * process past shutdown_timeout_ms: leave the group, commit what was
@@ -648,6 +673,11 @@ void pb_kafka_close(struct pb_kafka *k, int64_t deadline_ms)
     int64_t left = deadline_ms - pb_monotonic_ms();
     if (k->dlq && rd_kafka_flush(k->dlq, left > 0 ? (int)left : 0) != RD_KAFKA_RESP_ERR_NO_ERROR)
         pb_warn("kafka: %d dead letter(s) not produced before exit", rd_kafka_outq_len(k->dlq));
+    left = deadline_ms - pb_monotonic_ms();
+    if (k->undelivered &&
+        rd_kafka_flush(k->undelivered, left > 0 ? (int)left : 0) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        pb_warn("kafka: %d event(s) not produced to kafka.undelivered_topic before exit",
+                rd_kafka_outq_len(k->undelivered));
 }
 
 int pb_kafka_closed(const struct pb_kafka *k)
@@ -660,6 +690,9 @@ void pb_kafka_free(struct pb_kafka *k)
     if (!k)
         return;
     pb_kafka_rebuild_free(k);
+    pb_presence_free(k->presence);
+    if (k->undelivered)
+        rd_kafka_destroy(k->undelivered);
     if (k->push) {
         k->push_done = NULL; /* the requests waiting for it are gone */
         rd_kafka_destroy(k->push);

@@ -144,6 +144,14 @@ void pb_conn_sent(struct pb_hub *h, struct pb_conn *c);
 struct pb_frame *pb_conn_at(const struct pb_conn *c, uint32_t i);
 void pb_conn_pop(struct pb_hub *h, struct pb_conn *c);
 
+/* A user's connection count changed to n (0: the user is gone); called
+ * on the loop thread, right after the change. */
+typedef void (*pb_hub_watch_fn)(void *arg, const char *user, size_t len, size_t n);
+/* One watcher at most (presence.c); NULL stops watching. */
+void pb_hub_set_watch(struct pb_hub *h, pb_hub_watch_fn fn, void *arg);
+/* Calls fn for every user with a connection (a presence snapshot). */
+void pb_hub_each_user(const struct pb_hub *h, pb_hub_watch_fn fn, void *arg);
+
 size_t pb_hub_user_connections(const struct pb_hub *h, const char *user, size_t len);
 size_t pb_hub_connections(const struct pb_hub *h);
 size_t pb_hub_users(const struct pb_hub *h);
