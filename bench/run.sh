@@ -711,14 +711,14 @@ run_logins() {
     printf '%s\t%s\t-\t-\t-\t-\t-\t-\t-\t-\t%s\t%s\t-\t%s\n' "$name" "${welcomed:-0}" \
         "$(calc "$rss / 1024")" "$(calc "$per_conn / 1024")" \
         "$(calc "$(jget "$lgj" loadgen_cpu_share) * 100")" >>"$ROWS"
-    local fmt='logins: %s of %s in %.2f s = %.0f logins/s; handshake p50 %.1f ms, p99 %.1f ms;'
+    local fmt='%s: %s of %s in %.2f s = %.0f logins/s; handshake p50 %.1f ms, p99 %.1f ms;'
     fmt+=' bridge CPU %.2f s to log them in (%.0f per CPU-s), %.2f s to close them\n'
     # shellcheck disable=SC2059 # the format is ours
-    printf "$fmt" "${welcomed:-0}" "$conns" "$setup_s" "$rate" \
+    printf "$fmt" "$name" "${welcomed:-0}" "$conns" "$setup_s" "$rate" \
         "$(calc "$(jget "$lgj" handshake_p50_us) / 1000")" \
         "$(calc "$(jget "$lgj" handshake_p99_us) / 1000")" "$login_cpu" \
         "$(calc "$login_cpu > 0 ? ${welcomed:-0} / $login_cpu : 0")" "$close_cpu" >>"$NOTES"
-    [ -n "$pres_bytes" ] && printf '%s: presence wrote %s messages, %s bytes: %.1f bytes per login and close\n' \
+    [ "${pres_bytes:-0}" != 0 ] && printf '%s: presence wrote %s messages, %s bytes: %.1f bytes per login and close\n' \
         "$name" "${pres_msgs:-0}" "$pres_bytes" \
         "$(calc "${welcomed:-0} > 0 ? $pres_bytes / ${welcomed:-1} : 0")" >>"$NOTES"
     return 0
