@@ -290,5 +290,5 @@ def test_operator_page_shows_the_clusters_nodes(driver, bridge_factory, kafka):
       return rows.length === 2 && rows[0][0] === 'n1 (this node)' &&
         rows.some((r) => r[0] === 'n2' && r[3] === '1' && r[4] === '1');
     })()""")
-    assert "kafka, 2 nodes" in driver("eval", js="document.getElementById('cluster-mode').innerText")
+    assert "kafka, 2 nodes" in driver("eval", js="document.getElementById('cluster-mode').textContent")
     screenshot(driver, "operator-nodes.png")
