@@ -33,73 +33,15 @@
  * instead); the producer's queue (PRODUCE_QUEUE_*). */
 #include "pushbridge/kafka/presence.h"
 
-#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <yajl/yajl_tree.h>
 
 #include "pushbridge/core/log.h"
 #include "kafka_internal.h"
-#include "presence_table.h"
-
-#define MAX_NODES 256
-#define SNAPSHOT_MS 30000
-#define SNAP_USERS 2000
-#define SNAP_BYTES (256 * 1024) /* a part is sent once it passes this */
-#define MSG_MAX (SNAP_BYTES + 8192)
-#define MAX_DIRTY 65536
-#define CATCHUP_MAX_MS 15000 /* ready anyway after this long (logged) */
-#define START_TIMEOUT_MS 5000
-#define RETENTION_MS "600000"
-#define SEGMENT_MS "60000"
-#define PRODUCE_QUEUE_MESSAGES "10000"
-#define PRODUCE_QUEUE_KBYTES "65536"
-#define LOG_INTERVAL_MS 10000
-
-struct pnode {
-    char name[256];
-    char version[32];
-    uint64_t inc;
-    int64_t seq;     /* last sequence number applied; -1 none */
-    int64_t seen_ms; /* wall clock: last message (its timestamp while catching up) */
-    int64_t connections, users;
-    int synced;    /* live holds a snapshot and every delta since */
-    int owner;     /* takes part in owning decisions */
-    int next_part; /* the snapshot part expected next; -1 none under way */
-    struct pb_utable live, building;
-};
-
-struct pb_presence {
-    struct pb_kafka *k;
-    const struct pb_config *cfg;
-    char node[256];
-    uint64_t inc;
-    int64_t seq;
-    rd_kafka_t *prod, *cons;
-    rd_kafka_queue_t *q;
-
-    struct pnode *nodes[MAX_NODES];
-    size_t nnodes;
-    size_t used; /* entries in every node's tables: <= cluster.presence_max_users */
-    uint64_t seed;
-
-    struct pb_utable dirty; /* users whose count changed since the last tick */
-    size_t dirty_used;
-    int need_snapshot;
-    int64_t last_snap_ms, last_sent_ms; /* monotonic */
-
-    int caught_up;
-    int64_t catchup_end; /* the topic's end at start; -1 unknown */
-    int64_t started_ms;  /* monotonic */
-    int self_seen;       /* a message of this incarnation was read back */
-    int announced;       /* owner:true has been sent */
-    int owner;           /* ... and read back: this node owns decisions */
-    int64_t last_log_ms;
-    char why[160];
-};
+#include "presence_internal.h"
 
 /* ---- the view of the other nodes ---- */
 
@@ -123,7 +65,7 @@ static struct pnode *node_find(const struct pb_presence *p, const char *name, si
     return NULL;
 }
 
-static void node_reset(struct pnode *n)
+void pb_presence_node_reset(struct pnode *n)
 {
     pb_utable_clear(&n->live);
     pb_utable_clear(&n->building);
@@ -155,7 +97,7 @@ static void node_remove(struct pb_presence *p, size_t i, const char *why)
 {
     struct pnode *n = p->nodes[i];
     pb_info("presence: node %s left (%s)", n->name, why);
-    node_reset(n);
+    pb_presence_node_reset(n);
     free(n);
     p->nodes[i] = p->nodes[--p->nnodes];
 }
@@ -276,7 +218,7 @@ static void apply(struct pb_presence *p, yajl_val v, int64_t seen_ms)
     if (!n && !(n = node_add(p, name)))
         return;
     if (n->inc != inc) { /* restarted: its former connections are gone */
-        node_reset(n);
+        pb_presence_node_reset(n);
         n->inc = inc;
     }
     n->seen_ms = seen_ms;
@@ -343,7 +285,7 @@ int pb_presence_drain(struct pb_presence *p, int budget)
 
 /* ---- what this node says ---- */
 
-static void on_report(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
+void pb_presence_on_report(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
 {
     (void)rk;
     (void)opaque;
@@ -381,7 +323,7 @@ static void produce(struct pb_presence *p, struct pb_buf *b)
     p->last_sent_ms = pb_monotonic_ms();
     if (err) {
         rd_kafka_message_t failed = {.err = err, ._private = p};
-        on_report(p->prod, &failed, NULL);
+        pb_presence_on_report(p->prod, &failed, NULL);
         return;
     }
     p->k->m->presence_out++;
@@ -465,7 +407,7 @@ static void send_delta(struct pb_presence *p)
     pb_utable_clear(&p->dirty);
 }
 
-static void send_plain(struct pb_presence *p, const char *type)
+void pb_presence_send_plain(struct pb_presence *p, const char *type)
 {
     struct pb_buf b;
     pb_buf_init(&b, 4096);
@@ -476,7 +418,7 @@ static void send_plain(struct pb_presence *p, const char *type)
 }
 
 /* The hub's watcher: user's count changed; sent with the next tick. */
-static void watch(void *arg, const char *user, size_t len, size_t n)
+void pb_presence_watch(void *arg, const char *user, size_t len, size_t n)
 {
     (void)n;
     struct pb_presence *p = arg;
@@ -505,7 +447,7 @@ void pb_presence_tick(struct pb_presence *p)
     else if (p->dirty.n)
         send_delta(p);
     else if (announce || mono - p->last_sent_ms >= hb)
-        send_plain(p, "hb");
+        pb_presence_send_plain(p, "hb");
     if (p->caught_up)
         expire(p);
     rd_kafka_poll(p->prod, 0);
@@ -631,212 +573,4 @@ void pb_presence_nodes_json(const struct pb_presence *p, const struct pb_config 
                   n->owner, n->synced);
     }
     pb_buf_puts(out, "]}");
-}
-
-/* ---- lifecycle ---- */
-
-static rd_kafka_conf_t *base_conf(struct pb_kafka *k, char *errstr, size_t errlen)
-{
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    if (pb_kafka_conf_set(conf, "bootstrap.servers",
-                          k->bootstrap ? k->bootstrap : k->cfg->kafka_brokers, errstr, errlen) ||
-        pb_kafka_conf_set(conf, "log.queue", "true", errstr, errlen) ||
-        pb_kafka_conf_set(conf, "client.id", "pushbridge-presence", errstr, errlen) ||
-        pb_kafka_apply_properties(k->cfg, conf, errstr, errlen)) {
-        rd_kafka_conf_destroy(conf);
-        return NULL;
-    }
-    rd_kafka_conf_set_opaque(conf, k); /* pb_kafka_on_log reads it */
-    rd_kafka_conf_set_log_cb(conf, pb_kafka_on_log);
-    return conf;
-}
-
-static rd_kafka_t *make(struct pb_kafka *k, rd_kafka_type_t type, char *errstr, size_t errlen)
-{
-    char err[256], group[320];
-    snprintf(group, sizeof(group), "%s.presence", k->group_id);
-    rd_kafka_conf_t *conf = base_conf(k, errstr, errlen);
-    if (!conf)
-        return NULL;
-    int bad = type == RD_KAFKA_PRODUCER
-                  ? pb_kafka_conf_set(conf, "queue.buffering.max.messages",
-                                      PRODUCE_QUEUE_MESSAGES, errstr, errlen) ||
-                        pb_kafka_conf_set(conf, "queue.buffering.max.kbytes",
-                                          PRODUCE_QUEUE_KBYTES, errstr, errlen) ||
-                        pb_kafka_conf_set(conf, "linger.ms", "5", errstr, errlen) ||
-                        pb_kafka_conf_set(conf, "message.timeout.ms", "5000", errstr, errlen)
-                  : pb_kafka_conf_set(conf, "enable.auto.commit", "false", errstr, errlen) ||
-                        pb_kafka_conf_set(conf, "fetch.wait.max.ms", "50", errstr, errlen) ||
-                        pb_kafka_conf_set(conf, "auto.offset.reset", "earliest", errstr, errlen) ||
-                        /* librdkafka's consumer API needs a group; this one is
-                         * never joined (assign, no subscribe, no commit). */
-                        pb_kafka_conf_set(conf, "group.id", group, errstr, errlen) ||
-                        pb_kafka_conf_set(conf, "group.instance.id", "", errstr, errlen);
-    if (bad) {
-        rd_kafka_conf_destroy(conf);
-        return NULL;
-    }
-    if (type == RD_KAFKA_PRODUCER)
-        rd_kafka_conf_set_dr_msg_cb(conf, on_report);
-    rd_kafka_t *rk = rd_kafka_new(type, conf, err, sizeof(err));
-    if (!rk) {
-        rd_kafka_conf_destroy(conf);
-        snprintf(errstr, errlen, "cluster.presence_topic: cannot create a Kafka client: %s", err);
-        return NULL;
-    }
-    rd_kafka_set_log_queue(rk, NULL);
-    return rk;
-}
-
-/* One partition, short retention; created if missing. A broker that does
- * not answer is not an error here (the bridge is not ready without it). */
-static int ensure_topic(struct pb_presence *p, char *errstr, size_t errlen)
-{
-    char err[256];
-    const char *topic = p->cfg->cluster_presence_topic;
-    rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(topic, 1, -1, err, sizeof(err));
-    if (!nt) {
-        snprintf(errstr, errlen, "cluster.presence_topic %s: %s", topic, err);
-        return -1;
-    }
-    rd_kafka_NewTopic_set_config(nt, "retention.ms", RETENTION_MS);
-    rd_kafka_NewTopic_set_config(nt, "segment.ms", SEGMENT_MS);
-    rd_kafka_NewTopic_set_config(nt, "cleanup.policy", "delete");
-    rd_kafka_queue_t *q = rd_kafka_queue_new(p->prod);
-    rd_kafka_CreateTopics(p->prod, &nt, 1, NULL, q);
-    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, START_TIMEOUT_MS);
-    const rd_kafka_CreateTopics_result_t *res = ev ? rd_kafka_event_CreateTopics_result(ev) : NULL;
-    size_t n = 0;
-    const rd_kafka_topic_result_t **tr = res ? rd_kafka_CreateTopics_result_topics(res, &n) : NULL;
-    rd_kafka_resp_err_t e = ev ? rd_kafka_event_error(ev) : RD_KAFKA_RESP_ERR__TIMED_OUT;
-    if (!e && n == 1)
-        e = rd_kafka_topic_result_error(tr[0]);
-    int rc = 0;
-    if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
-        pb_info("presence: created cluster.presence_topic %s", topic);
-    else if (e == RD_KAFKA_RESP_ERR__TIMED_OUT || e == RD_KAFKA_RESP_ERR__TRANSPORT)
-        pb_warn("presence: cannot make sure cluster.presence_topic %s exists (%s)", topic,
-                rd_kafka_err2str(e));
-    else if (e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
-        snprintf(errstr, errlen, "cluster.presence_topic %s does not exist and cannot be "
-                 "created: %s", topic, rd_kafka_err2str(e));
-        rc = -1;
-    }
-    if (ev)
-        rd_kafka_event_destroy(ev);
-    rd_kafka_queue_destroy(q);
-    rd_kafka_NewTopic_destroy(nt);
-    return rc;
-}
-
-/* Reads from SNAPSHOT_MS + node_timeout_ms back (a snapshot of every live
- * node is in there); ready once at the end the topic had at start. */
-static int start_reading(struct pb_presence *p, char *errstr, size_t errlen)
-{
-    const char *topic = p->cfg->cluster_presence_topic;
-    int64_t lo = -1, hi = -1;
-    rd_kafka_resp_err_t e =
-        rd_kafka_query_watermark_offsets(p->cons, topic, 0, &lo, &hi, START_TIMEOUT_MS);
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_t *tp = rd_kafka_topic_partition_list_add(l, topic, 0);
-    tp->offset = pb_now_ms() - SNAPSHOT_MS - p->cfg->cluster_node_timeout_ms;
-    if (!e)
-        e = rd_kafka_offsets_for_times(p->cons, l, START_TIMEOUT_MS);
-    if (e || tp->err) {
-        pb_warn("presence: cannot find where to start reading %s (%s); reading what comes",
-                topic, rd_kafka_err2str(e ? e : tp->err));
-        tp->offset = RD_KAFKA_OFFSET_END;
-        p->caught_up = 1; /* the next snapshots of the others converge */
-    } else if (tp->offset < 0 || tp->offset >= hi) {
-        tp->offset = hi; /* nothing that recent */
-        p->caught_up = 1;
-    }
-    p->catchup_end = hi;
-    e = rd_kafka_assign(p->cons, l);
-    rd_kafka_topic_partition_list_destroy(l);
-    if (e) {
-        snprintf(errstr, errlen, "cluster.presence_topic %s: cannot assign: %s", topic,
-                 rd_kafka_err2str(e));
-        return -1;
-    }
-    return 0;
-}
-
-struct pb_presence *pb_presence_new(struct pb_kafka *k, char *errstr, size_t errlen)
-{
-    struct pb_presence *p = calloc(1, sizeof(*p));
-    if (!p) {
-        snprintf(errstr, errlen, "out of memory");
-        return NULL;
-    }
-    p->k = k;
-    p->cfg = k->cfg;
-    p->catchup_end = -1;
-    p->started_ms = pb_monotonic_ms();
-    if (getrandom(&p->inc, sizeof(p->inc), 0) != sizeof(p->inc))
-        p->inc = (uint64_t)pb_now_ms() ^ (uint64_t)(uintptr_t)p;
-    p->seed = p->inc * 0x9e3779b97f4a7c15ULL;
-    pb_utable_init(&p->dirty, &p->dirty_used, MAX_DIRTY, p->seed);
-    if (pb_kafka_node_name(k->cfg, p->node, sizeof(p->node), errstr, errlen) ||
-        !(p->prod = make(k, RD_KAFKA_PRODUCER, errstr, errlen)) ||
-        !(p->cons = make(k, RD_KAFKA_CONSUMER, errstr, errlen)))
-        goto fail;
-    rd_kafka_poll_set_consumer(p->cons);
-    p->q = rd_kafka_queue_get_consumer(p->cons);
-    if ((!k->mock && ensure_topic(p, errstr, errlen)) || start_reading(p, errstr, errlen))
-        goto fail;
-    rd_kafka_queue_io_event_enable(p->q, k->pipefd[1], "1", 1);
-    rd_kafka_queue_t *main_q = rd_kafka_queue_get_main(p->prod);
-    rd_kafka_queue_io_event_enable(main_q, k->pipefd[1], "1", 1);
-    rd_kafka_queue_destroy(main_q);
-    pb_hub_set_watch(k->hub, watch, p);
-    p->need_snapshot = 1;
-    pb_info("presence: node %s (incarnation %016" PRIx64 ") on %s", p->node, p->inc,
-            k->cfg->cluster_presence_topic);
-    return p;
-fail:
-    pb_presence_free(p);
-    return NULL;
-}
-
-void pb_presence_poll(struct pb_presence *p)
-{
-    if (p)
-        rd_kafka_poll(p->prod, 0);
-}
-
-void pb_presence_bye(struct pb_presence *p, int64_t deadline_ms)
-{
-    if (!p || !p->prod)
-        return;
-    pb_hub_set_watch(p->k->hub, NULL, NULL);
-    send_plain(p, "bye");
-    int64_t left = deadline_ms - pb_monotonic_ms();
-    if (left > 2000)
-        left = 2000;
-    if (rd_kafka_flush(p->prod, left > 0 ? (int)left : 0) != RD_KAFKA_RESP_ERR_NO_ERROR)
-        pb_warn("presence: the goodbye did not reach Kafka; the others forget this node after "
-                "cluster.node_timeout_ms");
-}
-
-void pb_presence_free(struct pb_presence *p)
-{
-    if (!p)
-        return;
-    if (p->k->hub)
-        pb_hub_set_watch(p->k->hub, NULL, NULL);
-    for (size_t i = 0; i < p->nnodes; i++) {
-        node_reset(p->nodes[i]);
-        free(p->nodes[i]);
-    }
-    pb_utable_clear(&p->dirty);
-    if (p->q)
-        rd_kafka_queue_destroy(p->q);
-    if (p->cons) {
-        rd_kafka_consumer_close(p->cons); /* no group: returns at once */
-        rd_kafka_destroy(p->cons);
-    }
-    if (p->prod)
-        rd_kafka_destroy(p->prod);
-    free(p);
 }
