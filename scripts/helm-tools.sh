@@ -34,8 +34,11 @@ build kubeconform "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VER
 schemas=$TOOLS/kubernetes-validate-$KUBERNETES_VALIDATE_VERSION
 t0=$SECONDS
 if [ ! -d "$schemas/kubernetes_validate" ]; then
-    python3 -m pip install --quiet --disable-pip-version-check --no-deps \
-        --target "$schemas.tmp" "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" >&2
+    rm -rf "$schemas.tmp"
+    # --target touches no installed package; Debian's pip still wants the flag.
+    pip=(python3 -m pip install --quiet --disable-pip-version-check --no-deps
+         --target "$schemas.tmp" "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION")
+    "${pip[@]}" >&2 2>/dev/null || "${pip[@]}" --break-system-packages >&2
     mv "$schemas.tmp" "$schemas"
 fi
 echo "schemas: $((SECONDS - t0)) s"
