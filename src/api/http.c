@@ -514,6 +514,8 @@ static void h_readyz(struct pb_server *s, struct pb_http_req *r)
     }
     int assigned, total;
     const char *warning = pb_kafka_share(s->kafka, &assigned, &total);
+    if (!warning)
+        warning = pb_kafka_undelivered_warning(s->kafka);
     if (!warning) {
         answer_json(r, 200, "{\"ready\":true}");
         return;

@@ -105,6 +105,8 @@ struct pb_kafka {
     /* kafka.undelivered_topic's producer (kafka_undelivered.c), or NULL. */
     rd_kafka_t *undelivered;
     int64_t undelivered_log_ms;
+    int64_t undelivered_refused_ms; /* the last refusal, 0 once a write got through */
+    char undelivered_warning[400];
 
     /* Cluster mode: HTTP pushes produced to push.topic (kafka_push.c). */
     rd_kafka_t *push;

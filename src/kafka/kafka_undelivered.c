@@ -29,9 +29,19 @@
 
 #define LOG_INTERVAL_MS 10000
 
+/* SPEC 1: a refused write leaves delivery going; /readyz says so (200 with a
+ * warning naming the topic) until a write gets through again, or for
+ * WARNING_MS after the last refusal. */
+#define WARNING_MS 60000
+
 static void refused(struct pb_kafka *k, rd_kafka_resp_err_t err)
 {
     k->m->undelivered_failures++;
+    k->undelivered_refused_ms = pb_monotonic_ms();
+    snprintf(k->undelivered_warning, sizeof(k->undelivered_warning),
+             "writes to kafka.undelivered_topic %.200s are refused: %s (delivery goes on; "
+             "counted in pushbridge_undelivered_failures_total)",
+             k->cfg->kafka_undelivered_topic, rd_kafka_err2str(err));
     int64_t now = pb_monotonic_ms();
     if (now - k->undelivered_log_ms < LOG_INTERVAL_MS)
         return;
@@ -45,10 +55,20 @@ static void on_report(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaqu
 {
     (void)rk;
     struct pb_kafka *k = opaque;
-    if (msg->err)
+    if (msg->err) {
         refused(k, msg->err);
-    else
+    } else {
         k->m->undelivered++;
+        k->undelivered_refused_ms = 0;
+    }
+}
+
+const char *pb_kafka_undelivered_warning(const struct pb_kafka *k)
+{
+    if (!k || !k->undelivered_refused_ms ||
+        pb_monotonic_ms() - k->undelivered_refused_ms > WARNING_MS)
+        return NULL;
+    return k->undelivered_warning;
 }
 
 int pb_kafka_undelivered_start(struct pb_kafka *k, char *errstr, size_t errlen)
@@ -61,6 +81,8 @@ int pb_kafka_undelivered_start(struct pb_kafka *k, char *errstr, size_t errlen)
         pb_kafka_conf_set(conf, "queue.buffering.max.messages", "10000", errstr, errlen) ||
         pb_kafka_conf_set(conf, "queue.buffering.max.kbytes", "65536", errstr, errlen) ||
         pb_kafka_conf_set(conf, "linger.ms", "5", errstr, errlen) ||
+        /* A write that cannot be made is reported (and counted) within 30 s. */
+        pb_kafka_conf_set(conf, "message.timeout.ms", "30000", errstr, errlen) ||
         pb_kafka_conf_set(conf, "enable.idempotence", "true", errstr, errlen) ||
         pb_kafka_conf_set(conf, "log.queue", "true", errstr, errlen) ||
         pb_kafka_apply_properties(k->cfg, conf, errstr, errlen)) {

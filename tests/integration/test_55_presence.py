@@ -271,3 +271,20 @@ def test_standalone_writes_offline_events_from_kafka_and_http(bridge_factory, ka
     assert values == sorted([b'{"data":{"k":1}}', json.dumps(item).encode()])
     assert all("pushbridge-reason=offline" in m["headers"] for m in msgs)
     assert user(b, off) == {"online": False, "connections": 0}
+
+
+def test_refused_offline_writes_are_counted_and_said_in_readyz(bridge_factory, kafka):
+    """SPEC §1: a write to the undelivered topic that Kafka refuses leaves delivery
+    going: /readyz stays 200 with a warning naming the topic, and a metric counts it."""
+    b = bridge_factory(config={"kafka": {"undelivered_topic": "not a topic!"}})
+    on = unique_uid("on")
+    c, _ = b.native_client(on)
+    kafka.produce(b.topic, '{"data":1}', key=unique_uid("off"))
+    kafka.produce(b.topic, '{"data":2}', key=on)
+    assert c.recv_json(10)["data"] == 2
+    wait_until(lambda: (b.metric("pushbridge_undelivered_failures_total") or 0) >= 1,
+               timeout=35, desc="the refused write counted")
+    st, doc, _ = b.json("GET", "/readyz")
+    assert st == 200 and doc["ready"] is True, doc
+    assert "kafka.undelivered_topic not a topic!" in doc["warning"], doc
+    b.wait_log(r"cannot produce to kafka.undelivered_topic not a topic!")

@@ -62,6 +62,10 @@ struct pb_presence *pb_kafka_presence(const struct pb_kafka *k);
 void pb_kafka_undelivered_http(struct pb_kafka *k, const char *user, size_t ulen,
                                const char *value, size_t len);
 
+/* A sentence for /readyz while writes to kafka.undelivered_topic are
+ * refused (delivery goes on), else NULL. */
+const char *pb_kafka_undelivered_warning(const struct pb_kafka *k);
+
 /* The group's share of the partitions: a warning when another consumer
  * shares this bridge's group (NULL when it holds them all); total -1 when
  * not known yet. */
