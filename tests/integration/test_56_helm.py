@@ -253,3 +253,20 @@ def test_kubeconform_here_does_refuse_a_broken_manifest(tools):
                             os.path.join(sd, "{{ .ResourceKind }}{{ .KindSuffix }}.json")],
                            input=bad, capture_output=True, text=True, timeout=60)
         assert r.returncode != 0 and "Invalid: 1" in r.stdout, r.stdout
+
+
+def test_the_rendered_config_passes_check_config(tools, tmp_path):
+    """What the chart mounts is a configuration the binary takes, with the secrets as
+    the pods get them (variables); and with the options on (a number past a million
+    stays an integer in the JSON)."""
+    for sets in ((), ("config.ws.max_connections=2000000",
+                      "config.kafka.undelivered_topic=pushbridge.offline")):
+        _, docs = render(tools, *sets)
+        text = by_kind(docs)["ConfigMap"][0]["data"]["pushbridge.json"]
+        path = tmp_path / "pushbridge.json"
+        path.write_text(text)
+        r = run_cli(["--check-config", "-c", str(path)], env={
+            "PUSHBRIDGE_AUTH_JWT_SECRET": "x" * 48, "PUSHBRIDGE_PUSH_API_KEYS": "k" * 40,
+            "PUSHBRIDGE_CLUSTER_NODE_NAME": "pb-pushbridge-0"})
+        assert r.returncode == 0, (sets, r.stderr, text)
+    assert '"max_connections": 2000000' in text
