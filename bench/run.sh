@@ -13,7 +13,7 @@
 #   bench/run.sh --only a,b      only these scenarios (unicast unicast-10k fanout
 #                                fanout-10k broadcast http-single http-batch
 #                                slow-base slow state-off state tasks-100k
-#                                cluster idle logins fdlimit)
+#                                cluster idle logins logins-cluster fdlimit)
 #   bench/run.sh --no-ref        no pb-sendref reference runs
 #   bench/run.sh --profile       also sample the bridge with perf (cpu-clock) and
 #                                count its syscalls, per scenario, into
@@ -98,7 +98,7 @@ PROFILE=0
 CALLGRIND=0
 REF=1
 ALL_SCENARIOS="unicast unicast-10k fanout fanout-10k broadcast http-single http-batch"
-ALL_SCENARIOS+=" slow-base slow state-off state tasks-100k cluster idle logins fdlimit"
+ALL_SCENARIOS+=" slow-base slow state-off state tasks-100k cluster idle logins logins-cluster fdlimit"
 # The scenarios that name their size keep it; --quick leaves them out.
 QUICK_SCENARIOS="unicast fanout broadcast http-single http-batch slow-base slow state-off state"
 QUICK_SCENARIOS+=" tasks-100k cluster idle logins"
@@ -654,15 +654,19 @@ run_idle() {
 
 # ---- logins: connection set-up as fast as it goes ----
 
-# run_logins CONNS: CONNS clients connect, upgrade and log in, at most
-# pb-loadgen's --max-pending (256) handshakes in flight. The time is the
-# loadgen's, from its first connect() to its last welcome; the bridge's CPU
-# is taken over the same stretch, then over closing them all.
+# run_logins CONNS [NAME ENV...]: CONNS clients connect, upgrade and log in,
+# at most pb-loadgen's --max-pending (256) handshakes in flight. The time is
+# the loadgen's, from its first connect() to its last welcome; the bridge's
+# CPU is taken over the same stretch, then over closing them all.
+# logins-cluster runs it in cluster.mode kafka (one node): what presence
+# (SPEC 8) costs per login and close, in CPU and in bytes written to
+# cluster.presence_topic (pushbridge_presence_bytes_written_total).
 run_logins() {
-    local conns=$1 name=logins
-    say "== logins: $conns connections log in as fast as they go"
+    local conns=$1 name=${2:-logins}
+    shift; [ $# -gt 0 ] && shift
+    say "== $name: $conns connections log in as fast as they go"
     stop_bridge
-    start_bridge "$name"
+    start_bridge "$name" "$@"
     sleep 0.5
     local rss_base ready_file=$WORK/$name.ready lgj=$WORK/$name.loadgen.json
     rss_base=$(rss_kb "$BRIDGE_PID")
@@ -680,6 +684,11 @@ run_logins() {
     wait "$lg_pid" || true
     wait_until 300 no_connections || say "logins: connections still open after 30 s"
     c2=$(proc_ticks "$BRIDGE_PID")
+    local pres_bytes pres_msgs
+    pres_bytes=$(curl -sf "http://127.0.0.1:$INT_PORT/metrics" |
+        awk '$1 == "pushbridge_presence_bytes_written_total" { print $2 }')
+    pres_msgs=$(curl -sf "http://127.0.0.1:$INT_PORT/metrics" |
+        awk '$1 == "pushbridge_presence_messages_total{direction=\"out\"}" { print $2 }')
     stop_bridge
     [ -s "$lgj" ] || echo '{}' >"$lgj"
     local welcomed setup_s rate login_cpu close_cpu per_conn
@@ -702,13 +711,17 @@ run_logins() {
     printf '%s\t%s\t-\t-\t-\t-\t-\t-\t-\t-\t%s\t%s\t-\t%s\n' "$name" "${welcomed:-0}" \
         "$(calc "$rss / 1024")" "$(calc "$per_conn / 1024")" \
         "$(calc "$(jget "$lgj" loadgen_cpu_share) * 100")" >>"$ROWS"
-    local fmt='logins: %s of %s in %.2f s = %.0f logins/s; handshake p50 %.1f ms, p99 %.1f ms;'
+    local fmt='%s: %s of %s in %.2f s = %.0f logins/s; handshake p50 %.1f ms, p99 %.1f ms;'
     fmt+=' bridge CPU %.2f s to log them in (%.0f per CPU-s), %.2f s to close them\n'
     # shellcheck disable=SC2059 # the format is ours
-    printf "$fmt" "${welcomed:-0}" "$conns" "$setup_s" "$rate" \
+    printf "$fmt" "$name" "${welcomed:-0}" "$conns" "$setup_s" "$rate" \
         "$(calc "$(jget "$lgj" handshake_p50_us) / 1000")" \
         "$(calc "$(jget "$lgj" handshake_p99_us) / 1000")" "$login_cpu" \
         "$(calc "$login_cpu > 0 ? ${welcomed:-0} / $login_cpu : 0")" "$close_cpu" >>"$NOTES"
+    [ "${pres_bytes:-0}" != 0 ] && printf '%s: presence wrote %s messages, %s bytes: %.1f bytes per login and close\n' \
+        "$name" "${pres_msgs:-0}" "$pres_bytes" \
+        "$(calc "${welcomed:-0} > 0 ? $pres_bytes / ${welcomed:-1} : 0")" >>"$NOTES"
+    return 0
 }
 
 # ---- task state and history (issue 10): what they cost ----
@@ -1208,6 +1221,8 @@ main() {
         slow) run_traffic slow kafka $big $big users 0.1 $slow_rate 1 ;;
         idle) run_idle idle $idle $IDLE_WINDOW_S ;;
         logins) run_logins $logins ;;
+        logins-cluster) run_logins $logins logins-cluster PUSHBRIDGE_CLUSTER_MODE=kafka \
+            PUSHBRIDGE_CLUSTER_NODE_NAME=bench-1 ;;
         # These name their size: --quick does not shrink them.
         unicast-10k) run_traffic unicast-10k kafka 10000 10000 users 0 10000 1 ;;
         fanout-10k) run_traffic fanout-10k kafka 10000 1 users 0 5 1 ;;

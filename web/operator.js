@@ -1,6 +1,6 @@
-// The operator page at / on the internal listener: polls /stats once a
-// second (same origin, nothing fetched from elsewhere) and draws the last
-// two minutes as hand-made SVG polylines.
+// The operator page at / on the internal listener: polls /stats and
+// /cluster once a second (same origin, nothing fetched from elsewhere) and
+// draws the last two minutes as hand-made SVG polylines.
 const POINTS = 120;
 const series = { conn: [], users: [], in: [], out: [] };
 const colours = { conn: "#2f6fed", users: "#7c3aed", in: "#0891b2", out: "#16a34a" };
@@ -83,5 +83,22 @@ async function poll() {
   rows(document.querySelector("#drops tbody"), drops.length ? drops : [["–", "none", 0]]);
 }
 
+// The live nodes (GET /cluster): this one first, then the others as
+// presence last heard from them.
+async function pollNodes() {
+  let doc;
+  try {
+    doc = await (await fetch("/cluster", { cache: "no-store" })).json();
+  } catch (e) {
+    return;
+  }
+  document.getElementById("cluster-mode").textContent =
+    `${doc.mode}, ${doc.nodes.length} node${doc.nodes.length === 1 ? "" : "s"}`;
+  rows(document.querySelector("#nodes tbody"), doc.nodes.map((n) => [
+    n.self ? `${n.name} (this node)` : n.name, n.version,
+    n.self ? "now" : `${(n.last_seen_ms / 1000).toFixed(1)} s ago`, n.users, n.connections]));
+}
+
 poll();
-setInterval(poll, 1000);
+pollNodes();
+setInterval(() => { poll(); pollNodes(); }, 1000);

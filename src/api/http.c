@@ -15,6 +15,7 @@
 #include "pushbridge/event/envelope.h"
 #include "pushbridge/api/http.h"
 #include "pushbridge/core/log.h"
+#include "pushbridge/kafka/presence.h"
 #include "pushbridge/api/relay.h"
 #include "pushbridge/api/web.h"
 #include "pushbridge/event/frame.h"
@@ -95,6 +96,8 @@ static void push_one(const struct pb_api_env *env, const char *json, size_t len,
         ev.ts_ms = pb_now_ms();
         env->metrics->src[PB_SOURCE_HTTP].consumed++;
         res->delivered = pb_hub_deliver(env->hub, &ev, PB_SOURCE_HTTP);
+        if (ev.target_kind == PB_TARGET_USER) /* standalone: connected nowhere? */
+            pb_kafka_undelivered_http(env->kafka, ev.target, ev.target_len, json, len);
     } else {
         pb_metrics_drop(env->metrics, PB_SOURCE_HTTP, reason ? reason : PB_DROP_NO_TARGET);
         if (job)
@@ -450,6 +453,14 @@ static void send_deliver(const struct pb_api_env *env, struct pb_http_req *r, st
     }
     env->metrics->src[PB_SOURCE_HTTP].consumed++;
     long n = pb_hub_deliver(env->hub, ev, PB_SOURCE_HTTP);
+    if (n == 0 && !pb_hub_user_connections(env->hub, ev->target, ev->target_len)) {
+        struct pb_buf value; /* what the caller sent, as a push object */
+        pb_buf_init(&value, PB_HTTP_MAX_ANSWER);
+        pb_event_envelope(ev, &value);
+        if (!value.truncated)
+            pb_kafka_undelivered_http(env->kafka, ev->target, ev->target_len, value.data, value.len);
+        pb_buf_free(&value);
+    }
     if (n == 0) {
         char msg[400];
         snprintf(msg, sizeof(msg), "user %s has no open connection", ev->user_id);
@@ -536,11 +547,21 @@ static void h_user(const struct pb_api_env *env, struct pb_http_req *r)
         answer_tasks(env, r, id, (size_t)n);
         return;
     }
+    /* In cluster mode, the whole cluster's answer (presence.c). */
     size_t conns = pb_hub_user_connections(env->hub, id, (size_t)n);
-    char buf[96];
-    snprintf(buf, sizeof(buf), "{\"online\":%s,\"connections\":%zu}", conns ? "true" : "false",
-             conns);
-    answer_json(r, 200, buf);
+    r->status = 200;
+    r->content_type = "application/json";
+    pb_buf_reset(&r->answer);
+    pb_presence_user_json(pb_kafka_presence(env->kafka), id, (size_t)n, conns, &r->answer);
+}
+
+/* GET /cluster: the live nodes (SPEC 8). */
+static void h_cluster(const struct pb_api_env *env, struct pb_http_req *r)
+{
+    r->status = 200;
+    r->content_type = "application/json";
+    pb_buf_reset(&r->answer);
+    pb_presence_nodes_json(pb_kafka_presence(env->kafka), env->cfg, env->hub, &r->answer);
 }
 
 static void h_stats(const struct pb_api_env *env, struct pb_http_req *r)
@@ -576,6 +597,8 @@ static void h_readyz(const struct pb_api_env *env, struct pb_http_req *r)
     }
     int assigned, total;
     const char *warning = pb_kafka_share(env->kafka, &assigned, &total);
+    if (!warning)
+        warning = pb_kafka_undelivered_warning(env->kafka);
     if (!warning) {
         answer_json(r, 200, "{\"ready\":true}");
         return;
@@ -609,6 +632,7 @@ static const struct route routes[] = {
     {"/send", 0, M_GET | M_POST, "GET, POST", 1, 1},
     {"/users/", 1, M_GET, "GET", 0, 1},
     {"/stats", 0, M_GET, "GET", 0, 1},
+    {"/cluster", 0, M_GET, "GET", 0, 1},
     {"/metrics", 0, M_GET, "GET", 0, 1},
     {"/healthz", 0, M_GET, "GET", 0, 1},
     {"/readyz", 0, M_GET, "GET", 0, 1},
@@ -690,6 +714,8 @@ void pb_http_handle(const struct pb_api_env *env, struct pb_http_req *r)
         h_user(env, r);
     else if (strcmp(rt->path, "/stats") == 0)
         h_stats(env, r);
+    else if (strcmp(rt->path, "/cluster") == 0)
+        h_cluster(env, r);
     else if (strcmp(rt->path, "/metrics") == 0)
         h_metrics(env, r);
     else if (strcmp(rt->path, "/healthz") == 0)

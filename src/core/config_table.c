@@ -53,6 +53,10 @@ static const struct setting settings[] = {
         "skipped: stale progress is not replayed"),
     INT("kafka.max_event_bytes", kafka_max_event_bytes, 64, 100 * MIB, "1048576",
         "Largest event value accepted; larger ones are dropped as oversized"),
+    STR("kafka.undelivered_topic", kafka_undelivered_topic, NULL, F_OPTIONAL,
+        "Topic that receives, once per cluster, each event for a user connected nowhere "
+        "(keyed by the user, value and headers unchanged, header pushbridge-reason: offline); "
+        "never broadcasts or group events; null = none"),
     LIST("kafka.broadcast_topics", kafka_broadcast_topics, "*", 0,
          "Topics whose events may use the keys * and group:NAME; * = every consumed topic, "
          "empty = none (only POST /broadcast then reaches more than one user). Others are "
@@ -167,6 +171,17 @@ static const struct setting settings[] = {
         "This node's name; null = the host name. With the public listener's port it makes "
         "the Kafka group.instance.id (static membership), so it must differ between the "
         "nodes of one kafka.group_id"),
+    /* Presence (SPEC 8, presence.c): the remote nodes' user tables are what
+     * cluster.presence_max_users bounds. */
+    INT("cluster.node_timeout_ms", cluster_node_timeout_ms, 1000, 600000, "10000",
+        "A node not heard from for this long leaves GET /cluster and every GET /users/{id}; "
+        "nodes send a heartbeat every quarter of it"),
+    STR("cluster.presence_topic", cluster_presence_topic, "pushbridge.presence", 0,
+        "Topic (one partition, short retention; created if missing) through which the nodes "
+        "of cluster mode kafka tell each other who is connected where"),
+    INT("cluster.presence_max_users", cluster_presence_max_users, 1000, 100000000, "1000000",
+        "Users of other nodes kept for presence, counted over all nodes; past it a node's "
+        "further users are not known here (logged, metric pushbridge_presence_overflow_total)"),
 
     ENUM("log.level", log_level, log_levels, "info", "Lowest level logged"),
     ENUM("log.format", log_format, log_formats, "text", "Log line format"),

@@ -280,6 +280,31 @@ static void render_store(const struct pb_metrics *m, const struct pb_gauges *g, 
            m->skipped_no_connection);
 }
 
+/* Cluster mode: presence traffic, and the offline fallback topic (SPEC 8). */
+static void render_cluster(const struct pb_metrics *m, struct pb_buf *b)
+{
+    help(b, "pushbridge_presence_messages_total", "counter",
+         "Presence messages (cluster.presence_topic) written by this node and read from all.");
+    pb_buf_printf(b, "pushbridge_presence_messages_total{direction=\"out\"} %llu\n",
+                  (unsigned long long)m->presence_out);
+    pb_buf_printf(b, "pushbridge_presence_messages_total{direction=\"in\"} %llu\n",
+                  (unsigned long long)m->presence_in);
+    scalar(b, "pushbridge_presence_bytes_written_total", "counter",
+           "Bytes of presence messages written by this node.", m->presence_out_bytes);
+    scalar(b, "pushbridge_presence_failures_total", "counter",
+           "Presence messages Kafka did not take (the others wait for the next snapshot).",
+           m->presence_failures);
+    scalar(b, "pushbridge_presence_overflow_total", "counter",
+           "Other nodes' users not kept past cluster.presence_max_users.", m->presence_overflow);
+    scalar(b, "pushbridge_undelivered_total", "counter",
+           "Events for users connected nowhere produced to kafka.undelivered_topic.",
+           m->undelivered);
+    scalar(b, "pushbridge_undelivered_failures_total", "counter",
+           "Events for users connected nowhere that could not be produced to "
+           "kafka.undelivered_topic.",
+           m->undelivered_failures);
+}
+
 /* The consumer group's share of the partitions, redeliveries and lag. */
 static void render_group(const struct pb_metrics *m, const struct pb_gauges *g, struct pb_buf *b)
 {
@@ -330,6 +355,7 @@ void pb_metrics_render_prometheus(const struct pb_metrics *m, const struct pb_ga
     render_events(m, b);
     render_admission(m, g, b);
     render_store(m, g, b);
+    render_cluster(m, b);
     render_group(m, g, b);
     render_latency(m, b);
 }

@@ -37,7 +37,12 @@ struct pb_hub {
     size_t nusers;
 
     struct pb_member *members; /* every linked member */
+    size_t nmembers;
     uint64_t seed;
+
+    /* Told of every change of a user's connection count (presence.c). */
+    pb_hub_watch_fn watch;
+    void *watch_arg;
 };
 
 static uint64_t hash_id(const struct pb_hub *h, const char *s, size_t n)
@@ -529,10 +534,13 @@ static int link_member(struct pb_hub *h, struct pb_member *mb)
         u->members->user_prev = mb;
     u->members = mb;
     u->nmembers++;
+    if (h->watch)
+        h->watch(h->watch_arg, u->id, u->idlen, u->nmembers);
     mb->next = h->members;
     if (h->members)
         h->members->prev = mb;
     h->members = mb;
+    h->nmembers++;
     mb->linked = 1;
     return 0;
 }
@@ -542,6 +550,7 @@ static void unlink_member(struct pb_hub *h, struct pb_member *mb)
     if (!mb->linked)
         return;
     mb->linked = 0;
+    h->nmembers--;
     if (mb->prev)
         mb->prev->next = mb->next;
     else
@@ -556,7 +565,10 @@ static void unlink_member(struct pb_hub *h, struct pb_member *mb)
         u->members = mb->user_next;
     if (mb->user_next)
         mb->user_next->user_prev = mb->user_prev;
-    if (--u->nmembers > 0)
+    --u->nmembers;
+    if (h->watch)
+        h->watch(h->watch_arg, u->id, u->idlen, u->nmembers);
+    if (u->nmembers > 0)
         return;
     struct pb_user **pp = &h->buckets[u->hash & (h->nbuckets - 1)];
     while (*pp != u)
@@ -624,6 +636,24 @@ size_t pb_hub_user_connections(const struct pb_hub *h, const char *user, size_t 
 {
     const struct pb_user *u = user_find(h, user, len, hash_id(h, user, len));
     return u ? u->nmembers : 0;
+}
+
+void pb_hub_set_watch(struct pb_hub *h, pb_hub_watch_fn fn, void *arg)
+{
+    h->watch = fn;
+    h->watch_arg = arg;
+}
+
+void pb_hub_each_user(const struct pb_hub *h, pb_hub_watch_fn fn, void *arg)
+{
+    for (size_t i = 0; i < h->nbuckets; i++)
+        for (const struct pb_user *u = h->buckets[i]; u; u = u->hnext)
+            fn(arg, u->id, u->idlen, u->nmembers);
+}
+
+size_t pb_hub_connections(const struct pb_hub *h)
+{
+    return h->nmembers;
 }
 
 size_t pb_hub_users(const struct pb_hub *h)

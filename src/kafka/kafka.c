@@ -282,7 +282,11 @@ struct pb_kafka *pb_kafka_new(const struct pb_config *cfg, struct pb_hub *hub, s
     rd_kafka_queue_io_event_enable(k->queue, k->pipefd[1], "1", 1);
     if (cfg->kafka_dead_letter_topic && !(k->dlq = pb_kafka_dead_letter_producer(k, errstr, errlen)))
         goto fail;
-    if (cfg->cluster_mode == PB_CLUSTER_KAFKA && pb_kafka_push_start(k, errstr, errlen))
+    if (cfg->cluster_mode == PB_CLUSTER_KAFKA &&
+        (pb_kafka_push_start(k, errstr, errlen) ||
+         !(k->presence = pb_presence_new(k, errstr, errlen))))
+        goto fail;
+    if (cfg->kafka_undelivered_topic && pb_kafka_undelivered_start(k, errstr, errlen))
         goto fail;
     if (!pb_kafka_rebuild_start(k) && subscribe(k, errstr, errlen))
         goto fail;
@@ -298,6 +302,11 @@ struct pb_kafka *pb_kafka_new(const struct pb_config *cfg, struct pb_hub *hub, s
 fail:
     pb_kafka_free(k);
     return NULL;
+}
+
+struct pb_presence *pb_kafka_presence(const struct pb_kafka *k)
+{
+    return k ? k->presence : NULL;
 }
 
 int pb_kafka_wake_fd(const struct pb_kafka *k)
@@ -328,7 +337,7 @@ int pb_kafka_ready(const struct pb_kafka *k, const char **why)
         *why = k->why;
         return 0;
     }
-    return 1;
+    return pb_presence_ready(k->presence, why);
 }
 
 /* The offset of a delivered message could not be stored, so it is not
@@ -389,6 +398,13 @@ int pb_kafka_drain(struct pb_kafka *k, int budget)
     while (read(k->pipefd[0], sink, sizeof(sink)) > 0)
         ;
     pb_kafka_push_poll(k);
+    pb_presence_poll(k->presence);
+    if (k->undelivered)
+        rd_kafka_poll(k->undelivered, 0);
+    if (k->presence && pb_presence_drain(k->presence, budget)) {
+        if (write(k->pipefd[1], "1", 1) < 0 && errno != EAGAIN)
+            pb_warn("kafka: cannot re-arm the wake-up pipe: %s", strerror(errno));
+    }
     if (k->rebuild && drain_rebuild(k, budget)) {
         if (write(k->pipefd[1], "1", 1) < 0 && errno != EAGAIN)
             pb_warn("kafka: cannot re-arm the wake-up pipe: %s", strerror(errno));
@@ -490,6 +506,7 @@ void pb_kafka_close(struct pb_kafka *k, int64_t deadline_ms)
 {
     if (!k || !k->rk)
         return;
+    pb_presence_bye(k->presence, deadline_ms);
     leave_group(k, deadline_ms);
     /* Asynchronous close, so that a broker that is gone cannot hold the
      * process past shutdown_timeout_ms: leave the group, commit what was
@@ -514,6 +531,11 @@ void pb_kafka_close(struct pb_kafka *k, int64_t deadline_ms)
     int64_t left = deadline_ms - pb_monotonic_ms();
     if (k->dlq && rd_kafka_flush(k->dlq, left > 0 ? (int)left : 0) != RD_KAFKA_RESP_ERR_NO_ERROR)
         pb_warn("kafka: %d dead letter(s) not produced before exit", rd_kafka_outq_len(k->dlq));
+    left = deadline_ms - pb_monotonic_ms();
+    if (k->undelivered &&
+        rd_kafka_flush(k->undelivered, left > 0 ? (int)left : 0) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        pb_warn("kafka: %d event(s) not produced to kafka.undelivered_topic before exit",
+                rd_kafka_outq_len(k->undelivered));
 }
 
 int pb_kafka_closed(const struct pb_kafka *k)
@@ -526,6 +548,9 @@ void pb_kafka_free(struct pb_kafka *k)
     if (!k)
         return;
     pb_kafka_rebuild_free(k);
+    pb_presence_free(k->presence);
+    if (k->undelivered)
+        rd_kafka_destroy(k->undelivered);
     if (k->push) {
         k->push_done = NULL; /* the requests waiting for it are gone */
         rd_kafka_destroy(k->push);

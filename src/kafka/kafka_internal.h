@@ -17,6 +17,7 @@
 #include "pushbridge/core/config.h"
 #include "pushbridge/hub/hub.h"
 #include "pushbridge/kafka/kafka.h"
+#include "pushbridge/kafka/presence.h"
 #include "pushbridge/core/metrics.h"
 
 /* Malformed events are logged in full once per interval; the rest of the
@@ -104,6 +105,14 @@ struct pb_kafka {
     int share_streak;
     char share_warning[640];
 
+    /* Cluster mode: who is connected where (presence.c). */
+    struct pb_presence *presence;
+    /* kafka.undelivered_topic's producer (kafka_undelivered.c), or NULL. */
+    rd_kafka_t *undelivered;
+    int64_t undelivered_log_ms;
+    int64_t undelivered_refused_ms; /* the last refusal, 0 once a write got through */
+    char undelivered_warning[400];
+
     /* Cluster mode: HTTP pushes produced to push.topic (kafka_push.c). */
     rd_kafka_t *push;
     pb_kafka_push_done push_done;
@@ -183,6 +192,29 @@ void pb_kafka_rebuild_free(struct pb_kafka *k);
 int pb_kafka_push_start(struct pb_kafka *k, char *errstr, size_t errlen);
 /* Serves the producer's delivery reports. */
 void pb_kafka_push_poll(struct pb_kafka *k);
+
+/* presence.c (the rest is in pushbridge/kafka/presence.h) */
+/* Cluster mode: publishes this node's users, reads the others'. */
+struct pb_presence *pb_presence_new(struct pb_kafka *k, char *errstr, size_t errlen);
+/* Reads at most budget presence messages; 1 when more are waiting. */
+int pb_presence_drain(struct pb_presence *p, int budget);
+/* Serves the presence producer's delivery reports. */
+void pb_presence_poll(struct pb_presence *p);
+/* SIGTERM: says goodbye, waiting for Kafka until deadline_ms at most. */
+void pb_presence_bye(struct pb_presence *p, int64_t deadline_ms);
+void pb_presence_free(struct pb_presence *p);
+
+/* kafka_undelivered.c */
+int pb_kafka_undelivered_start(struct pb_kafka *k, char *errstr, size_t errlen);
+/* 1 when an event of (topic, partition) for user goes to the undelivered
+ * topic: it is set, the user has no connection anywhere, this node owns
+ * the decision. */
+int pb_kafka_undelivered_wanted(struct pb_kafka *k, const char *user, size_t len,
+                                const char *topic, int32_t partition);
+/* A Kafka message for user no one holds: produced unchanged, keyed by user,
+ * with pushbridge-reason: offline added to its headers. */
+void pb_kafka_undelivered_message(struct pb_kafka *k, const rd_kafka_message_t *msg,
+                                  const char *user, size_t len);
 
 /* kafka_dlq.c */
 rd_kafka_t *pb_kafka_dead_letter_producer(struct pb_kafka *k, char *errstr, size_t errlen);

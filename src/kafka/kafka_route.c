@@ -117,16 +117,24 @@ void pb_kafka_route(struct pb_kafka *k, const rd_kafka_message_t *msg, uint32_t 
         pb_metrics_drop(k->m, src, PB_DROP_STALE);
         return;
     }
-    if (for_nobody_here(k, msg)) {
+    /* An event for a user connected nowhere is parsed (checked) only by the
+     * node that writes it to kafka.undelivered_topic. */
+    if (for_nobody_here(k, msg) &&
+        !pb_kafka_undelivered_wanted(k, msg->key, msg->key_len, rd_kafka_topic_name(msg->rkt),
+                                     msg->partition)) {
         k->m->skipped_no_connection++;
         return;
     }
     struct pb_event ev;
     int reason = parse_message(k, msg, ts, &ev);
-    if (reason)
+    if (reason) {
         pb_kafka_malformed(k, msg, src, reason, ev.detail);
-    else
+    } else {
         pb_hub_deliver(k->hub, &ev, src);
+        if (ev.target_kind == PB_TARGET_USER &&
+            pb_kafka_undelivered_wanted(k, ev.target, ev.target_len, ev.topic, ev.partition))
+            pb_kafka_undelivered_message(k, msg, ev.target, ev.target_len);
+    }
     pb_event_clear(&ev);
 }
 

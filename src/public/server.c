@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "pushbridge/api/httpd.h"
+#include "pushbridge/kafka/presence.h"
 #include "pushbridge/api/relay.h"
 #include "pushbridge/core/log.h"
 #include "pushbridge/public/admission.h"
@@ -206,6 +207,15 @@ static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
      * lifetime, the soft queue bound) and wakes its lws (worker.c). */
 }
 
+/* Cluster mode: presence deltas, heartbeats and snapshots (presence.c). */
+static void presence_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct pb_server *s = w->data;
+    pb_presence_tick(pb_kafka_presence(s->kafka));
+}
+
 static void lws_log_emit(int level, const char *line)
 {
     size_t n = strlen(line);
@@ -356,6 +366,11 @@ int pb_server_init(struct pb_server *s, const struct pb_config *cfg, char *errst
     s->kafka_w.data = s;
     ev_io_start(s->loop, &s->kafka_w);
     ev_timer_start(s->loop, &s->tick_w);
+    if (pb_kafka_presence(s->kafka)) {
+        ev_timer_init(&s->presence_w, presence_cb, 0., PB_PRESENCE_TICK_MS / 1000.0);
+        s->presence_w.data = s;
+        ev_timer_start(s->loop, &s->presence_w);
+    }
     watchdog_init(s);
     /* The workers start last: everything they reach exists now. */
     if (pb_pool_start(s, errstr, errlen))
@@ -393,6 +408,7 @@ void pb_server_free(struct pb_server *s)
         ev_io_stop(s->loop, &s->kafka_w);
         ev_io_stop(s->loop, &s->signal_w);
         ev_timer_stop(s->loop, &s->tick_w);
+        ev_timer_stop(s->loop, &s->presence_w);
         ev_timer_stop(s->loop, &s->watchdog_w);
     }
     pb_pool_free(s); /* every connection closed, every worker joined */

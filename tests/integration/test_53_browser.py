@@ -266,3 +266,29 @@ def test_operator_page_draws_live_stats(driver, dash_bridge, kafka):
     driver("waitFor", js="document.querySelectorAll('svg polyline').length >= 2")
     driver("waitFor", js="document.querySelector('#lag tbody').children.length >= 1")
     screenshot(driver, "operator.png")
+
+
+def test_operator_page_shows_the_clusters_nodes(driver, bridge_factory, kafka):
+    """SPEC §8: two nodes in cluster mode; n1's operator page lists both, with
+    n2's user counted, as presence (GET /cluster) tells it."""
+    topic, presence = kafka.unique_topic(), kafka.unique_topic("presence")
+    push = kafka.unique_topic("push")
+    kafka.create_topic(topic, 1)
+    group = f"g-{unique_uid('op')}"
+    def node(name):
+        return bridge_factory(config={"cluster": {"mode": "kafka", "node_name": name,
+                                                  "presence_topic": presence},
+                                      "push": {"topic": push}},
+                              topic=topic, create_topic=False, group_id=group)
+    n1, n2 = node("n1"), node("n2")
+    n2.native_client(unique_uid())
+    page = OperatorPage(driver, n1)
+    page.open()
+    driver("waitFor", timeout=10000, js="""(() => {
+      const rows = [...document.querySelectorAll('#nodes tbody tr')].map((tr) =>
+        [...tr.children].map((td) => td.innerText));
+      return rows.length === 2 && rows[0][0] === 'n1 (this node)' &&
+        rows.some((r) => r[0] === 'n2' && r[3] === '1' && r[4] === '1');
+    })()""")
+    assert "kafka, 2 nodes" in driver("eval", js="document.getElementById('cluster-mode').textContent")
+    screenshot(driver, "operator-nodes.png")

@@ -44,6 +44,7 @@ struct pb_config {
     char *kafka_group_id;
     struct pb_kvlist kafka_properties;
     char *kafka_dead_letter_topic; /* NULL = none */
+    char *kafka_undelivered_topic; /* NULL = none (kafka_undelivered.c) */
     int64_t kafka_max_event_age_ms;
     int64_t kafka_max_event_bytes;
     struct pb_strlist kafka_broadcast_topics; /* may carry * and group: keys; "*" = all */
@@ -96,6 +97,9 @@ struct pb_config {
     int dashboard_enabled;   /* / on the public listener serves web/index.html */
     int cluster_mode;        /* enum pb_cluster_mode */
     char *cluster_node_name; /* NULL = the host name (see pb_kafka_new) */
+    int64_t cluster_node_timeout_ms;
+    char *cluster_presence_topic;
+    int64_t cluster_presence_max_users; /* remote users kept, all nodes (presence.c) */
 
     int log_level;  /* enum pb_log_level */
     int log_format; /* enum pb_log_format */

@@ -94,6 +94,10 @@ struct pb_metrics {
     uint64_t coalesced;       /* queued task updates replaced by a newer one */
     uint64_t redeliveries;    /* Kafka offsets read again (rebalance, rebuild): not re-sent */
     uint64_t skipped_no_connection; /* events for users with no connection here, not parsed */
+    /* Presence (presence.c) and kafka.undelivered_topic (kafka_undelivered.c). */
+    uint64_t presence_in, presence_out, presence_out_bytes, presence_failures;
+    uint64_t presence_overflow; /* remote users not kept: cluster.presence_max_users */
+    uint64_t undelivered, undelivered_failures;
     uint64_t lat_buckets[PB_METRICS_LAT_BUCKETS + 1]; /* last = +Inf */
     double lat_sum;
     uint64_t lat_count;

@@ -123,8 +123,18 @@ void pb_hub_receive(struct pb_hub *h, struct pb_to_hub *msg);
 
 struct pb_store *pb_hub_store(const struct pb_hub *h);
 
+/* A user's connection count changed to n (0: the user is gone); called
+ * on the main loop, right after the change. */
+typedef void (*pb_hub_watch_fn)(void *arg, const char *user, size_t len, size_t n);
+/* One watcher at most (presence.c); NULL stops watching. */
+void pb_hub_set_watch(struct pb_hub *h, pb_hub_watch_fn fn, void *arg);
+/* Calls fn for every user with a connection (a presence snapshot). */
+void pb_hub_each_user(const struct pb_hub *h, pb_hub_watch_fn fn, void *arg);
+
 /* Logged-in connections of one user, in the whole process. */
 size_t pb_hub_user_connections(const struct pb_hub *h, const char *user, size_t len);
+/* Logged-in connections, on every worker. */
+size_t pb_hub_connections(const struct pb_hub *h);
 /* Users with at least one logged-in connection. */
 size_t pb_hub_users(const struct pb_hub *h);
 

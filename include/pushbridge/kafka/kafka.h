@@ -53,6 +53,19 @@ void pb_kafka_set_push_done(struct pb_kafka *k, pb_kafka_push_done done);
 int pb_kafka_push(struct pb_kafka *k, const char *key, size_t keylen, const char *value,
                   size_t len, void *opaque, char *errstr, size_t errlen);
 
+/* Cluster mode's presence (pushbridge/kafka/presence.h); NULL standalone. */
+struct pb_presence *pb_kafka_presence(const struct pb_kafka *k);
+
+/* Standalone mode's HTTP pushes: an event for user, who has no connection
+ * here, goes to kafka.undelivered_topic (when set) as value, keyed by user,
+ * with the header pushbridge-reason: offline. */
+void pb_kafka_undelivered_http(struct pb_kafka *k, const char *user, size_t ulen,
+                               const char *value, size_t len);
+
+/* A sentence for /readyz while writes to kafka.undelivered_topic are
+ * refused (delivery goes on), else NULL. */
+const char *pb_kafka_undelivered_warning(const struct pb_kafka *k);
+
 /* The group's share of the partitions: a warning when another consumer
  * shares this bridge's group (NULL when it holds them all); total -1 when
  * not known yet. */
