@@ -30,6 +30,7 @@
 #define LIST(k, f, d, fl, h)    {k, T_STRLIST, FIELD(f, struct pb_strlist), 0, 0, d, NULL, fl, h}
 #define BOOL(k, f, d, h)        {k, T_BOOL, FIELD(f, int), 0, 0, d, NULL, 0, h}
 #define KVLIST(k, f, h)         {k, T_KVLIST, FIELD(f, struct pb_kvlist), 0, 0, "", NULL, 0, h}
+#define INPUTS(k, f, h)         {k, T_INPUTS, FIELD(f, struct pb_inputs), 0, 0, "", NULL, 0, h}
 /* clang-format on */
 
 #define MIB (1024 * 1024)
@@ -69,6 +70,12 @@ static const struct setting settings[] = {
          "Topics whose events may use the keys * and group:NAME; * = every consumed topic, "
          "empty = none (only POST /broadcast then reaches more than one user). Others are "
          "dropped as broadcast_not_allowed"),
+    INPUTS("kafka.inputs", kafka_inputs,
+           "Rules for topics not written in the envelope (first match wins; their topics are "
+           "consumed as if in kafka.topics): a list of {topic, format (envelope, json, "
+           "cloudevents), target, event, id, task, final}, each source key, header:NAME, "
+           "field:/json/pointer, ce:NAME or a literal; from the environment a JSON list. See "
+           "README, Reading the topics you already have"),
 
     ENUM("auth.mode", auth_mode, auth_modes, "jwt",
          "How clients are identified: jwt (verified token) or none (trust the client; --dev)"),
@@ -577,6 +584,8 @@ static int set_from_string(struct pb_config *c, const struct setting *s, const c
         return set_strlist_str(c, s, v ? v : "", errstr, errlen);
     case T_KVLIST:
         return set_kvlist_str(c, s, v ? v : "", errstr, errlen);
+    case T_INPUTS:
+        return pb_inputs_parse_text(FIELD_PTR(c, s, struct pb_inputs), v, errstr, errlen);
     }
     return pb_config_fail(errstr, errlen, "%s: unsupported type", s->key);
 }
@@ -661,6 +670,8 @@ static int set_from_json(struct pb_config *c, const struct setting *s, yajl_val 
         store_kvlist(c, s, &l);
         return 0;
     }
+    case T_INPUTS:
+        return pb_inputs_parse_json(FIELD_PTR(c, s, struct pb_inputs), v, errstr, errlen);
     }
     return pb_config_fail(errstr, errlen, "%s: unsupported type", s->key);
 }
@@ -853,6 +864,19 @@ int pb_config_set(struct pb_config *c, const char *key, const char *value, char 
     return set_from_string(c, s, value, errstr, errlen);
 }
 
+int pb_config_add_input_topics(struct pb_config *c, char *errstr, size_t errlen)
+{
+    for (size_t i = 0; i < c->kafka_inputs.n; i++) {
+        const char *t = c->kafka_inputs.items[i].topic;
+        size_t k = 0;
+        while (k < c->kafka_topics.n && strcmp(c->kafka_topics.items[k], t) != 0)
+            k++;
+        if (k == c->kafka_topics.n && strlist_add(&c->kafka_topics, t, strlen(t)) < 0)
+            return pb_config_fail(errstr, errlen, "kafka.inputs: out of memory");
+    }
+    return 0;
+}
+
 /* ---- lifecycle ---- */
 
 int pb_config_init(struct pb_config *c)
@@ -888,6 +912,8 @@ void pb_config_free(struct pb_config *c)
             strlist_free(FIELD_PTR(c, s, struct pb_strlist));
         } else if (s->type == T_KVLIST) {
             kvlist_free(FIELD_PTR(c, s, struct pb_kvlist));
+        } else if (s->type == T_INPUTS) {
+            pb_inputs_free(FIELD_PTR(c, s, struct pb_inputs));
         }
     }
 }

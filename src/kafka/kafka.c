@@ -26,6 +26,7 @@
 
 #include "pushbridge/core/buf.h"
 #include "pushbridge/event/envelope.h"
+#include "pushbridge/event/input.h"
 #include "pushbridge/core/log.h"
 #include "kafka_internal.h"
 
@@ -287,6 +288,7 @@ struct pb_kafka *pb_kafka_new(const struct pb_config *cfg, struct pb_hub *hub, s
     k->hub = hub;
     k->m = m;
     k->pipefd[0] = k->pipefd[1] = -1;
+    k->input_failed_rule = -1;
     snprintf(k->why, sizeof(k->why), "no Kafka partitions assigned yet");
     k->commit_log.what = "offset commit failed";
     k->error_log.what = "librdkafka error";
@@ -395,6 +397,8 @@ static int parse_message(struct pb_kafka *k, const rd_kafka_message_t *msg, int6
     ev->partition = msg->partition;
     ev->offset = msg->offset;
     int reason;
+    const struct pb_input_rule *rule;
+    k->input_failed_rule = -1;
     if (!msg->payload) {
         reason = PB_DROP_NOT_JSON;
         snprintf(ev->detail, sizeof(ev->detail), "the message has no value");
@@ -402,6 +406,13 @@ static int parse_message(struct pb_kafka *k, const rd_kafka_message_t *msg, int6
         reason = PB_DROP_OVERSIZED;
         snprintf(ev->detail, sizeof(ev->detail), "%zu bytes is over kafka.max_event_bytes (%lld)",
                  msg->len, (long long)k->cfg->kafka_max_event_bytes);
+    } else if ((rule = pb_kafka_input_rule(k, ev->topic))) {
+        /* SPEC 12: a topic a kafka.inputs rule reads. A literal target is
+         * the operator's own choice, not a producer's: no broadcast check. */
+        reason = pb_kafka_input_read(k, rule, msg, ev);
+        if (reason || rule->target.kind == PB_SRC_LITERAL)
+            return reason;
+        return broadcast_check(k->cfg, ev->topic, ev);
     } else {
         reason = pb_envelope_parse(msg->payload, msg->len, 0, ev);
     }
@@ -439,6 +450,10 @@ static int for_nobody_here(struct pb_kafka *k, const rd_kafka_message_t *msg)
     if (!key || !n || !msg->payload || k->cfg->history_max_events > 0)
         return 0;
     if ((n == 1 && key[0] == '*') || (n >= 6 && memcmp(key, "group:", 6) == 0))
+        return 0;
+    /* A kafka.inputs rule may take the target, or a task, from the value. */
+    const struct pb_input_rule *rule = pb_kafka_input_rule(k, rd_kafka_topic_name(msg->rkt));
+    if (rule && !pb_input_key_decides(rule))
         return 0;
     if (k->cfg->state_max_tasks_per_user > 0 && memmem(msg->payload, msg->len, "\"task\"", 6))
         return 0;

@@ -82,6 +82,14 @@ static void dead_letter(struct pb_kafka *k, const rd_kafka_message_t *msg, uint3
     add_header(h, "pushbridge-source-topic", rd_kafka_topic_name(msg->rkt));
     add_header(h, "pushbridge-source-partition", partition);
     add_header(h, "pushbridge-source-offset", offset);
+    /* SPEC 12: which kafka.inputs rule read it, and which of its sources failed. */
+    if (k->input_failed_rule >= 0) {
+        char rule[40];
+        snprintf(rule, sizeof(rule), "kafka.inputs[%d]", k->input_failed_rule);
+        add_header(h, "pushbridge-rule", rule);
+        if (k->input_failed[0])
+            add_header(h, "pushbridge-rule-source", k->input_failed);
+    }
 
     rd_kafka_resp_err_t err = rd_kafka_producev(
         k->dlq, RD_KAFKA_V_TOPIC(k->cfg->kafka_dead_letter_topic),
@@ -108,8 +116,13 @@ void pb_kafka_malformed(struct pb_kafka *k, const rd_kafka_message_t *msg, uint3
         return;
     }
     k->malformed_window_start = now;
-    pb_warn("dropped malformed event %s/%d@%lld: %s: %s", rd_kafka_topic_name(msg->rkt),
-            (int)msg->partition, (long long)msg->offset, pb_drop_reason_name(reason), detail);
+    char rule[360] = "";
+    if (k->input_failed_rule >= 0)
+        snprintf(rule, sizeof(rule), " (kafka.inputs[%d]%s%s)", k->input_failed_rule,
+                 k->input_failed[0] ? ", " : "", k->input_failed);
+    pb_warn("dropped malformed event %s/%d@%lld: %s: %s%s", rd_kafka_topic_name(msg->rkt),
+            (int)msg->partition, (long long)msg->offset, pb_drop_reason_name(reason), detail,
+            rule);
 }
 
 void pb_kafka_flush_malformed_log(struct pb_kafka *k)
