@@ -28,7 +28,7 @@ log() { printf '\n==> %s\n' "$*"; }
 # itself answers.
 PACKAGES=(build-essential cmake pkg-config librdkafka-dev libwebsockets-dev libyajl-dev
           libssl-dev libev-dev libwebsockets-evlib-ev libcmocka-dev kcat default-jre-headless
-          maven python3-pytest python3-yaml chromium nodejs npm)
+          maven python3-pytest python3-yaml python3-pip chromium nodejs npm)
 # The container image test is opt-in (PB_TEST_IMAGE=1, ~2 minutes): it needs
 # podman and debootstrap (no registry is reachable, so the base image is made
 # locally by scripts/base-image.sh).
@@ -45,6 +45,7 @@ present() {
         default-jre-headless) command -v java >/dev/null 2>&1 && java -version >/dev/null 2>&1 ;;
         python3-pytest) python3 -c 'import pytest' >/dev/null 2>&1 ;;
         python3-yaml) python3 -c 'import yaml' >/dev/null 2>&1 ;;
+        python3-pip) python3 -m pip --version >/dev/null 2>&1 ;;
         maven) command -v mvn >/dev/null 2>&1 ;;
         kcat) command -v kcat >/dev/null 2>&1 ;;
         cmake) command -v cmake >/dev/null 2>&1 ;;
@@ -69,6 +70,15 @@ if ((${#missing[@]})); then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q
     apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# ---- (a2) the CloudEvents Python SDK: test_55 makes its CloudEvents with the
+# real producers' library (PyPI only; Debian does not package it) ------------
+if ! python3 -c 'import cloudevents.v1.kafka' >/dev/null 2>&1; then
+    log "installing the CloudEvents Python SDK (pip)"
+    python3 -m pip install -q --break-system-packages 'cloudevents>=1.6' 2>/dev/null ||
+        python3 -m pip install -q 'cloudevents>=1.6' ||
+        echo "cannot install the CloudEvents SDK: test_55's CloudEvents tests will say skipped" >&2
 fi
 
 # ---- (b) Kafka jars (cached in tests/kafka/lib) ----------------------------

@@ -69,8 +69,11 @@ struct pb_kafka {
      * of one topic, so usually one compare instead of a table search. */
     uint32_t last_src;
 
-    int64_t malformed_window_start;
-    uint64_t malformed_suppressed;
+    /* [0] every malformed event; [1] unsupported_encoding alone, which says
+     * a topic holds Avro or Protobuf (a setup problem, not one bad event),
+     * so another reason's window never hides it. */
+    int64_t malformed_window_start[2];
+    uint64_t malformed_suppressed[2];
     int64_t last_lag_ms;
 
     struct repeat_log {
