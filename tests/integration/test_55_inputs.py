@@ -342,3 +342,25 @@ def test_rules_from_the_environment_and_their_topics_consumed(run_cli):
     cfg = json.loads(r.stdout)
     assert cfg["kafka"]["inputs"] == [dict(rules[0], format="json")]
     assert "orders" in cfg["kafka"]["topics"]
+
+
+# ---- cluster mode ---------------------------------------------------------------
+
+def test_cluster_mode_field_target_is_not_skipped_by_the_key_lookup(bridge_factory, kafka):
+    """SPEC §8's look-up of the key before the parse skips events for users
+    this node holds no connection for; a target read from the value cannot
+    be looked up that way, so such a rule's events are always parsed."""
+    orders, push = kafka.unique_topic("orders"), kafka.unique_topic("push")
+    kafka.create_topic(orders, 1)
+    b = bridge_factory(config={
+        "cluster": {"mode": "kafka", "node_name": "n1"}, "push": {"topic": push},
+        "history": {"max_events": 0},  # nothing kept: the key look-up is on
+        "kafka": {"inputs": [{"topic": orders, "format": "json", "target": "field:/user"}]}})
+    uid = unique_uid()
+    c = b.uid_client(uid)
+    skipped = b.metric("pushbridge_events_skipped_total") or 0
+    kafka.produce(b.topic, envelope(data="for nobody here"), key=unique_uid("away"))
+    b.wait_metric("pushbridge_events_skipped_total", skipped + 1)
+    # Keyed by an order ID no connection has: delivered by the value's user.
+    kafka.produce(orders, json.dumps({"user": uid, "order": "o-1"}), key="o-1")
+    assert json.loads(c.recv_text(10)) == {"user": uid, "order": "o-1"}
