@@ -23,6 +23,10 @@
  * so anything longer is refused without being copied anywhere else. */
 #define SCRATCH_BYTES (4 * PB_MAX_ID_BYTES + 8)
 
+/* Members of a structured CloudEvent indexed in one pass: the attributes a
+ * producer sets are about ten. */
+#define CE_MAX_MEMBERS 32
+
 enum kind { K_STRING, K_NUMBER, K_BOOL, K_OTHER };
 
 /* A source's value: its text (decoded for strings) and kind. */
@@ -41,6 +45,12 @@ struct ctx {
     int body_json;  /* body is valid JSON text: field: may look into it */
     int ce_binary;  /* a CloudEvent in binary mode: attributes in ce_ headers */
     int ce_structured; /* ... in structured mode: attributes are members of body */
+    int validated;  /* body already found valid JSON (behind the wire-format prefix) */
+    /* Structured mode: the event's members, listed in one pass, so that each
+     * attribute is not another scan of the value; nmembers -1 = more than fit
+     * (then each is found with the pointer scan). */
+    struct pb_json_member members[CE_MAX_MEMBERS];
+    long nmembers;
     char *failed;
     size_t failedlen;
     char scratch[SCRATCH_BYTES];
@@ -72,6 +82,14 @@ static int json_ok(const char *p, size_t n, char *detail, size_t detlen)
         return 0;
     }
     return pb_json_validate(p, n, detail, detlen) == 0;
+}
+
+/* The body is valid JSON text, checked once per message. */
+static int body_ok(struct ctx *c)
+{
+    if (!c->validated)
+        c->validated = json_ok(c->body, c->blen, c->ev->detail, sizeof(c->ev->detail));
+    return c->validated;
 }
 
 /* Sets data to the JSON value at span (a span of the input), with the
@@ -117,16 +135,35 @@ static int from_json(struct ctx *c, const char *span, size_t n, struct found *f)
     return 1;
 }
 
-/* A member of the structured CloudEvent. */
+/* A member of the structured CloudEvent: the last of its name, as the
+ * envelope reads duplicates. Attribute names are lowercase letters and
+ * digits, so a name written with escapes is looked up by the scan. */
+static int ce_member_span(struct ctx *c, const char *name, const char **span, size_t *n)
+{
+    size_t len = strlen(name);
+    if (c->nmembers >= 0) {
+        int escaped = 0;
+        for (long i = c->nmembers - 1; i >= 0; i--) {
+            const struct pb_json_member *m = &c->members[i];
+            if (m->name_len == len && memcmp(m->name, name, len) == 0) {
+                *span = m->value;
+                *n = m->value_len;
+                return 1;
+            }
+            escaped |= memchr(m->name, '\\', m->name_len) != NULL;
+        }
+        if (!escaped)
+            return 0;
+    }
+    char *tok = (char *)name;
+    return pb_json_pointer_find(c->body, c->blen, &tok, &len, 1, span, n);
+}
+
 static int ce_member(struct ctx *c, const char *name, struct found *f)
 {
-    char *tok = (char *)name;
-    size_t len = strlen(name);
     const char *span;
     size_t n;
-    if (!pb_json_pointer_find(c->body, c->blen, &tok, &len, 1, &span, &n))
-        return 0;
-    return from_json(c, span, n, f);
+    return ce_member_span(c, name, &span, &n) && from_json(c, span, n, f);
 }
 
 /* Looks the source up: 1 found, 0 nothing there. */
@@ -267,7 +304,7 @@ static int apply_target(struct ctx *c)
 
 static int read_json(struct ctx *c)
 {
-    if (!json_ok(c->body, c->blen, c->ev->detail, sizeof(c->ev->detail))) {
+    if (!body_ok(c)) {
         snprintf(c->failed, c->failedlen, "value");
         return PB_DROP_NOT_JSON;
     }
@@ -308,7 +345,7 @@ static int ce_binary_data(struct ctx *c)
     if (!c->blen)
         return PB_DROP_NONE; /* no data: null */
     if (!header(c, "content-type", &ct, &ctlen) || !ct || json_content_type(ct, ctlen)) {
-        if (!json_ok(c->body, c->blen, c->ev->detail, sizeof(c->ev->detail)))
+        if (!body_ok(c))
             return fail(c, PB_DROP_NOT_JSON, "value", "%s", c->ev->detail);
         c->body_json = 1;
         size_t n;
@@ -337,12 +374,9 @@ static int ce_binary_data(struct ctx *c)
  * member, or `data_base64` (passed on as that JSON string). */
 static int ce_structured_data(struct ctx *c)
 {
-    static char *const data_tok[] = {"data"}, *const b64_tok[] = {"data_base64"};
-    static const size_t data_len[] = {4}, b64_len[] = {11};
     const char *span;
     size_t n;
-    if (pb_json_pointer_find(c->body, c->blen, data_tok, data_len, 1, &span, &n) ||
-        pb_json_pointer_find(c->body, c->blen, b64_tok, b64_len, 1, &span, &n))
+    if (ce_member_span(c, "data", &span, &n) || ce_member_span(c, "data_base64", &span, &n))
         return set_data(c, span, n);
     return PB_DROP_NONE;
 }
@@ -362,13 +396,18 @@ static int ce_mode(struct ctx *c)
         strncasecmp(ct, "application/cloudevents-batch", 29) == 0)
         return fail(c, PB_DROP_UNSUPPORTED_ENCODING, "value",
                     "a batch of CloudEvents (application/cloudevents-batch+json) is not read");
-    if (!json_ok(c->body, c->blen, c->ev->detail, sizeof(c->ev->detail)))
+    if (!body_ok(c))
         return fail(c, PB_DROP_NOT_JSON, "value", "%s", c->ev->detail);
     c->body_json = 1;
     size_t tn;
     const char *t = pb_json_trim(c->body, c->blen, &tn);
     struct found f;
     c->ce_structured = tn && t[0] == '{';
+    if (c->ce_structured) {
+        c->nmembers = pb_json_members(c->body, c->blen, c->members, CE_MAX_MEMBERS);
+        if (c->nmembers > CE_MAX_MEMBERS)
+            c->nmembers = -1;
+    }
     if (!c->ce_structured || !ce_member(c, "specversion", &f))
         return fail(c, c->ce_structured ? PB_DROP_NO_SOURCE : PB_DROP_NOT_OBJECT, "ce:specversion",
                     "not a CloudEvent: no ce_specversion header, and the value is not a JSON "
@@ -410,7 +449,7 @@ static int unwrap(struct ctx *c)
     c->body += 5;
     c->blen -= 5;
     char detail[sizeof(c->ev->detail)];
-    if (json_ok(c->body, c->blen, detail, sizeof(detail)))
+    if ((c->validated = json_ok(c->body, c->blen, detail, sizeof(detail))))
         return PB_DROP_NONE;
     return fail(c, PB_DROP_UNSUPPORTED_ENCODING, "value",
                 "schema ID %u: the value behind Confluent's wire-format prefix is not JSON "
@@ -421,7 +460,7 @@ int pb_input_read(const struct pb_input_rule *rule, const struct pb_input_msg *m
                   struct pb_event *ev, char *failed, size_t failedlen)
 {
     struct ctx *c = &(struct ctx){.rule = rule, .msg = msg, .ev = ev, .failed = failed,
-                                  .failedlen = failedlen};
+                                  .failedlen = failedlen, .nmembers = -1};
     if (failedlen)
         failed[0] = '\0';
     int reason = unwrap(c);

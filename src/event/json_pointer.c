@@ -208,6 +208,31 @@ static size_t in_array(const char *p, size_t i, size_t n, long idx)
     return n;
 }
 
+long pb_json_members(const char *p, size_t n, struct pb_json_member *out, size_t max)
+{
+    size_t i = skip_ws(p, 0, n);
+    long count = 0;
+    if (i >= n || p[i] != '{')
+        return -1;
+    for (i = skip_ws(p, i + 1, n); i < n && p[i] == '"';) {
+        size_t kstart = i, kend = skip_string(p, i, n);
+        i = skip_ws(p, kend, n);
+        if (i >= n || p[i] != ':')
+            break;
+        size_t vstart = i = skip_ws(p, i + 1, n);
+        i = skip_value(p, i, n);
+        if ((size_t)count < max)
+            out[count] = (struct pb_json_member){p + kstart + 1, kend - kstart - 2, p + vstart,
+                                                 i - vstart};
+        count++;
+        i = skip_ws(p, i, n);
+        if (i >= n || p[i] != ',')
+            break;
+        i = skip_ws(p, i + 1, n);
+    }
+    return count;
+}
+
 int pb_json_pointer_find(const char *json, size_t len, char *const *tokens,
                          const size_t *token_lens, size_t ntokens, const char **span,
                          size_t *spanlen)

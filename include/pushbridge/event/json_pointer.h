@@ -23,6 +23,21 @@ int pb_json_pointer_find(const char *json, size_t len, char *const *tokens,
  * NUL) does not fit in cap bytes. */
 long pb_json_string_decode(const char *span, size_t n, char *out, size_t cap);
 
+/* One member of a JSON object: its name as written (between the quotes,
+ * escapes not decoded) and its value's raw text. */
+struct pb_json_member {
+    const char *name;
+    size_t name_len;
+    const char *value;
+    size_t value_len;
+};
+
+/* Lists the members of the top-level object of json (valid JSON text) in
+ * one pass, at most max of them. Returns how many there are in all (more
+ * than max: only the first max were listed), or -1 when json is not an
+ * object. */
+long pb_json_members(const char *json, size_t len, struct pb_json_member *out, size_t max);
+
 /* The span trimmed of JSON whitespace. */
 const char *pb_json_trim(const char *s, size_t n, size_t *outlen);
 
