@@ -13,7 +13,7 @@
 #   bench/run.sh --only a,b      only these scenarios (unicast unicast-10k fanout
 #                                fanout-10k broadcast http-single http-batch
 #                                slow-base slow state-off state tasks-100k
-#                                cluster idle logins fdlimit)
+#                                cluster idle logins fdlimit inputs)
 #   bench/run.sh --no-ref        no pb-sendref reference runs
 #   bench/run.sh --profile       also sample the bridge with perf (cpu-clock) and
 #                                count its syscalls, per scenario, into
@@ -63,6 +63,15 @@
 # skipped counts; RSS. The table's frames per CPU-second are per CPU-second
 # of all the nodes together. --quick adds about 25 s for the two.
 #
+# Inputs (SPEC 12, issue 26): pb-inputbench reads one ~300-byte order in each
+# kafka.inputs format (envelope, json with a key / literal / field: target,
+# JSON behind the Schema Registry prefix, a Debezium outbox row's headers,
+# CloudEvents binary and structured) on one core, 1,000,000 times each
+# (--quick 100,000) in 5 rounds, the fastest counting, and prints events per
+# CPU-second and ns per event against the envelope's (results.json's
+# "inputs"). No bridge, no broker: the read step is what differs between
+# formats; what follows it is the unicast scenario's.
+#
 # Bridge CPU is read from /proc/PID/stat around each scenario's traffic, so
 # the figures are per CPU-second of the bridge and stay comparable on a busy
 # machine. Under --dev the embedded broker runs inside the bridge process (the
@@ -98,10 +107,10 @@ PROFILE=0
 CALLGRIND=0
 REF=1
 ALL_SCENARIOS="unicast unicast-10k fanout fanout-10k broadcast http-single http-batch"
-ALL_SCENARIOS+=" slow-base slow state-off state tasks-100k cluster idle logins fdlimit"
+ALL_SCENARIOS+=" slow-base slow state-off state tasks-100k cluster idle logins fdlimit inputs"
 # The scenarios that name their size keep it; --quick leaves them out.
 QUICK_SCENARIOS="unicast fanout broadcast http-single http-batch slow-base slow state-off state"
-QUICK_SCENARIOS+=" tasks-100k cluster idle logins"
+QUICK_SCENARIOS+=" tasks-100k cluster idle logins inputs"
 QUICK_REF="unicast fanout"
 
 usage() { sed -n '2,/^set -euo/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; }
@@ -183,7 +192,7 @@ wait_until() {
 # ---- build ----
 
 build() {
-    local -a targets=(pb-loadgen pb-produce pb-sendref)
+    local -a targets=(pb-loadgen pb-produce pb-sendref pb-inputbench)
     # With PB_BENCH_BRIDGE the bridge comes from elsewhere: a src/ in the
     # middle of a change must not stop the tools from building.
     [ -n "${PB_BENCH_BRIDGE:-}" ] || targets+=(pushbridge)
@@ -1149,6 +1158,7 @@ write_results() {
             "$(nproc)" "$(uname -r)" "$(ulimit -Hn)"
         [ -z "$STATE_COST_JSON" ] || printf '"state_cost":%s,' "$STATE_COST_JSON"
         [ -z "$CLUSTER_JSON" ] || printf '"cluster":%s,' "$CLUSTER_JSON"
+        [ -z "$INPUTS_JSON" ] || printf '"inputs":%s,' "$INPUTS_JSON"
         printf '"scenarios":['
         for f in "${SCENARIO_FILES[@]}"; do
             [ $first = 1 ] || printf ','
@@ -1158,6 +1168,18 @@ write_results() {
         printf ']}\n'
     } >"$RESULTS"
     say "wrote $RESULTS"
+}
+
+# pb-inputbench: the read step of each kafka.inputs format (its table goes
+# to the notes, its JSON to results.json's "inputs").
+INPUTS_JSON=""
+run_inputs() {
+    local n=$1 out=$WORK/inputs.txt
+    say "== inputs: each kafka.inputs format read $n times on one core"
+    "$BUILD/bench/pb-inputbench" "$n" >"$out" || { say "pb-inputbench failed"; exit 1; }
+    INPUTS_JSON=$(tail -n 1 "$out")
+    { echo "inputs (pb-inputbench, the read step alone, fastest of 5 rounds):"; sed '$d' "$out"; } >>"$NOTES"
+    sed '$d' "$out" >&2
 }
 
 main() {
@@ -1170,7 +1192,7 @@ main() {
     local nofile
     nofile=$(ulimit -n)
 
-    local big=10000 fan=1000 send=10 idle=15000 logins=15000 tasks=100000
+    local big=10000 fan=1000 send=10 idle=15000 logins=15000 tasks=100000 inputs_n=1000000
     # slow-base and slow run the same load, without and with 10 % of the
     # connections stalled, at a rate the bridge sustains here, so that the
     # readers' p99 can be compared (at saturation it is queueing noise).
@@ -1179,7 +1201,7 @@ main() {
     local cl_nodes=${PB_BENCH_CLUSTER_NODES:-3} cl_conns=10000 cl_rate=10000
     CLUSTER_IDLE_S=2
     if [ "$MODE" = quick ]; then
-        big=1000 fan=200 send=2 idle=2000 logins=2000 tasks=20000
+        big=1000 fan=200 send=2 idle=2000 logins=2000 tasks=20000 inputs_n=100000
         uni_rate=5000 fan_rate=50 bc_rate=20 http_rate=2000 slow_rate=2500
         cl_nodes=${PB_BENCH_CLUSTER_NODES:-2} cl_conns=1000 cl_rate=2500 CLUSTER_IDLE_S=1
     fi
@@ -1214,6 +1236,7 @@ main() {
         fdlimit) run_idle fdlimit $fdmax 5 ;;
         state | state-off) run_state "$s" $big $uni_rate ;;
         tasks-100k) run_tasks $tasks ;;
+        inputs) run_inputs $inputs_n ;;
         cluster)
             run_cluster cluster-skip $cl_nodes $cl_conns $cl_rate "${STATE_OFF_ENV[@]}"
             run_cluster cluster-noskip $cl_nodes $cl_conns $cl_rate

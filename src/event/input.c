@@ -10,6 +10,7 @@
 #include "pushbridge/event/input.h"
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,13 +47,14 @@ struct ctx {
     int ce_binary;  /* a CloudEvent in binary mode: attributes in ce_ headers */
     int ce_structured; /* ... in structured mode: attributes are members of body */
     int validated;  /* body already found valid JSON (behind the wire-format prefix) */
-    /* Structured mode: the event's members, listed in one pass, so that each
-     * attribute is not another scan of the value; nmembers -1 = more than fit
-     * (then each is found with the pointer scan). */
-    struct pb_json_member members[CE_MAX_MEMBERS];
-    long nmembers;
     char *failed;
     size_t failedlen;
+    /* Structured mode: the event's members, listed in one pass, so that each
+     * attribute is not another scan of the value; nmembers -1 = more than fit
+     * (then each is found with the pointer scan). The list and the scratch
+     * buffer come last: they are not zeroed per message (pb_input_read). */
+    long nmembers;
+    struct pb_json_member members[CE_MAX_MEMBERS];
     char scratch[SCRATCH_BYTES];
 };
 
@@ -459,8 +461,17 @@ static int unwrap(struct ctx *c)
 int pb_input_read(const struct pb_input_rule *rule, const struct pb_input_msg *msg,
                   struct pb_event *ev, char *failed, size_t failedlen)
 {
-    struct ctx *c = &(struct ctx){.rule = rule, .msg = msg, .ev = ev, .failed = failed,
-                                  .failedlen = failedlen, .nmembers = -1};
+    /* Not zeroed whole: the scratch buffer and the member list (2 KiB) are
+     * written before they are read, and zeroing them is a tenth of a read. */
+    struct ctx ctx;
+    memset(&ctx, 0, offsetof(struct ctx, members));
+    struct ctx *c = &ctx;
+    c->rule = rule;
+    c->msg = msg;
+    c->ev = ev;
+    c->failed = failed;
+    c->failedlen = failedlen;
+    c->nmembers = -1;
     if (failedlen)
         failed[0] = '\0';
     int reason = unwrap(c);
