@@ -13,7 +13,7 @@
 #   bench/run.sh --only a,b      only these scenarios (unicast unicast-10k fanout
 #                                fanout-10k broadcast http-single http-batch
 #                                slow-base slow state-off state tasks-100k
-#                                cluster idle logins fdlimit inputs)
+#                                cluster idle logins fdlimit inputs inputs-e2e)
 #   bench/run.sh --no-ref        no pb-sendref reference runs
 #   bench/run.sh --profile       also sample the bridge with perf (cpu-clock) and
 #                                count its syscalls, per scenario, into
@@ -70,7 +70,14 @@
 # (--quick 100,000) in 5 rounds, the fastest counting, and prints events per
 # CPU-second and ns per event against the envelope's (results.json's
 # "inputs"). No bridge, no broker: the read step is what differs between
-# formats; what follows it is the unicast scenario's.
+# formats; what follows it is the unicast scenario's. inputs-e2e (not in
+# --quick, about 2 minutes) measures it whole: the unicast load (10,000
+# connections, 20,000 events/s) on a fresh bridge per format, pb-produce
+# --format writing the same data as the envelope (in-envelope), plain JSON
+# keyed by user (in-json), JSON keyed by order with the user in a field
+# (in-json-field) and CloudEvents binary and structured with the user in
+# subject (in-ce-binary, in-ce-structured), each read by its kafka.inputs
+# rule (PUSHBRIDGE_KAFKA_INPUTS). No reference runs: the load is unicast's.
 #
 # Bridge CPU is read from /proc/PID/stat around each scenario's traffic, so
 # the figures are per CPU-second of the bridge and stay comparable on a busy
@@ -108,6 +115,7 @@ CALLGRIND=0
 REF=1
 ALL_SCENARIOS="unicast unicast-10k fanout fanout-10k broadcast http-single http-batch"
 ALL_SCENARIOS+=" slow-base slow state-off state tasks-100k cluster idle logins fdlimit inputs"
+ALL_SCENARIOS+=" inputs-e2e"
 # The scenarios that name their size keep it; --quick leaves them out.
 QUICK_SCENARIOS="unicast fanout broadcast http-single http-batch slow-base slow state-off state"
 QUICK_SCENARIOS+=" tasks-100k cluster idle logins inputs"
@@ -1170,6 +1178,28 @@ write_results() {
     say "wrote $RESULTS"
 }
 
+# The unicast load once per format, each on a fresh bridge with its rule.
+run_inputs_e2e() {
+    local conns=$1 rate=$2 f topic rule
+    local ref=$REF
+    REF=0
+    for f in envelope json json-field ce-binary ce-structured; do
+        topic=pushbridge.events
+        [ -n "${PB_BENCH_BROKERS:-}" ] && topic=pb-bench-$RUN_ID-in-$f
+        case $f in
+        envelope) rule="" ;;
+        json) rule='"format":"json","event":"bench"' ;;
+        json-field) rule='"format":"json","target":"field:/u","event":"bench"' ;;
+        ce-*) rule='"format":"cloudevents","target":"ce:subject"' ;;
+        esac
+        SCEN_FRESH=1 SCEN_PROD=(--format "$f") SCEN_ENV=()
+        [ -z "$rule" ] || SCEN_ENV=("PUSHBRIDGE_KAFKA_INPUTS=[{\"topic\":\"$topic\",$rule}]")
+        run_traffic "in-$f" kafka "$conns" "$conns" users 0 "$rate" 1
+    done
+    SCEN_FRESH=0 SCEN_PROD=() SCEN_ENV=()
+    REF=$ref
+}
+
 # pb-inputbench: the read step of each kafka.inputs format (its table goes
 # to the notes, its JSON to results.json's "inputs").
 INPUTS_JSON=""
@@ -1237,6 +1267,7 @@ main() {
         state | state-off) run_state "$s" $big $uni_rate ;;
         tasks-100k) run_tasks $tasks ;;
         inputs) run_inputs $inputs_n ;;
+        inputs-e2e) run_inputs_e2e $big $uni_rate ;;
         cluster)
             run_cluster cluster-skip $cl_nodes $cl_conns $cl_rate "${STATE_OFF_ENV[@]}"
             run_cluster cluster-noskip $cl_nodes $cl_conns $cl_rate
