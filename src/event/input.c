@@ -194,8 +194,8 @@ static int resolve(struct ctx *c, const struct pb_input_source *s, struct found 
         snprintf(hname, sizeof(hname), "ce_%s", s->name);
         return header(c, hname, &f->p, &f->n) && f->p;
     case PB_SRC_FIELD:
-        if (!c->body_json ||
-            !pb_json_pointer_find(c->body, c->blen, s->tokens, s->token_lens, s->ntokens, &span, &n))
+        if (!c->body_json || !pb_json_pointer_find(c->body, c->blen, s->tokens, s->token_lens,
+                                                   s->ntokens, &span, &n))
             return 0;
         return from_json(c, span, n, f);
     }

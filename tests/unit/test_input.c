@@ -25,13 +25,14 @@ static const char *find(const char *doc, const char *ptr, size_t *n)
 {
     struct pb_inputs in = {0};
     char rules[512], err[256];
-    snprintf(rules, sizeof(rules), "[{\"topic\":\"t\",\"format\":\"json\",\"target\":\"field:%s\"}]",
-             ptr);
+    snprintf(rules, sizeof(rules),
+             "[{\"topic\":\"t\",\"format\":\"json\",\"target\":\"field:%s\"}]", ptr);
     if (pb_inputs_parse_text(&in, rules, err, sizeof(err)))
         fail_msg("pointer %s refused: %s", ptr, err);
     const struct pb_input_source *s = &in.items[0].target;
     const char *span = NULL;
-    int found = pb_json_pointer_find(doc, strlen(doc), s->tokens, s->token_lens, s->ntokens, &span, n);
+    int found =
+        pb_json_pointer_find(doc, strlen(doc), s->tokens, s->token_lens, s->ntokens, &span, n);
     pb_inputs_free(&in);
     return found ? span : NULL;
 }
@@ -132,7 +133,8 @@ static void test_rules_refused(void **state)
     expect_refused("[{\"topic\":\"a\"},{\"topic\":\"b\",\"target\":\"hedaer:x\"}]",
                    "kafka.inputs[1].target: 'hedaer:x': unknown source");
     expect_refused("[{\"topic\":\"a\",\"format\":\"json\",\"id\":\"field:a/b\"}]",
-                   "kafka.inputs[0].id: 'field:a/b': a JSON pointer must be empty or start with '/'");
+                   "kafka.inputs[0].id: 'field:a/b': a JSON pointer must be empty or start "
+                   "with '/'");
     expect_refused("[{\"topic\":\"a\",\"id\":\"field:/a~2\"}]", "'~' in a JSON pointer");
     expect_refused("[{\"topic\":\"^a(\"}]", "kafka.inputs[0].topic: '^a(' is not a valid regex");
     expect_refused("[{\"topic\":\"a\",\"format\":\"json\",\"target\":\"ce:subject\"}]",
@@ -154,7 +156,8 @@ static void test_rules_parsed_and_matched(void **state)
     const char *rules = "[{\"topic\":\"orders\",\"format\":\"json\",\"target\":\"group:admins\","
                         "\"event\":\"order.created\",\"id\":\"field:/order_id\","
                         "\"final\":{\"field:/status\":[\"done\",\"failed\",true]}},"
-                        "{\"topic\":\"^ce\\\\.\",\"format\":\"cloudevents\",\"target\":\"ce:subject\"}]";
+                        "{\"topic\":\"^ce\\\\.\",\"format\":\"cloudevents\","
+                        "\"target\":\"ce:subject\"}]";
     assert_int_equal(pb_inputs_parse_text(&in, rules, err, sizeof(err)), 0);
     assert_int_equal(in.n, 2);
     assert_int_equal(in.items[0].target.kind, PB_SRC_LITERAL);
@@ -233,7 +236,8 @@ static void expect_target(const struct pb_event *ev, int kind, const char *name)
 {
     assert_int_equal(ev->target_kind, kind);
     if (name)
-        assert_true(ev->target_len == strlen(name) && memcmp(ev->target, name, ev->target_len) == 0);
+        assert_true(ev->target_len == strlen(name) &&
+                    memcmp(ev->target, name, ev->target_len) == 0);
 }
 
 static void test_json_format(void **state)
@@ -272,10 +276,12 @@ static void test_field_sources(void **state)
     (void)state;
     struct pb_event ev;
     char failed[300];
-    const char *rule = "{\"topic\":\"orders\",\"format\":\"json\",\"target\":\"field:/customer/id\","
-                       "\"event\":\"field:/kind\",\"id\":\"field:/order_id\",\"task\":\"field:/job\","
+    const char *rule = "{\"topic\":\"orders\",\"format\":\"json\","
+                       "\"target\":\"field:/customer/id\",\"event\":\"field:/kind\","
+                       "\"id\":\"field:/order_id\",\"task\":\"field:/job\","
                        "\"final\":{\"field:/status\":[\"done\",\"failed\"]}}";
-    const char *v = "{\"customer\":{\"id\":4711},\"kind\":\"order.paid\",\"order_id\":\"o-\\u0031\","
+    const char *v = "{\"customer\":{\"id\":4711},\"kind\":\"order.paid\","
+                    "\"order_id\":\"o-\\u0031\","
                     "\"job\":\"j1\",\"status\":\"done\"}";
     assert_int_equal(rd(rule, "o-1", v, NULL, &ev, NULL), 0);
     expect_target(&ev, PB_TARGET_USER, "4711"); /* a number is a user ID in decimal */
@@ -285,7 +291,8 @@ static void test_field_sources(void **state)
     assert_true(ev.final);
     pb_event_clear(&ev);
 
-    v = "{\"customer\":{\"id\":\"group:ops\"},\"kind\":\"k\",\"order_id\":2,\"job\":3,\"status\":\"run\"}";
+    v = "{\"customer\":{\"id\":\"group:ops\"},\"kind\":\"k\",\"order_id\":2,\"job\":3,"
+        "\"status\":\"run\"}";
     assert_int_equal(rd(rule, NULL, v, NULL, &ev, NULL), 0);
     expect_target(&ev, PB_TARGET_GROUP, "ops");
     assert_string_equal(ev.id, "2");
@@ -378,7 +385,8 @@ static void test_confluent_prefix(void **state)
     pb_event_clear(&ev);
     /* The envelope behind the prefix, without any rule source. */
     static const char env[] = "\0\0\0\0\x01{\"event\":\"e\",\"data\":1}";
-    assert_int_equal(read_n("{\"topic\":\"orders\"}", "bob", env, sizeof(env) - 1, NULL, &ev, NULL), 0);
+    assert_int_equal(
+        read_n("{\"topic\":\"orders\"}", "bob", env, sizeof(env) - 1, NULL, &ev, NULL), 0);
     expect_data(&ev, "1");
     pb_event_clear(&ev);
 }
@@ -388,7 +396,8 @@ static void test_cloudevents_binary(void **state)
     (void)state;
     struct pb_event ev;
     char failed[300];
-    const char *rule = "{\"topic\":\"orders\",\"format\":\"cloudevents\",\"target\":\"ce:subject\"}";
+    const char *rule =
+        "{\"topic\":\"orders\",\"format\":\"cloudevents\",\"target\":\"ce:subject\"}";
     struct hdr h[] = {{"ce_specversion", "1.0"}, {"ce_type", "com.example.order.created"},
                       {"ce_id", "A-1"}, {"ce_source", "/orders"}, {"ce_subject", "ann"},
                       {"content-type", "application/json"}, {NULL, NULL}};
