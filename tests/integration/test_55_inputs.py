@@ -364,3 +364,27 @@ def test_cluster_mode_field_target_is_not_skipped_by_the_key_lookup(bridge_facto
     # Keyed by an order ID no connection has: delivered by the value's user.
     kafka.produce(orders, json.dumps({"user": uid, "order": "o-1"}), key="o-1")
     assert json.loads(c.recv_text(10)) == {"user": uid, "order": "o-1"}
+
+
+# ---- restart ----------------------------------------------------------------------
+
+def test_restart_rebuilds_task_state_from_a_rule_read_topic(bridge_factory, kafka):
+    """The rebuild on start (SPEC §7) reads a rule's topic through its rule."""
+    jobs = kafka.unique_topic("jobs")
+    kafka.create_topic(jobs, 1)
+    cfg = {"kafka": {"inputs": [{"topic": jobs, "format": "json", "target": "field:/owner",
+                                 "task": "field:/job", "event": "job.progress"}]}}
+    a = bridge_factory(config=cfg)
+    uid = unique_uid()
+    c = a.uid_client(uid)
+    kafka.produce_many(jobs, [("j-7", json.dumps({"owner": uid, "job": "j-7", "pct": p}))
+                              for p in (30, 70)])
+    assert [json.loads(c.recv_text(10))["pct"] for _ in range(2)] == [30, 70]
+    c.close()
+    group = a.config["kafka"]["group_id"]
+    a.stop()
+    b = bridge_factory(config=cfg, topic=a.topic, create_topic=False, group_id=group)
+    status, body, _ = b.json("GET", f"/users/{uid}/tasks")
+    assert status == 200
+    assert [(t["task"], t["event"], t["data"]["pct"]) for t in body["tasks"]] == \
+        [("j-7", "job.progress", 70)]
