@@ -388,3 +388,21 @@ def test_restart_rebuilds_task_state_from_a_rule_read_topic(bridge_factory, kafk
     assert status == 200
     assert [(t["task"], t["event"], t["data"]["pct"]) for t in body["tasks"]] == \
         [("j-7", "job.progress", 70)]
+
+
+def test_readme_rules_are_valid_configuration(run_cli):
+    """Each complete rule README's "Reading the topics you already have" shows."""
+    import os
+    import re
+    readme = open(os.path.join(os.path.dirname(__file__), "..", "..", "README.md")).read()
+    section = readme[readme.index("## Reading the topics you already have"):]
+    section = section[:section.index("\n## ", 5)]
+    blocks = re.findall(r"```json\n(.*?)```", section, re.S)
+    assert len(blocks) == 4  # JSON orders, CloudEvents, Debezium outbox, Schema Registry
+    for block in blocks:
+        cfg = json.loads(block)
+        cfg["auth"] = {"mode": "none"}
+        r = run_cli(["--check-config"], config=cfg)
+        assert r.returncode == 0, (block, r.stderr)
+        assert json.loads(r.stdout)["kafka"]["inputs"][0]["topic"] == \
+            cfg["kafka"]["inputs"][0]["topic"]
