@@ -337,6 +337,18 @@ static int json_content_type(const char *ct, size_t n)
            (len >= 5 && strncasecmp(ct + len - 5, "+json", 5) == 0);
 }
 
+/* The data's type in binary mode: `content-type`, as the binding says;
+ * some producers (Spring's message headers) write `contentType`, or keep
+ * the attribute as `ce_datacontenttype`. 0 when none says. */
+static int data_type(const struct ctx *c, const char **ct, size_t *n)
+{
+    static const char *const names[] = {"content-type", "contentType", "ce_datacontenttype"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (header(c, names[i], ct, n) && *ct)
+            return 1;
+    return 0;
+}
+
 /* Binary mode: the value is the data, of the type content-type says. JSON
  * (or no type) goes as it is; text becomes a JSON string; anything else is
  * not something a browser frame can carry. */
@@ -346,7 +358,7 @@ static int ce_binary_data(struct ctx *c)
     size_t ctlen = 0;
     if (!c->blen)
         return PB_DROP_NONE; /* no data: null */
-    if (!header(c, "content-type", &ct, &ctlen) || !ct || json_content_type(ct, ctlen)) {
+    if (!data_type(c, &ct, &ctlen) || json_content_type(ct, ctlen)) {
         if (!body_ok(c))
             return fail(c, PB_DROP_NOT_JSON, "value", "%s", c->ev->detail);
         c->body_json = 1;

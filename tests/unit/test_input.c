@@ -413,6 +413,12 @@ static void test_cloudevents_binary(void **state)
     expect_data(&ev, "\"say \\\"hi\\\"\"");
     assert_string_equal(ev.data_text, "say \"hi\"");
     pb_event_clear(&ev);
+    /* The data's type under another name some producers use. */
+    struct hdr spring[] = {{"ce_specversion", "1.0"}, {"ce_type", "t"}, {"ce_id", "A-2"},
+                           {"ce_subject", "ann"}, {"contentType", "text/plain"}, {NULL, NULL}};
+    assert_int_equal(rd(rule, "k", "plain", spring, &ev, NULL), 0);
+    expect_data(&ev, "\"plain\"");
+    pb_event_clear(&ev);
     h[5].value = "application/avro";
     assert_int_equal(rd(rule, "k", "\x02\x04", h, &ev, failed), PB_DROP_UNSUPPORTED_ENCODING);
     pb_event_clear(&ev);
