@@ -105,6 +105,13 @@ def test_plain_json_missing_pointer_is_dead_lettered_and_others_go_on(inputs, ka
     kafka.produce(b.t.sr, json.dumps({"user": uid, "n": 2}), key="k-2")
     assert c.recv_json(10)["data"] == {"user": uid, "n": 2}
     b.wait_metric("pushbridge_events_dropped_total", before + 1, topic=b.t.sr, reason="no_target")
+    # A value of the wrong kind where the target is expected.
+    kafka.produce(b.t.sr, b'{"user":{"id":1}}', key="k-3")
+    kafka.produce(b.t.sr, json.dumps({"user": uid, "n": 3}), key="k-4")
+    assert c.recv_json(10)["data"] == {"user": uid, "n": 3}
+    h = wait_letter(b, kafka, b'{"user":{"id":1}}')
+    assert (h["pushbridge-reason"], h["pushbridge-rule-source"]) == \
+        ("bad_field", "target=field:/user")
     h = wait_letter(b, kafka, b'{"no_user_here":1}')
     assert h["pushbridge-reason"] == "no_target"
     assert h["pushbridge-rule"] == "kafka.inputs[3]"
