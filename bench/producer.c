@@ -9,7 +9,11 @@
  * where seq counts 1, 2, … per target: what pb-loadgen checks. With
  * --tasks K the envelope also names a task, "task":"t<i % K>", so that the
  * bridge keeps task state for it (bench/run.sh's state scenarios); data is
- * the same either way.
+ * the same either way. --format writes the same data the way other
+ * producers do, for the kafka.inputs rules of bench/run.sh's inputs-e2e
+ * scenarios (SPEC 12): json (the value is the data, keyed by user),
+ * json-field (the user in the value's "u", keyed by an order ID),
+ * ce-binary and ce-structured (a CloudEvent, the user in its subject).
  *
  * t is taken when the event is handed to librdkafka. Over HTTP it is the
  * time the request was due by the schedule, so that a bridge answering
@@ -54,7 +58,12 @@ struct opts {
     uint32_t batch;
     uint32_t http_conns;
     double timeout_s;
+    int format; /* enum format */
 };
+
+enum format { FMT_ENVELOPE = 0, FMT_JSON, FMT_JSON_FIELD, FMT_CE_BINARY, FMT_CE_STRUCTURED };
+static const char *const format_names[] = {"envelope", "json", "json-field", "ce-binary",
+                                           "ce-structured", NULL};
 
 static volatile sig_atomic_t g_stop;
 
@@ -215,6 +224,63 @@ static int warm_up(rd_kafka_t *rk, const struct opts *o)
     return ok ? 0 : -1;
 }
 
+/* Event i's value in --format; key becomes an order ID where the user
+ * travels in the value. Returns the value's length. */
+static int format_value(const struct opts *o, uint64_t i, char *key, const char *data,
+                        const char *task, char *value, size_t cap)
+{
+    char user[MAX_KEY + 16];
+    snprintf(user, sizeof(user), "%s", key);
+    if (o->format >= FMT_JSON_FIELD)
+        snprintf(key, MAX_KEY + 16, "o%llu", (unsigned long long)i);
+    switch (o->format) {
+    case FMT_JSON:
+        return snprintf(value, cap, "%s", data);
+    case FMT_JSON_FIELD: /* {"u":"uN","s":..,"t":..}: the data with the user in front */
+        return snprintf(value, cap, "{\"u\":\"%s\",%s", user, data + 1);
+    case FMT_CE_BINARY:
+        return snprintf(value, cap, "%s", data);
+    case FMT_CE_STRUCTURED:
+        return snprintf(value, cap,
+                        "{\"specversion\":\"1.0\",\"type\":\"bench\",\"source\":\"/bench\","
+                        "\"id\":\"%llu\",\"subject\":\"%s\",\"datacontenttype\":"
+                        "\"application/json\",\"data\":%s}",
+                        (unsigned long long)i, user, data);
+    default:
+        return snprintf(value, cap, "{\"event\":\"bench\",%s\"data\":%s}", task, data);
+    }
+}
+
+/* One producev with the headers --format needs (a binary CloudEvent's
+ * attributes; a structured one's content type). */
+static rd_kafka_resp_err_t produce_formatted(rd_kafka_t *rk, const struct opts *o, uint64_t i,
+                                             const char *key, const char *value, size_t n)
+{
+    char id[24], subject[MAX_KEY + 16];
+    if (o->format == FMT_CE_STRUCTURED)
+        return rd_kafka_producev(
+            rk, RD_KAFKA_V_TOPIC(o->topic), RD_KAFKA_V_KEY(key, strlen(key)),
+            RD_KAFKA_V_VALUE((void *)value, n), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+            RD_KAFKA_V_HEADER("content-type", "application/cloudevents+json", -1),
+            RD_KAFKA_V_END);
+    if (o->format != FMT_CE_BINARY)
+        return rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(o->topic), RD_KAFKA_V_KEY(key, strlen(key)),
+                                 RD_KAFKA_V_VALUE((void *)value, n),
+                                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+    snprintf(id, sizeof(id), "%llu", (unsigned long long)i);
+    if (o->key)
+        snprintf(subject, sizeof(subject), "%s", o->key);
+    else
+        snprintf(subject, sizeof(subject), "u%llu", (unsigned long long)(i % o->users));
+    return rd_kafka_producev(
+        rk, RD_KAFKA_V_TOPIC(o->topic), RD_KAFKA_V_KEY(key, strlen(key)),
+        RD_KAFKA_V_VALUE((void *)value, n), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_HEADER("ce_specversion", "1.0", -1), RD_KAFKA_V_HEADER("ce_type", "bench", -1),
+        RD_KAFKA_V_HEADER("ce_source", "/bench", -1), RD_KAFKA_V_HEADER("ce_id", id, -1),
+        RD_KAFKA_V_HEADER("ce_subject", subject, -1),
+        RD_KAFKA_V_HEADER("content-type", "application/json", -1), RD_KAFKA_V_END);
+}
+
 /* Hands one event to librdkafka, waiting for queue room (bounded). */
 static int produce_one(rd_kafka_t *rk, const struct opts *o, uint64_t i, uint64_t deadline)
 {
@@ -222,12 +288,9 @@ static int produce_one(rd_kafka_t *rk, const struct opts *o, uint64_t i, uint64_
     uint64_t seq = target_of(o, i, key, sizeof(key));
     event_data(data, sizeof(data), o, seq, bench_realtime_us());
     task_member(o, i, task, sizeof(task));
-    int n = snprintf(value, sizeof(value), "{\"event\":\"bench\",%s\"data\":%s}", task, data);
+    int n = format_value(o, i, key, data, task, value, sizeof(value));
     while (bench_mono_us() < deadline) {
-        rd_kafka_resp_err_t e = rd_kafka_producev(
-            rk, RD_KAFKA_V_TOPIC(o->topic), RD_KAFKA_V_KEY(key, strlen(key)),
-            RD_KAFKA_V_VALUE(value, (size_t)n), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-            RD_KAFKA_V_END);
+        rd_kafka_resp_err_t e = produce_formatted(rk, o, i, key, value, (size_t)n);
         if (!e)
             return 0;
         if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
@@ -640,7 +703,9 @@ static void usage(FILE *f)
           "  --duration S         stop sending after S seconds (default: no bound)\n"
           "  --pad B              add B bytes of padding to each event's data\n"
           "  --linger-ms L        librdkafka linger.ms (default 1)\n"
-          "  --timeout S          give up after S seconds (default 120)\n",
+          "  --timeout S          give up after S seconds (default 120)\n"
+          "  --format F           envelope (default), json, json-field, ce-binary,\n"
+          "                       ce-structured: the same data as other producers write it\n",
           f);
 }
 
@@ -648,7 +713,8 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 {
     enum {
         OPT_BROKERS = 256, OPT_TOPIC, OPT_CREATE, OPT_HTTP, OPT_PATH, OPT_BATCH, OPT_CONNS,
-        OPT_USERS, OPT_TASKS, OPT_KEY, OPT_RATE, OPT_COUNT, OPT_DURATION, OPT_PAD, OPT_LINGER, OPT_TIMEOUT
+        OPT_USERS, OPT_TASKS, OPT_KEY, OPT_RATE, OPT_COUNT, OPT_DURATION, OPT_PAD, OPT_LINGER, OPT_TIMEOUT,
+        OPT_FORMAT
     };
     static const struct option lo[] = {
         {"brokers", required_argument, NULL, OPT_BROKERS},
@@ -667,6 +733,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
         {"pad", required_argument, NULL, OPT_PAD},
         {"linger-ms", required_argument, NULL, OPT_LINGER},
         {"timeout", required_argument, NULL, OPT_TIMEOUT},
+        {"format", required_argument, NULL, OPT_FORMAT},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -692,6 +759,16 @@ static int parse_opts(int argc, char **argv, struct opts *o)
         case OPT_PAD: o->pad = (uint32_t)strtoul(optarg, NULL, 10); break;
         case OPT_LINGER: o->linger_ms = atoi(optarg); break;
         case OPT_TIMEOUT: o->timeout_s = atof(optarg); break;
+        case OPT_FORMAT:
+            o->format = -1;
+            for (int k = 0; format_names[k]; k++)
+                if (strcmp(optarg, format_names[k]) == 0)
+                    o->format = k;
+            if (o->format < 0) {
+                fprintf(stderr, "pb-produce: unknown --format %s\n", optarg);
+                return -1;
+            }
+            break;
         case 'h': usage(stdout); exit(0);
         default: usage(stderr); return -1;
         }

@@ -13,7 +13,8 @@
 #   bench/run.sh --only a,b      only these scenarios (unicast unicast-10k fanout
 #                                fanout-10k broadcast http-single http-batch
 #                                slow-base slow state-off state tasks-100k
-#                                cluster idle logins logins-cluster fdlimit)
+#                                cluster idle logins logins-cluster fdlimit inputs
+#                                inputs-e2e)
 #   bench/run.sh --no-ref        no pb-sendref reference runs
 #   bench/run.sh --profile       also sample the bridge with perf (cpu-clock) and
 #                                count its syscalls, per scenario, into
@@ -63,6 +64,22 @@
 # skipped counts; RSS. The table's frames per CPU-second are per CPU-second
 # of all the nodes together. --quick adds about 25 s for the two.
 #
+# Inputs (SPEC 12, issue 26): pb-inputbench reads one ~300-byte order in each
+# kafka.inputs format (envelope, json with a key / literal / field: target,
+# JSON behind the Schema Registry prefix, a Debezium outbox row's headers,
+# CloudEvents binary and structured) on one core, 1,000,000 times each
+# (--quick 100,000) in 5 rounds, the fastest counting, and prints events per
+# CPU-second and ns per event against the envelope's (results.json's
+# "inputs"). No bridge, no broker: the read step is what differs between
+# formats; what follows it is the unicast scenario's. inputs-e2e (not in
+# --quick, about 2 minutes) measures it whole: the unicast load (10,000
+# connections, 20,000 events/s) on a fresh bridge per format, pb-produce
+# --format writing the same data as the envelope (in-envelope), plain JSON
+# keyed by user (in-json), JSON keyed by order with the user in a field
+# (in-json-field) and CloudEvents binary and structured with the user in
+# subject (in-ce-binary, in-ce-structured), each read by its kafka.inputs
+# rule (PUSHBRIDGE_KAFKA_INPUTS). No reference runs: the load is unicast's.
+#
 # Bridge CPU is read from /proc/PID/stat around each scenario's traffic, so
 # the figures are per CPU-second of the bridge and stay comparable on a busy
 # machine. Under --dev the embedded broker runs inside the bridge process (the
@@ -99,9 +116,10 @@ CALLGRIND=0
 REF=1
 ALL_SCENARIOS="unicast unicast-10k fanout fanout-10k broadcast http-single http-batch"
 ALL_SCENARIOS+=" slow-base slow state-off state tasks-100k cluster idle logins logins-cluster fdlimit"
+ALL_SCENARIOS+=" inputs inputs-e2e"
 # The scenarios that name their size keep it; --quick leaves them out.
 QUICK_SCENARIOS="unicast fanout broadcast http-single http-batch slow-base slow state-off state"
-QUICK_SCENARIOS+=" tasks-100k cluster idle logins"
+QUICK_SCENARIOS+=" tasks-100k cluster idle logins inputs"
 QUICK_REF="unicast fanout"
 
 usage() { sed -n '2,/^set -euo/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; }
@@ -183,7 +201,7 @@ wait_until() {
 # ---- build ----
 
 build() {
-    local -a targets=(pb-loadgen pb-produce pb-sendref)
+    local -a targets=(pb-loadgen pb-produce pb-sendref pb-inputbench)
     # With PB_BENCH_BRIDGE the bridge comes from elsewhere: a src/ in the
     # middle of a change must not stop the tools from building.
     [ -n "${PB_BENCH_BRIDGE:-}" ] || targets+=(pushbridge)
@@ -1162,6 +1180,7 @@ write_results() {
             "$(nproc)" "$(uname -r)" "$(ulimit -Hn)"
         [ -z "$STATE_COST_JSON" ] || printf '"state_cost":%s,' "$STATE_COST_JSON"
         [ -z "$CLUSTER_JSON" ] || printf '"cluster":%s,' "$CLUSTER_JSON"
+        [ -z "$INPUTS_JSON" ] || printf '"inputs":%s,' "$INPUTS_JSON"
         printf '"scenarios":['
         for f in "${SCENARIO_FILES[@]}"; do
             [ $first = 1 ] || printf ','
@@ -1171,6 +1190,40 @@ write_results() {
         printf ']}\n'
     } >"$RESULTS"
     say "wrote $RESULTS"
+}
+
+# The unicast load once per format, each on a fresh bridge with its rule.
+run_inputs_e2e() {
+    local conns=$1 rate=$2 f topic rule
+    local ref=$REF
+    REF=0
+    for f in envelope json json-field ce-binary ce-structured; do
+        topic=pushbridge.events
+        [ -n "${PB_BENCH_BROKERS:-}" ] && topic=pb-bench-$RUN_ID-in-$f
+        case $f in
+        envelope) rule="" ;;
+        json) rule='"format":"json","event":"bench"' ;;
+        json-field) rule='"format":"json","target":"field:/u","event":"bench"' ;;
+        ce-*) rule='"format":"cloudevents","target":"ce:subject"' ;;
+        esac
+        SCEN_FRESH=1 SCEN_PROD=(--format "$f") SCEN_ENV=()
+        [ -z "$rule" ] || SCEN_ENV=("PUSHBRIDGE_KAFKA_INPUTS=[{\"topic\":\"$topic\",$rule}]")
+        run_traffic "in-$f" kafka "$conns" "$conns" users 0 "$rate" 1
+    done
+    SCEN_FRESH=0 SCEN_PROD=() SCEN_ENV=()
+    REF=$ref
+}
+
+# pb-inputbench: the read step of each kafka.inputs format (its table goes
+# to the notes, its JSON to results.json's "inputs").
+INPUTS_JSON=""
+run_inputs() {
+    local n=$1 out=$WORK/inputs.txt
+    say "== inputs: each kafka.inputs format read $n times on one core"
+    "$BUILD/bench/pb-inputbench" "$n" >"$out" || { say "pb-inputbench failed"; exit 1; }
+    INPUTS_JSON=$(tail -n 1 "$out")
+    { echo "inputs (pb-inputbench, the read step alone, fastest of 5 rounds):"; sed '$d' "$out"; } >>"$NOTES"
+    sed '$d' "$out" >&2
 }
 
 main() {
@@ -1183,7 +1236,7 @@ main() {
     local nofile
     nofile=$(ulimit -n)
 
-    local big=10000 fan=1000 send=10 idle=15000 logins=15000 tasks=100000
+    local big=10000 fan=1000 send=10 idle=15000 logins=15000 tasks=100000 inputs_n=1000000
     # slow-base and slow run the same load, without and with 10 % of the
     # connections stalled, at a rate the bridge sustains here, so that the
     # readers' p99 can be compared (at saturation it is queueing noise).
@@ -1192,7 +1245,7 @@ main() {
     local cl_nodes=${PB_BENCH_CLUSTER_NODES:-3} cl_conns=10000 cl_rate=10000
     CLUSTER_IDLE_S=2
     if [ "$MODE" = quick ]; then
-        big=1000 fan=200 send=2 idle=2000 logins=2000 tasks=20000
+        big=1000 fan=200 send=2 idle=2000 logins=2000 tasks=20000 inputs_n=100000
         uni_rate=5000 fan_rate=50 bc_rate=20 http_rate=2000 slow_rate=2500
         cl_nodes=${PB_BENCH_CLUSTER_NODES:-2} cl_conns=1000 cl_rate=2500 CLUSTER_IDLE_S=1
     fi
@@ -1229,6 +1282,8 @@ main() {
         fdlimit) run_idle fdlimit $fdmax 5 ;;
         state | state-off) run_state "$s" $big $uni_rate ;;
         tasks-100k) run_tasks $tasks ;;
+        inputs) run_inputs $inputs_n ;;
+        inputs-e2e) run_inputs_e2e $big $uni_rate ;;
         cluster)
             run_cluster cluster-skip $cl_nodes $cl_conns $cl_rate "${STATE_OFF_ENV[@]}"
             run_cluster cluster-noskip $cl_nodes $cl_conns $cl_rate

@@ -96,7 +96,7 @@ static int load_config(const struct args *a, struct pb_config *cfg, char *err, s
         return -1;
     if (a->log_level && pb_config_set(cfg, "log.level", a->log_level, err, errlen))
         return -1;
-    if (pb_config_validate(cfg, err, errlen))
+    if (pb_config_add_input_topics(cfg, err, errlen) || pb_config_validate(cfg, err, errlen))
         return -1;
     if (pb_kafka_check_properties(cfg, err, errlen))
         return -1;

@@ -81,6 +81,15 @@ if ((${#missing[@]})); then
     apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
+# ---- (a2) the CloudEvents Python SDK: test_61 makes its CloudEvents with the
+# real producers' library (PyPI only; Debian does not package it) ------------
+if ! python3 -c 'import cloudevents.v1.kafka' >/dev/null 2>&1; then
+    log "installing the CloudEvents Python SDK (pip)"
+    python3 -m pip install -q --break-system-packages 'cloudevents>=1.6' 2>/dev/null ||
+        python3 -m pip install -q 'cloudevents>=1.6' ||
+        echo "cannot install the CloudEvents SDK: test_61's CloudEvents tests will say skipped" >&2
+fi
+
 # ---- (b) Kafka jars (cached in tests/kafka/lib) ----------------------------
 if [[ ! -f tests/kafka/lib/kafka_2.13-3.9.1.jar ]]; then
     log "fetching the Kafka broker jars with Maven"

@@ -77,6 +77,11 @@ async function poll() {
 
   rows(document.querySelector("#lag tbody"),
        (st.partitions || []).map((p) => [p.topic, p.partition, p.lag < 0 ? "unknown" : p.lag]));
+  // kafka.inputs (SPEC 12): the rule that reads each topic, or the envelope.
+  rows(document.querySelector("#topics tbody"),
+       topics.filter(([name]) => name !== "http").map(([name, t]) => [
+         name, t.rule == null ? t.format || "envelope" : `${t.format} (kafka.inputs[${t.rule}])`,
+         t.consumed, t.delivered, t.dropped]));
   const drops = [];
   for (const [name, t] of topics)
     for (const [reason, n] of Object.entries(t.dropped_by_reason || {})) drops.push([name, reason, n]);

@@ -402,6 +402,8 @@ static int set_from_string(struct pb_config *c, const struct setting *s, const c
         return set_strlist_str(c, s, v ? v : "", errstr, errlen);
     case T_KVLIST:
         return set_kvlist_str(c, s, v ? v : "", errstr, errlen);
+    case T_INPUTS:
+        return pb_inputs_parse_text(FIELD_PTR(c, s, struct pb_inputs), v, errstr, errlen);
     }
     return pb_config_fail(errstr, errlen, "%s: unsupported type", s->key);
 }
@@ -486,6 +488,8 @@ static int set_from_json(struct pb_config *c, const struct setting *s, yajl_val 
         store_kvlist(c, s, &l);
         return 0;
     }
+    case T_INPUTS:
+        return pb_inputs_parse_json(FIELD_PTR(c, s, struct pb_inputs), v, errstr, errlen);
     }
     return pb_config_fail(errstr, errlen, "%s: unsupported type", s->key);
 }
@@ -680,6 +684,19 @@ int pb_config_set(struct pb_config *c, const char *key, const char *value, char 
     return set_from_string(c, s, value, errstr, errlen);
 }
 
+int pb_config_add_input_topics(struct pb_config *c, char *errstr, size_t errlen)
+{
+    for (size_t i = 0; i < c->kafka_inputs.n; i++) {
+        const char *t = c->kafka_inputs.items[i].topic;
+        size_t k = 0;
+        while (k < c->kafka_topics.n && strcmp(c->kafka_topics.items[k], t) != 0)
+            k++;
+        if (k == c->kafka_topics.n && strlist_add(&c->kafka_topics, t, strlen(t)) < 0)
+            return pb_config_fail(errstr, errlen, "kafka.inputs: out of memory");
+    }
+    return 0;
+}
+
 /* ---- lifecycle ---- */
 
 int pb_config_init(struct pb_config *c)
@@ -719,6 +736,8 @@ void pb_config_free(struct pb_config *c)
             strlist_free(FIELD_PTR(c, s, struct pb_strlist));
         } else if (s->type == T_KVLIST) {
             kvlist_free(FIELD_PTR(c, s, struct pb_kvlist));
+        } else if (s->type == T_INPUTS) {
+            pb_inputs_free(FIELD_PTR(c, s, struct pb_inputs));
         }
     }
 }

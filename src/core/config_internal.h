@@ -11,7 +11,7 @@
 
 #include "pushbridge/core/config.h"
 
-enum setting_type { T_STRING, T_INT, T_BOOL, T_ENUM, T_STRLIST, T_KVLIST };
+enum setting_type { T_STRING, T_INT, T_BOOL, T_ENUM, T_STRLIST, T_KVLIST, T_INPUTS };
 
 #define F_OPTIONAL 0x1 /* string may be unset (JSON null, or "" anywhere) */
 #define F_SECRET   0x2 /* never echoed: masked in the dump and in error messages */

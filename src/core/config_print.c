@@ -84,6 +84,9 @@ static void put_value(FILE *out, const struct pb_config *c, const struct setting
         fputc('}', out);
         break;
     }
+    case T_INPUTS:
+        pb_inputs_dump(FIELD_PTR(c, s, struct pb_inputs), out);
+        break;
     }
 }
 
@@ -151,6 +154,9 @@ static void put_default(FILE *out, const struct setting *s)
     case T_KVLIST:
         fputs("{}", out);
         break;
+    case T_INPUTS:
+        fputs("[]", out);
+        break;
     }
 }
 
@@ -214,6 +220,9 @@ static void put_type(FILE *out, const struct setting *s, int markdown)
         break;
     case T_KVLIST:
         fputs("object of strings", out);
+        break;
+    case T_INPUTS:
+        fputs("list of rules", out);
         break;
     }
 }

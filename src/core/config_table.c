@@ -18,6 +18,7 @@
 #define LIST(k, f, d, fl, h)    {k, T_STRLIST, FIELD(f, struct pb_strlist), 0, 0, d, NULL, fl, h}
 #define BOOL(k, f, d, h)        {k, T_BOOL, FIELD(f, int), 0, 0, d, NULL, 0, h}
 #define KVLIST(k, f, h)         {k, T_KVLIST, FIELD(f, struct pb_kvlist), 0, 0, "", NULL, 0, h}
+#define INPUTS(k, f, h)         {k, T_INPUTS, FIELD(f, struct pb_inputs), 0, 0, "", NULL, 0, h}
 /* clang-format on */
 
 #define MIB (1024 * 1024)
@@ -61,6 +62,12 @@ static const struct setting settings[] = {
          "Topics whose events may use the keys * and group:NAME; * = every consumed topic, "
          "empty = none (only POST /broadcast then reaches more than one user). Others are "
          "dropped as broadcast_not_allowed"),
+    INPUTS("kafka.inputs", kafka_inputs,
+           "Rules for topics not written in the envelope (first match wins; their topics are "
+           "consumed as if in kafka.topics): a list of {topic, format (envelope, json, "
+           "cloudevents), target, event, id, task, final}, each source key, header:NAME, "
+           "field:/json/pointer, ce:NAME or a literal; from the environment a JSON list. See "
+           "README, Reading the topics you already have"),
 
     ENUM("auth.mode", auth_mode, auth_modes, "jwt",
          "How clients are identified: jwt (verified token) or none (trust the client; --dev)"),

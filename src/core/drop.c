@@ -5,7 +5,7 @@
 static const char *const reason_names[PB_DROP__COUNT] = {
     "none",      "not_json",     "not_object", "no_target",
     "oversized", "key_mismatch", "bad_field",  "stale",
-    "outdated",  "broadcast_not_allowed",
+    "outdated",  "broadcast_not_allowed", "unsupported_encoding", "no_source",
 };
 
 const char *pb_drop_reason_name(int reason)

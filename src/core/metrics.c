@@ -418,7 +418,13 @@ void pb_metrics_render_stats(const struct pb_metrics *m, const struct pb_gauges 
             if (s->dropped[r])
                 pb_buf_printf(b, "%s\"%s\":%llu", n++ ? "," : "", pb_drop_reason_name(r),
                               (unsigned long long)s->dropped[r]);
-        pb_buf_puts(b, "},\"lag\":");
+        /* Which kafka.inputs rule reads the topic (SPEC 12). */
+        if (s->rule)
+            pb_buf_printf(b, "},\"rule\":%d,\"format\":\"%s\"", (int)s->rule - 1,
+                          s->format ? s->format : "envelope");
+        else
+            pb_buf_puts(b, "},\"rule\":null,\"format\":\"envelope\"");
+        pb_buf_puts(b, ",\"lag\":");
         int64_t lag = 0;
         int any = 0;
         for (uint32_t k = 0; k < m->nlag; k++)

@@ -27,6 +27,7 @@ void pb_event_clear(struct pb_event *ev)
     free(ev->task);
     free(ev->group);
     free(ev->data_text);
+    free(ev->data_owned);
     pb_event_init(ev);
 }
 

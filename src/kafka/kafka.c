@@ -242,6 +242,7 @@ struct pb_kafka *pb_kafka_new(const struct pb_config *cfg, struct pb_hub *hub, s
     k->hub = hub;
     k->m = m;
     k->pipefd[0] = k->pipefd[1] = -1;
+    k->input_failed_rule = -1;
     snprintf(k->why, sizeof(k->why), "no Kafka partitions assigned yet");
     k->commit_log.what = "offset commit failed";
     k->error_log.what = "librdkafka error";

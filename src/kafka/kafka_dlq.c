@@ -92,6 +92,13 @@ static void dead_letter(struct pb_kafka *k, const rd_kafka_message_t *msg, uint3
                  !add_header(h, "pushbridge-source-topic", rd_kafka_topic_name(msg->rkt)) &&
                  !add_header(h, "pushbridge-source-partition", partition) &&
                  !add_header(h, "pushbridge-source-offset", offset);
+    /* SPEC 12: which kafka.inputs rule read it, and which of its sources failed. */
+    if (why_ok && k->input_failed_rule >= 0) {
+        char rule[40];
+        snprintf(rule, sizeof(rule), "kafka.inputs[%d]", k->input_failed_rule);
+        why_ok = !add_header(h, "pushbridge-rule", rule) &&
+                 (!k->input_failed[0] || !add_header(h, "pushbridge-rule-source", k->input_failed));
+    }
     rd_kafka_resp_err_t err =
         !why_ok ? RD_KAFKA_RESP_ERR__FAIL
                 : rd_kafka_producev(k->dlq, RD_KAFKA_V_TOPIC(k->cfg->kafka_dead_letter_topic),
@@ -115,23 +122,33 @@ void pb_kafka_malformed(struct pb_kafka *k, const rd_kafka_message_t *msg, uint3
     if (k->dlq)
         dead_letter(k, msg, src, reason);
     int64_t now = pb_monotonic_ms();
-    if (k->malformed_window_start && now - k->malformed_window_start < MALFORMED_LOG_INTERVAL_MS) {
-        k->malformed_suppressed++;
+    int w = reason == PB_DROP_UNSUPPORTED_ENCODING;
+    if (k->malformed_window_start[w] &&
+        now - k->malformed_window_start[w] < MALFORMED_LOG_INTERVAL_MS) {
+        k->malformed_suppressed[w]++;
         return;
     }
-    k->malformed_window_start = now;
-    pb_warn("dropped malformed event %s/%d@%lld: %s: %s", rd_kafka_topic_name(msg->rkt),
-            (int)msg->partition, (long long)msg->offset, pb_drop_reason_name(reason), detail);
+    k->malformed_window_start[w] = now;
+    char rule[360] = "";
+    if (k->input_failed_rule >= 0)
+        snprintf(rule, sizeof(rule), " (kafka.inputs[%d]%s%s)", k->input_failed_rule,
+                 k->input_failed[0] ? ", " : "", k->input_failed);
+    pb_warn("dropped malformed event %s/%d@%lld: %s: %s%s", rd_kafka_topic_name(msg->rkt),
+            (int)msg->partition, (long long)msg->offset, pb_drop_reason_name(reason), detail,
+            rule);
 }
 
 void pb_kafka_flush_malformed_log(struct pb_kafka *k)
 {
-    if (!k->malformed_suppressed ||
-        pb_monotonic_ms() - k->malformed_window_start < MALFORMED_LOG_INTERVAL_MS)
-        return;
-    pb_warn("dropped %llu more malformed event(s) in the last %d s (see "
-            "pushbridge_events_dropped_total)",
-            (unsigned long long)k->malformed_suppressed, MALFORMED_LOG_INTERVAL_MS / 1000);
-    k->malformed_suppressed = 0;
-    k->malformed_window_start = 0;
+    for (int w = 0; w < 2; w++) {
+        if (!k->malformed_suppressed[w] ||
+            pb_monotonic_ms() - k->malformed_window_start[w] < MALFORMED_LOG_INTERVAL_MS)
+            continue;
+        pb_warn("dropped %llu more %s event(s) in the last %d s (see "
+                "pushbridge_events_dropped_total)",
+                (unsigned long long)k->malformed_suppressed[w],
+                w ? "unsupported_encoding" : "malformed", MALFORMED_LOG_INTERVAL_MS / 1000);
+        k->malformed_suppressed[w] = 0;
+        k->malformed_window_start[w] = 0;
+    }
 }

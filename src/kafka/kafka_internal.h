@@ -75,8 +75,11 @@ struct pb_kafka {
      * of one topic, so usually one compare instead of a table search. */
     uint32_t last_src;
 
-    int64_t malformed_window_start;
-    uint64_t malformed_suppressed;
+    /* [0] every malformed event; [1] unsupported_encoding alone, which says
+     * a topic holds Avro or Protobuf (a setup problem, not one bad event),
+     * so another reason's window never hides it. */
+    int64_t malformed_window_start[2];
+    uint64_t malformed_suppressed[2];
     int64_t last_lag_ms;
 
     struct repeat_log {
@@ -97,6 +100,15 @@ struct pb_kafka {
     int static_member;  /* group.instance.id set: leave explicitly at close */
 
     struct pb_kafka_rebuild *rebuild; /* while state is rebuilt at start (kafka_rebuild.c) */
+
+    /* kafka.inputs (kafka_input.c): the rule of the last topic looked up
+     * (messages come in runs of one topic), and what failed in the last
+     * message read under a rule, for its dead letter. */
+    char input_topic[256];
+    const struct pb_input_rule *input_rule;
+    size_t input_index;
+    int input_failed_rule; /* position of the rule whose read failed; -1 = none */
+    char input_failed[300];
 
     char group_id[300];  /* kafka.group_id, + "." + node name in cluster mode */
     /* The group's share of the partitions (kafka_stats.c). */
@@ -186,6 +198,15 @@ int pb_kafka_rebuild_drain(struct pb_kafka *k, int budget);
 /* 1 (once) when every partition has been read: the rebuild is gone. */
 int pb_kafka_rebuild_finish(struct pb_kafka *k);
 void pb_kafka_rebuild_free(struct pb_kafka *k);
+
+/* kafka_input.c */
+/* The kafka.inputs rule for the topic, or NULL (the envelope); push.topic
+ * never has one. Notes the rule in the topic's /stats. */
+const struct pb_input_rule *pb_kafka_input_rule(struct pb_kafka *k, const char *topic);
+/* Reads msg under its rule into ev (SPEC 12), the target included; on
+ * failure remembers the rule and the source for the dead letter. */
+int pb_kafka_input_read(struct pb_kafka *k, const struct pb_input_rule *rule,
+                        const rd_kafka_message_t *msg, struct pb_event *ev);
 
 /* kafka_push.c */
 /* Cluster mode: the push.topic producer, and the topic made sure of. */

@@ -8,6 +8,7 @@
 
 #include "pushbridge/event/envelope.h"
 #include "pushbridge/core/log.h"
+#include "pushbridge/event/input.h"
 #include "kafka_internal.h"
 
 /* 1 when the topic is push.topic and the bridge runs cluster.mode kafka. */
@@ -47,6 +48,8 @@ static int parse_message(struct pb_kafka *k, const rd_kafka_message_t *msg, int6
     ev->partition = msg->partition;
     ev->offset = msg->offset;
     int reason;
+    const struct pb_input_rule *rule;
+    k->input_failed_rule = -1;
     if (!msg->payload) {
         reason = PB_DROP_NOT_JSON;
         snprintf(ev->detail, sizeof(ev->detail), "the message has no value");
@@ -54,6 +57,13 @@ static int parse_message(struct pb_kafka *k, const rd_kafka_message_t *msg, int6
         reason = PB_DROP_OVERSIZED;
         snprintf(ev->detail, sizeof(ev->detail), "%zu bytes is over kafka.max_event_bytes (%lld)",
                  msg->len, (long long)k->cfg->kafka_max_event_bytes);
+    } else if ((rule = pb_kafka_input_rule(k, ev->topic))) {
+        /* SPEC 12: a topic a kafka.inputs rule reads. A literal target is
+         * the operator's own choice, not a producer's: no broadcast check. */
+        reason = pb_kafka_input_read(k, rule, msg, ev);
+        if (reason || rule->target.kind == PB_SRC_LITERAL)
+            return reason;
+        return broadcast_check(k->cfg, ev->topic, ev);
     } else {
         reason = pb_envelope_parse(msg->payload, msg->len, 0, ev);
     }
@@ -93,6 +103,10 @@ static int for_nobody_here(struct pb_kafka *k, const rd_kafka_message_t *msg)
     if ((n == 1 && key[0] == '*') || (n >= 6 && memcmp(key, "group:", 6) == 0))
         return 0;
     if (k->cfg->state_max_tasks_per_user > 0 && memmem(msg->payload, msg->len, "\"task\"", 6))
+        return 0;
+    /* A kafka.inputs rule may take the target, or a task, from the value. */
+    const struct pb_input_rule *rule = pb_kafka_input_rule(k, rd_kafka_topic_name(msg->rkt));
+    if (rule && !pb_input_key_decides(rule))
         return 0;
     return pb_hub_user_connections(k->hub, key, n) == 0;
 }

@@ -265,6 +265,10 @@ def test_operator_page_draws_live_stats(driver, dash_bridge, kafka):
            timeout=10000)
     driver("waitFor", js="document.querySelectorAll('svg polyline').length >= 2")
     driver("waitFor", js="document.querySelector('#lag tbody').children.length >= 1")
+    # How each topic is read (SPEC 12): this one by no rule, as the envelope.
+    driver("waitFor", js="[...document.querySelectorAll('#topics tbody tr')].some(tr => "
+                         f"tr.cells[0].innerText === {json.dumps(b.topic)} && "
+                         "tr.cells[1].innerText === 'envelope')")
     screenshot(driver, "operator.png")
 
 

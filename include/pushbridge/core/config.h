@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "pushbridge/core/config_inputs.h"
+
 /* A list of owned strings (topics, origins, api keys). */
 struct pb_strlist {
     char **items;
@@ -48,6 +50,7 @@ struct pb_config {
     int64_t kafka_max_event_age_ms;
     int64_t kafka_max_event_bytes;
     struct pb_strlist kafka_broadcast_topics; /* may carry * and group: keys; "*" = all */
+    struct pb_inputs kafka_inputs; /* per-topic rules (SPEC 12), config_inputs.c */
 
     int auth_mode; /* enum pb_auth_mode */
     char *auth_jwt_secret;
@@ -130,6 +133,11 @@ int pb_config_apply_env(struct pb_config *c, char *const *envp, char *errstr, si
  * environment gives it (lists comma-separated). */
 int pb_config_set(struct pb_config *c, const char *key, const char *value, char *errstr,
                   size_t errlen);
+
+/* Adds the topics kafka.inputs names to kafka.topics (those not there yet):
+ * they are consumed as if listed. Call once the file and the environment are
+ * in. Returns 0, or -1 (out of memory) with errstr. */
+int pb_config_add_input_topics(struct pb_config *c, char *errstr, size_t errlen);
 
 /* Cross-field checks (e.g. auth.mode jwt needs a secret or a key). */
 int pb_config_validate(const struct pb_config *c, char *errstr, size_t errlen);

@@ -16,6 +16,8 @@ enum pb_drop_reason {
     PB_DROP_STALE,
     PB_DROP_OUTDATED, /* older (Kafka timestamp) than the kept state of its task */
     PB_DROP_BROADCAST_NOT_ALLOWED, /* * or group: key on a topic not in kafka.broadcast_topics */
+    PB_DROP_UNSUPPORTED_ENCODING,  /* Avro/Protobuf behind Confluent's prefix, a binary CloudEvent */
+    PB_DROP_NO_SOURCE, /* a kafka.inputs source found nothing (header, pointer, ce: attribute) */
     PB_DROP__COUNT
 };
 const char *pb_drop_reason_name(int reason);

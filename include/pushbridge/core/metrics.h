@@ -58,6 +58,8 @@ struct pb_source_counters {
     uint64_t delivered;  /* frames handed to connection queues */
     uint64_t dropped[PB_DROP__COUNT];
     uint64_t dead_lettered;
+    int32_t rule;       /* kafka.inputs position + 1 that reads this topic; 0 = none */
+    const char *format; /* that rule's format (static); NULL = the envelope */
 };
 
 struct pb_partition_lag {

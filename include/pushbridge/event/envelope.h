@@ -30,6 +30,8 @@ struct pb_event {
     int final;       /* "final": true */
     const char *data;       /* raw JSON text of data ("null" when absent) */
     size_t data_len;
+    char *data_owned;       /* owned storage of data when it is not in the input
+                             * (a CloudEvent's text data, encoded as JSON) */
     char *data_text;        /* decoded text when data is a JSON string */
     size_t data_text_len;
     int data_is_string;
