@@ -223,3 +223,9 @@ rd_kafka_conf_t *pb_kafka_consumer_conf(struct pb_kafka *k, char *errstr, size_t
     k->static_member = !gid || *gid;
     return conf;
 }
+
+/* 1 when the topic is push.topic and the bridge runs cluster.mode kafka. */
+int pb_kafka_is_push_topic(const struct pb_config *cfg, const char *topic)
+{
+    return cfg->cluster_mode == PB_CLUSTER_KAFKA && strcmp(topic, cfg->push_topic) == 0;
+}

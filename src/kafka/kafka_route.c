@@ -11,12 +11,6 @@
 #include "pushbridge/event/input.h"
 #include "kafka_internal.h"
 
-/* 1 when the topic is push.topic and the bridge runs cluster.mode kafka. */
-int pb_kafka_is_push_topic(const struct pb_config *cfg, const char *topic)
-{
-    return cfg->cluster_mode == PB_CLUSTER_KAFKA && strcmp(topic, cfg->push_topic) == 0;
-}
-
 /* kafka.broadcast_topics: who may address every connection or a group. Any
  * producer on an event topic could otherwise reach every user; the list is
  * short and only broadcasts look at it. */
