@@ -75,6 +75,14 @@ size_t pb_handoff_drain(struct pb_handoff *q)
     return n;
 }
 
+size_t pb_handoff_len(struct pb_handoff *q)
+{
+    pthread_mutex_lock(&q->lock);
+    size_t n = q->len;
+    pthread_mutex_unlock(&q->lock);
+    return n;
+}
+
 struct pb_handoff_item *pb_handoff_close(struct pb_handoff *q)
 {
     ev_async_stop(q->loop, &q->wake);

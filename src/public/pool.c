@@ -347,6 +347,17 @@ void pb_pool_close_all(struct pb_server *s)
     }
 }
 
+size_t pb_pool_backlog(struct pb_server *s)
+{
+    size_t most = 0;
+    for (int k = 1; k < s->nworkers; k++) {
+        size_t n = pb_handoff_len(&s->workers[k].inbox);
+        if (n > most)
+            most = n;
+    }
+    return most;
+}
+
 size_t pb_pool_connections(const struct pb_server *s)
 {
     size_t n = 0;

@@ -26,13 +26,36 @@
 #define KAFKA_BATCH 512
 #define TICK_S 1.0
 
+/* Bound: messages waiting for one worker (an event each, for each worker
+ * holding its user). A worker that falls this far behind (starved of CPU)
+ * holds the consumer back until it has halved them, instead of its inbox
+ * growing with the event rate; Kafka keeps what is not read yet. */
+#define WORKER_BACKLOG_MAX 65536
+#define BACKLOG_RETRY_S 0.005
+
 /* Kafka's consumer queue turned non-empty (librdkafka wrote the pipe). */
 static void kafka_ready_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
-    (void)loop;
     (void)revents;
     struct pb_server *s = w->data;
+    if (s->nworkers > 1 && pb_pool_backlog(s) >= WORKER_BACKLOG_MAX) {
+        ev_io_stop(loop, &s->kafka_w);
+        ev_timer_set(&s->backlog_w, BACKLOG_RETRY_S, BACKLOG_RETRY_S);
+        ev_timer_start(loop, &s->backlog_w);
+        return;
+    }
     pb_kafka_drain(s->kafka, KAFKA_BATCH);
+}
+
+/* The consumer held back for a worker: resumes once that inbox halved. */
+static void backlog_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)revents;
+    struct pb_server *s = w->data;
+    if (pb_pool_backlog(s) >= WORKER_BACKLOG_MAX / 2)
+        return;
+    ev_timer_stop(loop, &s->backlog_w);
+    ev_io_start(loop, &s->kafka_w);
 }
 
 /* Runs before the loop sleeps, only while stopping: ends the loop once every
@@ -364,6 +387,8 @@ int pb_server_init(struct pb_server *s, const struct pb_config *cfg, char *errst
     api_env_init(s, &s->vhd_internal);
     ev_io_init(&s->kafka_w, kafka_ready_cb, pb_kafka_wake_fd(s->kafka), EV_READ);
     s->kafka_w.data = s;
+    ev_timer_init(&s->backlog_w, backlog_cb, 0., 0.);
+    s->backlog_w.data = s;
     ev_io_start(s->loop, &s->kafka_w);
     ev_timer_start(s->loop, &s->tick_w);
     if (pb_kafka_presence(s->kafka)) {
@@ -406,6 +431,7 @@ void pb_server_free(struct pb_server *s)
 {
     if (s->loop) {
         ev_io_stop(s->loop, &s->kafka_w);
+        ev_timer_stop(s->loop, &s->backlog_w);
         ev_io_stop(s->loop, &s->signal_w);
         ev_timer_stop(s->loop, &s->tick_w);
         ev_timer_stop(s->loop, &s->presence_w);

@@ -53,6 +53,8 @@ void pb_handoff_push_chain(struct pb_handoff *q, struct pb_handoff_item *first,
 /* The receiving loop's thread: runs what is queued now (also what the
  * wake-up does). Returns the number of items run. */
 size_t pb_handoff_drain(struct pb_handoff *q);
+/* Any thread: items queued and not yet taken by the receiver. */
+size_t pb_handoff_len(struct pb_handoff *q);
 /* The receiving loop's thread, with every producer stopped: stops the
  * watcher. Items still queued are returned to the caller to free. */
 struct pb_handoff_item *pb_handoff_close(struct pb_handoff *q);

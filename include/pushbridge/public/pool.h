@@ -31,6 +31,8 @@ int pb_pool_init(struct pb_server *s, char *errstr, size_t errlen);
 int pb_pool_start(struct pb_server *s, char *errstr, size_t errlen);
 /* Shutdown: every worker closes its connections with 1001. */
 void pb_pool_close_all(struct pb_server *s);
+/* Messages waiting in the fullest worker's inbox (threaded workers). */
+size_t pb_pool_backlog(struct pb_server *s);
 /* Open connections on every worker. */
 size_t pb_pool_connections(const struct pb_server *s);
 /* Per-worker gauges, and the workers' counters added to merged (a copy of

@@ -54,6 +54,7 @@ struct pb_server {
      * its sockets and timers to the same loop. */
     struct ev_loop *loop;
     ev_io kafka_w;              /* the Kafka consumer queue's wake-up pipe */
+    ev_timer backlog_w;         /* while a worker is far behind: when to read Kafka again */
     ev_io signal_w;             /* signal_fd */
     ev_timer tick_w;            /* 1 s: pb_kafka_tick */
     ev_timer presence_w;        /* cluster mode, 250 ms: pb_presence_tick */
