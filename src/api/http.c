@@ -491,8 +491,7 @@ static void h_readyz(struct pb_server *s, struct pb_http_req *r)
         pb_http_answer_error(r, 503, "not_ready", why);
         return;
     }
-    int assigned, total;
-    const char *warning = pb_kafka_share(s->kafka, &assigned, &total);
+    const char *warning = pb_kafka_warning(s->kafka);
     if (!warning) {
         answer_json(r, 200, "{\"ready\":true}");
         return;

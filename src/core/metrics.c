@@ -180,6 +180,14 @@ void pb_metrics_render_prometheus(const struct pb_metrics *m, const struct pb_ga
            "Malformed events that could not be produced to the dead-letter topic.",
            (uint64_t)(m->dead_letter_failures));
 
+    help(b, "pushbridge_kafka_writes_refused_total", "counter",
+         "Messages Kafka refused to take (no ACL, login or certificate refused), by the topic "
+         "they were for: dead_letter (kafka.dead_letter_topic), push (push.topic).");
+    pb_buf_printf(b, "pushbridge_kafka_writes_refused_total{topic=\"dead_letter\"} %llu\n",
+                  (unsigned long long)m->kafka_writes_refused[0]);
+    pb_buf_printf(b, "pushbridge_kafka_writes_refused_total{topic=\"push\"} %llu\n",
+                  (unsigned long long)m->kafka_writes_refused[1]);
+
     help(b, "pushbridge_push_requests_total", "counter", "HTTP push calls, by status.");
     for (int i = 0; i < PB_METRICS_MAX_STATUSES && m->push[i].status; i++)
         pb_buf_printf(b, "pushbridge_push_requests_total{status=\"%d\"} %llu\n", m->push[i].status,

@@ -95,6 +95,8 @@ static void log_repeating(struct repeat_log *r, const char *fmt, ...)
  * the statistics too. Each edge is logged once. */
 void pb_kafka_set_brokers_down(struct pb_kafka *k, int down, const char *why)
 {
+    if (!down) /* a broker answered: the login and the handshake went through */
+        pb_refusal_connection_ok(&k->refusals);
     if (down == k->brokers_down)
         return;
     k->brokers_down = down;
@@ -115,6 +117,8 @@ void pb_kafka_on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque
         pb_kafka_set_brokers_down(k, 1, reason);
         return;
     }
+    if (pb_kafka_note_refusal(k, rk, err, NULL, reason))
+        return;
     if (err == RD_KAFKA_RESP_ERR__FATAL) {
         /* The consumer is finished (e.g. fenced by a second process with
          * the same group.instance.id): say so in /readyz, for good. */
@@ -217,8 +221,11 @@ void pb_kafka_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             pb_kafka_catchup_remove(k, NULL);
         }
         pb_kafka_catchup_add(k, parts);
-        for (int i = 0; i < parts->cnt; i++)
+        pb_refusal_consume_ok(&k->refusals, ""); /* the group let us in */
+        for (int i = 0; i < parts->cnt; i++) {
             pb_store_gap(pb_hub_store(k->hub), parts->elems[i].topic, parts->elems[i].partition);
+            pb_refusal_consume_ok(&k->refusals, parts->elems[i].topic);
+        }
         pb_kafka_set_brokers_down(k, 0, NULL);
         char list[512];
         pb_info("kafka: %d partition(s) assigned, %d in all: %s", parts->cnt, k->assigned,
@@ -349,6 +356,8 @@ int pb_kafka_ready(const struct pb_kafka *k, const char **why)
         *why = k->fatal;
         return 0;
     }
+    if ((*why = pb_refusal_why(&k->refusals)))
+        return 0; /* says more than "unreachable": what was refused, and what to grant */
     if (k->brokers_down) {
         *why = "Kafka brokers are unreachable";
         return 0;
@@ -491,8 +500,11 @@ void pb_kafka_keep(struct pb_kafka *k, const rd_kafka_message_t *msg)
 static void handle(struct pb_kafka *k, rd_kafka_message_t *msg)
 {
     if (msg->err) {
-        if (msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-            log_repeating(&k->consume_log, "%s", rd_kafka_message_errstr(msg));
+        if (msg->err == RD_KAFKA_RESP_ERR__PARTITION_EOF ||
+            pb_kafka_note_refusal(k, k->rk, msg->err, msg->rkt ? rd_kafka_topic_name(msg->rkt) : NULL,
+                                  rd_kafka_message_errstr(msg)))
+            return;
+        log_repeating(&k->consume_log, "%s", rd_kafka_message_errstr(msg));
         return;
     }
     pb_kafka_set_brokers_down(k, 0, NULL);
@@ -580,6 +592,7 @@ void pb_kafka_tick(struct pb_kafka *k)
     repeat_log_flush(&k->commit_log, now, 0);
     repeat_log_flush(&k->error_log, now, 0);
     repeat_log_flush(&k->consume_log, now, 0);
+    pb_refusal_tick(&k->refusals, now);
     pb_kafka_flush_lost_log(k, now);
     if (k->ncatching)
         pb_kafka_resolve_ends(k);

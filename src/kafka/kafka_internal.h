@@ -12,6 +12,7 @@
 #include "pushbridge/core/config.h"
 #include "pushbridge/hub/hub.h"
 #include "pushbridge/kafka/kafka.h"
+#include "pushbridge/kafka/kafka_refusal.h"
 #include "pushbridge/core/metrics.h"
 
 /* Malformed events are logged in full once per interval; the rest of the
@@ -99,6 +100,9 @@ struct pb_kafka {
     int share_streak;
     char share_warning[640];
 
+    /* What a secure cluster refused (kafka_refusal.c). */
+    struct pb_kafka_refusals refusals;
+
     /* Cluster mode: HTTP pushes produced to push.topic (kafka_push.c). */
     rd_kafka_t *push;
     pb_kafka_push_done push_done;
@@ -114,6 +118,12 @@ void pb_kafka_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                            rd_kafka_topic_partition_list_t *parts, void *opaque);
 
 void pb_kafka_set_brokers_down(struct pb_kafka *k, int down, const char *why);
+/* An error of any of the bridge's clients (consumer, dead-letter or push
+ * producer): 1 when it was a refusal, now recorded (kafka_refusal.c). */
+int pb_kafka_note_refusal(struct pb_kafka *k, const rd_kafka_t *rk, int err, const char *topic,
+                          const char *reason);
+/* librdkafka's error callback of the producers. */
+void pb_kafka_on_producer_error(rd_kafka_t *rk, int err, const char *reason, void *opaque);
 int pb_kafka_is_push_topic(const struct pb_config *cfg, const char *topic);
 
 /* kafka_parts.c */

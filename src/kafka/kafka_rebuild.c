@@ -64,7 +64,9 @@ struct pb_kafka_rebuild {
 static void rebuild_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
     (void)rk;
-    if (level <= 4)
+    /* Connection failures (a refused login or certificate too) repeat on
+     * every retry; the group consumer says them once per interval. */
+    if (level <= 4 && strcmp(fac, "FAIL") != 0)
         pb_warn("kafka rebuild: %s: %s", fac, buf);
     else
         pb_debug("kafka rebuild: %s: %s", fac, buf);
