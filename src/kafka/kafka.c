@@ -117,8 +117,6 @@ void pb_kafka_on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque
         pb_kafka_set_brokers_down(k, 1, reason);
         return;
     }
-    if (pb_kafka_note_refusal(k, rk, err, NULL, reason))
-        return;
     if (err == RD_KAFKA_RESP_ERR__FATAL) {
         /* The consumer is finished (e.g. fenced by a second process with
          * the same group.instance.id): say so in /readyz, for good. */
@@ -128,6 +126,8 @@ void pb_kafka_on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque
         pb_error("kafka: fatal error, the consumer has stopped: %s", why);
         return;
     }
+    if (pb_kafka_note_refusal(k, rk, err, NULL, reason))
+        return; /* named in /readyz, logged once per interval */
     /* Transport errors repeat on every retry: debug, the edge says enough. */
     if (err == RD_KAFKA_RESP_ERR__TRANSPORT || err == RD_KAFKA_RESP_ERR__RESOLVE)
         pb_debug("kafka error: %s: %s", rd_kafka_err2name(err), reason);
@@ -500,9 +500,9 @@ void pb_kafka_keep(struct pb_kafka *k, const rd_kafka_message_t *msg)
 static void handle(struct pb_kafka *k, rd_kafka_message_t *msg)
 {
     if (msg->err) {
+        const char *topic = msg->rkt ? rd_kafka_topic_name(msg->rkt) : NULL;
         if (msg->err == RD_KAFKA_RESP_ERR__PARTITION_EOF ||
-            pb_kafka_note_refusal(k, k->rk, msg->err, msg->rkt ? rd_kafka_topic_name(msg->rkt) : NULL,
-                                  rd_kafka_message_errstr(msg)))
+            pb_kafka_note_refusal(k, k->rk, msg->err, topic, rd_kafka_message_errstr(msg)))
             return;
         log_repeating(&k->consume_log, "%s", rd_kafka_message_errstr(msg));
         return;

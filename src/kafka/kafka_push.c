@@ -33,12 +33,10 @@ static void on_push_report(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *
     /* A refusal answers with the sentence naming push.topic and what to
      * grant, also when the message only timed out behind a refused
      * producer id (idempotence needs WRITE or IDEMPOTENT_WRITE). */
-    const char *refused = NULL;
-    if (pb_kafka_note_refusal(k, k->push, msg->err, NULL, rd_kafka_err2str(msg->err)) ||
-        (refused = pb_refusal_write_refused(&k->refusals, PB_WRITE_PUSH))) {
+    pb_kafka_note_refusal(k, k->push, msg->err, NULL, rd_kafka_err2str(msg->err));
+    const char *refused = pb_refusal_write_refused(&k->refusals, PB_WRITE_PUSH);
+    if (refused)
         k->m->kafka_writes_refused[PB_WRITE_PUSH]++;
-        refused = pb_refusal_write_refused(&k->refusals, PB_WRITE_PUSH);
-    }
     if (k->push_done)
         k->push_done(msg->_private, -1, -1, refused ? refused : rd_kafka_err2str(msg->err));
 }

@@ -281,7 +281,8 @@ int pb_kafka_note_refusal(struct pb_kafka *k, const rd_kafka_t *rk, int err, con
         return 1;
     }
     enum pb_write_kind which = rk == k->push ? PB_WRITE_PUSH : PB_WRITE_DEAD_LETTER;
-    const char *wtopic = which == PB_WRITE_PUSH ? k->cfg->push_topic : k->cfg->kafka_dead_letter_topic;
+    const char *wtopic =
+        which == PB_WRITE_PUSH ? k->cfg->push_topic : k->cfg->kafka_dead_letter_topic;
     pb_refusal_write(&k->refusals, which, wtopic ? wtopic : "?", kind, reason);
     return 1;
 }

@@ -99,6 +99,32 @@ class Reader:
         return self.got
 
 
+class ReadySampler:
+    """GET /readyz on each bridge every 200 ms on a thread: the answers
+    that were not 200, with when."""
+
+    def __init__(self, nodes):
+        self.nodes, self.not_ready = nodes, []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop.wait(0.2):
+            for b in self.nodes:
+                try:
+                    st, doc, _ = b.json("GET", "/readyz")
+                except OSError as e:
+                    st, doc = None, str(e)
+                if st != 200:
+                    self.not_ready.append((time.time(), b.name, st, doc))
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join()
+        return self.not_ready
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     c = KafkaCluster(str(tmp_path_factory.mktemp("cluster")))
@@ -152,6 +178,7 @@ def test_leader_killed_then_rolling_restart_lose_and_repeat_nothing(factory, clu
     uid = unique_uid()
     readers = [Reader(b.uid_client(uid)) for b in nodes]
     producer = SteadyProducer(cluster.bootstrap, topic, uid)
+    sampler = ReadySampler(nodes)
     wait_until(lambda: all(len(r.got) >= 50 for r in readers), timeout=30,
                desc="the flow reaching both clients")
 
@@ -177,6 +204,7 @@ def test_leader_killed_then_rolling_restart_lose_and_repeat_nothing(factory, clu
                    desc=f"node {b._node_id} back in sync")
 
     sent = producer.finish()
+    not_ready = sampler.stop()
     delays = []
     for i, r in enumerate(readers):
         got = r.wait_for(sent)
@@ -189,4 +217,6 @@ def test_leader_killed_then_rolling_restart_lose_and_repeat_nothing(factory, clu
         assert st == 200, doc
     print(f"\n[failure modes] {sent} events; new leader after {t_new_leader:.1f} s; "
           f"longest delay: leader killed {max(d[0] for d in delays):.2f} s, "
-          f"rolling restart {max(d[1] for d in delays):.2f} s")
+          f"rolling restart {max(d[1] for d in delays):.2f} s; /readyz not 200 "
+          f"{len(not_ready)} time(s) of {len(nodes)} bridges sampled every 200 ms: "
+          f"{not_ready[:3]}")
