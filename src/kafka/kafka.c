@@ -88,13 +88,15 @@ static void log_repeating(struct repeat_log *r, const char *fmt, ...)
 }
 
 /* Broker reachability drives /readyz. The down edge comes through
- * ALL_BROKERS_DOWN, and from the statistics (every STATS_INTERVAL) when no
+ * ALL_BROKERS_DOWN (once nothing contradicted it for ALL_DOWN_GRACE_MS), and
+ * from the statistics (every STATS_INTERVAL) when no
  * broker is UP: librdkafka does not always raise ALL_BROKERS_DOWN (a young
  * client whose bootstrap connection is still counted never sees "all" of
  * its brokers down). It has no "back up" event, so the up edge comes from
  * the statistics too. Each edge is logged once. */
 void pb_kafka_set_brokers_down(struct pb_kafka *k, int down, const char *why)
 {
+    k->all_down_at = 0; /* confirmed, or contradicted */
     if (!down) /* a broker answered: the login and the handshake went through */
         pb_refusal_connection_ok(&k->refusals);
     if (down == k->brokers_down)
@@ -114,7 +116,10 @@ void pb_kafka_on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque
 {
     struct pb_kafka *k = opaque;
     if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
-        pb_kafka_set_brokers_down(k, 1, reason);
+        if (!k->brokers_down && !k->all_down_at) { /* confirmed by pb_kafka_tick */
+            k->all_down_at = pb_monotonic_ms();
+            snprintf(k->all_down_why, sizeof(k->all_down_why), "%s", reason);
+        }
         return;
     }
     if (err == RD_KAFKA_RESP_ERR__FATAL) {
@@ -593,6 +598,8 @@ void pb_kafka_tick(struct pb_kafka *k)
     repeat_log_flush(&k->error_log, now, 0);
     repeat_log_flush(&k->consume_log, now, 0);
     pb_refusal_tick(&k->refusals, now);
+    if (k->all_down_at && now - k->all_down_at >= ALL_DOWN_GRACE_MS)
+        pb_kafka_set_brokers_down(k, 1, k->all_down_why);
     pb_kafka_flush_lost_log(k, now);
     if (k->ncatching)
         pb_kafka_resolve_ends(k);

@@ -23,6 +23,11 @@
 /* Warnings that repeat for one cause (a commit failing every second while
  * the coordinator is away) are logged once per this interval, with a count. */
 #define REPEAT_LOG_INTERVAL_MS 10000
+/* librdkafka 2.0.2 keeps connections only to the brokers it uses and
+ * reports "all brokers down" when those go, for the moment it takes to
+ * connect to another (a rolling restart): the outage is declared only when
+ * no message, assignment or statistics said otherwise for this long. */
+#define ALL_DOWN_GRACE_MS 3000
 /* Regex subscriptions see new topics at each metadata refresh; librdkafka's
  * default (5 min) is far too slow for push. A refresh asks for every topic's
  * metadata, so not much more often than this. kafka.properties wins. */
@@ -45,6 +50,8 @@ struct pb_kafka {
 
     int assigned; /* partitions currently assigned */
     int brokers_down;
+    int64_t all_down_at; /* monotonic ms of an ALL_BROKERS_DOWN not yet confirmed; 0 = none */
+    char all_down_why[160];
     int closed; /* pb_kafka_close finished */
     char why[200];
     char fatal[200]; /* set once librdkafka raised a fatal error */

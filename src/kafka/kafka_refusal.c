@@ -214,11 +214,12 @@ const char *pb_refusal_write_warning(const struct pb_kafka_refusals *r)
     return NULL;
 }
 
-/* One line per interval for a refusal that is still there: the same
- * sentence, with how often it came meanwhile. */
+/* One line per interval for a refusal that came again: the same sentence,
+ * with how often it came meanwhile. One that did not come again (no dead
+ * letter since) stays quiet, and in /readyz. */
 static void remind(const char *text, int64_t *logged_at, uint64_t *repeats, int64_t now)
 {
-    if (!text[0] || !*logged_at || now - *logged_at < REFUSAL_LOG_INTERVAL_MS)
+    if (!text[0] || !*logged_at || !*repeats || now - *logged_at < REFUSAL_LOG_INTERVAL_MS)
         return;
     pb_error("kafka: still refused (%llu time(s) in the last %lld s): %s",
              (unsigned long long)*repeats, (long long)((now - *logged_at + 999) / 1000), text);
