@@ -99,6 +99,32 @@ class Reader:
         return self.got
 
 
+class PlainReader:
+    """A plain librdkafka consumer (kcat -C, no group) on the same topic,
+    its lines timed on arrival: the control that says how much of a delay
+    is the cluster's and the producer's, not the bridge's."""
+
+    def __init__(self, bootstrap, topic):
+        self.proc = subprocess.Popen(
+            ["kcat", "-C", "-u", "-q", "-b", bootstrap, "-t", topic, "-o", "end",
+             "-f", "%s\n"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            preexec_fn=die_with_parent(signal.SIGKILL))
+        self.got = []
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        for line in self.proc.stdout:
+            d = json.loads(line)["data"]
+            self.got.append((d["seq"], time.time() - d["t"]))
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+        self._thread.join()
+        return self.got
+
+
 class ReadySampler:
     """GET /readyz on each bridge every 200 ms on a thread: the answers
     that were not 200, with when."""
@@ -177,6 +203,8 @@ def test_leader_killed_then_rolling_restart_lose_and_repeat_nothing(factory, clu
     nodes = bridges(factory, cluster, topic)
     uid = unique_uid()
     readers = [Reader(b.uid_client(uid)) for b in nodes]
+    plain = PlainReader(cluster.bootstrap, topic)
+    wait_until(lambda: cluster.any.end_offsets(topic) is not None, timeout=5)
     producer = SteadyProducer(cluster.bootstrap, topic, uid)
     sampler = ReadySampler(nodes)
     wait_until(lambda: all(len(r.got) >= 50 for r in readers), timeout=30,
@@ -211,12 +239,16 @@ def test_leader_killed_then_rolling_restart_lose_and_repeat_nothing(factory, clu
         judge(got, sent, f"bridge n{i + 1}")
         delays.append((max(d for s, d in got if s < n_after_kill),
                        max(d for s, d in got if s >= n_after_kill)))
+    control = plain.stop()
+    ctl_kill = max((d for s, d in control if s < n_after_kill), default=-1)
+    ctl_roll = max((d for s, d in control if s >= n_after_kill), default=-1)
     for b in nodes:
         b.wait_ready(timeout=30)
         st, doc, _ = b.json("GET", "/readyz")
         assert st == 200, doc
     print(f"\n[failure modes] {sent} events; new leader after {t_new_leader:.1f} s; "
           f"longest delay: leader killed {max(d[0] for d in delays):.2f} s, "
-          f"rolling restart {max(d[1] for d in delays):.2f} s; /readyz not 200 "
+          f"rolling restart {max(d[1] for d in delays):.2f} s (a plain kcat consumer: "
+          f"{ctl_kill:.2f} s, {ctl_roll:.2f} s); /readyz not 200 "
           f"{len(not_ready)} time(s) of {len(nodes)} bridges sampled every 200 ms: "
           f"{not_ready[:3]}")
