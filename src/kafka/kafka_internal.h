@@ -32,6 +32,12 @@
  * default (5 min) is far too slow for push. A refresh asks for every topic's
  * metadata, so not much more often than this. kafka.properties wins. */
 #define REGEX_REFRESH_MS "5000"
+/* librdkafka backs off reconnecting to a broker that is down up to 10 s;
+ * when that broker is back and leads a partition again (a rolling restart
+ * after a failure), fetching waited out the backoff: ~5 s more than a fresh
+ * client in test_56. One attempt a second per broker that is down is cheap.
+ * kafka.properties wins. */
+#define RECONNECT_BACKOFF_MAX_MS "1000"
 
 struct pb_kafka {
     const struct pb_config *cfg;

@@ -51,6 +51,8 @@ static rd_kafka_t *push_producer(struct pb_kafka *k, char *errstr, size_t errlen
                           errlen) ||
         pb_kafka_conf_set(conf, "queue.buffering.max.kbytes", PUSH_QUEUE_KBYTES, errstr, errlen) ||
         pb_kafka_conf_set(conf, "linger.ms", "1", errstr, errlen) ||
+        pb_kafka_conf_set(conf, "reconnect.backoff.max.ms", RECONNECT_BACKOFF_MAX_MS, errstr,
+                          errlen) ||
         pb_kafka_conf_set(conf, "message.timeout.ms", PUSH_TIMEOUT_MS, errstr, errlen) ||
         /* Retries keep one user's pushes in order (one key, one partition). */
         pb_kafka_conf_set(conf, "enable.idempotence", "true", errstr, errlen) ||
