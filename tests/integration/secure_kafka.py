@@ -23,15 +23,17 @@ untrusted cases.
 """
 
 import base64
+import json
 import os
 import shutil
+import signal
 import struct
 import subprocess
 import time
 import uuid
 
 from kafka_harness import KafkaBroker, KafkaError, _kstr
-from pbutil import free_port, wait_until
+from pbutil import die_with_parent, free_port, wait_until
 
 USERS = {"bridge": "bridge-secret-1", "admin": "admin-secret-1"}
 MTLS_USER = "bridge-mtls"
@@ -161,7 +163,9 @@ class SecureKafka(KafkaBroker):
         for _attempt in range(2):
             shutil.rmtree(self.data_dir, ignore_errors=True)
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-            args = ["kafka.tools.StorageTool", "format", "-t", cluster_id,
+            # --cluster-id=ID: an id that starts with "-" (base64) is not taken
+            # for an option.
+            args = ["kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
                     "-c", self.props_path]
             for name, pw in USERS.items():
                 args += ["--add-scram", f"SCRAM-SHA-512=[name={name},password={pw}]"]
@@ -356,7 +360,7 @@ class _ClusterNode(KafkaBroker):
     def _format(self):
         shutil.rmtree(self.data_dir, ignore_errors=True)
         r = subprocess.run(
-            self._java("kafka.tools.StorageTool", "format", "-t", self.cluster_id,
+            self._java("kafka.tools.StorageTool", "format", f"--cluster-id={self.cluster_id}",
                        "-c", self.props_path),
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
         if r.returncode != 0:
@@ -370,12 +374,10 @@ class _ClusterNode(KafkaBroker):
         log = open(self.log_path, "ab")
         log.write(f"\n==== broker start {time.strftime('%H:%M:%S')} ====\n".encode())
         log.flush()
-        import signal as _signal
-        from pbutil import die_with_parent
         self.proc = subprocess.Popen(
             self._java("kafka.Kafka", self.props_path), stdin=subprocess.DEVNULL, stdout=log,
             stderr=subprocess.STDOUT, start_new_session=True,
-            preexec_fn=die_with_parent(_signal.SIGKILL))
+            preexec_fn=die_with_parent(signal.SIGKILL))
         log.close()
 
     def wait_up(self, timeout=60.0):
@@ -393,7 +395,6 @@ class _ClusterNode(KafkaBroker):
 
     def registered(self):
         """Node ids in this node's metadata (kcat -L), or [] when it does not answer."""
-        import json
         try:
             r = subprocess.run(["kcat", "-b", self.bootstrap, "-L", "-J", "-m", "2"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=10)

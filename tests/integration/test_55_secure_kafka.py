@@ -10,7 +10,6 @@ group, an event topic), 200 with a "warning" where only a write is refused
 (dead-letter and push topics: delivery goes on, a metric counts them, push
 calls answer 503 naming the topic); logged once, then once per interval."""
 
-import json
 import re
 import time
 
@@ -241,4 +240,3 @@ def test_push_topic_write_refused_answers_503_naming_it(factory, secure):
     b.assert_alive()
     st, _, _ = b.http("GET", "/healthz")
     assert st == 200
-    json.dumps(doc)

@@ -116,7 +116,7 @@ class PlainReader:
 
     def __init__(self, bootstrap, topic):
         self.proc = subprocess.Popen(
-            ["kcat", "-C", "-u", "-q", "-b", bootstrap, "-t", topic, "-o", "end",
+            ["kcat", "-C", "-u", "-q", "-b", bootstrap, "-t", topic, "-o", "beginning",
              "-f", "%s\n"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             preexec_fn=die_with_parent(signal.SIGKILL))
         self.got = []
@@ -214,7 +214,6 @@ def test_leader_killed_then_rolling_restart_lose_and_repeat_nothing(factory, clu
     uid = unique_uid()
     readers = [Reader(b.uid_client(uid)) for b in nodes]
     plain = PlainReader(cluster.bootstrap, topic)
-    wait_until(lambda: cluster.any.end_offsets(topic) is not None, timeout=5)
     producer = SteadyProducer(cluster.bootstrap, topic, uid)
     sampler = ReadySampler(nodes)
     wait_until(lambda: all(len(r.got) >= 50 for r in readers), timeout=30,
