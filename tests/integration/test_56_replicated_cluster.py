@@ -10,7 +10,7 @@ group each), a client on each. First the partition's leader is killed with
 each client must end with every event once, in order. The longest delay
 from produce to the client's socket is printed (README "Failure modes").
 
-Marked `cluster` (three JVMs: about two minutes); deselect with -m 'not cluster'."""
+Marked `cluster` (three JVMs: about 50 s); deselect with -m 'not cluster'."""
 
 import json
 import signal
