@@ -35,7 +35,7 @@ log() { printf '\n==> %s\n' "$*"; }
 # itself answers.
 PACKAGES=(build-essential cmake pkg-config librdkafka-dev libwebsockets-dev libyajl-dev
           libssl-dev libev-dev libwebsockets-evlib-ev libcmocka-dev kcat default-jre-headless
-          maven python3-pytest python3-yaml python3-pip chromium nodejs npm)
+          maven python3-pytest python3-yaml python3-pip chromium nodejs npm openssl)
 # The container image test is opt-in (PB_TEST_IMAGE=1, ~2 minutes): it needs
 # podman and debootstrap (no registry is reachable, so the base image is made
 # locally by scripts/base-image.sh).

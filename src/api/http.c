@@ -595,10 +595,8 @@ static void h_readyz(const struct pb_api_env *env, struct pb_http_req *r)
         pb_http_answer_error(r, 503, "not_ready", why);
         return;
     }
-    int assigned, total;
-    const char *warning = pb_kafka_share(env->kafka, &assigned, &total);
-    if (!warning)
-        warning = pb_kafka_undelivered_warning(env->kafka);
+    /* A refused write, the offline topic refusing, a shared group: said. */
+    const char *warning = pb_kafka_warning(env->kafka);
     if (!warning) {
         answer_json(r, 200, "{\"ready\":true}");
         return;

@@ -210,6 +210,13 @@ static void render_events(const struct pb_metrics *m, struct pb_buf *b)
     scalar(b, "pushbridge_dead_letter_failures_total", "counter",
            "Malformed events that could not be produced to the dead-letter topic.",
            (uint64_t)(m->dead_letter_failures));
+    help(b, "pushbridge_kafka_writes_refused_total", "counter",
+         "Messages Kafka refused to take (no ACL, login or certificate refused), by the topic "
+         "they were for: dead_letter (kafka.dead_letter_topic), push (push.topic).");
+    pb_buf_printf(b, "pushbridge_kafka_writes_refused_total{topic=\"dead_letter\"} %llu\n",
+                  (unsigned long long)m->kafka_writes_refused[0]);
+    pb_buf_printf(b, "pushbridge_kafka_writes_refused_total{topic=\"push\"} %llu\n",
+                  (unsigned long long)m->kafka_writes_refused[1]);
 }
 
 /* HTTP pushes, slow clients and the connections refused. */

@@ -69,7 +69,10 @@ void pb_kafka_on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque
 {
     struct pb_kafka *k = opaque;
     if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
-        pb_kafka_set_brokers_down(k, 1, reason);
+        if (!k->brokers_down && !k->all_down_at) { /* confirmed by pb_kafka_tick */
+            k->all_down_at = pb_monotonic_ms();
+            snprintf(k->all_down_why, sizeof(k->all_down_why), "%s", reason);
+        }
         return;
     }
     if (err == RD_KAFKA_RESP_ERR__FATAL) {
@@ -81,6 +84,8 @@ void pb_kafka_on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque
         pb_error("kafka: fatal error, the consumer has stopped: %s", why);
         return;
     }
+    if (pb_kafka_note_refusal(k, rk, err, NULL, reason))
+        return; /* named in /readyz, logged once per interval */
     /* Transport errors repeat on every retry: debug, the edge says enough. */
     if (err == RD_KAFKA_RESP_ERR__TRANSPORT || err == RD_KAFKA_RESP_ERR__RESOLVE)
         pb_debug("kafka error: %s: %s", rd_kafka_err2name(err), reason);
@@ -174,8 +179,11 @@ void pb_kafka_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             pb_kafka_catchup_remove(k, NULL);
         }
         pb_kafka_catchup_add(k, parts);
-        for (int i = 0; i < parts->cnt; i++)
+        pb_refusal_consume_ok(&k->refusals, ""); /* the group let us in */
+        for (int i = 0; i < parts->cnt; i++) {
             pb_store_gap(pb_hub_store(k->hub), parts->elems[i].topic, parts->elems[i].partition);
+            pb_refusal_consume_ok(&k->refusals, parts->elems[i].topic);
+        }
         pb_kafka_set_brokers_down(k, 0, NULL);
         char list[512];
         pb_info("kafka: %d partition(s) assigned, %d in all: %s", parts->cnt, k->assigned,
@@ -326,6 +334,8 @@ int pb_kafka_ready(const struct pb_kafka *k, const char **why)
         *why = k->fatal;
         return 0;
     }
+    if ((*why = pb_refusal_why(&k->refusals)))
+        return 0; /* says more than "unreachable": what was refused, and what to grant */
     if (k->brokers_down) {
         *why = "Kafka brokers are unreachable";
         return 0;
@@ -361,8 +371,11 @@ static void offset_not_stored(struct pb_kafka *k, rd_kafka_resp_err_t err)
 static void handle(struct pb_kafka *k, rd_kafka_message_t *msg)
 {
     if (msg->err) {
-        if (msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-            log_repeating(&k->consume_log, "%s", rd_kafka_message_errstr(msg));
+        const char *topic = msg->rkt ? rd_kafka_topic_name(msg->rkt) : NULL;
+        if (msg->err == RD_KAFKA_RESP_ERR__PARTITION_EOF ||
+            pb_kafka_note_refusal(k, k->rk, msg->err, topic, rd_kafka_message_errstr(msg)))
+            return;
+        log_repeating(&k->consume_log, "%s", rd_kafka_message_errstr(msg));
         return;
     }
     pb_kafka_set_brokers_down(k, 0, NULL);
@@ -463,6 +476,9 @@ void pb_kafka_tick(struct pb_kafka *k)
     repeat_log_flush(&k->error_log, now, 0);
     repeat_log_flush(&k->consume_log, now, 0);
     repeat_log_flush(&k->store_log, now, 0);
+    pb_refusal_tick(&k->refusals, now);
+    if (k->all_down_at && now - k->all_down_at >= ALL_DOWN_GRACE_MS)
+        pb_kafka_set_brokers_down(k, 1, k->all_down_why);
     pb_kafka_flush_lost_log(k, now);
     if (k->ncatching)
         pb_kafka_resolve_ends(k);
@@ -576,4 +592,15 @@ void pb_kafka_free(struct pb_kafka *k)
     free(k->parts);
     free(k->bootstrap);
     free(k);
+}
+
+const char *pb_kafka_warning(const struct pb_kafka *k)
+{
+    if (!k)
+        return NULL;
+    int assigned, total;
+    const char *w = pb_refusal_write_warning(&k->refusals);
+    if (!w)
+        w = pb_kafka_undelivered_warning(k);
+    return w ? w : pb_kafka_share(k, &assigned, &total);
 }

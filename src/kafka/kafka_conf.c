@@ -203,6 +203,8 @@ rd_kafka_conf_t *pb_kafka_consumer_conf(struct pb_kafka *k, char *errstr, size_t
          * they are served by the loop like everything else. */
         pb_kafka_conf_set(conf, "log.queue", "true", errstr, errlen) ||
         pb_kafka_conf_set(conf, "statistics.interval.ms", STATS_INTERVAL_MS, errstr, errlen) ||
+        pb_kafka_conf_set(conf, "reconnect.backoff.max.ms", RECONNECT_BACKOFF_MAX_MS, errstr,
+                          errlen) ||
         /* Static membership: after an outage longer than session.timeout.ms
          * the consumer rejoins under the same id and the coordinator hands
          * its partitions back at once, instead of waiting a whole session

@@ -20,9 +20,14 @@ static void on_dead_letter_report(rd_kafka_t *rk, const rd_kafka_message_t *msg,
     if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
         if (src < k->m->nsrc)
             k->m->src[src].dead_lettered++;
+        pb_refusal_write_ok(&k->refusals, PB_WRITE_DEAD_LETTER);
         return;
     }
     k->m->dead_letter_failures++;
+    if (pb_kafka_note_refusal(k, k->dlq, msg->err, NULL, rd_kafka_err2str(msg->err))) {
+        k->m->kafka_writes_refused[PB_WRITE_DEAD_LETTER]++;
+        return; /* said once per interval by kafka_refusal.c, and in /readyz */
+    }
     int64_t now = pb_monotonic_ms();
     if (now - k->dlq_last_error_log >= MALFORMED_LOG_INTERVAL_MS) {
         k->dlq_last_error_log = now;
@@ -50,6 +55,7 @@ rd_kafka_t *pb_kafka_dead_letter_producer(struct pb_kafka *k, char *errstr, size
     }
     rd_kafka_conf_set_opaque(conf, k);
     rd_kafka_conf_set_log_cb(conf, pb_kafka_on_log);
+    rd_kafka_conf_set_error_cb(conf, pb_kafka_on_producer_error);
     rd_kafka_conf_set_dr_msg_cb(conf, on_dead_letter_report);
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
     if (!rk) {

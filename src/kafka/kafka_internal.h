@@ -18,6 +18,7 @@
 #include "pushbridge/hub/hub.h"
 #include "pushbridge/kafka/kafka.h"
 #include "pushbridge/kafka/presence.h"
+#include "pushbridge/kafka/kafka_refusal.h"
 #include "pushbridge/core/metrics.h"
 
 /* Malformed events are logged in full once per interval; the rest of the
@@ -28,10 +29,21 @@
 /* Warnings that repeat for one cause (a commit failing every second while
  * the coordinator is away) are logged once per this interval, with a count. */
 #define REPEAT_LOG_INTERVAL_MS 10000
+/* librdkafka 2.0.2 keeps connections only to the brokers it uses and
+ * reports "all brokers down" when those go, for the moment it takes to
+ * connect to another (a rolling restart): the outage is declared only when
+ * no message, assignment or statistics said otherwise for this long. */
+#define ALL_DOWN_GRACE_MS 3000
 /* Regex subscriptions see new topics at each metadata refresh; librdkafka's
  * default (5 min) is far too slow for push. A refresh asks for every topic's
  * metadata, so not much more often than this. kafka.properties wins. */
 #define REGEX_REFRESH_MS "5000"
+/* librdkafka backs off reconnecting to a broker that is down up to 10 s;
+ * when that broker is back and leads a partition again (a rolling restart
+ * after a failure), fetching waited out the backoff: ~5 s more than a fresh
+ * client in test_56. One attempt a second per broker that is down is cheap.
+ * kafka.properties wins. */
+#define RECONNECT_BACKOFF_MAX_MS "1000"
 
 struct pb_kafka {
     const struct pb_config *cfg;
@@ -50,6 +62,8 @@ struct pb_kafka {
 
     int assigned; /* partitions currently assigned */
     int brokers_down;
+    int64_t all_down_at; /* monotonic ms of an ALL_BROKERS_DOWN not yet confirmed; 0 = none */
+    char all_down_why[160];
     int closed; /* pb_kafka_close finished */
     char why[200];
     char fatal[200]; /* set once librdkafka raised a fatal error */
@@ -124,6 +138,8 @@ struct pb_kafka {
     int64_t undelivered_log_ms;
     int64_t undelivered_refused_ms; /* the last refusal, 0 once a write got through */
     char undelivered_warning[400];
+    /* What a secure cluster refused (kafka_refusal.c). */
+    struct pb_kafka_refusals refusals;
 
     /* Cluster mode: HTTP pushes produced to push.topic (kafka_push.c). */
     rd_kafka_t *push;
@@ -137,6 +153,14 @@ void pb_kafka_on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                         rd_kafka_topic_partition_list_t *offsets, void *opaque);
 void pb_kafka_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                            rd_kafka_topic_partition_list_t *parts, void *opaque);
+
+/* kafka_refusal.c */
+/* An error of any of the bridge's clients (consumer, dead-letter or push
+ * producer): 1 when it was a refusal, now recorded. */
+int pb_kafka_note_refusal(struct pb_kafka *k, const rd_kafka_t *rk, int err, const char *topic,
+                          const char *reason);
+/* librdkafka's error callback of the producers. */
+void pb_kafka_on_producer_error(rd_kafka_t *rk, int err, const char *reason, void *opaque);
 
 /* kafka_parts.c */
 /* A partition assigned for the first time starts catching up. */
@@ -173,6 +197,8 @@ int pb_kafka_apply_properties(const struct pb_config *cfg, rd_kafka_conf_t *conf
 rd_kafka_conf_t *pb_kafka_consumer_conf(struct pb_kafka *k, char *errstr, size_t errlen);
 /* --dev: the in-process cluster; sets k->bootstrap. */
 int pb_kafka_start_embedded(struct pb_kafka *k, char *errstr, size_t errlen);
+/* 1 when the topic is push.topic and the bridge runs cluster.mode kafka. */
+int pb_kafka_is_push_topic(const struct pb_config *cfg, const char *topic);
 
 /* kafka_stats.c */
 /* The statistics callback: brokers up, the group's share of the partitions. */
@@ -181,8 +207,6 @@ int pb_kafka_on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque);
 void pb_kafka_set_brokers_down(struct pb_kafka *k, int down, const char *why);
 
 /* kafka_route.c: one message from Kafka to the hub, for both consumers. */
-/* 1 when the topic is push.topic and the bridge runs cluster.mode kafka. */
-int pb_kafka_is_push_topic(const struct pb_config *cfg, const char *topic);
 /* The group consumer's message: parsed, routed and delivered to the hub
  * (or counted as redelivered, stale, for nobody here, malformed). */
 void pb_kafka_route(struct pb_kafka *k, const rd_kafka_message_t *msg, uint32_t src);

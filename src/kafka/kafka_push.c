@@ -24,12 +24,21 @@ static void on_push_report(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *
 {
     (void)rk;
     struct pb_kafka *k = opaque;
-    if (!k->push_done)
+    if (!msg->err) {
+        pb_refusal_write_ok(&k->refusals, PB_WRITE_PUSH);
+        if (k->push_done)
+            k->push_done(msg->_private, msg->partition, msg->offset, NULL);
         return;
-    if (msg->err)
-        k->push_done(msg->_private, -1, -1, rd_kafka_err2str(msg->err));
-    else
-        k->push_done(msg->_private, msg->partition, msg->offset, NULL);
+    }
+    /* A refusal answers with the sentence naming push.topic and what to
+     * grant, also when the message only timed out behind a refused
+     * producer id (idempotence needs WRITE or IDEMPOTENT_WRITE). */
+    pb_kafka_note_refusal(k, k->push, msg->err, NULL, rd_kafka_err2str(msg->err));
+    const char *refused = pb_refusal_write_refused(&k->refusals, PB_WRITE_PUSH);
+    if (refused)
+        k->m->kafka_writes_refused[PB_WRITE_PUSH]++;
+    if (k->push_done)
+        k->push_done(msg->_private, -1, -1, refused ? refused : rd_kafka_err2str(msg->err));
 }
 
 static rd_kafka_t *push_producer(struct pb_kafka *k, char *errstr, size_t errlen)
@@ -42,6 +51,8 @@ static rd_kafka_t *push_producer(struct pb_kafka *k, char *errstr, size_t errlen
                           errlen) ||
         pb_kafka_conf_set(conf, "queue.buffering.max.kbytes", PUSH_QUEUE_KBYTES, errstr, errlen) ||
         pb_kafka_conf_set(conf, "linger.ms", "1", errstr, errlen) ||
+        pb_kafka_conf_set(conf, "reconnect.backoff.max.ms", RECONNECT_BACKOFF_MAX_MS, errstr,
+                          errlen) ||
         pb_kafka_conf_set(conf, "message.timeout.ms", PUSH_TIMEOUT_MS, errstr, errlen) ||
         /* Retries keep one user's pushes in order (one key, one partition). */
         pb_kafka_conf_set(conf, "enable.idempotence", "true", errstr, errlen) ||
@@ -53,6 +64,7 @@ static rd_kafka_t *push_producer(struct pb_kafka *k, char *errstr, size_t errlen
     }
     rd_kafka_conf_set_opaque(conf, k);
     rd_kafka_conf_set_log_cb(conf, pb_kafka_on_log);
+    rd_kafka_conf_set_error_cb(conf, pb_kafka_on_producer_error);
     rd_kafka_conf_set_dr_msg_cb(conf, on_push_report);
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
     if (!rk) {
@@ -98,6 +110,12 @@ static int ensure_topic(struct pb_kafka *k, char *errstr, size_t errlen)
         pb_info("kafka: created push.topic %s", k->cfg->push_topic);
     else if (e == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
         ;
+    else if (pb_refusal_classify(e, "") != PB_REFUSAL_NONE)
+        /* Clusters with ACLs seldom let an application create topics: the
+         * topic is most likely there. If it is not, or writing is refused
+         * too, the pushes say so (503 naming the topic). */
+        pb_warn("kafka: not allowed to make sure push.topic %s exists (%s): assuming it does",
+                k->cfg->push_topic, rd_kafka_err2str(e));
     else if (e == RD_KAFKA_RESP_ERR__TIMED_OUT || e == RD_KAFKA_RESP_ERR__TRANSPORT)
         pb_warn("kafka: cannot make sure push.topic %s exists (%s): pushes are answered 503 "
                 "until it can be written",

@@ -2,7 +2,12 @@
  * group-less consumer reads the last state.lookback_ms of every subscribed
  * partition (offsetsForTimes) up to the high watermark found at start, and
  * each event goes to the store only (task state, history), never to a
- * client. The bridge is not ready until every partition is read. The group
+ * client. It reads only what was produced before this process started (the
+ * first offset at or after the start time bounds each partition too): an
+ * event produced later, on a topic that appeared while the plan was being
+ * retried (a regex matching nothing yet), is live and goes to the group
+ * consumer, which would otherwise take it for a redelivery and send it to
+ * nobody. The bridge is not ready until every partition is read. The group
  * consumer then starts from its committed offsets as before; what the
  * rebuild already read is a redelivery to the store and is not sent again,
  * so a client that resumes gets those events from the history once.
@@ -56,6 +61,7 @@ struct pb_kafka_rebuild {
     char **topics;        /* kafka.topics, and push.topic in cluster mode */
     size_t ntopics;
     int64_t lookback_ms;
+    int64_t start_wall_ms; /* wall clock at start: the rebuild reads what came before */
     int wake_fd;          /* the loop's pipe */
     _Atomic int state;    /* enum plan_state */
     char err[300];
@@ -64,7 +70,9 @@ struct pb_kafka_rebuild {
 static void rebuild_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
     (void)rk;
-    if (level <= 4)
+    /* Connection failures (a refused login or certificate too) repeat on
+     * every retry; the group consumer says them once per interval. */
+    if (level <= 4 && strcmp(fac, "FAIL") != 0)
         pb_warn("kafka rebuild: %s: %s", fac, buf);
     else
         pb_debug("kafka rebuild: %s: %s", fac, buf);
@@ -158,18 +166,47 @@ static void parts_free(struct pb_kafka_rebuild *rb)
     rb->nparts = 0;
 }
 
+/* Where each partition of list (offsets = times) stood at the process
+ * start: the first offset at or after it, or -1 when there is none yet. */
+static rd_kafka_topic_partition_list_t *start_offsets(struct pb_kafka_rebuild *rb,
+                                                      const rd_kafka_topic_partition_list_t *list,
+                                                      char *errstr, size_t errlen)
+{
+    rd_kafka_topic_partition_list_t *at = rd_kafka_topic_partition_list_copy(list);
+    if (!at) {
+        snprintf(errstr, errlen, "out of memory");
+        return NULL;
+    }
+    for (int i = 0; i < at->cnt; i++)
+        at->elems[i].offset = rb->start_wall_ms;
+    rd_kafka_resp_err_t err = rd_kafka_offsets_for_times(rb->rk, at, REBUILD_LOOKUP_MS);
+    if (err) {
+        snprintf(errstr, errlen, "cannot look offsets up by time: %s", rd_kafka_err2str(err));
+        rd_kafka_topic_partition_list_destroy(at);
+        return NULL;
+    }
+    return at;
+}
+
 static int plan(struct pb_kafka_rebuild *rb, rd_kafka_topic_partition_list_t *list,
                 char *errstr, size_t errlen)
 {
     parts_free(rb); /* a failed attempt's */
+    if (list->cnt == 0)
+        return 0; /* no topic matches yet: nothing to rebuild (librdkafka refuses an empty list) */
+    rd_kafka_topic_partition_list_t *at = start_offsets(rb, list, errstr, errlen);
+    if (!at)
+        return -1;
     rd_kafka_resp_err_t err = rd_kafka_offsets_for_times(rb->rk, list, REBUILD_LOOKUP_MS);
     if (err) {
+        rd_kafka_topic_partition_list_destroy(at);
         snprintf(errstr, errlen, "cannot look offsets up by time: %s", rd_kafka_err2str(err));
         return -1;
     }
     rd_kafka_topic_partition_list_t *assign = rd_kafka_topic_partition_list_new(list->cnt);
     rb->parts = calloc((size_t)list->cnt + 1, sizeof(*rb->parts));
     if (!rb->parts) {
+        rd_kafka_topic_partition_list_destroy(at);
         rd_kafka_topic_partition_list_destroy(assign);
         snprintf(errstr, errlen, "out of memory");
         return -1;
@@ -180,8 +217,13 @@ static int plan(struct pb_kafka_rebuild *rb, rd_kafka_topic_partition_list_t *li
         /* offset -1: nothing at or after the lookback's start. */
         if (tp->err || tp->offset < 0 ||
             rd_kafka_query_watermark_offsets(rb->rk, tp->topic, tp->partition, &lo, &hi,
-                                             REBUILD_LOOKUP_MS) ||
-            tp->offset >= hi)
+                                             REBUILD_LOOKUP_MS))
+            continue;
+        /* Same order as list (a copy of it); -1: nothing since the start. */
+        const rd_kafka_topic_partition_t *st = &at->elems[i];
+        if (!st->err && st->offset >= 0 && st->offset < hi)
+            hi = st->offset;
+        if (tp->offset >= hi)
             continue;
         struct rebuild_part *p = &rb->parts[rb->nparts];
         if (!(p->topic = strdup(tp->topic)))
@@ -191,6 +233,7 @@ static int plan(struct pb_kafka_rebuild *rb, rd_kafka_topic_partition_list_t *li
         rb->nparts++;
         rd_kafka_topic_partition_list_add(assign, tp->topic, tp->partition)->offset = tp->offset;
     }
+    rd_kafka_topic_partition_list_destroy(at);
     err = assign->cnt ? rd_kafka_assign(rb->rk, assign) : RD_KAFKA_RESP_ERR_NO_ERROR;
     rd_kafka_topic_partition_list_destroy(assign);
     if (err) {
@@ -269,6 +312,7 @@ int pb_kafka_rebuild_start(struct pb_kafka *k)
     rb->lookback_ms = cfg->state_lookback_ms;
     atomic_init(&rb->state, PLANNING);
     rb->started_ms = pb_monotonic_ms();
+    rb->start_wall_ms = pb_now_ms();
     int cluster = cfg->cluster_mode == PB_CLUSTER_KAFKA;
     rb->topics = calloc(cfg->kafka_topics.n + 1, sizeof(*rb->topics));
     for (size_t i = 0; rb->topics && i < cfg->kafka_topics.n + (size_t)cluster; i++) {

@@ -16,13 +16,17 @@
 #define SHARE_STREAK 2
 
 /* Broker reachability drives /readyz. The down edge comes through
- * ALL_BROKERS_DOWN, and from the statistics (every STATS_INTERVAL) when no
+ * ALL_BROKERS_DOWN (once nothing contradicted it for ALL_DOWN_GRACE_MS), and
+ * from the statistics (every STATS_INTERVAL) when no
  * broker is UP: librdkafka does not always raise ALL_BROKERS_DOWN (a young
  * client whose bootstrap connection is still counted never sees "all" of
  * its brokers down). It has no "back up" event, so the up edge comes from
  * the statistics too. Each edge is logged once. */
 void pb_kafka_set_brokers_down(struct pb_kafka *k, int down, const char *why)
 {
+    k->all_down_at = 0; /* confirmed, or contradicted */
+    if (!down) /* a broker answered: the login and the handshake went through */
+        pb_refusal_connection_ok(&k->refusals);
     if (down == k->brokers_down)
         return;
     k->brokers_down = down;

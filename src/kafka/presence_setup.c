@@ -96,6 +96,13 @@ static int ensure_topic(struct pb_presence *p, char *errstr, size_t errlen)
     else if (e == RD_KAFKA_RESP_ERR__TIMED_OUT || e == RD_KAFKA_RESP_ERR__TRANSPORT)
         pb_warn("presence: cannot make sure cluster.presence_topic %s exists (%s)", topic,
                 rd_kafka_err2str(e));
+    /* ACLs that allow reading and writing the topic need not allow creating
+     * it (SPEC 1: a refusal never stops the process); until presence is read,
+     * /readyz says so, naming the topic. */
+    else if (e == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED ||
+             e == RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED)
+        pb_warn("presence: not allowed to make sure cluster.presence_topic %s exists (%s): "
+                "assuming it does", topic, rd_kafka_err2str(e));
     else if (e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
         snprintf(errstr, errlen, "cluster.presence_topic %s does not exist and cannot be "
                  "created: %s", topic, rd_kafka_err2str(e));

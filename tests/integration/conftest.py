@@ -35,6 +35,11 @@ from bridge import OPEN_CLIENTS, BridgeFactory, Bridge, run_cli as _run_cli  # n
 from kafka_harness import KafkaBroker  # noqa: E402
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "cluster: runs a 3-node Kafka cluster (minutes); -m 'not cluster' skips")
+
+
 @pytest.fixture(scope="session")
 def kafka(tmp_path_factory):
     broker = KafkaBroker(workdir=str(tmp_path_factory.mktemp("kafka")))

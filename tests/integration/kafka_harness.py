@@ -331,12 +331,13 @@ class KafkaBroker:
             raise KafkaError("correlation id mismatch")
         return resp[4:]
 
-    def create_topic(self, name, partitions=1, config=None, timeout=15.0):
+    def create_topic(self, name, partitions=1, config=None, timeout=15.0, replication=1):
         """Create a topic (CreateTopics v4 on the wire) and wait until every
-        partition has a leader. config: optional {topic config: value}."""
+        partition has a leader. config: optional {topic config: value};
+        replication: the replication factor (-1: the broker's default)."""
         config = config or {}
         body = struct.pack(">i", 1)
-        body += _kstr(name) + struct.pack(">ih", partitions, 1)
+        body += _kstr(name) + struct.pack(">ih", partitions, replication)
         body += struct.pack(">i", 0)  # no manual assignments
         body += struct.pack(">i", len(config))
         for k, v in config.items():

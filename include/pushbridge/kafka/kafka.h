@@ -71,6 +71,11 @@ const char *pb_kafka_undelivered_warning(const struct pb_kafka *k);
  * not known yet. */
 const char *pb_kafka_share(const struct pb_kafka *k, int *assigned, int *total);
 
+/* What /readyz says beside a 200: a write Kafka refuses (dead-letter or
+ * push topic, naming it), else the group's share warning; NULL when all is
+ * well. */
+const char *pb_kafka_warning(const struct pb_kafka *k);
+
 /* Leaves the group, committing the offsets stored so far; gives up at
  * deadline_ms (monotonic), so a lost broker cannot stall shutdown. */
 void pb_kafka_close(struct pb_kafka *k, int64_t deadline_ms);
