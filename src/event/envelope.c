@@ -389,15 +389,14 @@ int pb_json_validate(const char *buf, size_t len, char *detail, size_t detlen)
 
 /* ---- pass 2: raw spans in text already known to be valid JSON ---- */
 
-static size_t skip_ws(const char *p, size_t i, size_t n)
+size_t pb_json_skip_ws(const char *p, size_t i, size_t n)
 {
     while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r'))
         i++;
     return i;
 }
 
-/* p[i] is '"'; returns the index just past the closing quote. */
-static size_t skip_string(const char *p, size_t i, size_t n)
+size_t pb_json_skip_string(const char *p, size_t i, size_t n)
 {
     for (i++; i < n; i++) {
         if (p[i] == '\\')
@@ -408,19 +407,18 @@ static size_t skip_string(const char *p, size_t i, size_t n)
     return n;
 }
 
-/* Returns the index just past the value starting at p[i]. */
-static size_t skip_value(const char *p, size_t i, size_t n)
+size_t pb_json_skip_value(const char *p, size_t i, size_t n)
 {
     if (i >= n)
         return n;
     if (p[i] == '"')
-        return skip_string(p, i, n);
+        return pb_json_skip_string(p, i, n);
     if (p[i] == '{' || p[i] == '[') {
         size_t depth = 0;
         while (i < n) {
             char ch = p[i];
             if (ch == '"') {
-                i = skip_string(p, i, n);
+                i = pb_json_skip_string(p, i, n);
                 continue;
             }
             if (ch == '{' || ch == '[')
@@ -442,29 +440,29 @@ static size_t skip_value(const char *p, size_t i, size_t n)
 static int find_member(const char *p, size_t n, const char *name, const char **v, size_t *vlen)
 {
     size_t namelen = strlen(name);
-    size_t i = skip_ws(p, 0, n);
+    size_t i = pb_json_skip_ws(p, 0, n);
     int found = 0;
     if (i >= n || p[i] != '{')
         return 0;
     i++;
     for (;;) {
-        i = skip_ws(p, i, n);
+        i = pb_json_skip_ws(p, i, n);
         if (i >= n || p[i] != '"')
             break;
         size_t kstart = i + 1;
-        size_t kend = skip_string(p, i, n);
-        i = skip_ws(p, kend, n);
+        size_t kend = pb_json_skip_string(p, i, n);
+        i = pb_json_skip_ws(p, kend, n);
         if (i >= n || p[i] != ':')
             break;
-        i = skip_ws(p, i + 1, n);
+        i = pb_json_skip_ws(p, i + 1, n);
         size_t vstart = i;
-        i = skip_value(p, i, n);
+        i = pb_json_skip_value(p, i, n);
         if (kend - 1 - kstart == namelen && memcmp(p + kstart, name, namelen) == 0) {
             *v = p + vstart;
             *vlen = i - vstart;
             found++;
         }
-        i = skip_ws(p, i, n);
+        i = pb_json_skip_ws(p, i, n);
         if (i >= n || p[i] != ',')
             break;
         i++;
@@ -478,7 +476,7 @@ int pb_json_too_deep(const char *buf, size_t len, int max)
     for (size_t i = 0; i < len; i++) {
         char ch = buf[i];
         if (ch == '"') {
-            i = skip_string(buf, i, len) - 1;
+            i = pb_json_skip_string(buf, i, len) - 1;
         } else if (ch == '[' || ch == '{') {
             if (++depth > max)
                 return 1;
@@ -491,30 +489,30 @@ int pb_json_too_deep(const char *buf, size_t len, int max)
 
 int pb_json_is_array(const char *buf, size_t len)
 {
-    size_t i = skip_ws(buf, 0, len);
+    size_t i = pb_json_skip_ws(buf, 0, len);
     return i < len && buf[i] == '[';
 }
 
 long pb_json_array_each(const char *buf, size_t len,
                         int (*fn)(const char *el, size_t ellen, void *ud), void *ud)
 {
-    size_t i = skip_ws(buf, 0, len);
+    size_t i = pb_json_skip_ws(buf, 0, len);
     long count = 0;
     if (i >= len || buf[i] != '[')
         return -1;
-    i = skip_ws(buf, i + 1, len);
+    i = pb_json_skip_ws(buf, i + 1, len);
     if (i < len && buf[i] == ']')
         return 0;
     while (i < len) {
         size_t start = i;
-        i = skip_value(buf, i, len);
+        i = pb_json_skip_value(buf, i, len);
         if (fn && fn(buf + start, i - start, ud))
             return count + 1;
         count++;
-        i = skip_ws(buf, i, len);
+        i = pb_json_skip_ws(buf, i, len);
         if (i >= len || buf[i] != ',')
             break;
-        i = skip_ws(buf, i + 1, len);
+        i = pb_json_skip_ws(buf, i + 1, len);
     }
     return count;
 }

@@ -8,58 +8,11 @@
 #include <string.h>
 
 #include "pushbridge/core/buf.h"
-
-static size_t skip_ws(const char *p, size_t i, size_t n)
-{
-    while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r'))
-        i++;
-    return i;
-}
-
-/* p[i] is '"': the index just past the closing quote. */
-static size_t skip_string(const char *p, size_t i, size_t n)
-{
-    for (i++; i < n; i++) {
-        if (p[i] == '\\')
-            i++;
-        else if (p[i] == '"')
-            return i + 1;
-    }
-    return n;
-}
-
-/* The index just past the value that starts at p[i]. */
-static size_t skip_value(const char *p, size_t i, size_t n)
-{
-    if (i >= n)
-        return n;
-    if (p[i] == '"')
-        return skip_string(p, i, n);
-    if (p[i] == '{' || p[i] == '[') {
-        size_t depth = 0;
-        while (i < n) {
-            char ch = p[i];
-            if (ch == '"') {
-                i = skip_string(p, i, n);
-                continue;
-            }
-            if (ch == '{' || ch == '[')
-                depth++;
-            else if ((ch == '}' || ch == ']') && --depth == 0)
-                return i + 1;
-            i++;
-        }
-        return n;
-    }
-    while (i < n && p[i] != ',' && p[i] != '}' && p[i] != ']' && p[i] != ' ' && p[i] != '\t' &&
-           p[i] != '\n' && p[i] != '\r')
-        i++;
-    return i;
-}
+#include "pushbridge/event/envelope.h"
 
 const char *pb_json_trim(const char *s, size_t n, size_t *outlen)
 {
-    size_t i = skip_ws(s, 0, n);
+    size_t i = pb_json_skip_ws(s, 0, n);
     while (n > i && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\n' || s[n - 1] == '\r'))
         n--;
     *outlen = n - i;
@@ -174,19 +127,19 @@ static long array_index(const char *tok, size_t len)
 static size_t in_object(const char *p, size_t i, size_t n, const char *tok, size_t toklen)
 {
     size_t found = n;
-    for (i = skip_ws(p, i + 1, n); i < n && p[i] == '"';) {
-        size_t kend = skip_string(p, i, n);
+    for (i = pb_json_skip_ws(p, i + 1, n); i < n && p[i] == '"';) {
+        size_t kend = pb_json_skip_string(p, i, n);
         int match = name_is(p, i, kend, tok, toklen);
-        i = skip_ws(p, kend, n);
+        i = pb_json_skip_ws(p, kend, n);
         if (i >= n || p[i] != ':')
             return n;
-        i = skip_ws(p, i + 1, n);
+        i = pb_json_skip_ws(p, i + 1, n);
         if (match)
             found = i;
-        i = skip_ws(p, skip_value(p, i, n), n);
+        i = pb_json_skip_ws(p, pb_json_skip_value(p, i, n), n);
         if (i >= n || p[i] != ',')
             break;
-        i = skip_ws(p, i + 1, n);
+        i = pb_json_skip_ws(p, i + 1, n);
     }
     return found;
 }
@@ -194,41 +147,41 @@ static size_t in_object(const char *p, size_t i, size_t n, const char *tok, size
 /* The value p[i..] is an array: the start of element idx, or n. */
 static size_t in_array(const char *p, size_t i, size_t n, long idx)
 {
-    i = skip_ws(p, i + 1, n);
+    i = pb_json_skip_ws(p, i + 1, n);
     if (i < n && p[i] == ']')
         return n;
     for (long k = 0; i < n; k++) {
         if (k == idx)
             return i;
-        i = skip_ws(p, skip_value(p, i, n), n);
+        i = pb_json_skip_ws(p, pb_json_skip_value(p, i, n), n);
         if (i >= n || p[i] != ',')
             return n;
-        i = skip_ws(p, i + 1, n);
+        i = pb_json_skip_ws(p, i + 1, n);
     }
     return n;
 }
 
 long pb_json_members(const char *p, size_t n, struct pb_json_member *out, size_t max)
 {
-    size_t i = skip_ws(p, 0, n);
+    size_t i = pb_json_skip_ws(p, 0, n);
     long count = 0;
     if (i >= n || p[i] != '{')
         return -1;
-    for (i = skip_ws(p, i + 1, n); i < n && p[i] == '"';) {
-        size_t kstart = i, kend = skip_string(p, i, n);
-        i = skip_ws(p, kend, n);
+    for (i = pb_json_skip_ws(p, i + 1, n); i < n && p[i] == '"';) {
+        size_t kstart = i, kend = pb_json_skip_string(p, i, n);
+        i = pb_json_skip_ws(p, kend, n);
         if (i >= n || p[i] != ':')
             break;
-        size_t vstart = i = skip_ws(p, i + 1, n);
-        i = skip_value(p, i, n);
+        size_t vstart = i = pb_json_skip_ws(p, i + 1, n);
+        i = pb_json_skip_value(p, i, n);
         if ((size_t)count < max)
             out[count] = (struct pb_json_member){p + kstart + 1, kend - kstart - 2, p + vstart,
                                                  i - vstart};
         count++;
-        i = skip_ws(p, i, n);
+        i = pb_json_skip_ws(p, i, n);
         if (i >= n || p[i] != ',')
             break;
-        i = skip_ws(p, i + 1, n);
+        i = pb_json_skip_ws(p, i + 1, n);
     }
     return count;
 }
@@ -237,7 +190,7 @@ int pb_json_pointer_find(const char *json, size_t len, char *const *tokens,
                          const size_t *token_lens, size_t ntokens, const char **span,
                          size_t *spanlen)
 {
-    size_t i = skip_ws(json, 0, len);
+    size_t i = pb_json_skip_ws(json, 0, len);
     for (size_t t = 0; t < ntokens && i < len; t++) {
         if (json[i] == '{') {
             i = in_object(json, i, len, tokens[t], token_lens[t]);
@@ -250,7 +203,7 @@ int pb_json_pointer_find(const char *json, size_t len, char *const *tokens,
     }
     if (i >= len)
         return 0;
-    size_t end = skip_value(json, i, len);
+    size_t end = pb_json_skip_value(json, i, len);
     *span = json + i;
     *spanlen = end - i;
     return 1;

@@ -132,9 +132,7 @@ static struct lws_vhost *make_vhost(const struct pb_config *cfg, struct lws_cont
     return lws_create_vhost(ctx, &info);
 }
 
-/* A context for a worker of its own, on loop (lent to lws as a foreign
- * loop, as the main loop is). */
-static struct lws_context *make_context(const struct pb_config *cfg, struct ev_loop *loop)
+struct lws_context *pb_pool_context(const struct pb_config *cfg, struct ev_loop *loop)
 {
     struct lws_context_creation_info info;
     void *foreign_loops[1] = {loop};
@@ -244,7 +242,7 @@ static int init_worker(struct pb_server *s, int k, const struct pb_worker_env *e
             snprintf(errstr, errlen, "worker %d: cannot create its event loop (libev)", k);
             return -1;
         }
-        ctx = make_context(s->cfg, loop);
+        ctx = pb_pool_context(s->cfg, loop);
         if (!ctx) {
             ev_loop_destroy(loop);
             snprintf(errstr, errlen, "worker %d: cannot create its libwebsockets context", k);

@@ -296,15 +296,7 @@ static int loop_init(struct pb_server *s, char *errstr, size_t errlen)
  * listener where lws serves it. */
 static int context_init(struct pb_server *s, char *errstr, size_t errlen)
 {
-    struct lws_context_creation_info info;
-    void *foreign_loops[1] = {s->loop};
-    memset(&info, 0, sizeof(info));
-    info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS | LWS_SERVER_OPTION_LIBEV;
-    info.foreign_loops = foreign_loops;
-    if (s->cfg->tls_cert)
-        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
-    info.port = CONTEXT_PORT_NO_LISTEN;
-    s->ctx = lws_create_context(&info);
+    s->ctx = pb_pool_context(s->cfg, s->loop);
     if (!s->ctx) {
         snprintf(errstr, errlen,
                  "cannot create the libwebsockets context (is the libev event-library plugin, "

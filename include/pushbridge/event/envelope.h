@@ -103,4 +103,12 @@ int pb_json_surrogates_paired(const char *text, size_t len);
 /* Validates buf as one JSON text with yajl. Returns 0 or -1 (detail filled). */
 int pb_json_validate(const char *buf, size_t len, char *detail, size_t detlen);
 
+/* Scanning text already known to be valid JSON (no tree, no stack: strings
+ * skipped by their escapes, containers by counting brackets). Each returns
+ * the index just past what starts at p[i]: white space, the string whose
+ * opening quote p[i] is, the value. */
+size_t pb_json_skip_ws(const char *p, size_t i, size_t n);
+size_t pb_json_skip_string(const char *p, size_t i, size_t n);
+size_t pb_json_skip_value(const char *p, size_t i, size_t n);
+
 #endif

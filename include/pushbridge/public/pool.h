@@ -8,6 +8,8 @@
 #ifndef PB_POOL_H
 #define PB_POOL_H
 
+#include <ev.h>
+#include <libwebsockets.h>
 #include <stddef.h>
 
 #include "pushbridge/core/config.h"
@@ -20,6 +22,9 @@ struct pb_server;
  * per online CPU, at most PB_MAX_WORKERS; 1 when the public and internal
  * listeners share an address (the HTTP API stays on the main loop). */
 int pb_pool_size(const struct pb_config *cfg);
+/* An lws context on loop (lent to lws as a foreign loop): the main loop's,
+ * or a worker's. NULL when lws cannot make one. */
+struct lws_context *pb_pool_context(const struct pb_config *cfg, struct ev_loop *loop);
 /* How the hub reaches the workers (call before pb_hub_new). */
 struct pb_hub_out pb_pool_hub_out(struct pb_server *s);
 
