@@ -78,7 +78,7 @@
 #
 # unicast-max (not in --quick unless --only names it; then 1,000 connections,
 # 5,000 and 10,000 events/s): the unicast load, 10,000 connections, at rising
-# rates (PB_BENCH_MAX_RATES, default 20000 30000 ... 100000 120000), 6 s each,
+# rates (PB_BENCH_MAX_RATES, default 10000 15000 ... 40000, then by 10,000 to 80000, 100000), 6 s each,
 # on one bridge per workers value, until p99 passes 50 ms, anything is lost,
 # duplicated or out of order, or less than 97 % of the rate is produced or
 # delivered (a failed step is tried once more: the machine is shared). The
@@ -1411,7 +1411,7 @@ main() {
     [ "$MODE" = quick ] && SHARE_BRIDGE=1
     IDLE_SETTLE_S=2 IDLE_WINDOW_S=3
     # unicast-max's steps (events/s) and their sending time
-    MAX_RATES=${PB_BENCH_MAX_RATES:-"20000 30000 40000 50000 60000 70000 80000 90000 100000 120000"}
+    MAX_RATES=${PB_BENCH_MAX_RATES:-"10000 15000 20000 25000 30000 35000 40000 50000 60000 70000 80000 100000"}
     MAX_SEND_S=6
     [ "$MODE" = quick ] && MAX_RATES=${PB_BENCH_MAX_RATES:-"5000 10000"} MAX_SEND_S=2
     [ "$MODE" = quick ] && IDLE_SETTLE_S=0.5 IDLE_WINDOW_S=1
