@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # pushbridge benchmarks: how fast and how lean (issue 6, docs/PERFORMANCE.md).
 #
-#   bench/run.sh                 the standard set, about 6.5 minutes on 2 cores
-#   bench/run.sh --quick         small N, about 90 s (the cluster scenario is
+#   bench/run.sh                 the standard set at workers 1 and 2, about 15
+#                                minutes on 2 shared cores
+#   bench/run.sh --quick         small N, workers 2, about 110 s (cluster is
 #                                25 s of it): CI runs it to show
 #                                that the benchmark still works (no thresholds
 #                                asserted); leaves out unicast-10k, fanout-10k
@@ -1239,7 +1240,7 @@ workers_note() {
 declare -A MAX_OK=()
 MAX_JSON=""
 run_max() {
-    local conns=$1 rate ok=0 why="" step_s=$SEND_S
+    local conns=$1 rate ok=0 why=""
     local save_share=$SHARE_BRIDGE save_send=$SEND_S
     SHARE_BRIDGE=1 SEND_S=$MAX_SEND_S
     stop_bridge
@@ -1297,7 +1298,6 @@ run_max() {
         printf 'unicast-max: workers %s / workers %s = %.2f\n' "$W" "$FIRST_W" \
             "$(calc "$ok / ${MAX_OK[$FIRST_W]}")" >>"$NOTES"
     fi
-    : "$step_s"
 }
 
 # ---- the set ----
