@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # pushbridge benchmarks: how fast and how lean (issue 6, docs/PERFORMANCE.md).
 #
-#   bench/run.sh                 the standard set, about 6.5 minutes on 2 cores
-#   bench/run.sh --quick         small N, about 90 s (the cluster scenario is
+#   bench/run.sh                 the standard set at workers 1 and 2, about 15
+#                                minutes on 2 shared cores
+#   bench/run.sh --quick         small N, workers 2, about 110 s (cluster is
 #                                25 s of it): CI runs it to show
 #                                that the benchmark still works (no thresholds
 #                                asserted); leaves out unicast-10k, fanout-10k
@@ -14,8 +15,15 @@
 #                                fanout-10k broadcast http-single http-batch
 #                                slow-base slow state-off state tasks-100k
 #                                cluster idle logins logins-cluster fdlimit inputs
-#                                inputs-e2e)
+#                                inputs-e2e unicast-max)
 #   bench/run.sh --no-ref        no pb-sendref reference runs
+#   bench/run.sh --workers 1,2   the bridge's workers (SPEC 11) to run every
+#                                scenario with (PUSHBRIDGE_WORKERS=N), one after
+#                                the other per scenario; default 1,2, --quick 2.
+#                                Rows and results.json name them (unicast-w2,
+#                                "workers":2); the notes give workers 2's frames
+#                                per bridge CPU-second over workers 1's. The
+#                                reference runs once per scenario.
 #   bench/run.sh --profile       also sample the bridge with perf (cpu-clock) and
 #                                count its syscalls, per scenario, into
 #                                build-bench/profile/
@@ -80,6 +88,22 @@
 # subject (in-ce-binary, in-ce-structured), each read by its kafka.inputs
 # rule (PUSHBRIDGE_KAFKA_INPUTS). No reference runs: the load is unicast's.
 #
+# Workers (SPEC 11, issue 19): each scenario runs once per --workers value,
+# tasks-100k (no clients) once, at the last. Bridge CPU is also split by
+# thread (/proc/PID/task/*/stat): the main loop (consumer, hub, store, worker
+# 0's connections), the pb-worker-N threads, librdkafka's threads; the
+# table's last column gives the three in CPU-seconds.
+#
+# unicast-max (not in --quick unless --only names it; then 1,000 connections,
+# 5,000 and 10,000 events/s): the unicast load, 10,000 connections, at rising
+# rates (PB_BENCH_MAX_RATES, default 10000 15000 ... 40000, then by 10,000 to 80000, 100000), 6 s each,
+# on one bridge per workers value, until p99 passes 50 ms, anything is lost,
+# duplicated or out of order, or less than 97 % of the rate is produced or
+# delivered (a failed step is tried once more: the machine is shared). The
+# notes give the highest rate that passed, and per step what the bridge (main
+# thread, workers), the embedded broker, pb-loadgen and pb-produce took of
+# the cores; results.json "unicast_max".
+#
 # Bridge CPU is read from /proc/PID/stat around each scenario's traffic, so
 # the figures are per CPU-second of the bridge and stay comparable on a busy
 # machine. Under --dev the embedded broker runs inside the bridge process (the
@@ -114,9 +138,11 @@ ONLY=""
 PROFILE=0
 CALLGRIND=0
 REF=1
+WORKERS_LIST=""
 ALL_SCENARIOS="unicast unicast-10k fanout fanout-10k broadcast http-single http-batch"
 ALL_SCENARIOS+=" slow-base slow state-off state tasks-100k cluster idle logins logins-cluster fdlimit"
 ALL_SCENARIOS+=" inputs inputs-e2e"
+ALL_SCENARIOS+=" unicast-max"
 # The scenarios that name their size keep it; --quick leaves them out.
 QUICK_SCENARIOS="unicast fanout broadcast http-single http-batch slow-base slow state-off state"
 QUICK_SCENARIOS+=" tasks-100k cluster idle logins inputs"
@@ -132,6 +158,7 @@ while [ $# -gt 0 ]; do
     --profile) PROFILE=1 ;;
     --callgrind) CALLGRIND=1 ;;
     --no-ref) REF=0 ;;
+    --workers) [ $# -ge 2 ] || { usage >&2; exit 2; }; WORKERS_LIST=${2//,/ }; shift ;;
     -h | --help) usage; exit 0 ;;
     *) echo "bench/run.sh: unknown argument $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -140,6 +167,15 @@ done
 SCENARIOS=$ONLY
 [ -n "$SCENARIOS" ] || { [ "$MODE" = quick ] && SCENARIOS=$QUICK_SCENARIOS || SCENARIOS=$ALL_SCENARIOS; }
 [ "$CALLGRIND" = 1 ] && REF=0
+# Every scenario runs once per workers value (SPEC 11), on a bridge started
+# with PUSHBRIDGE_WORKERS=N; --quick runs workers 2 only unless told.
+[ -n "$WORKERS_LIST" ] || { [ "$MODE" = quick ] && WORKERS_LIST=2 || WORKERS_LIST="1 2"; }
+for w in $WORKERS_LIST; do
+    case $w in [1-9] | [1-5][0-9] | 6[0-4]) ;; *) echo "bench/run.sh: --workers takes 1..64, not $w" >&2; exit 2 ;; esac
+done
+FIRST_W=${WORKERS_LIST%% *}
+LAST_W=${WORKERS_LIST##* }
+W=$FIRST_W   # the workers of the scenario running now
 for s in $SCENARIOS; do
     case " $ALL_SCENARIOS " in *" $s "*) ;; *) echo "bench/run.sh: no scenario $s" >&2; exit 2 ;; esac
 done
@@ -224,6 +260,41 @@ mock_ticks() { # the embedded broker's thread(s), 0 with a real broker
     done
     echo "$sum"
 }
+# The bridge's CPU by thread, in ticks: "MAIN WORKERS MOCK REST W1,W2,..."
+# MAIN is the main loop (consumer, hub, store, worker 0's connections),
+# WORKERS the sum of the pb-worker-N threads (named in src/public/worker.c),
+# MOCK the embedded broker, REST librdkafka's own threads and anything else;
+# the last field lists each pb-worker-N's ticks by N.
+thread_ticks() {
+    local pid=$1 t comm ticks main=0 wk=0 mock=0 rest=0
+    local -A per=()
+    for t in /proc/"$pid"/task/*; do
+        comm=$(cat "$t/comm" 2>/dev/null) || continue
+        ticks=$(stat_ticks "$t/stat" 2>/dev/null) || continue
+        [ -n "$ticks" ] || continue
+        if [ "${t##*/}" = "$pid" ]; then main=$ticks
+        elif [[ $comm == pb-worker-* ]]; then wk=$((wk + ticks)); per[${comm#pb-worker-}]=$ticks
+        elif [ "$comm" = rdk:mock ]; then mock=$((mock + ticks))
+        else rest=$((rest + ticks)); fi
+    done
+    local list="" k
+    for k in $(printf '%s\n' "${!per[@]}" | sort -n); do list+=${list:+,}${per[$k]}; done
+    echo "$main $wk $mock $rest ${list:--}"
+}
+# thread_delta "BEFORE" "AFTER": the same fields, AFTER - BEFORE
+thread_delta() {
+    local -a a=($1) b=($2)
+    local -a la=() lb=() d=()
+    IFS=, read -ra la <<<"${a[4]}"; IFS=, read -ra lb <<<"${b[4]}"
+    local i
+    for i in "${!lb[@]}"; do
+        [[ ${lb[i]} =~ ^[0-9]+$ ]] || continue
+        d+=($((lb[i] - ${la[i]:-0})))
+    done
+    local list
+    list=$(IFS=,; echo "${d[*]}")
+    echo "$((b[0] - a[0])) $((b[1] - a[1])) $((b[2] - a[2])) $((b[3] - a[3])) ${list:--}"
+}
 user_sys_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12, $13}'; }
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 hwm_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
@@ -264,7 +335,9 @@ start_bridge() {
         PUSHBRIDGE_LISTEN_INTERNAL=127.0.0.1:$INT_PORT
         PUSHBRIDGE_WS_MAX_CONNECTIONS_PER_USER=100000
         PUSHBRIDGE_WS_MAX_CONNECTIONS=1000000
+        PUSHBRIDGE_WORKERS=$W
     )
+    BRIDGE_W=$W
     local -a args=()
     if [ -n "${PB_BENCH_BROKERS:-}" ]; then
         TOPIC=pb-bench-$RUN_ID-$name
@@ -328,13 +401,23 @@ traffic_bridge() { # name
         start_bridge "$1" "${SCEN_ENV[@]}"
         return 0
     fi
-    if [ "$SHARE_BRIDGE" = 1 ] && [ -n "${BRIDGE_PID:-}" ]; then
+    if [ "$SHARE_BRIDGE" = 1 ] && [ -n "${BRIDGE_PID:-}" ] && [ "$BRIDGE_W" = "$W" ]; then
         wait_until 100 no_connections || say "connections of the previous scenario still open"
         return 0
     fi
-    start_bridge "$([ "$SHARE_BRIDGE" = 1 ] && echo shared || echo "$1")"
+    stop_bridge # a shared bridge with another number of workers
+    start_bridge "$([ "$SHARE_BRIDGE" = 1 ] && echo "shared-w$W" || echo "$1")"
 }
 
+# how many objects /stats' "workers" list holds (SPEC 11): the workers in effect
+stats_workers() {
+    curl -sf "http://127.0.0.1:$INT_PORT/stats" | python3 -c '
+import json, sys
+try:
+    print(len(json.load(sys.stdin).get("workers", [])))
+except Exception:
+    print(0)'
+}
 stats_get() { curl -sf "http://127.0.0.1:$INT_PORT/stats" | grep -o "\"$1\":[0-9]*" | head -1 | cut -d: -f2; }
 
 # ---- profiling (optional) ----
@@ -412,9 +495,10 @@ run_traffic() {
         prod+=(--brokers "$BOOTSTRAP" --topic "$TOPIC")
     fi
 
-    local c0 l0 m0 us0 t0 c1 l1 m1 us1 t1
+    local c0 l0 m0 us0 t0 c1 l1 m1 us1 t1 th0 th1
     profile_start "$name"
     c0=$(proc_ticks "$BRIDGE_PID"); l0=$(loop_ticks "$BRIDGE_PID"); m0=$(mock_ticks "$BRIDGE_PID")
+    th0=$(thread_ticks "$BRIDGE_PID")
     us0=$(user_sys_ticks "$BRIDGE_PID"); t0=$(date +%s.%N)
     "$PRODUCE" "${prod[@]}" >"$WORK/$name.producer.json" 2>"$WORK/$name.producer.err" || true
     local sent
@@ -422,8 +506,11 @@ run_traffic() {
     echo "${sent:-0}" >"$expect_file.tmp" && mv "$expect_file.tmp" "$expect_file"
     wait "$lg_pid" || true
     c1=$(proc_ticks "$BRIDGE_PID"); l1=$(loop_ticks "$BRIDGE_PID"); m1=$(mock_ticks "$BRIDGE_PID")
+    th1=$(thread_ticks "$BRIDGE_PID")
     us1=$(user_sys_ticks "$BRIDGE_PID"); t1=$(date +%s.%N)
     profile_stop "$name"
+    local nworkers
+    nworkers=$(stats_workers)
 
     local rss_end hwm slow_closes qdrops
     rss_end=$(rss_kb "$BRIDGE_PID"); hwm=$(hwm_kb "$BRIDGE_PID")
@@ -435,7 +522,8 @@ run_traffic() {
     run_references "$name" "$conns" "$users" "$key" "$stall" "$rate"
     record_traffic "$name" "$transport" "$conns" "$users" "$key" "$stall" "$rate" "$batch" \
         "$((c1 - c0))" "$((l1 - l0))" "$((m1 - m0))" "$us0" "$us1" "$(calc "$t1 - $t0")" \
-        "$rss_base" "$rss_conn" "$rss_end" "$hwm" "${slow_closes:-0}" "${qdrops:-0}"
+        "$rss_base" "$rss_conn" "$rss_end" "$hwm" "${slow_closes:-0}" "${qdrops:-0}" \
+        "$(thread_delta "$th0" "$th1")" "${nworkers:-0}"
 }
 
 # ---- the plain-send reference (pb-sendref) ----
@@ -446,6 +534,7 @@ REF_ROWS=$WORK/ref-rows.tsv
 # Whether scenario NAME gets reference runs.
 wants_reference() {
     [ "$REF" = 1 ] || return 1
+    [ "$1" != unicast-max ] || return 1 # its steps measure the bridge alone
     [ "$MODE" = quick ] || return 0
     case " $QUICK_REF " in *" $1 "*) return 0 ;; esac
     return 1
@@ -454,9 +543,13 @@ wants_reference() {
 # run_references NAME CONNS USERS KEY STALL RATE: send mode, and writev mode
 # where one event goes to several connections (fan-out, broadcast), which is
 # where a connection's queue can hold more than one frame.
+# The reference does not depend on the bridge's workers: it runs once per
+# scenario (after the first workers value), under the scenario's base name,
+# and every workers value's row is compared with it.
 run_references() {
-    local name=$1 conns=$2 users=$3 key=$4
+    local name=${1%-w[0-9]*} conns=$2 users=$3 key=$4
     wants_reference "$name" || return 0
+    [ -e "$WORK/$name.ref-send.json" ] && return 0
     shift
     run_reference "$name" send "$@"
     if [ "$key" = "*" ] || [ "$conns" -gt "$users" ]; then
@@ -500,7 +593,7 @@ run_reference() {
 
 # One mode's figures as JSON members, and its ratio; "" when it did not run.
 ref_json() { # name mode bridge_fpc
-    local base=$WORK/$1.ref-$2
+    local base=$WORK/${1%-w[0-9]*}.ref-$2
     [ -e "$base.json" ] || return 0
     local fpc
     fpc=$(jget "$base.json" frames_per_cpu_s)
@@ -512,7 +605,7 @@ ref_json() { # name mode bridge_fpc
 # The scenario's "reference" member for results.json (with a leading comma),
 # and its row of the second table.
 record_reference() { # name bridge_fpc
-    local name=$1 fpc=$2 send=$WORK/$1.ref-send writev=$WORK/$1.ref-writev
+    local name=$1 fpc=$2 send=$WORK/${1%-w[0-9]*}.ref-send writev=$WORK/${1%-w[0-9]*}.ref-writev
     [ -e "$send.json" ] || return 0
     local js jw
     js=$(ref_json "$name" send "$fpc")
@@ -545,6 +638,8 @@ record_traffic() {
     local name=$1 transport=$2 conns=$3 users=$4 key=$5 stall=$6 rate=$7 batch=$8
     local proc_t=$9 loop_t=${10} mock_t=${11} us0=${12} us1=${13} wall=${14}
     local rss_base=${15} rss_conn=${16} rss_end=${17} hwm=${18} slow_closes=${19} qdrops=${20}
+    local -a th=(${21})
+    local nworkers=${22}
     local lgj=$WORK/$name.loadgen.json pj=$WORK/$name.producer.json
     [ -s "$lgj" ] || echo '{}' >"$lgj"
     [ -s "$pj" ] || echo '{}' >"$pj"
@@ -559,6 +654,14 @@ record_traffic() {
     local fpc fpl per_conn_idle per_conn_end
     fpc=$(calc "$bridge_s > 0 ? $frames / $bridge_s : 0")
     fpl=$(calc "$loop_s > 0 ? $frames / $loop_s : 0")
+    # by thread: the main loop, the pb-worker-N threads, librdkafka's own
+    local main_s wk_s rest_s wk_list="" v
+    main_s=$(calc "${th[0]} / $CLK_TCK"); wk_s=$(calc "${th[1]} / $CLK_TCK")
+    rest_s=$(calc "${th[3]} / $CLK_TCK")
+    if [ "${th[4]}" != - ]; then
+        for v in ${th[4]//,/ }; do wk_list+=${wk_list:+,}$(calc "$v / $CLK_TCK"); done
+    fi
+    THREADS_COL="$(printf '%.1f/%.1f/%.1f' "$main_s" "$wk_s" "$rest_s")"
     per_conn_idle=$(calc "${welcomed:-0} > 0 ? ($rss_conn - $rss_base) * 1024 / ${welcomed:-1} : 0")
     per_conn_end=$(calc "${welcomed:-0} > 0 ? ($rss_end - $rss_base) * 1024 / ${welcomed:-1} : 0")
     # On a shared bridge malloc keeps what earlier scenarios freed: only the
@@ -578,6 +681,9 @@ record_traffic() {
         printf '"stall_fraction":%s,"rate":%s,"batch":%s,"send_s":%s,' "$stall" "$rate" "$batch" "$SEND_S"
         printf '"bridge":{"window_s":%s,"process_cpu_s":%s,"embedded_kafka_cpu_s":%s,' "$wall" "$proc_s" "$mock_s"
         printf '"bridge_cpu_s":%s,"loop_cpu_s":%s,"user_s":%s,"sys_s":%s,' "$bridge_s" "$loop_s" "$user_s" "$sys_s"
+        printf '"workers_in_stats":%s,"main_thread_cpu_s":%s,"worker_threads_cpu_s":%s,' "$nworkers" "$main_s" "$wk_s"
+        printf '"worker_thread_cpu_s":[%s],"kafka_client_threads_cpu_s":%s,' "$wk_list" "$rest_s"
+        printf '"main_thread_share":%s,' "$(calc "$bridge_s > 0 ? $main_s / $bridge_s : 0")"
         printf '"frames":%s,"frames_per_bridge_cpu_s":%s,"frames_per_loop_cpu_s":%s,' "$frames" "$fpc" "$fpl"
         printf '"rss_base_kb":%s,"rss_connected_kb":%s,"rss_end_kb":%s,"rss_peak_kb":%s,' \
             "$rss_base" "$rss_conn" "$rss_end" "$hwm"
@@ -599,14 +705,14 @@ record_traffic() {
     [ "$failed" != 0 ] && printf '%s: %s connections failed to set up\n' "$name" "$failed" >>"$NOTES"
 
     local ms="/ 1000"
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
         "$name" "$conns" "$(calc "$(jget "$pj" send_rate) + 0")" "$(calc "$(jget "$lgj" frames_per_s) + 0")" \
         "$fpc" "$fpl" \
         "$(calc "$(jget "$lgj" lat_p50_us) $ms")" "$(calc "$(jget "$lgj" lat_p99_us) $ms")" \
         "$(calc "$(jget "$lgj" lat_p999_us) $ms")" "$(calc "$(jget "$lgj" lat_max_us) $ms")" \
         "$(calc "$rss_end / 1024")" "$per_conn_col" \
         "$(jget "$lgj" lost)/$(jget "$lgj" dup)/$(jget "$lgj" ooo)" \
-        "$(calc "$(jget "$lgj" loadgen_cpu_share) * 100")" >>"$ROWS"
+        "$(calc "$(jget "$lgj" loadgen_cpu_share) * 100")" "$THREADS_COL" >>"$ROWS"
 }
 
 # ---- idle and fdlimit: memory per authenticated connection ----
@@ -631,10 +737,13 @@ run_idle() {
         say "loadgen for $name did not get ready"; cat "$WORK/$name.loadgen.err" >&2; exit 1
     fi
     sleep "$IDLE_SETTLE_S" # let lws and malloc settle
-    local c0 l0 m0 c1 l1 m1 rss hwm open
+    local c0 l0 m0 c1 l1 m1 rss hwm open th0 th1 nworkers
     c0=$(proc_ticks "$BRIDGE_PID"); l0=$(loop_ticks "$BRIDGE_PID"); m0=$(mock_ticks "$BRIDGE_PID")
+    th0=$(thread_ticks "$BRIDGE_PID")
     sleep "$window"
     c1=$(proc_ticks "$BRIDGE_PID"); l1=$(loop_ticks "$BRIDGE_PID"); m1=$(mock_ticks "$BRIDGE_PID")
+    th1=$(thread_ticks "$BRIDGE_PID")
+    nworkers=$(stats_workers)
     rss=$(rss_kb "$BRIDGE_PID"); hwm=$(hwm_kb "$BRIDGE_PID")
     open=$(stats_get connections)
     kill -TERM "$lg_pid" 2>/dev/null || true
@@ -647,6 +756,9 @@ run_idle() {
     cpu_pct=$(calc "($c1 - $c0) * 100 / $CLK_TCK / $window")
     loop_pct=$(calc "($l1 - $l0) * 100 / $CLK_TCK / $window")
     mock_pct=$(calc "($m1 - $m0) * 100 / $CLK_TCK / $window")
+    local -a th=($(thread_delta "$th0" "$th1"))
+    local wk_pct
+    wk_pct=$(calc "${th[1]} * 100 / $CLK_TCK / $window")
     local f=$WORK/$name.scenario.json
     {
         printf '{"name":"%s","conns":%s,"bridge":{"open_connections":%s,' "$name" "$conns" "${open:-0}"
@@ -654,7 +766,8 @@ run_idle() {
             "$rss_base" "$rss" "$hwm" "$per_conn"
         printf '"idle_window_s":%s,"idle_cpu_pct":%s,"idle_loop_cpu_pct":%s,' \
             "$window" "$cpu_pct" "$loop_pct"
-        printf '"idle_embedded_kafka_cpu_pct":%s},' "$mock_pct"
+        printf '"idle_embedded_kafka_cpu_pct":%s,"idle_worker_threads_cpu_pct":%s,' "$mock_pct" "$wk_pct"
+        printf '"workers_in_stats":%s},' "${nworkers:-0}"
         printf '"loadgen":%s}' "$(tr -d '\n' <"$lgj")"
     } >"$f"
     SCENARIO_FILES+=("$f")
@@ -662,10 +775,10 @@ run_idle() {
         "$(calc "$rss / 1024")" "$(calc "$per_conn / 1024")" \
         "$(calc "$(jget "$lgj" loadgen_cpu_share) * 100")" >>"$ROWS"
     local fmt='%s: %s idle connections: bridge CPU %.1f %% of a core over %s s,'
-    fmt+=' %.1f %% without the embedded broker; main thread %.1f %%\n'
+    fmt+=' %.1f %% without the embedded broker; main thread %.1f %%, pb-worker threads %.1f %%\n'
     # shellcheck disable=SC2059 # the format is ours
     printf "$fmt" "$name" "${welcomed:-0}" "$cpu_pct" "$window" "$(calc "$cpu_pct - $mock_pct")" \
-        "$loop_pct" >>"$NOTES"
+        "$loop_pct" "$wk_pct" >>"$NOTES"
     [ "${welcomed:-0}" = "$conns" ] ||
         printf '%s: only %s of %s connections welcomed\n' "$name" "${welcomed:-0}" "$conns" >>"$NOTES"
 }
@@ -680,7 +793,7 @@ run_idle() {
 # (SPEC 8) costs per login and close, in CPU and in bytes written to
 # cluster.presence_topic (pushbridge_presence_bytes_written_total).
 run_logins() {
-    local conns=$1 name=${2:-logins}
+    local conns=$1 name=${2:-logins}-w$W
     shift; [ $# -gt 0 ] && shift
     say "== $name: $conns connections log in as fast as they go"
     stop_bridge
@@ -755,7 +868,7 @@ STATE_OFF_ENV=(PUSHBRIDGE_STATE_MAX_TASKS_PER_USER=0 PUSHBRIDGE_HISTORY_MAX_EVEN
 run_state() {
     local name=$1 conns=$2 rate=$3
     SCEN_FRESH=1 SCEN_PROD=(--tasks 10) SCEN_ENV=()
-    [ "$name" = state-off ] && SCEN_ENV=("${STATE_OFF_ENV[@]}")
+    [ "${name%-w[0-9]*}" = state-off ] && SCEN_ENV=("${STATE_OFF_ENV[@]}")
     run_traffic "$name" kafka "$conns" "$conns" users 0 "$rate" 1
     SCEN_FRESH=0 SCEN_PROD=() SCEN_ENV=()
     state_cost_note
@@ -766,22 +879,22 @@ run_state() {
 # into NOTES and STATE_COST_JSON (results.json's "state_cost").
 STATE_COST_JSON=""
 state_cost_note() {
-    [ -n "${FPC[state]:-}" ] && [ -n "${FPC[state-off]:-}" ] || return 0
-    local on=${FPC[state]} off=${FPC[state-off]} ratio refs="" ratio_ref=null met
+    local on=${FPC[state-w$W]:-} off=${FPC[state-off-w$W]:-} ratio refs="" ratio_ref=null met
+    [ -n "$on" ] && [ -n "$off" ] || return 0
     ratio=$(calc "$off > 0 ? $on / $off : 0")
     met=$(awk "BEGIN { print ($ratio >= 0.9) ? \"met\" : \"missed\" }")
-    if [ -n "${REF_FPC[state]:-}" ] && [ -n "${REF_FPC[state-off]:-}" ] &&
-        [ "$(calc "${REF_FPC[state]} > 0 && ${REF_FPC[state-off]} > 0")" = 1 ]; then
+    local ron=${REF_FPC[state-w$W]:-} roff=${REF_FPC[state-off-w$W]:-}
+    if [ -n "$ron" ] && [ -n "$roff" ] && [ "$(calc "$ron > 0 && $roff > 0")" = 1 ]; then
         # Each against its own reference run, which takes out some of the
         # machine's drift between the two runs.
-        ratio_ref=$(calc "($on / ${REF_FPC[state]}) / ($off / ${REF_FPC[state-off]})")
+        ratio_ref=$(calc "($on / $ron) / ($off / $roff)")
         refs=$(printf '; against each run'"'"'s pb-sendref %.3f / %.3f = %.3f' \
-            "$(calc "$on / ${REF_FPC[state]}")" "$(calc "$off / ${REF_FPC[state-off]}")" "$ratio_ref")
+            "$(calc "$on / $ron")" "$(calc "$off / $roff")" "$ratio_ref")
     fi
-    printf 'state cost: %.0f frames per bridge CPU-s with task state and history, %.0f without: ratio %.3f (target >= 0.90: %s)%s\n' \
-        "$on" "$off" "$ratio" "$met" "$refs" >>"$NOTES"
-    STATE_COST_JSON=$(printf '{"frames_per_bridge_cpu_s_state":%s,"frames_per_bridge_cpu_s_state_off":%s,"ratio":%s,"ratio_against_reference":%s,"target_min_ratio":0.9,"target_met":%s}' \
-        "$on" "$off" "$ratio" "$ratio_ref" "$([ "$met" = met ] && echo true || echo false)")
+    printf 'state cost (workers %s): %.0f frames per bridge CPU-s with task state and history, %.0f without: ratio %.3f (target >= 0.90: %s)%s\n' \
+        "$W" "$on" "$off" "$ratio" "$met" "$refs" >>"$NOTES"
+    STATE_COST_JSON+=${STATE_COST_JSON:+,}$(printf '{"workers":%s,"frames_per_bridge_cpu_s_state":%s,"frames_per_bridge_cpu_s_state_off":%s,"ratio":%s,"ratio_against_reference":%s,"target_min_ratio":0.9,"target_met":%s}' \
+        "$W" "$on" "$off" "$ratio" "$ratio_ref" "$([ "$met" = met ] && echo true || echo false)")
 }
 
 # "state":{...} and "history":{...} of /stats as "users tasks bytes events hbytes"
@@ -931,6 +1044,7 @@ launch_node() {
         PUSHBRIDGE_WS_MAX_CONNECTIONS_PER_USER=100000
         PUSHBRIDGE_WS_MAX_CONNECTIONS=1000000
         PUSHBRIDGE_CLUSTER_MODE=kafka PUSHBRIDGE_CLUSTER_NODE_NAME=n$i
+        PUSHBRIDGE_WORKERS=$W
     )
     local -a args=()
     if [ -n "${PB_BENCH_BROKERS:-}" ]; then
@@ -1110,11 +1224,114 @@ run_cluster() {
 declare -A CLUSTER_OBS_US=()
 CLUSTER_JSON=""
 cluster_note() {
-    [ -n "${CLUSTER_OBS_US[cluster-skip]:-}" ] && [ -n "${CLUSTER_OBS_US[cluster-noskip]:-}" ] || return 0
-    local on=${CLUSTER_OBS_US[cluster-skip]} off=${CLUSTER_OBS_US[cluster-noskip]}
-    printf 'cluster: a node pays %.2f us of CPU per event for users it does not hold with the key skip (history and state off), %.2f us without it (defaults): ratio %.3f\n' \
-        "$on" "$off" "$(calc "$off > 0 ? $on / $off : 0")" >>"$NOTES"
-    CLUSTER_JSON=$(printf '{"not_held_us_per_event_skip":%s,"not_held_us_per_event_noskip":%s}' "$on" "$off")
+    local on=${CLUSTER_OBS_US[cluster-skip-w$W]:-} off=${CLUSTER_OBS_US[cluster-noskip-w$W]:-}
+    [ -n "$on" ] && [ -n "$off" ] || return 0
+    printf 'cluster (workers %s): a node pays %.2f us of CPU per event for users it does not hold with the key skip (history and state off), %.2f us without it (defaults): ratio %.3f\n' \
+        "$W" "$on" "$off" "$(calc "$off > 0 ? $on / $off : 0")" >>"$NOTES"
+    CLUSTER_JSON+=${CLUSTER_JSON:+,}$(printf '{"workers":%s,"not_held_us_per_event_skip":%s,"not_held_us_per_event_noskip":%s}' "$W" "$on" "$off")
+}
+
+# ---- workers (SPEC 11): the same scenario at workers 1 and 2 ----
+
+# tag_workers N: "workers":W into the scenario files added since the Nth
+tag_workers() {
+    local i f
+    for ((i = $1; i < ${#SCENARIO_FILES[@]}; i++)); do
+        f=${SCENARIO_FILES[i]}
+        sed -i "1s/^{/{\"workers\":$W,/" "$f"
+    done
+}
+
+# Once a scenario ran for several workers values: the frames per bridge
+# CPU-second of each against the first (workers 2 vs 1: what the hand-off
+# between threads costs; issue 19 asks for 0.9 or better).
+WORKERS_JSON=""
+workers_note() {
+    local s=$1 w base ratio
+    base=${FPC[$s-w$FIRST_W]:-}
+    [ -n "$base" ] && [ "$(calc "$base > 0")" = 1 ] || return 0
+    for w in $WORKERS_LIST; do
+        [ "$w" = "$FIRST_W" ] && continue
+        [ -n "${FPC[$s-w$w]:-}" ] || continue
+        ratio=$(calc "${FPC[$s-w$w]} / $base")
+        printf '%s: frames per bridge CPU-s at workers %s / workers %s = %.0f / %.0f = %.3f\n' \
+            "$s" "$w" "$FIRST_W" "${FPC[$s-w$w]}" "$base" "$ratio" >>"$NOTES"
+        WORKERS_JSON+=${WORKERS_JSON:+,}$(printf '{"scenario":"%s","workers":%s,"vs_workers":%s,"frames_per_bridge_cpu_s":%s,"vs_frames_per_bridge_cpu_s":%s,"ratio":%s}' \
+            "$s" "$w" "$FIRST_W" "${FPC[$s-w$w]}" "$base" "$ratio")
+    done
+}
+
+# ---- unicast-max: the highest unicast rate sustained, per workers value ----
+
+# run_max CONNS: the unicast load (CONNS connections and users) at rising
+# rates, MAX_SEND_S each, on one bridge, until p99 passes 50 ms, anything is
+# lost, duplicated or out of order, fewer than 97 % of the asked events/s go
+# out, or the producer cannot send the rate. The last rate that passed is
+# the sustained one. Each step also records what the other processes took
+# of the cores: pb-loadgen, pb-produce, the embedded broker (rdk:mock).
+declare -A MAX_OK=()
+MAX_JSON=""
+run_max() {
+    local conns=$1 rate ok=0 why=""
+    local save_share=$SHARE_BRIDGE save_send=$SEND_S
+    SHARE_BRIDGE=1 SEND_S=$MAX_SEND_S
+    stop_bridge
+    local -a steps=($MAX_RATES)
+    local i=0 tries=0
+    while [ $i -lt ${#steps[@]} ]; do
+        rate=${steps[i]}
+        tries=$((tries + 1))
+        local name=unicast-max-w$W-$((rate / 1000))k$([ $tries -gt 1 ] && echo "-$tries" || true)
+        run_traffic "$name" kafka "$conns" "$conns" users 0 "$rate" 1
+        local f=$WORK/$name.scenario.json lgj=$WORK/$name.loadgen.json pj=$WORK/$name.producer.json
+        local p99 lost sent_rate out_rate window bridge_s mock_s lg_s pr_s total
+        p99=$(calc "$(jget "$lgj" lat_p99_us) / 1000")
+        lost=$(($(jget "$lgj" lost) + $(jget "$lgj" dup) + $(jget "$lgj" ooo)))
+        sent_rate=$(jget "$pj" send_rate); out_rate=$(jget "$lgj" frames_per_s)
+        window=$(jget "$f" window_s); bridge_s=$(jget "$f" bridge_cpu_s)
+        mock_s=$(jget "$f" embedded_kafka_cpu_s)
+        lg_s=$(calc "$(jget "$lgj" loadgen_cpu_user_s) + $(jget "$lgj" loadgen_cpu_sys_s)")
+        pr_s=$(jget "$pj" producer_cpu_s)
+        # shares of one core over the bridge's window (the loadgen's own run is
+        # longer: set-up and a drain; its share is over its wall time)
+        local b_pct m_pct l_pct p_pct mt_pct wk_pct
+        b_pct=$(calc "$window > 0 ? $bridge_s * 100 / $window : 0")
+        m_pct=$(calc "$window > 0 ? $mock_s * 100 / $window : 0")
+        mt_pct=$(calc "$window > 0 ? $(jget "$f" main_thread_cpu_s) * 100 / $window : 0")
+        wk_pct=$(calc "$window > 0 ? $(jget "$f" worker_threads_cpu_s) * 100 / $window : 0")
+        l_pct=$(calc "$(jget "$lgj" loadgen_cpu_share) * 100")
+        p_pct=$(calc "$(jget "$pj" send_s) > 0 ? $pr_s * 100 / $(jget "$pj" send_s) : 0")
+        total=$(calc "$b_pct + $m_pct + $l_pct + $p_pct")
+        why=""
+        [ "$(calc "$p99 > 50")" = 1 ] && why="p99 $p99 ms > 50"
+        [ "$lost" -gt 0 ] && why="${why:+$why, }lost/dup/ooo $lost"
+        [ "$(calc "$sent_rate < 0.97 * $rate")" = 1 ] && why="${why:+$why, }pb-produce sent only $(calc "$sent_rate + 0")/s"
+        [ "$(calc "$out_rate < 0.97 * $rate")" = 1 ] && why="${why:+$why, }only $(calc "$out_rate + 0") frames/s out"
+        printf '%s: %s events/s: p99 %.1f ms, %s lost/dup/ooo, %.0f frames/s out; of the cores: bridge %.0f %% (main %.0f, workers %.0f), broker %.0f %%, pb-loadgen %.0f %%, pb-produce %.0f %%: %.0f %% of %s%s\n' \
+            "unicast-max-w$W" "$rate" "$p99" "$lost" "$out_rate" "$b_pct" "$mt_pct" "$wk_pct" "$m_pct" \
+            "$l_pct" "$p_pct" "$total" "$(($(nproc) * 100))" "${why:+: FAILED ($why)}" >>"$NOTES"
+        MAX_JSON+=${MAX_JSON:+,}$(printf '{"workers":%s,"rate":%s,"passed":%s,"why":"%s","p99_ms":%s,"lost_dup_ooo":%s,"frames_per_s":%s,"bridge_core_pct":%s,"main_thread_core_pct":%s,"worker_threads_core_pct":%s,"broker_core_pct":%s,"loadgen_core_pct":%s,"producer_core_pct":%s,"total_core_pct":%s}' \
+            "$W" "$rate" "$([ -z "$why" ] && echo true || echo false)" "$why" "$p99" "$lost" "$out_rate" \
+            "$b_pct" "$mt_pct" "$wk_pct" "$m_pct" "$l_pct" "$p_pct" "$total")
+        if [ -n "$why" ]; then
+            # One more try at the same rate: on a shared machine a neighbour's
+            # burst can fail a step that the bridge sustains.
+            [ $tries -lt 2 ] && continue
+            break
+        fi
+        ok=$rate tries=0 i=$((i + 1))
+    done
+    stop_bridge
+    SHARE_BRIDGE=$save_share SEND_S=$save_send
+    MAX_OK[$W]=$ok
+    local atleast=""
+    [ "$ok" = "${steps[${#steps[@]} - 1]}" ] && atleast="at least " # every step passed
+    printf 'unicast-max: workers %s sustained %s%s events/s (%s connections; steps of %s s)\n' \
+        "$W" "$atleast" "$ok" "$conns" "$MAX_SEND_S" >>"$NOTES"
+    if [ "$W" != "$FIRST_W" ] && [ "${MAX_OK[$FIRST_W]:-0}" -gt 0 ]; then
+        printf 'unicast-max: workers %s / workers %s = %.2f\n' "$W" "$FIRST_W" \
+            "$(calc "$ok / ${MAX_OK[$FIRST_W]}")" >>"$NOTES"
+    fi
 }
 
 # ---- the set ----
@@ -1122,19 +1339,19 @@ cluster_note() {
 print_table() {
     say ""
     awk -F'\t' 'BEGIN {
-        printf "%-12s %6s %9s %10s %11s %11s %8s %8s %8s %8s %8s %8s %9s %6s\n",
+        printf "%-18s %6s %9s %10s %11s %11s %8s %8s %8s %8s %8s %8s %9s %6s %14s\n",
             "scenario", "conns", "events/s", "frames/s", "frames/", "frames/", "p50", "p99",
-            "p99.9", "max", "RSS", "RSS/conn", "lost/dup/", "loadgen"
-        printf "%-12s %6s %9s %10s %11s %11s %8s %8s %8s %8s %8s %8s %9s %6s\n",
+            "p99.9", "max", "RSS", "RSS/conn", "lost/dup/", "loadgen", "CPU-s main/"
+        printf "%-18s %6s %9s %10s %11s %11s %8s %8s %8s %8s %8s %8s %9s %6s %14s\n",
             "", "", "in", "out", "bridge-CPU-s", "loop-CPU-s", "ms", "ms", "ms", "ms", "MiB",
-            "KiB", "ooo", "CPU%"
+            "KiB", "ooo", "CPU%", "workers/rdk"
     }
     function num(v, fmt) { return v == "-" ? "-" : sprintf(fmt, v) }
     {
-        printf "%-12s %6s %9s %10s %11s %11s %8s %8s %8s %8s %8s %8s %9s %6s\n",
+        printf "%-18s %6s %9s %10s %11s %11s %8s %8s %8s %8s %8s %8s %9s %6s %14s\n",
             $1, $2, num($3, "%.0f"), num($4, "%.0f"), num($5, "%.0f"), num($6, "%.0f"),
             num($7, "%.1f"), num($8, "%.1f"), num($9, "%.1f"), num($10, "%.1f"),
-            num($11, "%.1f"), num($12, "%.2f"), $13, num($14, "%.0f")
+            num($11, "%.1f"), num($12, "%.2f"), $13, num($14, "%.0f"), ($15 == "" ? "-" : $15)
     }' "$ROWS"
     [ -s "$REF_ROWS" ] && print_ref_table
     [ -s "$NOTES" ] && { say ""; cat "$NOTES" >&2; }
@@ -1147,14 +1364,14 @@ print_ref_table() {
     say "writev = one writev() per connection queue; bridge/ref = the bridge's frames per CPU-second"
     say "as a fraction of the reference's (1 = this machine's limit for the load)."
     awk -F'\t' 'BEGIN {
-        printf "%-12s %12s %12s %8s %8s %6s %12s %8s %8s %9s\n", "scenario", "frames/",
+        printf "%-18s %12s %12s %8s %8s %6s %12s %8s %8s %9s\n", "scenario", "frames/",
             "send", "bridge/", "ref p99", "ref", "writev", "frames/", "bridge/", "ref lost/"
-        printf "%-12s %12s %12s %8s %8s %6s %12s %8s %8s %9s\n", "", "bridge-CPU-s",
+        printf "%-18s %12s %12s %8s %8s %6s %12s %8s %8s %9s\n", "", "bridge-CPU-s",
             "frames/CPU-s", "send", "ms", "CPU%", "frames/CPU-s", "write", "writev", "dup/ooo"
     }
     function num(v, fmt) { return v == "-" ? "-" : sprintf(fmt, v) }
     {
-        printf "%-12s %12s %12s %8s %8s %6s %12s %8s %8s %9s\n", $1, num($2, "%.0f"),
+        printf "%-18s %12s %12s %8s %8s %6s %12s %8s %8s %9s\n", $1, num($2, "%.0f"),
             num($3, "%.0f"), num($4, "%.3f"), num($5, "%.1f"), num($6, "%.0f"), num($7, "%.0f"),
             num($8, "%.2f"), num($9, "%.3f"), $10
     }' "$REF_ROWS"
@@ -1178,8 +1395,11 @@ write_results() {
         printf '"bridge_bin":"%s",' "$BRIDGE_BIN"
         printf '"host":{"cpus":%s,"kernel":"%s","nofile_hard":%s},' \
             "$(nproc)" "$(uname -r)" "$(ulimit -Hn)"
-        [ -z "$STATE_COST_JSON" ] || printf '"state_cost":%s,' "$STATE_COST_JSON"
-        [ -z "$CLUSTER_JSON" ] || printf '"cluster":%s,' "$CLUSTER_JSON"
+        printf '"workers":[%s],' "${WORKERS_LIST// /,}"
+        [ -z "$STATE_COST_JSON" ] || printf '"state_cost":[%s],' "$STATE_COST_JSON"
+        [ -z "$CLUSTER_JSON" ] || printf '"cluster":[%s],' "$CLUSTER_JSON"
+        [ -z "$WORKERS_JSON" ] || printf '"workers_ratio":[%s],' "$WORKERS_JSON"
+        [ -z "$MAX_JSON" ] || printf '"unicast_max":[%s],' "$MAX_JSON"
         [ -z "$INPUTS_JSON" ] || printf '"inputs":%s,' "$INPUTS_JSON"
         printf '"scenarios":['
         for f in "${SCENARIO_FILES[@]}"; do
@@ -1259,37 +1479,52 @@ main() {
     SHARE_BRIDGE=0 SHARED_RUNS=0
     [ "$MODE" = quick ] && SHARE_BRIDGE=1
     IDLE_SETTLE_S=2 IDLE_WINDOW_S=3
+    # unicast-max's steps (events/s) and their sending time
+    MAX_RATES=${PB_BENCH_MAX_RATES:-"10000 15000 20000 25000 30000 35000 40000 50000 60000 70000 80000 100000"}
+    MAX_SEND_S=6
+    [ "$MODE" = quick ] && MAX_RATES=${PB_BENCH_MAX_RATES:-"5000 10000"} MAX_SEND_S=2
     [ "$MODE" = quick ] && IDLE_SETTLE_S=0.5 IDLE_WINDOW_S=1
 
-    local s t0=$SECONDS
+    local s t0=$SECONDS nfiles
     for s in $SCENARIOS; do
-        local ts=$SECONDS
-        case $s in
-        unicast) run_traffic unicast kafka $big $big users 0 $uni_rate 1 ;;
-        fanout) run_traffic fanout kafka $fan 1 users 0 $fan_rate 1 ;;
-        broadcast) run_traffic broadcast kafka $big $big '*' 0 $bc_rate 1 ;;
-        http-single) run_traffic http-single http $big $big users 0 $http_rate 1 ;;
-        http-batch) run_traffic http-batch http $big $big users 0 $uni_rate 100 ;;
-        slow-base) run_traffic slow-base kafka $big $big users 0 $slow_rate 1 ;;
-        slow) run_traffic slow kafka $big $big users 0.1 $slow_rate 1 ;;
-        idle) run_idle idle $idle $IDLE_WINDOW_S ;;
-        logins) run_logins $logins ;;
-        logins-cluster) run_logins $logins logins-cluster PUSHBRIDGE_CLUSTER_MODE=kafka \
-            PUSHBRIDGE_CLUSTER_NODE_NAME=bench-1 ;;
-        # These name their size: --quick does not shrink them.
-        unicast-10k) run_traffic unicast-10k kafka 10000 10000 users 0 10000 1 ;;
-        fanout-10k) run_traffic fanout-10k kafka 10000 1 users 0 5 1 ;;
-        fdlimit) run_idle fdlimit $fdmax 5 ;;
-        state | state-off) run_state "$s" $big $uni_rate ;;
-        tasks-100k) run_tasks $tasks ;;
-        inputs) run_inputs $inputs_n ;;
-        inputs-e2e) run_inputs_e2e $big $uni_rate ;;
-        cluster)
-            run_cluster cluster-skip $cl_nodes $cl_conns $cl_rate "${STATE_OFF_ENV[@]}"
-            run_cluster cluster-noskip $cl_nodes $cl_conns $cl_rate
-            ;;
-        esac
-        say "   ($((SECONDS - ts)) s)"
+        # tasks-100k has no clients and inputs no bridge: workers do not
+        # enter them; inputs-e2e compares formats, not workers. Each runs once.
+        local wl=$WORKERS_LIST
+        case $s in tasks-100k | inputs | inputs-e2e) wl=$LAST_W ;; esac
+        for W in $wl; do
+            local ts=$SECONDS n=-w$W
+            nfiles=${#SCENARIO_FILES[@]}
+            say "-- workers $W"
+            case $s in
+            unicast) run_traffic unicast$n kafka $big $big users 0 $uni_rate 1 ;;
+            fanout) run_traffic fanout$n kafka $fan 1 users 0 $fan_rate 1 ;;
+            broadcast) run_traffic broadcast$n kafka $big $big '*' 0 $bc_rate 1 ;;
+            http-single) run_traffic http-single$n http $big $big users 0 $http_rate 1 ;;
+            http-batch) run_traffic http-batch$n http $big $big users 0 $uni_rate 100 ;;
+            slow-base) run_traffic slow-base$n kafka $big $big users 0 $slow_rate 1 ;;
+            slow) run_traffic slow$n kafka $big $big users 0.1 $slow_rate 1 ;;
+            idle) run_idle idle$n $idle $IDLE_WINDOW_S ;;
+            logins) run_logins $logins ;;
+            logins-cluster) run_logins $logins logins-cluster PUSHBRIDGE_CLUSTER_MODE=kafka \
+                PUSHBRIDGE_CLUSTER_NODE_NAME=bench-1 ;;
+            # These name their size: --quick does not shrink them.
+            unicast-10k) run_traffic unicast-10k$n kafka 10000 10000 users 0 10000 1 ;;
+            fanout-10k) run_traffic fanout-10k$n kafka 10000 1 users 0 5 1 ;;
+            fdlimit) run_idle fdlimit$n $fdmax 5 ;;
+            state | state-off) run_state "$s$n" $big $uni_rate ;;
+            tasks-100k) run_tasks $tasks ;;
+            inputs) run_inputs $inputs_n ;;
+            inputs-e2e) run_inputs_e2e $big $uni_rate ;;
+            cluster)
+                run_cluster cluster-skip$n $cl_nodes $cl_conns $cl_rate "${STATE_OFF_ENV[@]}"
+                run_cluster cluster-noskip$n $cl_nodes $cl_conns $cl_rate
+                ;;
+            unicast-max) run_max $big ;;
+            esac
+            tag_workers "$nfiles"
+            say "   ($((SECONDS - ts)) s)"
+        done
+        workers_note "$s"
     done
     stop_bridge
     say "all scenarios: $((SECONDS - t0)) s"

@@ -181,6 +181,9 @@ int pb_worker_init(struct pb_worker *w, int index, const struct pb_worker_env *e
 static void *run(void *arg)
 {
     struct pb_worker *w = arg;
+    char name[16]; /* the kernel's limit; bench/run.sh reads each worker's CPU by it */
+    snprintf(name, sizeof name, "pb-worker-%d", w->index);
+    (void)pthread_setname_np(pthread_self(), name); /* a label for top/perf: failing is harmless */
     ev_run(w->loop, 0);
     return NULL;
 }
