@@ -393,7 +393,8 @@ static int write_gathered(struct pb_worker *w, struct pb_pss *pss)
  * does not take. */
 static int write_tls(struct pb_worker *w, struct pb_pss *pss)
 {
-    static unsigned char rec[TLS_GATHER_BYTES]; /* loop thread only */
+    /* One per thread: each worker writes its own records. */
+    static _Thread_local unsigned char rec[TLS_GATHER_BYTES];
     struct pb_conn *c = pss->conn;
     struct pb_frame *f = pb_conn_peek(c);
     if (pb_frame_wire_len(f) > sizeof(rec)) {
