@@ -157,3 +157,27 @@ def test_sigterm_closes_every_worker_with_1001(bridge_factory):
     assert b.stop() == 0
     for c in clients:
         assert c.expect_close(timeout=10)[0] == 1001
+
+
+def test_wss_clients_on_both_workers_get_whole_frames(bridge_factory, tmp_path):
+    """TLS records are built per worker: many frames to clients on both
+    workers at once arrive whole and in order."""
+    from tlsutil import TlsWsClient, client_context, make_cert
+    cert, key = make_cert(str(tmp_path))
+    b = bridge_factory(config=dict(WORKERS, tls={"cert": cert, "key": key}))
+    ctx = client_context(cert)
+    uid = unique_uid()
+    clients = []
+    for _ in range(4):
+        c = TlsWsClient.connect_tls("127.0.0.1", b.public_port, ctx)
+        c.login_native(uid)
+        clients.append(c)
+    wait_until(lambda: spread_over_both(b), desc="connections on both workers")
+    n = 200
+    pad = "y" * 300
+    for i in range(n):
+        b.push(uid, {"i": i, "pad": pad})
+    for c in clients:
+        got = [c.recv_json(timeout=15)["data"] for _ in range(n)]
+        assert [d["i"] for d in got] == list(range(n))
+        assert all(d["pad"] == pad for d in got)
