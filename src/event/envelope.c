@@ -618,7 +618,7 @@ const char *pb_id_problem(const char *s, size_t n)
     return NULL;
 }
 
-static int hex4(const char *p, unsigned *out)
+int pb_json_hex4(const char *p, unsigned *out)
 {
     unsigned v = 0;
     for (int i = 0; i < 4; i++) {
@@ -638,7 +638,7 @@ int pb_json_surrogates_paired(const char *text, size_t len)
             continue;
         unsigned cp, lo;
         /* Every escape is consumed whole, so "\\\\ud800" is not one. */
-        if (text[i + 1] != 'u' || i + 6 > len || hex4(text + i + 2, &cp)) {
+        if (text[i + 1] != 'u' || i + 6 > len || pb_json_hex4(text + i + 2, &cp)) {
             i++;
             continue;
         }
@@ -647,7 +647,7 @@ int pb_json_surrogates_paired(const char *text, size_t len)
             return 0;
         if (cp < 0xd800 || cp > 0xdbff)
             continue;
-        if (i + 7 > len || text[i + 1] != '\\' || text[i + 2] != 'u' || hex4(text + i + 3, &lo) ||
+        if (i + 7 > len || text[i + 1] != '\\' || text[i + 2] != 'u' || pb_json_hex4(text + i + 3, &lo) ||
             lo < 0xdc00 || lo > 0xdfff)
             return 0;
         i += 6;

@@ -19,19 +19,6 @@ const char *pb_json_trim(const char *s, size_t n, size_t *outlen)
     return s + i;
 }
 
-static int hex4(const char *p, unsigned *out)
-{
-    unsigned v = 0;
-    for (int i = 0; i < 4; i++) {
-        int d = pb_hex_digit(p[i]);
-        if (d < 0)
-            return -1;
-        v = v << 4 | (unsigned)d;
-    }
-    *out = v;
-    return 0;
-}
-
 static size_t put_utf8(char *o, unsigned cp)
 {
     if (cp < 0x80) {
@@ -73,12 +60,12 @@ long pb_json_string_decode(const char *span, size_t n, char *out, size_t cap)
             i += 2;
         } else {
             unsigned cp = 0xfffd, hi, lo;
-            if (i + 6 <= end && hex4(span + i + 2, &hi) == 0) {
+            if (i + 6 <= end && pb_json_hex4(span + i + 2, &hi) == 0) {
                 i += 6;
                 if (hi < 0xd800 || hi > 0xdfff) {
                     cp = hi;
                 } else if (hi <= 0xdbff && i + 6 <= end && span[i] == '\\' && span[i + 1] == 'u' &&
-                           hex4(span + i + 2, &lo) == 0 && lo >= 0xdc00 && lo <= 0xdfff) {
+                           pb_json_hex4(span + i + 2, &lo) == 0 && lo >= 0xdc00 && lo <= 0xdfff) {
                     cp = 0x10000 + ((hi - 0xd800) << 10) + (lo - 0xdc00);
                     i += 6;
                 }

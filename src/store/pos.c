@@ -238,15 +238,7 @@ int pb_store_resume(struct pb_store *st, const char *user, size_t len, const cha
         return 0;
     /* The user's entries and the broadcasts, merged in arrival order. */
     const struct pb_hist *a = u ? u->hist : NULL, *b = st->bcast->hist;
-    while (a || b) {
-        const struct pb_hist *h;
-        if (a && (!b || a->ev->seq < b->ev->seq)) {
-            h = a;
-            a = a->unext;
-        } else {
-            h = b;
-            b = b->unext;
-        }
+    for (const struct pb_hist *h; (h = pb_hist_next(&a, &b));) {
         if (!advance(st, &pp, h->ev))
             continue;
         struct pb_event ev;

@@ -20,15 +20,7 @@ long pb_store_recent(struct pb_store *st, const char *user, size_t len, int max,
     const struct pb_suser *u = pb_store_user_find(st, user, len);
     const struct pb_hist *a = u ? u->hist : NULL, *b = st->bcast->hist;
     uint64_t kept = 0; /* admitted so far; the ring holds the last max */
-    while (a || b) {
-        const struct pb_hist *h;
-        if (a && (!b || a->ev->seq < b->ev->seq)) {
-            h = a;
-            a = a->unext;
-        } else {
-            h = b;
-            b = b->unext;
-        }
+    for (const struct pb_hist *h; (h = pb_hist_next(&a, &b));) {
         if (h->ev->task) /* progress: the snapshot's business */
             continue;
         struct pb_event ev;

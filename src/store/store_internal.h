@@ -138,4 +138,22 @@ struct pb_suser *pb_store_user_find(const struct pb_store *st, const char *id, s
 /* An event's fields as a pb_event (borrowed: never pb_event_clear'ed). */
 void pb_sevent_view(const struct pb_store *st, const struct pb_sevent *e, struct pb_event *ev);
 
+/* A user's history and the broadcasts', merged in arrival order: the next
+ * entry of the two lists *a and *b (either may be NULL), each advanced as it
+ * is taken; NULL when both are done (resume, the recent notifications). */
+static inline const struct pb_hist *pb_hist_next(const struct pb_hist **a,
+                                                 const struct pb_hist **b)
+{
+    const struct pb_hist *h;
+    if (*a && (!*b || (*a)->ev->seq < (*b)->ev->seq)) {
+        h = *a;
+        *a = h->unext;
+    } else {
+        h = *b;
+        if (h)
+            *b = h->unext;
+    }
+    return h;
+}
+
 #endif

@@ -110,5 +110,7 @@ int pb_json_validate(const char *buf, size_t len, char *detail, size_t detlen);
 size_t pb_json_skip_ws(const char *p, size_t i, size_t n);
 size_t pb_json_skip_string(const char *p, size_t i, size_t n);
 size_t pb_json_skip_value(const char *p, size_t i, size_t n);
+/* The four hex digits of a \uXXXX escape at p: 0 and *out, or -1. */
+int pb_json_hex4(const char *p, unsigned *out);
 
 #endif
