@@ -196,7 +196,7 @@ int pb_worker_start(struct pb_worker *w, char *errstr, size_t errlen)
     if (rc) {
         snprintf(errstr, errlen, "worker %d: cannot start its thread: %s", w->index,
                  strerror(rc));
-        w->threaded = 0; /* nothing to join */
+        w->thread = 0; /* nothing to join; its loop and context are still freed */
         return -1;
     }
     return 0;
