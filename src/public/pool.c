@@ -132,14 +132,16 @@ static struct lws_vhost *make_vhost(const struct pb_config *cfg, struct lws_cont
     return lws_create_vhost(ctx, &info);
 }
 
-struct lws_context *pb_pool_context(const struct pb_config *cfg, struct ev_loop *loop)
+struct lws_context *pb_pool_context(const struct pb_config *cfg, struct ev_loop *loop,
+                                    int loop_is_main)
 {
     struct lws_context_creation_info info;
     void *foreign_loops[1] = {loop};
     memset(&info, 0, sizeof(info));
     info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS | LWS_SERVER_OPTION_LIBEV;
     info.foreign_loops = foreign_loops;
-    if (cfg->tls_cert)
+    /* OpenSSL's global init, once per process: the main loop's context. */
+    if (cfg->tls_cert && loop_is_main)
         info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
     info.port = CONTEXT_PORT_NO_LISTEN;
     return lws_create_context(&info);
@@ -242,7 +244,7 @@ static int init_worker(struct pb_server *s, int k, const struct pb_worker_env *e
             snprintf(errstr, errlen, "worker %d: cannot create its event loop (libev)", k);
             return -1;
         }
-        ctx = pb_pool_context(s->cfg, loop);
+        ctx = pb_pool_context(s->cfg, loop, 0);
         if (!ctx) {
             ev_loop_destroy(loop);
             snprintf(errstr, errlen, "worker %d: cannot create its libwebsockets context", k);

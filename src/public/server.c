@@ -296,7 +296,7 @@ static int loop_init(struct pb_server *s, char *errstr, size_t errlen)
  * listener where lws serves it. */
 static int context_init(struct pb_server *s, char *errstr, size_t errlen)
 {
-    s->ctx = pb_pool_context(s->cfg, s->loop);
+    s->ctx = pb_pool_context(s->cfg, s->loop, 1);
     if (!s->ctx) {
         snprintf(errstr, errlen,
                  "cannot create the libwebsockets context (is the libev event-library plugin, "

@@ -185,6 +185,13 @@ static void *run(void *arg)
     snprintf(name, sizeof name, "pb-worker-%d", w->index);
     (void)pthread_setname_np(pthread_self(), name); /* a label for top/perf: failing is harmless */
     ev_run(w->loop, 0);
+    /* The context goes on the thread that served it, while its loop is
+     * still there: lws frees a TLS vhost's state only when its own loop
+     * finishes closing it (one more turn). Every close it reports reaches
+     * the hub through its inbox. */
+    lws_context_destroy(w->ctx);
+    w->ctx = NULL;
+    ev_run(w->loop, EVRUN_NOWAIT);
     return NULL;
 }
 

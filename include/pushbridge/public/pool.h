@@ -24,7 +24,8 @@ struct pb_server;
 int pb_pool_size(const struct pb_config *cfg);
 /* An lws context on loop (lent to lws as a foreign loop): the main loop's,
  * or a worker's. NULL when lws cannot make one. */
-struct lws_context *pb_pool_context(const struct pb_config *cfg, struct ev_loop *loop);
+struct lws_context *pb_pool_context(const struct pb_config *cfg, struct ev_loop *loop,
+                                    int loop_is_main);
 /* How the hub reaches the workers (call before pb_hub_new). */
 struct pb_hub_out pb_pool_hub_out(struct pb_server *s);
 
