@@ -11,6 +11,7 @@
 #include <yajl/yajl_parse.h>
 
 #include "pushbridge/core/buf.h"
+#include "pushbridge/event/envelope_fast.h"
 
 void pb_event_init(struct pb_event *ev)
 {
@@ -260,6 +261,7 @@ static int open_container(struct parse_ctx *c, int is_map)
         char **text = c->field == F_DATA ? &c->ev->data_text : &c->alias_text;
         free(*text);
         *text = NULL;
+        *(c->field == F_DATA ? &c->ev->data_text_len : &c->alias_text_len) = 0;
         if (c->field == F_DATA)
             c->ev->data_is_string = 0;
         else
@@ -527,6 +529,11 @@ int pb_envelope_parse(const char *buf, size_t len, int flags, struct pb_event *e
         snprintf(ev->detail, sizeof(ev->detail), "not valid JSON: the text is not valid UTF-8");
         return PB_DROP_NOT_JSON;
     }
+    if (!(flags & PB_ENV_FULL_PARSE)) {
+        int fast = pb_envelope_parse_fast(buf, len, flags, ev);
+        if (fast != PB_ENVELOPE_SLOW)
+            return fast;
+    }
     if (odd_whitespace(buf, len, ev->detail, sizeof(ev->detail)))
         return PB_DROP_NOT_JSON;
     if (run_yajl(&callbacks, &c, buf, len, &canceled, ev->detail, sizeof(ev->detail))) {
@@ -598,9 +605,19 @@ static size_t utf8_seq_len(const unsigned char *s, size_t n)
 int pb_utf8_valid(const char *str, size_t n)
 {
     const unsigned char *s = (const unsigned char *)str;
-    for (size_t i = 0, k; i < n; i += k)
+    for (size_t i = 0, k; i < n; i += k) {
+        /* ASCII, the usual case, eight bytes at a time. */
+        uint64_t word;
+        if (n - i >= sizeof(word)) {
+            memcpy(&word, s + i, sizeof(word));
+            if (!(word & UINT64_C(0x8080808080808080))) {
+                k = sizeof(word);
+                continue;
+            }
+        }
         if (!(k = utf8_seq_len(s + i, n - i)))
             return 0;
+    }
     return 1;
 }
 

@@ -16,6 +16,7 @@ enum pb_target_kind { PB_TARGET_NONE = 0, PB_TARGET_USER, PB_TARGET_ALL, PB_TARG
 
 /* Parse options. */
 #define PB_ENV_HTTP_ALIASES 1 /* HTTP bodies: userId/uid, message, and group */
+#define PB_ENV_FULL_PARSE 2   /* no fast path (envelope_fast.c): tests and fuzzing */
 
 /* One parsed event. Strings are owned by the event and freed by
  * pb_event_clear(); `data` points into the input buffer, which must outlive
