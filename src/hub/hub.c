@@ -209,15 +209,19 @@ static int in_group(const struct pb_member *c, const char *g, size_t len)
  * (more distinct signatures than NATIVE_FRAMES: users spread over that many
  * partitions), a user gets a frame of its own. */
 #define NATIVE_FRAMES 64
+_Static_assert(NATIVE_FRAMES <= 64, "frames.used has one bit per slot");
 
 struct frames {
     const struct pb_event *ev;
     uint32_t source;
     struct pb_to_worker **out; /* one message per worker, made on first use */
     struct pb_frame *plain;
+    /* Slots in use, one bit each: the table itself is not cleared per
+     * event (1 KiB, most of it never touched by a unicast event). */
+    uint64_t used;
     struct {
         uint64_t sig;
-        struct pb_frame *f; /* NULL: a free slot */
+        struct pb_frame *f;
     } native[NATIVE_FRAMES];
     int nnative;
     int oom;
@@ -250,7 +254,7 @@ static struct pb_frame *frame_for(struct pb_hub *h, const struct pb_member *c, s
     if (h->store && fr->ev->target_kind != PB_TARGET_USER)
         sig = pb_store_pos_sig(h->store, c->user->id, c->user->idlen);
     uint32_t slot = (uint32_t)(sig ^ (sig >> 32)) & (NATIVE_FRAMES - 1);
-    for (int probes = 0; probes < NATIVE_FRAMES && fr->native[slot].f; probes++) {
+    for (int probes = 0; probes < NATIVE_FRAMES && (fr->used >> slot & 1); probes++) {
         if (fr->native[slot].sig == sig)
             return fr->native[slot].f;
         slot = (slot + 1) & (NATIVE_FRAMES - 1);
@@ -259,9 +263,10 @@ static struct pb_frame *frame_for(struct pb_hub *h, const struct pb_member *c, s
     if (!f)
         return NULL;
     f->source = fr->source;
-    if (fr->nnative < NATIVE_FRAMES * 3 / 4 && !fr->native[slot].f) {
+    if (fr->nnative < NATIVE_FRAMES * 3 / 4 && !(fr->used >> slot & 1)) {
         fr->native[slot].sig = sig;
         fr->native[slot].f = f;
+        fr->used |= UINT64_C(1) << slot;
         fr->nnative++;
     } else {
         *owned = 1;
@@ -292,8 +297,16 @@ long pb_hub_deliver(struct pb_hub *h, struct pb_event *ev, uint32_t source)
         pb_metrics_drop(h->m, source, PB_DROP_OUTDATED);
         return 0;
     }
-    struct pb_to_worker *out[PB_MAX_WORKERS] = {0};
-    struct frames fr = {.ev = ev, .source = source, .out = out};
+    struct pb_to_worker *out[PB_MAX_WORKERS];
+    memset(out, 0, (size_t)h->out.nworkers * sizeof(out[0]));
+    struct frames fr;
+    fr.ev = ev;
+    fr.source = source;
+    fr.out = out;
+    fr.plain = NULL;
+    fr.used = 0;
+    fr.nnative = 0;
+    fr.oom = 0;
     const char *name = pb_event_name(ev);
 
     if (ev->target_kind == PB_TARGET_USER) {
@@ -322,8 +335,8 @@ long pb_hub_deliver(struct pb_hub *h, struct pb_event *ev, uint32_t source)
     }
     /* The messages hold their own references now. */
     pb_frame_unref(fr.plain);
-    for (int i = 0; fr.nnative && i < NATIVE_FRAMES; i++)
-        pb_frame_unref(fr.native[i].f);
+    for (uint64_t used = fr.used; used; used &= used - 1)
+        pb_frame_unref(fr.native[__builtin_ctzll(used)].f);
     if (fr.oom)
         pb_error("out of memory framing an event for %s; some connections missed it",
                  ev->target_kind == PB_TARGET_USER ? "a user" : "a broadcast");

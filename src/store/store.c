@@ -99,6 +99,9 @@ static size_t user_bytes(const struct pb_suser *u)
 
 struct pb_suser *pb_store_user_find(const struct pb_store *st, const char *id, size_t len)
 {
+    const struct pb_suser *last = st->last_user;
+    if (last && last->idlen == len && memcmp(last->id, id, len) == 0)
+        return st->last_user;
     uint64_t hash = hash_bytes(st->seed, id, len);
     for (struct pb_suser *u = st->buckets[hash & (st->nbuckets - 1)]; u; u = u->hnext)
         if (u->hash == hash && u->idlen == len && memcmp(u->id, id, len) == 0)
@@ -131,10 +134,11 @@ static struct pb_suser *user_get(struct pb_store *st, const char *id, size_t len
 {
     struct pb_suser *u = pb_store_user_find(st, id, len);
     if (u)
-        return u;
+        return st->last_user = u;
     u = calloc(1, sizeof(*u) + len + 1);
     if (!u)
         return NULL;
+    st->last_user = u;
     memcpy(u->id, id, len);
     u->idlen = len;
     u->hash = hash_bytes(st->seed, id, len);
@@ -165,6 +169,8 @@ static void user_maybe_free(struct pb_store *st, struct pb_suser *u)
     *pp = u->hnext;
     st->nusers--;
     st->state_bytes -= user_bytes(u);
+    if (st->last_user == u)
+        st->last_user = NULL;
     free(u->streams);
     free(u);
 }

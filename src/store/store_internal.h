@@ -103,6 +103,10 @@ struct pb_store {
     struct pb_suser **buckets;
     size_t nbuckets, nusers;
     struct pb_suser *bcast; /* the broadcast history (id ""), not in buckets */
+    /* The user pb_store_record last found or made: the pos of the frames that
+     * event becomes asks for it again at once (pb_store_pos), and finds it
+     * here without a second walk of the buckets. Cleared when it is freed. */
+    struct pb_suser *last_user;
 
     /* Tasks by last update, oldest first: live ones and final ones, whose
      * times to live differ (state.ttl_ms, state.final_ttl_ms). */
