@@ -1,5 +1,5 @@
 /* Unit tests of the hub: who is connected and fan-out. The WebSocket side is replaced by fake
- * hooks that count want_write and kill calls, so every test can look straight at the
+ * hooks (fake_hooks.h) that count want_write, kill and cut calls, so every test can look straight at the
  * connection queues (pb_conn_peek/pb_conn_pop) and at the metrics the hub keeps. Run under
  * ASan these also check that closing and freeing connections releases every frame. */
 #include <setjmp.h>
@@ -16,44 +16,8 @@
 #include "pushbridge/hub/hub.h"
 #include "pushbridge/hub/keepalive.h"
 
+#include "fake_hooks.h"
 #include "fake_worker.h"
-
-/* ---- fake transport ---- */
-
-static struct {
-    int want_write;
-    int kill;
-    struct pb_conn *last_killed;
-    int last_kill_code;
-} hooks_seen;
-
-static void fake_want_write(struct pb_conn *c)
-{
-    assert_non_null(c);
-    assert_non_null(pb_conn_peek(c)); /* only asked for when there is something to write */
-    hooks_seen.want_write++;
-}
-
-static void fake_kill(struct pb_conn *c)
-{
-    hooks_seen.kill++;
-    hooks_seen.last_killed = c;
-    hooks_seen.last_kill_code = c->close_code;
-}
-
-static int cuts_seen;
-
-static void fake_cut(struct pb_conn *c)
-{
-    assert_true(c->closing);
-    cuts_seen++;
-}
-
-static const struct pb_conn_hooks fake_hooks = {
-    .want_write = fake_want_write,
-    .kill = fake_kill,
-    .cut = fake_cut,
-};
 
 struct fixture {
     struct pb_config cfg;
@@ -74,7 +38,7 @@ static int setup(void **state)
     struct pb_hub_out out = fake_out(fx->cs);
     fx->h = pb_hub_new(&fx->cfg, &fx->m, NULL, &out);
     assert_non_null(fx->h);
-    memset(&hooks_seen, 0, sizeof(hooks_seen));
+    fake_hooks_reset();
     fake_start_frames = 0; /* these tests look at what follows the welcome */
     *state = fx;
     return 0;
@@ -890,7 +854,7 @@ static void test_keepalive_pings_then_cuts(void **state)
     struct fixture *fx = *state;
     fx->cfg.ws_ping_interval_ms = 1000;
     fx->cfg.ws_idle_timeout_ms = 3000;
-    cuts_seen = 0;
+    hooks_seen.cut = 0;
     struct pb_conn *quiet = native(fx, "quiet");
     struct pb_conn *talker = native(fx, "talker");
     int64_t t0 = quiet->last_rx_ms;
@@ -909,7 +873,7 @@ static void test_keepalive_pings_then_cuts(void **state)
     assert_int_equal(pb_keepalive_sweep(fx->cs, t0 + 3000), 1);
     assert_true(quiet->closing);
     assert_false(talker->closing);
-    assert_int_equal(cuts_seen, 1);
+    assert_int_equal(hooks_seen.cut, 1);
 }
 
 /* ---- ws.slow_client coalesce ---- */
