@@ -138,8 +138,10 @@ def test_sigterm_while_the_rebuild_waits_for_an_unreachable_broker(bridge_factor
     """The planning thread is abandoned at a stop and frees its own struct
     when its blocking call returns; the loop must not touch the struct after
     handing it over (under ThreadSanitizer that was a race with the thread's
-    free). The exit is clean; a few rounds, since the thread's call must
-    return before the process ends for a race to show."""
+    free), and gives the thread a moment to end, so that its consumer's
+    threads are joined before the exit (else reported leaked). The exit is
+    clean; a few rounds, since the thread's call must return before the
+    process ends for a race to show."""
     from pbutil import free_port
     dead = free_port()
     for _ in range(3):
@@ -155,3 +157,4 @@ def test_sigterm_while_the_rebuild_waits_for_an_unreachable_broker(bridge_factor
         report = b.new_sanitizer_report()
         assert report is None, report
         assert rc == 0, b.log_tail(4000)
+        assert "exiting without it" not in b.log_text()
