@@ -89,8 +89,9 @@ struct pb_to_hub {
 
 /* How the hub reaches the workers: posts a message to worker k's inbox
  * (any thread may call it), or hands it to worker 0 at once. Returns the
- * frames the worker queued when it handled the message at once, else -1
- * (the hub then counts every frame it handed over). Set by the server. */
+ * frames the worker queued when it handled the message at once, else -1;
+ * the hub's delivered counts do not use it (they are the frames handed
+ * over, on every worker alike: pb_hub_deliver). Set by the server. */
 struct pb_hub_out {
     long (*post)(void *ud, int worker, struct pb_to_worker *msg);
     void *ud;
@@ -107,8 +108,10 @@ void pb_hub_free(struct pb_hub *h);
 
 /* Keeps the event in the store (task state, history), then hands it to
  * every connection it targets (ev->target_kind) whose filter admits it, on
- * whichever worker. Returns the number of connections it was handed to (0
- * too when it was an outdated task update, counted as dropped). */
+ * whichever worker. Returns the number of connections it was handed to,
+ * that is the frames handed over to the workers' queues, whichever worker
+ * and however many workers (0 too when it was an outdated task update,
+ * counted as dropped). What a worker then writes is not waited for. */
 long pb_hub_deliver(struct pb_hub *h, struct pb_event *ev, uint32_t source);
 
 /* Keeps the event in the store only (the rebuild at start). */
