@@ -124,7 +124,7 @@ void pb_conns_free_conn(struct pb_conns *cs, struct pb_conn *c)
         c->next->prev = c->prev;
     uncount(cs, c);
     queue_clear(cs, c);
-    pb_identity_clear(&c->ident);
+    free(c->ident.user);
     free(c);
 }
 
@@ -185,13 +185,27 @@ static int queue_grow(struct pb_conn *c, uint32_t max)
     return 0;
 }
 
+void pb_conns_trim(struct pb_conn *c, int64_t now_ms)
+{
+    /* Only an empty ring, and only once a whole sweep passed with nothing
+     * leaving it: a connection that gets frames keeps its ring, so this is
+     * at most one malloc/free pair per connection per second, and none for
+     * one that stays busy or stays idle. */
+    if (c->q && c->q_len == 0 && now_ms - c->last_progress_ms >= 1000) {
+        free(c->q);
+        c->q = NULL;
+        c->q_cap = 0;
+        c->q_head = 0;
+    }
+}
+
 void pb_conns_close(struct pb_conns *cs, struct pb_conn *c, int code, const char *reason)
 {
     if (c->closing)
         return;
     c->closing = 1;
-    c->close_code = code;
-    snprintf(c->close_reason, sizeof(c->close_reason), "%s", reason);
+    c->close_code = (uint16_t)code;
+    c->close_reason = reason; /* static storage (conns.h) */
     queue_clear(cs, c);
     closing(cs, c);
     if (c->hooks->kill)

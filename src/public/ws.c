@@ -104,6 +104,8 @@ const struct pb_conn_hooks pb_ws_conn_hooks = {
 
 static int close_now(struct lws *wsi, int code, const char *reason)
 {
+    if (!reason) /* pb_conn keeps no text until a close names one */
+        reason = "";
     lws_close_reason(wsi, (enum lws_close_status)code, (unsigned char *)reason, strlen(reason));
     return -1;
 }
@@ -145,8 +147,8 @@ static void refuse(struct pb_worker *w, struct pb_pss *pss, int code, const char
                    const char *msg)
 {
     send_error(w, pss->conn, errcode, msg);
-    pss->conn->close_code = code;
-    snprintf(pss->conn->close_reason, sizeof(pss->conn->close_reason), "%s", errcode);
+    pss->conn->close_code = (uint16_t)code;
+    pss->conn->close_reason = errcode; /* an auth code or a literal: static */
     pss->close_after_drain = 1;
     ev_timer_stop(w->loop, &pss->auth_timer);
     arm_writable(pss->wsi);
