@@ -185,20 +185,6 @@ static int queue_grow(struct pb_conn *c, uint32_t max)
     return 0;
 }
 
-void pb_conns_trim(struct pb_conn *c, int64_t now_ms)
-{
-    /* Only an empty ring, and only once a whole sweep passed with nothing
-     * leaving it: a connection that gets frames keeps its ring, so this is
-     * at most one malloc/free pair per connection per second, and none for
-     * one that stays busy or stays idle. */
-    if (c->q && c->q_len == 0 && now_ms - c->last_progress_ms >= 1000) {
-        free(c->q);
-        c->q = NULL;
-        c->q_cap = 0;
-        c->q_head = 0;
-    }
-}
-
 void pb_conns_close(struct pb_conns *cs, struct pb_conn *c, int code, const char *reason)
 {
     if (c->closing)

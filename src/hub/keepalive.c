@@ -6,8 +6,7 @@
  * alone would have filled it. The ping is a queued frame like any other, so
  * it can never cut into a frame being written. The same sweep ends the grace
  * period of queues over ws.queue_max_bytes that get no further event, and
- * the token lifetime of every logged-in connection (tokenlife.c), and frees
- * the empty ring of a connection that went quiet (pb_conns_trim). */
+ * the token lifetime of every logged-in connection (tokenlife.c). */
 #include "pushbridge/hub/keepalive.h"
 
 #include "pushbridge/event/frame.h"
@@ -27,7 +26,6 @@ long pb_keepalive_sweep(struct pb_conns *h, int64_t now_ms)
     int64_t wall_ms = pb_now_ms(); /* token exp is a date */
     for (struct pb_conn *c = pb_conns_first(h); c; c = c->next) {
         pb_conns_police(h, c); /* the soft queue bound's grace period, while here */
-        pb_conns_trim(c, now_ms); /* and an idle connection's empty ring goes */
         if (c->closing || pb_token_check(h, c, wall_ms))
             continue;
         int64_t quiet = now_ms - c->last_rx_ms;

@@ -79,8 +79,8 @@ struct pb_conn {
     /* Outgoing queue: a ring of shared frames. Bound: ws.queue_max_messages
      * entries and ws.queue_hard_max_bytes payload bytes (0: 4 x
      * ws.queue_max_bytes); past ws.queue_max_bytes only while frames keep
-     * leaving (enqueue). No ring while the queue has been empty for a
-     * sweep (pb_conns_trim): an idle connection holds none. */
+     * leaving (enqueue). Allocated with the first frame (the welcome) and
+     * kept: 80 bytes of an idle connection's heap (docs/PERFORMANCE.md). */
     struct pb_frame **q;
     size_t q_bytes;
     uint32_t q_head, q_len, q_cap;
@@ -160,11 +160,6 @@ void pb_conns_cut(struct pb_conns *cs, struct pb_conn *c);
 /* Asks for c to be closed with code; drops its queue at once (memory).
  * reason must be in static storage (a literal): c keeps the pointer. */
 void pb_conns_close(struct pb_conns *cs, struct pb_conn *c, int code, const char *reason);
-/* The once-a-second sweep (keepalive.c): frees c's ring if the queue is
- * empty and nothing has left it since the last sweep, so that an idle
- * connection holds no ring (it comes back with the next frame). Not on the
- * per-frame path: a busy connection keeps its ring. */
-void pb_conns_trim(struct pb_conn *c, int64_t now_ms);
 /* Closes every connection (shutdown). */
 void pb_conns_close_all(struct pb_conns *cs, int code, const char *reason);
 /* The transport is gone: nothing is queued or written any more; c waits
