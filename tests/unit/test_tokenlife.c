@@ -58,12 +58,10 @@ static struct pb_conn *login(struct fixture *fx, const char *user, int form, int
 {
     struct pb_conn *c = pb_conns_new_conn(fx->cs, NULL);
     assert_non_null(c);
-    struct pb_identity id = {0};
-    assert_non_null(id.user = strdup(user));
-    id.form = form;
-    id.exp_ms = exp_ms;
     /* What the worker keeps once the hub took the login (worker.c). */
-    c->ident = id;
+    assert_non_null(c->ident.user = strdup(user));
+    c->ident.form = form;
+    c->ident.exp_ms = exp_ms;
     c->authed = 1;
     pb_token_schedule(c, NOW);
     return c;

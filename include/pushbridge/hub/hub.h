@@ -30,14 +30,16 @@ struct pb_user;
  * hub from then on, freed by the hub when the worker reports the close. */
 struct pb_member {
     struct pb_conn *conn; /* the worker's: passed back in messages, never read here */
-    int worker;
     uint64_t conn_id;
     struct pb_identity ident; /* user, groups, event filter, form */
-    int linked;               /* in the directory: the login was taken */
-    int closing;              /* the worker is closing it: nothing more is handed over */
     struct pb_user *user;
     struct pb_member *user_prev, *user_next; /* this user's connections */
     struct pb_member *prev, *next;           /* every linked connection */
+    /* Last, and flags as bytes: 120 bytes, not 128, one per logged-in
+     * connection (docs/PERFORMANCE.md, memory per idle connection). */
+    int worker;
+    uint8_t linked;  /* in the directory: the login was taken */
+    uint8_t closing; /* the worker is closing it: nothing more is handed over */
 };
 
 /* One frame for one connection: what a worker's inbox carries. The pair
