@@ -49,8 +49,9 @@ def log(msg):
 
 class Producer:
     """kcat -P fed by a thread at a fixed rate: event n goes to user
-    n % users with {"s": n // users}, so each user's events are numbered
-    0, 1, 2, ... and what every user must have follows from the total."""
+    n % users with {"s": n // users, "t": wall time in ms}, so each user's
+    events are numbered 0, 1, 2, ... and what every user must have follows
+    from the total."""
 
     def __init__(self, bootstrap, topic, users, prefix, rate):
         self.users, self.prefix, self.rate = users, prefix, rate
@@ -69,9 +70,10 @@ class Producer:
         while not self._stop.is_set():
             due = int((time.monotonic() - t0) * self.rate)
             lines = []
+            t_ms = int(time.time() * 1000)
             while self.sent < due:
                 n = self.sent
-                doc = {"event": "tick", "data": {"s": n // self.users}}
+                doc = {"event": "tick", "data": {"s": n // self.users, "t": t_ms}}
                 lines.append(f"{self.prefix}{n % self.users}\t{json.dumps(doc)}\n")
                 self.sent += 1
             try:
@@ -275,6 +277,8 @@ def summary(a, checks, rep, restarts, producer, total, flow_s):
         print(f"  clients reconnected: {rep['reconnected']} ({rep['resumes']} resumes, "
               f"{rep['resumed_false']} resumed:false, {rep['failed_opens']} failed opens; "
               f"close codes {rep['close_codes']})")
+        print(f"  caught up by resume: {rep['caught_up']} events produced before the welcome of "
+              f"a resumed connection arrived on it, on {rep['caught_up_resumes']} of the resumes")
         print(f"  time to resume (close → welcome): p50 {fmt(r['p50'])}, p90 {fmt(r['p90'])}, "
               f"p99 {fmt(r['p99'])}, max {fmt(r['max'])}")
         raw, app = rep["raw"], rep["app"]

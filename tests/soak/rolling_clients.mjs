@@ -69,6 +69,10 @@ class Client {
     this.resumedFalse = 0; // welcomes after a loss that said resumed:false
     this.failedOpens = 0; // sockets that never opened (node down, refused)
     this.welcomes = 0;
+    this.resumedAt = null; // wall time of the last resumed welcome
+    this.caughtUp = 0; // events produced before that welcome, got after it
+    this.caughtUpResumes = 0; // resumes that brought at least one such event
+    this.caughtThis = false;
     this.closeCodes = {};
     const client = this;
     class BalancedSocket extends WebSocket {
@@ -95,7 +99,12 @@ class Client {
   rawFrame(text) {
     let f;
     try { f = JSON.parse(text); } catch { return; }
-    if (f.type === "event" && !f.snapshot && !f.recent) this.raw.push(f.data.s);
+    if (f.type !== "event" || f.snapshot || f.recent) return;
+    this.raw.push(f.data.s);
+    if (this.resumedAt !== null && f.data.t < this.resumedAt) {
+      this.caughtUp++;
+      if (!this.caughtThis) { this.caughtThis = true; this.caughtUpResumes++; }
+    }
   }
 
   socketClosed(wasOpen, code) {
@@ -109,8 +118,11 @@ class Client {
     this.welcomes++;
     this.open = true;
     if (this.closedAt === null) return; // the first login
-    if (f.resumed === true) this.resumeMs.push(now() - this.closedAt);
-    else this.resumedFalse++;
+    if (f.resumed === true) {
+      this.resumeMs.push(now() - this.closedAt);
+      this.resumedAt = Date.now();
+      this.caughtThis = false;
+    } else this.resumedFalse++;
     this.closedAt = null;
   }
 }
@@ -167,6 +179,7 @@ function report(expect) {
   return {
     clients: clients.length, expected: wanted, frames: sum((c) => c.raw.length),
     delivered: sum((c) => c.delivered.length), raw, app, bad,
+    caught_up: sum((c) => c.caughtUp), caught_up_resumes: sum((c) => c.caughtUpResumes),
     reconnected: clients.filter((c) => c.resumeMs.length).length,
     resumes: times.length, resumed_false: sum((c) => c.resumedFalse),
     not_open: clients.filter((c) => !c.open).length,
