@@ -262,6 +262,16 @@ def judge(checks, rep, n, restarts):
         log(f"  bad client: {json.dumps(b)}")
 
 
+def stop_all(checks, bridges):
+    """SIGTERM at the end: each node exits 0, with no sanitizer report in
+    its log (an ASan build as PB_BINARY)."""
+    for name, b in bridges.items():
+        rc = b.stop(signal.SIGTERM, timeout=30)
+        report = b.new_sanitizer_report()
+        checks.add(f"{name}: exits 0 at the end, no sanitizer report", rc == 0 and not report,
+                   f"exit {rc}" + (f"; {report[:300]}" if report else ""))
+
+
 def summary(a, checks, rep, restarts, producer, total, flow_s):
     mode = "quick" if a.quick else "full"
     print("\n" + "=" * 78)
@@ -374,6 +384,7 @@ def main():
         log(f"stopping the flow after {producer.sent} events; waiting for every client's")
         rep = verify(a, checks, producer, clients)
         judge(checks, rep, a.clients, restarts)
+        stop_all(checks, bridges)
     except KeyboardInterrupt as e:
         checks.add("run", False, f"interrupted ({e})")
     except Exception as e:  # noqa: BLE001
