@@ -8,7 +8,9 @@ user of its own, spread over the nodes by a round-robin balancer. A kcat
 producer sends a steady flow of events keyed by those users ({"s": seq} per
 user). Then each node in turn is taken out of the balancer, sent SIGTERM (its
 clients get 1001 and reconnect elsewhere with `resume`), restarted on the
-same name and ports once its clients are back, and put back. At the end every
+same name and ports once its clients are back, and put back (--balancer
+blind: it stays in the balancer, so retries meet the stopped and the
+starting node, and it restarts after its down time). At the end every
 client must have every event of its user exactly once, in order, on the
 socket (before the module's dedup) and as the app sees it; every client must
 have resumed (`"resumed": true`) after each loss. Prints the time to resume
@@ -242,7 +244,7 @@ def verify(a, checks, producer, clients):
     return clients.cmd(cmd="report", expect=expect, timeout=60)
 
 
-def judge(checks, rep, n, restarts):
+def judge(checks, rep, restarts):
     raw, app = rep["raw"], rep["app"]
     checks.add("every event once, in order, on the socket",
                not (raw["lost"] or raw["dup"] or raw["ooo"] or raw["beyond"]),
@@ -350,7 +352,9 @@ def main():
         if kafka is not None:
             kafka.stop()
     atexit.register(cleanup)
-    signal.signal(signal.SIGTERM, lambda s, f: (_ for _ in ()).throw(KeyboardInterrupt(s)))
+    def on_signal(signum, _frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+    signal.signal(signal.SIGTERM, on_signal)
 
     t0 = time.monotonic()
     try:
@@ -383,7 +387,7 @@ def main():
         flow_s = time.monotonic() - t_flow
         log(f"stopping the flow after {producer.sent} events; waiting for every client's")
         rep = verify(a, checks, producer, clients)
-        judge(checks, rep, a.clients, restarts)
+        judge(checks, rep, restarts)
         stop_all(checks, bridges)
     except KeyboardInterrupt as e:
         checks.add("run", False, f"interrupted ({e})")
