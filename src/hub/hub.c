@@ -13,6 +13,7 @@
 
 #include "pushbridge/core/buf.h"
 #include "pushbridge/core/log.h"
+#include "pushbridge/hub/held.h"
 
 struct pb_user {
     struct pb_user *hnext;
@@ -43,6 +44,14 @@ struct pb_hub {
     /* Told of every change of a user's connection count (presence.c). */
     pb_hub_watch_fn watch;
     void *watch_arg;
+
+    /* Resuming logins wait here while the rebuild at start runs (held.h),
+     * each at most hold_ms: half of ws.auth_timeout_ms, so that with the
+     * one-second tick that answers them they are answered before the
+     * worker's auth timer closes them (0: too short to hold at all). */
+    int holding;
+    int64_t hold_ms;
+    struct pb_held_list held;
 };
 
 static uint64_t hash_id(const struct pb_hub *h, const char *s, size_t n)
@@ -65,6 +74,7 @@ struct pb_hub *pb_hub_new(const struct pb_config *cfg, struct pb_metrics *m,
     h->m = m;
     h->store = store;
     h->out = *out;
+    h->hold_ms = cfg->ws_auth_timeout_ms > 2 * PB_HUB_TICK_MS ? cfg->ws_auth_timeout_ms / 2 : 0;
     h->nbuckets = 64;
     h->buckets = calloc(h->nbuckets, sizeof(*h->buckets));
     if (!h->buckets) {
@@ -92,6 +102,10 @@ void pb_hub_free(struct pb_hub *h)
         struct pb_member *mb = h->members;
         unlink_member(h, mb);
         member_free(mb);
+    }
+    for (struct pb_held *e; (e = pb_held_take(&h->held, 0, 1));) {
+        member_free(e->mb);
+        pb_held_free(e);
     }
     free(h->buckets);
     free(h);
@@ -596,6 +610,7 @@ static void unlink_member(struct pb_hub *h, struct pb_member *mb)
 
 static void closed(struct pb_hub *h, struct pb_member *mb)
 {
+    pb_held_drop(&h->held, mb);
     unlink_member(h, mb);
     /* Every frame for mb's connection was posted before this release, and
      * the worker's inbox keeps that order: after it, nothing names it. */
@@ -610,15 +625,56 @@ static void closed(struct pb_hub *h, struct pb_member *mb)
     member_free(mb);
 }
 
+static void login(struct pb_hub *h, struct pb_member *mb, const char *resume)
+{
+    if (link_member(h, mb))
+        refuse_login(h, mb); /* mb stays out of the directory until its close */
+    else
+        start(h, mb, resume, resume ? strlen(resume) : 0);
+}
+
+/* Answers the held logins that are due (all of them with all). */
+static size_t release_held(struct pb_hub *h, int all)
+{
+    size_t n = 0;
+    int64_t now = pb_monotonic_ms();
+    for (struct pb_held *e; (e = pb_held_take(&h->held, now, all)); n++) {
+        login(h, e->mb, e->resume);
+        pb_held_free(e);
+    }
+    return n;
+}
+
+void pb_hub_hold_resumes(struct pb_hub *h, int on)
+{
+    h->holding = on;
+    if (on)
+        return;
+    size_t n = release_held(h, 1);
+    if (n)
+        pb_info("%zu resuming login(s) held during the rebuild answered", n);
+}
+
+void pb_hub_tick(struct pb_hub *h)
+{
+    size_t n = release_held(h, 0);
+    if (n)
+        pb_info("%zu resuming login(s) held during the rebuild answered at the end of their "
+                "wait (%lld ms)", n, (long long)h->hold_ms);
+}
+
 void pb_hub_receive(struct pb_hub *h, struct pb_to_hub *msg)
 {
     struct pb_member *mb = msg->member;
     switch (msg->type) {
     case PB_TH_LOGIN:
-        if (link_member(h, mb))
-            refuse_login(h, mb); /* mb stays out of the directory until its close */
+        /* Held out of the directory: no event is handed to it before its
+         * start, which then replays them from the history. */
+        if (h->holding && h->hold_ms > 0 && msg->resume &&
+            !pb_held_add(&h->held, mb, msg->resume, pb_monotonic_ms() + h->hold_ms))
+            msg->resume = NULL; /* the list owns it now */
         else
-            start(h, mb, msg->resume, msg->resume ? strlen(msg->resume) : 0);
+            login(h, mb, msg->resume);
         break;
     case PB_TH_CLOSED:
         closed(h, mb);

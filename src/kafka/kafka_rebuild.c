@@ -359,6 +359,7 @@ int pb_kafka_rebuild_start(struct pb_kafka *k)
         return 0;
     }
     k->rebuild = rb;
+    pb_hub_hold_resumes(k->hub, 1); /* resumes wait for the history (hub/held.h) */
     snprintf(k->why, sizeof(k->why),
              "rebuilding task state and history: looking up the last %lld ms of the topics",
              (long long)cfg->state_lookback_ms);
@@ -468,6 +469,7 @@ int pb_kafka_rebuild_finish(struct pb_kafka *k)
             (unsigned long long)st.tasks, (unsigned long long)st.history_events);
     rebuild_free(rb);
     k->rebuild = NULL;
+    pb_hub_hold_resumes(k->hub, 0);
     snprintf(k->why, sizeof(k->why), "no Kafka partitions assigned yet");
     return 1;
 }

@@ -224,6 +224,7 @@ static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)revents;
     struct pb_server *s = w->data;
     pb_kafka_tick(s->kafka);
+    pb_hub_tick(s->hub); /* held resumes whose wait is over (hub/held.h) */
     pb_store_tick(s->store);
     notify_tick(s);
     /* Each worker's own tick sweeps its connections (keep-alive, token

@@ -128,6 +128,16 @@ void pb_hub_receive(struct pb_hub *h, struct pb_to_hub *msg);
 
 struct pb_store *pb_hub_store(const struct pb_hub *h);
 
+/* The tick that answers held logins: the wait given to one is half of
+ * ws.auth_timeout_ms when that is over twice this, else none. */
+#define PB_HUB_TICK_MS 1000
+/* on: the rebuild at start is filling the history, so a login that resumes
+ * waits (held.h) rather than be answered "resumed": false; off (the rebuild
+ * is done): every held login is answered now, in arrival order. */
+void pb_hub_hold_resumes(struct pb_hub *h, int on);
+/* Once a second (PB_HUB_TICK_MS): answers held logins whose wait is over. */
+void pb_hub_tick(struct pb_hub *h);
+
 /* A user's connection count changed to n (0: the user is gone); called
  * on the main loop, right after the change. */
 typedef void (*pb_hub_watch_fn)(void *arg, const char *user, size_t len, size_t n);

@@ -1,0 +1,78 @@
+"""A client that resumes on a bridge still rebuilding its history (SPEC §7,
+§8: "killing one loses nothing for clients that reconnect to another"): the
+public listener is up before the rebuild at start has read the lookback, so
+a client sent there at once (a rolling restart behind a balancer that does
+not wait for /readyz; tests/soak/rolling.py --balancer blind found it) used
+to be answered "resumed": false and lost what it had missed. Now its login
+is held until the rebuild is done, then resumed exactly; the wait is
+bounded (half of ws.auth_timeout_ms), after which it is answered as before.
+The rebuild is kept from finishing by stopping the broker."""
+
+import json
+
+from pbutil import unique_uid, wait_until
+
+
+def event(n):
+    return json.dumps({"event": "tick", "data": {"n": n}})
+
+
+def pos_after_three_events(bridge_factory, kafka):
+    """A bridge, a user, three events received; the pos of the third, and
+    two more events the client then misses."""
+    a = bridge_factory()
+    uid = unique_uid()
+    c, _ = a.native_client(uid)
+    kafka.produce_many(a.topic, [(uid, event(n)) for n in range(3)])
+    got = [c.recv_json(10) for _ in range(3)]
+    assert [m["data"]["n"] for m in got] == [0, 1, 2]
+    c.close()
+    kafka.produce_many(a.topic, [(uid, event(n)) for n in (3, 4)])
+    wait_until(lambda: (a.metric("pushbridge_events_consumed_total", topic=a.topic) or 0) >= 5,
+               desc="the bridge read all five")
+    return a, uid, got[-1]["pos"]
+
+
+def rebuilding_bridge(bridge_factory, kafka, a, auth_timeout_ms):
+    """A second bridge (its own group) started while the broker is down: it
+    listens, but its rebuild cannot finish."""
+    kafka.stop()
+    b = bridge_factory(config={"ws": {"auth_timeout_ms": auth_timeout_ms}}, topic=a.topic,
+                       create_topic=False, wait_ready=False)
+    b.wait_healthy()
+    st, _, body = b.http("GET", "/readyz")
+    assert st == 503 and b"rebuilding" in body, (st, body)
+    return b
+
+
+def test_a_resume_during_the_rebuild_waits_for_it_then_gets_what_was_missed(
+        bridge_factory, kafka):
+    a, uid, pos = pos_after_three_events(bridge_factory, kafka)
+    b = rebuilding_bridge(bridge_factory, kafka, a, 60000)
+    r = b.ws()
+    r.send_json({"type": "auth", "token": uid, "resume": pos})
+    r.no_message(1.0)  # held: no welcome while the history is incomplete
+    kafka.start()
+    welcome = r.recv_json(40)
+    assert welcome["type"] == "welcome" and welcome["resumed"] is True, welcome
+    missed = [r.recv_json(10) for _ in range(2)]
+    assert [m["data"]["n"] for m in missed] == [3, 4]
+    b.wait_log(r"1 resuming login\(s\) held during the rebuild")
+    b.wait_ready()
+    # The group consumer reads the five from the start: none is sent again.
+    kafka.produce(a.topic, event(5), key=uid)
+    assert r.recv_json(20)["data"]["n"] == 5
+    r.no_message(0.3)
+
+
+def test_the_wait_is_bounded_by_half_the_auth_timeout(bridge_factory, kafka):
+    a, uid, pos = pos_after_three_events(bridge_factory, kafka)
+    b = rebuilding_bridge(bridge_factory, kafka, a, 4000)
+    r = b.ws()
+    r.send_json({"type": "auth", "token": uid, "resume": pos})
+    # 2 s, on the next second's tick: answered before the 4 s auth timeout,
+    # as a resume the bridge cannot cover.
+    welcome = r.recv_json(3.5)
+    assert welcome["type"] == "welcome" and welcome["resumed"] is False, welcome
+    r.no_message(0.1)
+    kafka.start()
