@@ -24,7 +24,8 @@
 
 /* Kafka messages handled per wake-up before the loop serves sockets again. */
 #define KAFKA_BATCH 512
-#define TICK_S 1.0
+/* The once-a-second tick; the hub's held logins count their waits in it. */
+#define TICK_S (PB_HUB_TICK_MS / 1000.0)
 
 /* Bound: messages waiting for one worker (an event each, for each worker
  * holding its user). A worker that falls this far behind (starved of CPU)

@@ -4,6 +4,7 @@ polling, HTTP calls and Prometheus text parsing. Standard library only."""
 import ctypes
 import http.client
 import json
+import random
 import re
 import signal
 import socket
@@ -14,16 +15,35 @@ import time
 _handed_out = set()
 
 
+# Ports handed out come from below Linux's ephemeral range (32768-60999 by
+# default): a port the kernel picked for "bind to 0" could be taken by any
+# outgoing connection (a load generator, a broker client) between this check
+# and the bridge's own bind, which made listeners fail with "in use" on a
+# busy machine.
+_PORT_RANGE = (20000, 32767)
+
+
 def free_port():
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    for _ in range(100):
+    """A TCP port that nothing listens on right now, on any address, and that
+    no outgoing connection will take meanwhile."""
+    low, high = _PORT_RANGE
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            high = min(high, int(f.read().split()[0]) - 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    for _ in range(1000):
+        port = random.randint(low, high)
+        if port in _handed_out:
+            continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in _handed_out:
-            _handed_out.add(port)
-            return port
-    raise RuntimeError("no free port found")
+            try:
+                s.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free port found in {low}-{high}")
 
 
 def die_with_parent(sig=signal.SIGTERM):
