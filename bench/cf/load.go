@@ -32,7 +32,7 @@ import (
 
 const (
 	histBucketUs = 10
-	histBuckets  = 200000 // up to 2 s; slower events land in the last bucket
+	histBuckets  = 1000000 // up to 10 s; slower events land in the last bucket
 	srcAddrs     = 8
 )
 
