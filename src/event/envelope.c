@@ -1,4 +1,6 @@
-/* Event envelope parsing. Two passes over the bytes: yajl validates the whole
+/* Event envelope parsing. The usual envelope is decided by the one-pass fast
+ * path (envelope_fast.c); this file is the full parse, for every other one
+ * and every refusal's message. Two passes over the bytes: yajl validates the whole
  * text and decodes the top-level string fields through callbacks (no tree is
  * built), then a small scanner over the now known-valid text finds the raw
  * span of `data`, so that clients get the producer's bytes unchanged. Both

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pushbridge/core/buf.h"
 #include "pushbridge/event/envelope.h"
 
 /* The top-level members the fast path reads. */
@@ -59,13 +60,15 @@ static size_t string_end(const char *p, size_t i, size_t n, int *escaped)
         *escaped = 1;
         if (++i >= n)
             return 0;
-        unsigned cp;
         switch (p[i]) {
         case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
             break;
         case 'u':
-            if (i + 4 >= n || pb_json_hex4(p + i + 1, &cp))
+            if (i + 4 >= n)
                 return 0;
+            for (int k = 1; k <= 4; k++)
+                if (pb_hex_digit(p[i + k]) < 0)
+                    return 0;
             i += 4;
             break;
         default:

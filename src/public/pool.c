@@ -194,11 +194,20 @@ static void flush(struct pb_worker *w)
 
 /* ---- the acceptor ------------------------------------------------------- */
 
+/* From this many workers on, worker 0 (the main loop) is given no
+ * connections: the main loop's own work, Kafka, the hub's directory and the
+ * store, is the one part of a node that does not spread over cores, so on
+ * a many-core node it is what caps the events per second (docs/SCALING.md),
+ * and every frame it wrote would lower that cap. Below it, the main loop's
+ * share of the sends is worth a core's fraction. */
+#define MAIN_LOOP_SPARED_FROM 4
+
 static int least_loaded(const struct pb_server *s)
 {
-    int best = 0;
+    int first = s->nworkers >= MAIN_LOOP_SPARED_FROM ? 1 : 0;
+    int best = first;
     uint64_t best_load = UINT64_MAX;
-    for (int k = 0; k < s->nworkers; k++) {
+    for (int k = first; k < s->nworkers; k++) {
         const struct pb_worker *w = &s->workers[k];
         uint64_t load = w->sockets_posted - PB_READ(w->sockets_gone);
         if (load < best_load) {

@@ -181,3 +181,20 @@ def test_wss_clients_on_both_workers_get_whole_frames(bridge_factory, tmp_path):
         got = [c.recv_json(timeout=15)["data"] for _ in range(n)]
         assert [d["i"] for d in got] == list(range(n))
         assert all(d["pad"] == pad for d in got)
+
+
+def test_from_four_workers_the_main_loop_holds_no_connections(bridge_factory, kafka):
+    """With 4 workers or more, worker 0 (the main loop, which reads Kafka and keeps
+    the store) is given no connections; the others share them, and delivery to
+    every one of them goes on."""
+    bridge = bridge_factory(config={"workers": 4})
+    uid = unique_uid()
+    clients = [bridge.native_client(uid)[0] for _ in range(9)]
+    wait_until(lambda: sum(per_worker(bridge).values()) == 9, desc="nine connections counted")
+    counts = per_worker(bridge)
+    assert counts == {0: 0, 1: 3, 2: 3, 3: 3}, counts
+    kafka.produce_many(bridge.topic, [(uid, json.dumps({"data": i})) for i in range(20)])
+    for c in clients:
+        assert [c.recv_json(timeout=15)["data"] for _ in range(20)] == list(range(20))
+    for c in clients:
+        c.close()

@@ -1,6 +1,8 @@
 /* The event envelope: bytes from Kafka (or an HTTP push body) in, a validated
- * event out. yajl validates the JSON and decodes the string fields; the
- * producer's `data` is kept as the exact bytes it sent, never re-serialised. */
+ * event out. A one-pass fast path (envelope_fast.h) reads the usual
+ * envelope; anything else goes to yajl, which validates the JSON and decodes
+ * the string fields. The producer's `data` is kept as the exact bytes it
+ * sent, never re-serialised. */
 #ifndef PB_ENVELOPE_H
 #define PB_ENVELOPE_H
 
