@@ -1,9 +1,12 @@
 /* Logging: text lines for people, JSON lines for collectors. Lines are
  * built in a stack buffer and written with one fwrite so that a line is never
- * interleaved with librdkafka's or lws's own output. */
+ * interleaved with librdkafka's or lws's own output. Any thread logs (the
+ * workers, librdkafka's callbacks); the file is swapped on SIGHUP by the loop,
+ * so the write and the swap hold one mutex (the line is built outside it). */
 #include "pushbridge/core/log.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +17,9 @@
 
 static int log_level = PB_LOG_INFO;
 static int log_format = PB_LOG_TEXT;
+/* log_fp and log_path are read and changed under log_lock only: a writer
+ * never holds a FILE that the swap has closed. */
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 static FILE *log_fp;
 static char *log_path;
 
@@ -25,11 +31,6 @@ int pb_log_level_parse(const char *s)
         if (s && strcmp(s, level_names[i]) == 0)
             return i;
     return -1;
-}
-
-static FILE *log_out(void)
-{
-    return log_fp ? log_fp : stderr;
 }
 
 int pb_log_init(int level, int format, const char *file, char *errstr, size_t errlen)
@@ -51,34 +52,41 @@ int pb_log_init(int level, int format, const char *file, char *errstr, size_t er
     }
     pb_log_close();
     setvbuf(fp, NULL, _IOLBF, 0);
+    pthread_mutex_lock(&log_lock);
     log_fp = fp;
     log_path = copy;
+    pthread_mutex_unlock(&log_lock);
     return 0;
 }
 
 void pb_log_reopen(void)
 {
-    if (!log_path)
-        return;
-    /* After a failed reopen log_fp is NULL: open afresh then. */
-    FILE *fp = log_fp ? freopen(log_path, "a", log_fp) : fopen(log_path, "a");
-    if (!fp) {
-        /* freopen closed the old stream; fall back to stderr rather than lose lines. */
-        log_fp = NULL;
-        pb_error("cannot reopen log file %s: %s; logging to stderr", log_path, strerror(errno));
+    pthread_mutex_lock(&log_lock);
+    if (!log_path) {
+        pthread_mutex_unlock(&log_lock);
         return;
     }
-    setvbuf(fp, NULL, _IOLBF, 0);
+    /* After a failed reopen log_fp is NULL: open afresh then. */
+    FILE *fp = log_fp ? freopen(log_path, "a", log_fp) : fopen(log_path, "a");
+    int err = errno;
+    if (fp)
+        setvbuf(fp, NULL, _IOLBF, 0);
+    /* A failed freopen closed the old stream: stderr rather than lose lines. */
     log_fp = fp;
+    pthread_mutex_unlock(&log_lock);
+    if (!fp) /* log_path stays: only the loop changes it, and it is here */
+        pb_error("cannot reopen log file %s: %s; logging to stderr", log_path, strerror(err));
 }
 
 void pb_log_close(void)
 {
+    pthread_mutex_lock(&log_lock);
     if (log_fp)
         fclose(log_fp);
     log_fp = NULL;
     free(log_path);
     log_path = NULL;
+    pthread_mutex_unlock(&log_lock);
 }
 
 int pb_log_enabled(int level)
@@ -118,6 +126,9 @@ void pb_log(int level, const char *fmt, ...)
     } else {
         pb_buf_printf(&b, "%s %-5s %s\n", when, level_names[level], msg);
     }
-    fwrite(b.data, 1, b.len, log_out());
-    fflush(log_out());
+    pthread_mutex_lock(&log_lock);
+    FILE *out = log_fp ? log_fp : stderr;
+    fwrite(b.data, 1, b.len, out);
+    fflush(out);
+    pthread_mutex_unlock(&log_lock);
 }

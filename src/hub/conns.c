@@ -124,7 +124,7 @@ void pb_conns_free_conn(struct pb_conns *cs, struct pb_conn *c)
         c->next->prev = c->prev;
     uncount(cs, c);
     queue_clear(cs, c);
-    pb_identity_clear(&c->ident);
+    free(c->ident.user);
     free(c);
 }
 
@@ -190,8 +190,8 @@ void pb_conns_close(struct pb_conns *cs, struct pb_conn *c, int code, const char
     if (c->closing)
         return;
     c->closing = 1;
-    c->close_code = code;
-    snprintf(c->close_reason, sizeof(c->close_reason), "%s", reason);
+    c->close_code = (uint16_t)code;
+    c->close_reason = reason; /* static storage (conns.h) */
     queue_clear(cs, c);
     closing(cs, c);
     if (c->hooks->kill)

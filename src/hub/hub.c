@@ -322,16 +322,19 @@ long pb_hub_deliver(struct pb_hub *h, struct pb_event *ev, uint32_t source)
         }
     }
     /* One message per worker: a worker's inbox wakes it only when it was
-     * empty, so a burst of events costs it one wake-up. Worker 0 queues at
-     * once and says how many it took (a slow client it closes is not
-     * counted); the others' count is what they were handed. */
+     * empty, so a burst of events costs it one wake-up. The count is the
+     * frames handed over, on every worker alike (SPEC 11: a user's
+     * connections count the same whichever worker holds them): a threaded
+     * worker queues them later on its own thread, and waiting for it would
+     * block the loop, so worker 0's own figure (what it queued at once) is
+     * not used either. A connection its frame overflows (closed as a slow
+     * client) is counted, as it would be on any other worker. */
     long n = 0;
     for (int w = 0; w < h->out.nworkers; w++) {
         if (!out[w])
             continue;
-        long handed = (long)out[w]->n;
-        long queued = post(h, w, out[w]);
-        n += queued >= 0 ? queued : handed;
+        n += (long)out[w]->n;
+        (void)post(h, w, out[w]);
     }
     /* The messages hold their own references now. */
     pb_frame_unref(fr.plain);

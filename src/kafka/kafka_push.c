@@ -10,6 +10,7 @@
 
 #include "pushbridge/core/log.h"
 #include "kafka_internal.h"
+#include "kafka_topic.h"
 
 /* What an HTTP caller waits for at most before a 503 (the request itself
  * may take 20 s: httpd.c). */
@@ -17,8 +18,6 @@
 /* Bound: pushes waiting for Kafka. */
 #define PUSH_QUEUE_MESSAGES "10000"
 #define PUSH_QUEUE_KBYTES "65536"
-/* Waiting at start for the answer to "create push.topic". */
-#define CREATE_TOPIC_MS 5000
 
 static void on_push_report(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
 {
@@ -83,58 +82,6 @@ static rd_kafka_t *push_producer(struct pb_kafka *k, char *errstr, size_t errlen
     return rk;
 }
 
-/* push.topic must exist: created with the broker's defaults if it does not
- * (a cluster that refuses is a start-up error naming why). A broker that
- * does not answer is not: the bridge is not ready without it anyway, and
- * pushes are answered 503 until the topic can be written. */
-static int ensure_topic(struct pb_kafka *k, char *errstr, size_t errlen)
-{
-    char err[256];
-    rd_kafka_NewTopic_t *nt =
-        rd_kafka_NewTopic_new(k->cfg->push_topic, -1, -1, err, sizeof(err));
-    if (!nt) {
-        snprintf(errstr, errlen, "push.topic %s: %s", k->cfg->push_topic, err);
-        return -1;
-    }
-    rd_kafka_queue_t *q = rd_kafka_queue_new(k->push);
-    rd_kafka_CreateTopics(k->push, &nt, 1, NULL, q);
-    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, CREATE_TOPIC_MS);
-    int rc = 0;
-    const rd_kafka_CreateTopics_result_t *res = ev ? rd_kafka_event_CreateTopics_result(ev) : NULL;
-    size_t n = 0;
-    const rd_kafka_topic_result_t **tr = res ? rd_kafka_CreateTopics_result_topics(res, &n) : NULL;
-    rd_kafka_resp_err_t e = ev ? rd_kafka_event_error(ev) : RD_KAFKA_RESP_ERR__TIMED_OUT;
-    if (!e && n == 1)
-        e = rd_kafka_topic_result_error(tr[0]);
-    if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
-        pb_info("kafka: created push.topic %s", k->cfg->push_topic);
-    else if (e == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
-        ;
-    else if (pb_refusal_classify(e, "") != PB_REFUSAL_NONE)
-        /* Clusters with ACLs seldom let an application create topics: the
-         * topic is most likely there. If it is not, or writing is refused
-         * too, the pushes say so (503 naming the topic). */
-        pb_warn("kafka: not allowed to make sure push.topic %s exists (%s): assuming it does",
-                k->cfg->push_topic, rd_kafka_err2str(e));
-    else if (e == RD_KAFKA_RESP_ERR__TIMED_OUT || e == RD_KAFKA_RESP_ERR__TRANSPORT)
-        pb_warn("kafka: cannot make sure push.topic %s exists (%s): pushes are answered 503 "
-                "until it can be written",
-                k->cfg->push_topic, rd_kafka_err2str(e));
-    else {
-        snprintf(errstr, errlen, "push.topic %s does not exist and cannot be created: %s",
-                 k->cfg->push_topic,
-                 n == 1 && rd_kafka_topic_result_error_string(tr[0])
-                     ? rd_kafka_topic_result_error_string(tr[0])
-                     : rd_kafka_err2str(e));
-        rc = -1;
-    }
-    if (ev)
-        rd_kafka_event_destroy(ev);
-    rd_kafka_queue_destroy(q);
-    rd_kafka_NewTopic_destroy(nt);
-    return rc;
-}
-
 int pb_kafka_push_start(struct pb_kafka *k, char *errstr, size_t errlen)
 {
     if (!(k->push = push_producer(k, errstr, errlen)))
@@ -146,7 +93,20 @@ int pb_kafka_push_start(struct pb_kafka *k, char *errstr, size_t errlen)
     }
     rd_kafka_queue_io_event_enable(main_q, k->pipefd[1], "1", 1);
     rd_kafka_queue_destroy(main_q);
-    return k->mock ? 0 : ensure_topic(k, errstr, errlen); /* --dev made it already */
+    if (k->mock)
+        return 0; /* --dev made it already */
+    /* push.topic must exist: created with the broker's defaults if it does
+     * not. A broker that does not answer is not an error: the bridge is not
+     * ready without it anyway, and pushes are answered 503 until the topic
+     * can be written. */
+    struct pb_kafka_topic_spec spec = {
+        .who = "kafka",
+        .setting = "push.topic",
+        .topic = k->cfg->push_topic,
+        .partitions = -1,
+        .unanswered = ": pushes are answered 503 until it can be written",
+    };
+    return pb_kafka_ensure_topic(k->push, &spec, errstr, errlen);
 }
 
 void pb_kafka_push_poll(struct pb_kafka *k)

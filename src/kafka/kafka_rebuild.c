@@ -19,13 +19,17 @@
  * The thread touches nothing but its struct pb_kafka_rebuild (its own
  * copies of the topics and the lookback, and the consumer made before it
  * starts); a process that stops before the plan is published leaves the
- * thread to free it, and exits without waiting for the broker. */
+ * thread to free it, waits a moment for it to end, and exits without
+ * waiting longer for the broker (who owns the struct when: the comment on
+ * struct pb_kafka_rebuild). */
+#include <errno.h>
 #include <pthread.h>
 #include <regex.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "pushbridge/core/log.h"
@@ -35,9 +39,15 @@
 #define REBUILD_LOOKUP_MS 2000
 /* Planning attempts, one a second: past them the bridge goes on without. */
 #define REBUILD_PLAN_TRIES 30
+/* How long a stop waits for an abandoned planning thread to end: its
+ * blocking call or its pause between tries, then its consumer's destroy.
+ * Past it the process exits without it (and without waiting for the
+ * broker); within it, librdkafka's threads are joined before the exit. */
+#define REBUILD_STOP_WAIT_MS (REBUILD_LOOKUP_MS + 1500)
 
 /* Who owns the struct is decided by one compare-and-swap out of PLANNING:
- * the thread publishing its result, or the loop abandoning it (a stop). */
+ * the thread publishing its result, or the loop abandoning it (a stop).
+ * The comment on struct pb_kafka_rebuild says what follows from each. */
 enum plan_state { PLANNING, PLANNED, PLAN_FAILED, ABANDONED };
 
 struct rebuild_part {
@@ -47,6 +57,18 @@ struct rebuild_part {
     int done;
 };
 
+/* Ownership: exactly one side frees the struct, and the one compare-and-
+ * swap of state out of PLANNING decides which.
+ * - PLANNING: the thread owns rk, parts, nparts and err; the loop reads
+ *   only state (and thread, which it wrote itself).
+ * - PLANNED / PLAN_FAILED (the thread's swap): the loop owns the struct and
+ *   frees it, but only once it has joined the thread (joined), which may
+ *   still be writing the pipe; the thread frees nothing.
+ * - ABANDONED (the loop's swap, at a stop): the thread owns the struct and
+ *   frees it when its blocking call returns; the loop waits a moment for the
+ *   thread to end (REBUILD_STOP_WAIT_MS), else detaches it, and never touches
+ *   the struct again, so whatever it needs for that (the thread's id) is
+ *   read before the swap. */
 struct pb_kafka_rebuild {
     rd_kafka_t *rk;
     rd_kafka_queue_t *queue;
@@ -65,6 +87,7 @@ struct pb_kafka_rebuild {
     int wake_fd;          /* the loop's pipe */
     _Atomic int state;    /* enum plan_state */
     char err[300];
+    int joined;           /* the loop's: the thread is joined, the plan taken */
 };
 
 static void rebuild_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
@@ -358,6 +381,7 @@ static int take_plan(struct pb_kafka *k)
 {
     struct pb_kafka_rebuild *rb = k->rebuild;
     join_planner(rb);
+    rb->joined = 1;
     if (atomic_load(&rb->state) == PLANNED && !(rb->queue = rd_kafka_queue_get_consumer(rb->rk)))
         snprintf(rb->err, sizeof(rb->err), "the rebuild consumer has no queue");
     if (!rb->queue) { /* PLAN_FAILED, or no queue to read from */
@@ -402,7 +426,7 @@ static void part_done(struct pb_kafka *k, struct rebuild_part *p)
 int pb_kafka_rebuild_drain(struct pb_kafka *k, int budget)
 {
     struct pb_kafka_rebuild *rb = k->rebuild;
-    if (!rb->queue) {
+    if (!rb->joined) {
         if (atomic_load(&rb->state) == PLANNING)
             return 0; /* the thread wakes the loop when it is done */
         if (!take_plan(k))
@@ -433,7 +457,9 @@ int pb_kafka_rebuild_drain(struct pb_kafka *k, int budget)
 int pb_kafka_rebuild_finish(struct pb_kafka *k)
 {
     struct pb_kafka_rebuild *rb = k->rebuild;
-    if (!rb || atomic_load(&rb->state) == PLANNING || rb->ndone < rb->nparts)
+    /* Not before the plan is taken: until it is joined, the thread may
+     * still be writing the pipe from the struct. */
+    if (!rb || !rb->joined || rb->ndone < rb->nparts)
         return 0;
     struct pb_store_stats st;
     pb_store_stats(pb_hub_store(k->hub), &st);
@@ -446,20 +472,46 @@ int pb_kafka_rebuild_finish(struct pb_kafka *k)
     return 1;
 }
 
+/* Still waiting for the broker at a stop: the thread, which owns the plan
+ * now, frees it when its call returns (within REBUILD_LOOKUP_MS). It is
+ * given REBUILD_STOP_WAIT_MS to end, so its consumer is destroyed (its
+ * threads joined) before the process exits; past that it is left to end
+ * on its own. */
+static void abandon_planner(pthread_t thread)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += REBUILD_STOP_WAIT_MS / 1000;
+    until.tv_nsec += (long)(REBUILD_STOP_WAIT_MS % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    int rc = pthread_timedjoin_np(thread, NULL, &until);
+    if (rc == 0)
+        return;
+    if (rc == ETIMEDOUT)
+        pb_warn("kafka rebuild: the planning thread still waits for the broker; exiting "
+                "without it");
+    else
+        pb_error("kafka rebuild: cannot join the planning thread: %s", strerror(rc));
+    rc = pthread_detach(thread);
+    if (rc) /* it still frees the plan: only its own resources stay */
+        pb_warn("kafka rebuild: cannot detach the planning thread: %s", strerror(rc));
+}
+
 void pb_kafka_rebuild_free(struct pb_kafka *k)
 {
     struct pb_kafka_rebuild *rb = k->rebuild;
     k->rebuild = NULL;
     if (!rb)
         return;
-    if (!rb->queue) {
+    if (!rb->joined) {
+        /* Read before the swap: after it the struct is the thread's. */
+        pthread_t thread = rb->thread;
         int expected = PLANNING;
         if (atomic_compare_exchange_strong(&rb->state, &expected, ABANDONED)) {
-            /* Still waiting for the broker: the thread frees it when its
-             * call returns (within REBUILD_LOOKUP_MS); nobody waits. */
-            int rc = pthread_detach(rb->thread);
-            if (rc) /* it still frees itself: only its resources stay */
-                pb_warn("kafka rebuild: cannot detach the planning thread: %s", strerror(rc));
+            abandon_planner(thread);
             return;
         }
         join_planner(rb); /* it has published: it is ending */

@@ -12,6 +12,7 @@
 
 #include "pushbridge/core/log.h"
 #include "kafka_internal.h"
+#include "kafka_topic.h"
 #include "presence_internal.h"
 
 static rd_kafka_conf_t *base_conf(struct pb_kafka *k, char *errstr, size_t errlen)
@@ -68,51 +69,22 @@ static rd_kafka_t *make(struct pb_kafka *k, rd_kafka_type_t type, char *errstr, 
 }
 
 /* One partition, short retention; created if missing. A broker that does
- * not answer is not an error here (the bridge is not ready without it). */
+ * not answer is not an error here (the bridge is not ready without it);
+ * ACLs that allow reading and writing the topic need not allow creating it
+ * (SPEC 1: a refusal never stops the process): until presence is read,
+ * /readyz says so, naming the topic. */
 static int ensure_topic(struct pb_presence *p, char *errstr, size_t errlen)
 {
-    char err[256];
-    const char *topic = p->cfg->cluster_presence_topic;
-    rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(topic, 1, -1, err, sizeof(err));
-    if (!nt) {
-        snprintf(errstr, errlen, "cluster.presence_topic %s: %s", topic, err);
-        return -1;
-    }
-    rd_kafka_NewTopic_set_config(nt, "retention.ms", RETENTION_MS);
-    rd_kafka_NewTopic_set_config(nt, "segment.ms", SEGMENT_MS);
-    rd_kafka_NewTopic_set_config(nt, "cleanup.policy", "delete");
-    rd_kafka_queue_t *q = rd_kafka_queue_new(p->prod);
-    rd_kafka_CreateTopics(p->prod, &nt, 1, NULL, q);
-    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, START_TIMEOUT_MS);
-    const rd_kafka_CreateTopics_result_t *res = ev ? rd_kafka_event_CreateTopics_result(ev) : NULL;
-    size_t n = 0;
-    const rd_kafka_topic_result_t **tr = res ? rd_kafka_CreateTopics_result_topics(res, &n) : NULL;
-    rd_kafka_resp_err_t e = ev ? rd_kafka_event_error(ev) : RD_KAFKA_RESP_ERR__TIMED_OUT;
-    if (!e && n == 1)
-        e = rd_kafka_topic_result_error(tr[0]);
-    int rc = 0;
-    if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
-        pb_info("presence: created cluster.presence_topic %s", topic);
-    else if (e == RD_KAFKA_RESP_ERR__TIMED_OUT || e == RD_KAFKA_RESP_ERR__TRANSPORT)
-        pb_warn("presence: cannot make sure cluster.presence_topic %s exists (%s)", topic,
-                rd_kafka_err2str(e));
-    /* ACLs that allow reading and writing the topic need not allow creating
-     * it (SPEC 1: a refusal never stops the process); until presence is read,
-     * /readyz says so, naming the topic. */
-    else if (e == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED ||
-             e == RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED)
-        pb_warn("presence: not allowed to make sure cluster.presence_topic %s exists (%s): "
-                "assuming it does", topic, rd_kafka_err2str(e));
-    else if (e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
-        snprintf(errstr, errlen, "cluster.presence_topic %s does not exist and cannot be "
-                 "created: %s", topic, rd_kafka_err2str(e));
-        rc = -1;
-    }
-    if (ev)
-        rd_kafka_event_destroy(ev);
-    rd_kafka_queue_destroy(q);
-    rd_kafka_NewTopic_destroy(nt);
-    return rc;
+    static const char *const conf[] = {"retention.ms", RETENTION_MS, "segment.ms", SEGMENT_MS,
+                                       "cleanup.policy", "delete", NULL};
+    struct pb_kafka_topic_spec spec = {
+        .who = "presence",
+        .setting = "cluster.presence_topic",
+        .topic = p->cfg->cluster_presence_topic,
+        .partitions = 1,
+        .conf = conf,
+    };
+    return pb_kafka_ensure_topic(p->prod, &spec, errstr, errlen);
 }
 
 /* Reads from SNAPSHOT_MS + node_timeout_ms back (a snapshot of every live

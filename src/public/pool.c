@@ -81,11 +81,16 @@ static int server_cb(struct lws *wsi, enum lws_callback_reasons reason, void *us
     }
 }
 
-/* rx_buffer_size is lws's receive buffer, allocated per connection: at 4096 it
- * was most of an idle connection's memory (5.6 KiB each, docs/PERFORMANCE.md).
- * Client messages are small (logins, pings) and longer ones are reassembled
- * from several RECEIVE callbacks in ws.c, so 512 costs nothing else. */
-#define RX_BUFFER_BYTES 512
+/* rx_buffer_size is lws's receive buffer, allocated per connection at the
+ * upgrade (lws 4.1.6: rx_buffer_size + LWS_PRE + 4 bytes, kept for the
+ * connection's life): at 4096 it was most of an idle connection's memory
+ * (5.6 KiB each, docs/PERFORMANCE.md), at 512 still a fifth of it. Client
+ * messages are a login and token refreshes (SPEC 2) and pongs; longer ones
+ * are reassembled from several RECEIVE callbacks in ws.c, whose buffer is
+ * given back after each message. 256 holds any control frame (payload <= 125
+ * bytes) and a short login whole; a longer login (a JWT) costs one
+ * malloc/free to reassemble, once per login, never per event. */
+#define RX_BUFFER_BYTES 256
 /* lws hands the socket at most tx_packet_size (+ LWS_PRE + 4) bytes per
  * send and copies the rest into its own buffer for a later POLLOUT; left at
  * 0 that limit is rx_buffer_size, so every answer or frame over ~530 bytes

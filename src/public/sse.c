@@ -31,6 +31,27 @@
 #include "pushbridge/hub/tokenlife.h"
 
 #define SSE_PATH "/sse"
+/* What an SSE stream needs beyond a WebSocket's pb_pss, allocated with
+ * the stream's login and freed at its close (pss->sse), so that the pb_pss
+ * every WebSocket connection holds does not carry it. */
+struct pb_sse_stream {
+    int state;    /* enum pb_sse_state */
+    int rx_on;    /* rx is started */
+    char *origin; /* the request's Origin, for the stream's head (<= 512 bytes) */
+    ev_io rx;     /* notices the client going away (peer_readable) */
+};
+
+static void stream_free(struct pb_worker *w, struct pb_pss *pss)
+{
+    if (!pss->sse)
+        return;
+    if (pss->sse->rx_on)
+        ev_io_stop(w->loop, &pss->sse->rx);
+    free(pss->sse->origin);
+    free(pss->sse);
+    pss->sse = NULL;
+}
+
 /* Bytes gathered into one write (a larger frame goes alone). */
 #define SSE_GATHER_BYTES (16 * 1024)
 /* Longest token taken from the query or the header. */
@@ -87,7 +108,7 @@ static void hook_started(struct pb_conn *c)
     struct lws *wsi = c->transport;
     struct pb_worker *w = worker_of(wsi);
     struct pb_pss *pss = lws_wsi_user(wsi);
-    pss->sse_state = PB_SSE_HEADERS;
+    pss->sse->state = PB_SSE_HEADERS;
     /* ws.send_buffer_bytes, as for a WebSocket: the kernel must not hold
      * megabytes for a reader that stopped before the queue bound counts. */
     int sndbuf = (int)w->cfg->ws_send_buffer_bytes;
@@ -98,10 +119,10 @@ static void hook_started(struct pb_conn *c)
     /* lws's own HTTP timeouts are for requests; the stream lives until the
      * client goes or the hub closes it (keep-alive sweep, token, policy). */
     lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
-    ev_io_init(&pss->sse_rx, peer_readable, lws_get_socket_fd(wsi), EV_READ);
-    pss->sse_rx.data = pss;
-    ev_io_start(w->loop, &pss->sse_rx);
-    pss->sse_rx_on = 1;
+    ev_io_init(&pss->sse->rx, peer_readable, lws_get_socket_fd(wsi), EV_READ);
+    pss->sse->rx.data = pss;
+    ev_io_start(w->loop, &pss->sse->rx);
+    pss->sse->rx_on = 1;
     pb_token_schedule(c, pb_now_ms());
     pb_admission_release(w->env.admission, lws_get_socket_fd(wsi));
     pb_debug("sse connection %llu logged in as %s", (unsigned long long)c->id, c->ident.user);
@@ -111,7 +132,7 @@ static void hook_started(struct pb_conn *c)
 static void hook_refused(struct pb_conn *c)
 {
     struct pb_pss *pss = lws_wsi_user(c->transport);
-    pss->sse_state = PB_SSE_REFUSED;
+    pss->sse->state = PB_SSE_REFUSED;
     arm_writable(c->transport);
 }
 
@@ -391,7 +412,7 @@ static void peer_readable(struct ev_loop *loop, ev_io *w, int revents)
     if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EINTR)))
         return;
     ev_io_stop(loop, w);
-    pss->sse_rx_on = 0;
+    pss->sse->rx_on = 0;
     if (pss->conn && !pss->conn->closing)
         pb_conns_cut(worker_of(pss->wsi)->conns, pss->conn);
     else
@@ -462,21 +483,26 @@ static int begin(struct pb_worker *w, struct lws *wsi, struct pb_pss *pss)
         pb_conns_free_conn(w->conns, c);
         return refuse(wsi, HTTP_STATUS_UNAUTHORIZED, code, msg);
     }
+    pss->sse = calloc(1, sizeof(*pss->sse));
+    if (!pss->sse) {
+        pb_identity_clear(&id);
+        pb_conns_free_conn(w->conns, c);
+        return refuse(wsi, HTTP_STATUS_INTERNAL_SERVER_ERROR, "internal", "out of memory");
+    }
     pss->wsi = wsi;
     pss->conn = c;
-    pss->sse = 1;
-    pss->sse_state = PB_SSE_LOGIN;
+    pss->sse->state = PB_SSE_LOGIN;
     /* Echoed in the stream's headers; bound: 512 bytes, freed at the close. */
     char origin[512] = "";
     if (lws_hdr_copy(wsi, origin, sizeof(origin), WSI_TOKEN_ORIGIN) < 0)
         origin[0] = '\0';
-    pss->sse_origin = origin[0] ? strdup(origin) : NULL;
+    pss->sse->origin = origin[0] ? strdup(origin) : NULL;
     char resume[PB_POS_MAX_LEN + 1];
     int has_resume = read_resume(wsi, resume, sizeof(resume));
     /* The hub answers with hook_started or hook_refused. */
     if (pb_worker_login(w, c, &id, has_resume ? resume : NULL)) {
         pss->conn = NULL;
-        pss->sse = 0;
+        stream_free(w, pss);
         pb_conns_free_conn(w->conns, c);
         return refuse(wsi, HTTP_STATUS_INTERNAL_SERVER_ERROR, "internal", "out of memory");
     }
@@ -491,7 +517,8 @@ static int write_close(struct lws *wsi, struct pb_conn *c)
     struct pb_buf b;
     pb_buf_init(&b, 512);
     pb_buf_printf(&b, "data: {\"type\":\"close\",\"code\":%d,\"reason\":", c->close_code);
-    pb_buf_json_string(&b, c->close_reason, strlen(c->close_reason));
+    const char *reason = c->close_reason ? c->close_reason : ""; /* NULL until a close names one */
+    pb_buf_json_string(&b, reason, strlen(reason));
     pb_buf_puts(&b, "}\n\n");
     unsigned char *out = malloc(LWS_PRE + b.len);
     int rc = -1;
@@ -558,7 +585,7 @@ static int write_frames(struct pb_worker *w, struct pb_pss *pss)
  * from the request: lws may have let its header table go meanwhile). */
 static int write_headers(struct pb_pss *pss)
 {
-    return start_stream(pss->wsi, pss->sse_origin ? pss->sse_origin : "");
+    return start_stream(pss->wsi, pss->sse->origin ? pss->sse->origin : "");
 }
 
 static int writeable(struct pb_worker *w, struct pb_pss *pss)
@@ -566,15 +593,17 @@ static int writeable(struct pb_worker *w, struct pb_pss *pss)
     struct pb_conn *c = pss->conn;
     if (!c || pss->close_after_drain)
         return -1;
-    if (pss->sse_state == PB_SSE_LOGIN)
+    if (!pss->sse)
+        return -1; /* not a stream (its login failed): nothing to write */
+    if (pss->sse->state == PB_SSE_LOGIN)
         return 0; /* the hub has not answered yet */
-    if (pss->sse_state == PB_SSE_REFUSED)
+    if (pss->sse->state == PB_SSE_REFUSED)
         return refuse(pss->wsi, 429, "too_many_connections",
                       "this user has ws.max_connections_per_user connections open");
-    if (pss->sse_state == PB_SSE_HEADERS) {
+    if (pss->sse->state == PB_SSE_HEADERS) {
         if (write_headers(pss))
             return -1;
-        pss->sse_state = PB_SSE_STREAM;
+        pss->sse->state = PB_SSE_STREAM;
         arm_writable(pss->wsi); /* the frames, on the next turn */
         return 0;
     }
@@ -605,15 +634,10 @@ int pb_sse_callback(struct pb_worker *w, struct lws *wsi, enum lws_callback_reas
         return writeable(w, pss);
     case LWS_CALLBACK_CLOSED_HTTP:
     case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
-        if (pss->sse_rx_on)
-            ev_io_stop(w->loop, &pss->sse_rx);
-        pss->sse_rx_on = 0;
-        free(pss->sse_origin);
-        pss->sse_origin = NULL;
+        stream_free(w, pss);
         if (pss->conn)
             pb_worker_closed(w, pss->conn);
         pss->conn = NULL;
-        pss->sse = 0;
         return 0;
     default:
         return 0; /* a body sent with the request is ignored */

@@ -104,6 +104,8 @@ const struct pb_conn_hooks pb_ws_conn_hooks = {
 
 static int close_now(struct lws *wsi, int code, const char *reason)
 {
+    if (!reason) /* pb_conn keeps no text until a close names one */
+        reason = "";
     lws_close_reason(wsi, (enum lws_close_status)code, (unsigned char *)reason, strlen(reason));
     return -1;
 }
@@ -145,8 +147,8 @@ static void refuse(struct pb_worker *w, struct pb_pss *pss, int code, const char
                    const char *msg)
 {
     send_error(w, pss->conn, errcode, msg);
-    pss->conn->close_code = code;
-    snprintf(pss->conn->close_reason, sizeof(pss->conn->close_reason), "%s", errcode);
+    pss->conn->close_code = (uint16_t)code;
+    pss->conn->close_reason = errcode; /* an auth code or a literal: static */
     pss->close_after_drain = 1;
     ev_timer_stop(w->loop, &pss->auth_timer);
     arm_writable(pss->wsi);
@@ -299,18 +301,14 @@ static int refuse_input(struct pb_worker *w, struct pb_pss *pss, int code, const
     return 0;
 }
 
-/* Reassembly storage kept between messages. A long message (up to
- * ws.max_message_bytes) gives its buffer back once handled: holding it for
- * the connection's life made one 16 KiB message cost 16 KiB per idle
- * connection from then on. */
-#define RX_KEEP_BYTES 1024
-
+/* Reassembly storage is given back after every message. Clients send only
+ * logins and token refreshes (SPEC 2), so keeping it buys nothing, and a
+ * login longer than lws's 512-byte receive buffer (pool.c; an RS256 JWT
+ * is) left up to 1 KiB of it on every idle connection from then on: 3.39
+ * against 2.40 KiB per connection (docs/PERFORMANCE.md). A message that
+ * fits lws's buffer arrives whole and never allocates here. */
 static void release_rx(struct pb_worker *w, struct pb_pss *pss)
 {
-    if (pss->rx.cap <= RX_KEEP_BYTES) {
-        pb_buf_reset(&pss->rx);
-        return;
-    }
     pb_buf_free(&pss->rx);
     pb_buf_init(&pss->rx, (size_t)w->cfg->ws_max_message_bytes + 1);
 }

@@ -132,3 +132,29 @@ def test_rebuild_off(bridge_factory, kafka):
                        group_id=a.config["kafka"]["group_id"])
     assert b.json("GET", f"/users/{uid}/tasks")[1]["tasks"] == []
     assert "rebuil" not in b.log_text()
+
+
+def test_sigterm_while_the_rebuild_waits_for_an_unreachable_broker(bridge_factory):
+    """The planning thread is abandoned at a stop and frees its own struct
+    when its blocking call returns; the loop must not touch the struct after
+    handing it over (under ThreadSanitizer that was a race with the thread's
+    free), and gives the thread a moment to end, so that its consumer's
+    threads are joined before the exit (else reported leaked). The exit is
+    clean; a few rounds, since the thread's call must return before the
+    process ends for a race to show."""
+    from pbutil import free_port
+    dead = free_port()
+    for _ in range(3):
+        b = bridge_factory(config={"kafka": {"brokers": f"127.0.0.1:{dead}"},
+                                   "state": {"lookback_ms": 60000}},
+                           create_topic=False, wait_ready=False)
+        # The planning thread has asked and been refused at least twice: it
+        # is between attempts, and returns soon after the stop.
+        b.wait_log(r"kafka rebuild: FAIL: .*identical error")
+        b.wait_healthy()
+        assert b.json("GET", "/readyz")[0] == 503
+        rc = b.stop(timeout=15)
+        report = b.new_sanitizer_report()
+        assert report is None, report
+        assert rc == 0, b.log_tail(4000)
+        assert "exiting without it" not in b.log_text()

@@ -150,6 +150,55 @@ def test_slow_client_on_a_worker_is_closed_and_counted(bridge_factory):
     wait_until(lambda: b.user_connections(uid) == 2, desc="the slow one dropped")
 
 
+@pytest.mark.parametrize("worker", [0, 1])
+def test_push_counts_a_connection_it_overflows_alike_on_either_worker(bridge_factory, worker):
+    """`delivered` is the frames handed over to the user's connections, on every
+    worker alike (SPEC 11): the push whose frame overflows a stalled client's
+    queue counts it, whether the worker that closes it is the main loop's
+    (worker 0, which queues at once) or a thread of its own (which queues
+    later). A fresh bridge puts each new socket on the worker with fewer (the
+    first on worker 0), so the stalled client and a reader of the same user
+    are placed on WORKER, with idle clients of other users on the other."""
+    b = bridge_factory(config=dict(WORKERS, ws={"queue_max_messages": 20,
+                                                "send_buffer_bytes": 4096,
+                                                "slow_client_grace_ms": 0}))
+    uid = unique_uid()
+    fillers = []
+
+    def filler():
+        fillers.append(b.uid_client(unique_uid()))
+
+    if worker == 1:
+        filler()                  # worker 0
+    stalled = b.ws(rcvbuf=4096)   # WORKER
+    stalled.login_native(uid)
+    filler()                      # the other worker
+    reader, _ = b.native_client(uid)  # WORKER
+    expected = {0: 2, 1: 1} if worker == 0 else {0: 2, 1: 2}
+    wait_until(lambda: per_worker(b) == expected, desc=f"connections placed {expected}")
+    assert b.user_connections(uid) == 2
+    big = "x" * 2000
+    answers = []
+    for i in range(80):
+        st, doc = b.push(uid, {"i": i, "pad": big})
+        assert st == 200, doc
+        answers.append(doc["delivered"])
+        # The reader shares the worker: once it has push i, that worker has
+        # handled it, and a close it caused is counted.
+        assert reader.recv_json(timeout=10)["data"]["i"] == i
+        if b.metric("pushbridge_slow_client_closes_total"):
+            break
+    else:
+        pytest.fail("80 pushes of 2 KB did not overflow a queue of 20 messages")
+    # Every push up to and including the one that closed it was handed to both.
+    assert answers == [2] * len(answers), answers
+    assert stalled.expect_close(timeout=30)[0] == 4009
+    b.wait_user_connections(uid, 1)
+    assert b.push(uid, "after") == (200, {"delivered": 1})
+    assert reader.recv_json()["data"] == "after"
+    assert len(fillers) == 1 + worker
+
+
 def test_sigterm_closes_every_worker_with_1001(bridge_factory):
     b = bridge_factory(config=WORKERS)
     clients = [b.uid_client(unique_uid()) for _ in range(4)]

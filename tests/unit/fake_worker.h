@@ -56,6 +56,20 @@ static inline struct pb_hub_out fake_out(struct pb_conns *cs)
     return (struct pb_hub_out){.post = fake_post, .ud = cs, .nworkers = 1};
 }
 
+/* A logged-in connection is closing (a slow client, a token that expired):
+ * the hub hears it at once, as from worker 0 (worker.c's tell_closing), and
+ * hands it nothing more. Set with pb_conns_on_closing(cs, fake_tell_closing,
+ * hub). */
+static inline void fake_tell_closing(void *ud, struct pb_conn *c)
+{
+    struct pb_to_hub *msg = calloc(1, sizeof(*msg));
+    if (!msg)
+        abort();
+    msg->type = PB_TH_CLOSING;
+    msg->member = c->member;
+    pb_hub_receive(ud, msg);
+}
+
 /* Asks the hub to start c as id (moved) with resume (or NULL), as
  * pb_worker_login does: 0 when it started, -1 when the hub refused. */
 static inline int fake_login(struct pb_hub *h, struct pb_conn *c, struct pb_identity *id,

@@ -17,29 +17,7 @@
 #include "pushbridge/hub/conns.h"
 #include "pushbridge/hub/tokenlife.h"
 
-static int kills, last_kill_code;
-
-static void fake_want_write(struct pb_conn *c)
-{
-    (void)c;
-}
-
-static void fake_kill(struct pb_conn *c)
-{
-    kills++;
-    last_kill_code = c->close_code;
-}
-
-static void fake_cut(struct pb_conn *c)
-{
-    (void)c;
-}
-
-static const struct pb_conn_hooks fake_hooks = {
-    .want_write = fake_want_write,
-    .kill = fake_kill,
-    .cut = fake_cut,
-};
+#include "fake_hooks.h"
 
 struct fixture {
     struct pb_config cfg;
@@ -60,7 +38,7 @@ static int setup(void **state)
     pb_metrics_init(&fx->m);
     fx->cs = pb_conns_new(&fx->cfg, &fx->m, &fx->shared, &fake_hooks);
     assert_non_null(fx->cs);
-    kills = last_kill_code = 0;
+    fake_hooks_reset();
     *state = fx;
     return 0;
 }
@@ -80,12 +58,10 @@ static struct pb_conn *login(struct fixture *fx, const char *user, int form, int
 {
     struct pb_conn *c = pb_conns_new_conn(fx->cs, NULL);
     assert_non_null(c);
-    struct pb_identity id = {0};
-    assert_non_null(id.user = strdup(user));
-    id.form = form;
-    id.exp_ms = exp_ms;
     /* What the worker keeps once the hub took the login (worker.c). */
-    c->ident = id;
+    assert_non_null(c->ident.user = strdup(user));
+    c->ident.form = form;
+    c->ident.exp_ms = exp_ms;
     c->authed = 1;
     pb_token_schedule(c, NOW);
     return c;
@@ -129,10 +105,10 @@ static void test_refresh_ahead_then_close_after_leeway(void **state)
     assert_int_equal(pb_token_check(fx->cs, c, exp + 5000), 1);
     assert_true(c->closing);
     assert_int_equal(c->close_code, PB_CLOSE_TOKEN_EXPIRED);
-    assert_int_equal(kills, 1);
-    assert_int_equal(last_kill_code, PB_CLOSE_TOKEN_EXPIRED);
+    assert_int_equal(hooks_seen.kill, 1);
+    assert_int_equal(hooks_seen.last_kill_code, PB_CLOSE_TOKEN_EXPIRED);
     assert_int_equal(pb_token_check(fx->cs, c, exp + 6000), 0); /* closed once */
-    assert_int_equal(kills, 1);
+    assert_int_equal(hooks_seen.kill, 1);
 }
 
 /* A short-lived token is asked for at half its remaining life, so that the
@@ -196,7 +172,7 @@ static void test_no_exp_and_not_logged_in(void **state)
     pending->ident.exp_ms = NOW; /* not authed: ignored */
     assert_int_equal(pb_token_check(fx->cs, pending, NOW + 10000000), 0);
     assert_false(pending->closing);
-    assert_int_equal(kills, 0);
+    assert_int_equal(hooks_seen.kill, 0);
 }
 
 int main(void)

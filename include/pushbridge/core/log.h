@@ -1,6 +1,7 @@
 /* Logging: one line per event of note, as text or JSON, to stderr or to
  * log.file, which SIGHUP reopens (pb_log_reopen from the loop, not from the
- * signal handler). Used from the loop thread only. */
+ * signal handler). pb_log may be called from any thread; init, reopen and
+ * close from the loop thread. */
 #ifndef PB_LOG_H
 #define PB_LOG_H
 

@@ -38,6 +38,28 @@ struct pb_member;
  * (its release, worker.c), since frames the hub handed over before it
  * learnt of the close still name it. The transport pointer (the wsi) is
  * borrowed until the transport reports the close, then NULL. */
+/* What the worker keeps of a connection's identity (the hub's member holds
+ * the whole pb_identity: groups, event filter, recent): the user (logs,
+ * refresh checks the same sub), the form and the token's exp (tokenlife.c).
+ * 24 bytes, not pb_identity's 56: one per connection (docs/PERFORMANCE.md,
+ * "Memory per idle connection"). user is owned (freed with the connection). */
+struct pb_conn_ident {
+    char *user;
+    int64_t exp_ms; /* the JWT's exp, wall-clock ms since the epoch; 0 = none */
+    int form;       /* enum pb_login_form */
+};
+
+/* One client connection (a WebSocket, or an SSE stream: sse.c). Created by
+ * pb_conns_new_conn when the upgrade or the stream's request completes,
+ * owned by its worker's pb_conns, freed by pb_conns_free_conn: at once when
+ * it closes before asking to log in, else once the hub has let go of it
+ * (its release, worker.c), since frames the hub handed over before it
+ * learnt of the close still name it. The transport pointer (the wsi) is
+ * borrowed until the transport reports the close, then NULL.
+ * Every idle connection holds one (152 bytes): fields are ordered to leave
+ * no padding, flags are bytes, and what only a closing connection needs is
+ * a pointer (close_reason), so that RSS per idle connection stays within
+ * issue 19's 2.5 KiB (docs/PERFORMANCE.md). */
 struct pb_conn {
     void *transport;
     /* How the queue reaches this connection's transport: the default hooks
@@ -45,28 +67,30 @@ struct pb_conn {
      * pb_conns_new_conn. Static storage, never freed. */
     const struct pb_conn_hooks *hooks;
     uint64_t id;
-    /* What the worker keeps of the identity: the user (logs, refresh checks
-     * the same sub), the form and the token's exp (tokenlife.c). Groups and
-     * the event filter live with the hub's member. */
-    struct pb_identity ident;
+    struct pb_conn_ident ident;
     /* The hub's record of this connection, made by the worker when it asks
      * to log in and handed to the hub with that request; the worker only
      * passes the pointer back (close, refresh), never reads it. */
     struct pb_member *member;
-    int closed_sent; /* the hub was told of the close: wait for its release */
-    int detached;    /* the transport is gone: no longer counted as open */
-    int authed;      /* the hub's start arrived: frames may flow */
-    int closing;     /* a close was requested; nothing more is queued */
-    int close_code;
-    char close_reason[64];
+    /* The close's reason text: a string in static storage (a literal or an
+     * auth error code), never freed; NULL until a close is asked for. */
+    const char *close_reason;
 
     /* Outgoing queue: a ring of shared frames. Bound: ws.queue_max_messages
      * entries and ws.queue_hard_max_bytes payload bytes (0: 4 x
      * ws.queue_max_bytes); past ws.queue_max_bytes only while frames keep
-     * leaving (enqueue). */
+     * leaving (enqueue). Allocated with the first frame (the welcome) and
+     * kept: 80 bytes of an idle connection's heap (docs/PERFORMANCE.md). */
     struct pb_frame **q;
-    uint32_t q_head, q_len, q_cap;
     size_t q_bytes;
+    uint32_t q_head, q_len, q_cap;
+
+    uint16_t close_code;  /* a WebSocket close code (1000..4999) */
+    uint8_t closed_sent;  /* the hub was told of the close: wait for its release */
+    uint8_t detached;     /* the transport is gone: no longer counted as open */
+    uint8_t authed;       /* the hub's start arrived: frames may flow */
+    uint8_t closing;      /* a close was requested; nothing more is queued */
+    uint8_t refresh_asked; /* the token's refresh was asked for (tokenlife.c) */
 
     /* Keep-alive (keepalive.c): monotonic ms of the last message or pong from
      * the client, and of the last ping sent. */
@@ -75,9 +99,8 @@ struct pb_conn {
     /* When a frame last left the queue, or the queue last became non-empty. */
     int64_t last_progress_ms;
     /* Token lifetime (tokenlife.c), wall-clock ms: when to ask for a new
-     * token (ident.exp_ms holds when it expires); whether it was asked. */
+     * token (ident.exp_ms holds when it expires). */
     int64_t refresh_at_ms;
-    int refresh_asked;
 
     struct pb_conn *prev, *next; /* every connection of the worker */
 };
@@ -134,7 +157,8 @@ int pb_conns_send_unbounded(struct pb_conns *cs, struct pb_conn *c, struct pb_fr
 void pb_conns_police(struct pb_conns *cs, struct pb_conn *c);
 /* Drops c at once, without a close frame (hooks.cut). */
 void pb_conns_cut(struct pb_conns *cs, struct pb_conn *c);
-/* Asks for c to be closed with code; drops its queue at once (memory). */
+/* Asks for c to be closed with code; drops its queue at once (memory).
+ * reason must be in static storage (a literal): c keeps the pointer. */
 void pb_conns_close(struct pb_conns *cs, struct pb_conn *c, int code, const char *reason);
 /* Closes every connection (shutdown). */
 void pb_conns_close_all(struct pb_conns *cs, int code, const char *reason);

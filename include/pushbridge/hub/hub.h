@@ -30,14 +30,16 @@ struct pb_user;
  * hub from then on, freed by the hub when the worker reports the close. */
 struct pb_member {
     struct pb_conn *conn; /* the worker's: passed back in messages, never read here */
-    int worker;
     uint64_t conn_id;
     struct pb_identity ident; /* user, groups, event filter, form */
-    int linked;               /* in the directory: the login was taken */
-    int closing;              /* the worker is closing it: nothing more is handed over */
     struct pb_user *user;
     struct pb_member *user_prev, *user_next; /* this user's connections */
     struct pb_member *prev, *next;           /* every linked connection */
+    /* Last, and flags as bytes: 120 bytes, not 128, one per logged-in
+     * connection (docs/PERFORMANCE.md, memory per idle connection). */
+    int worker;
+    uint8_t linked;  /* in the directory: the login was taken */
+    uint8_t closing; /* the worker is closing it: nothing more is handed over */
 };
 
 /* One frame for one connection: what a worker's inbox carries. The pair
@@ -89,8 +91,9 @@ struct pb_to_hub {
 
 /* How the hub reaches the workers: posts a message to worker k's inbox
  * (any thread may call it), or hands it to worker 0 at once. Returns the
- * frames the worker queued when it handled the message at once, else -1
- * (the hub then counts every frame it handed over). Set by the server. */
+ * frames the worker queued when it handled the message at once, else -1;
+ * the hub's delivered counts do not use it (they are the frames handed
+ * over, on every worker alike: pb_hub_deliver). Set by the server. */
 struct pb_hub_out {
     long (*post)(void *ud, int worker, struct pb_to_worker *msg);
     void *ud;
@@ -107,8 +110,10 @@ void pb_hub_free(struct pb_hub *h);
 
 /* Keeps the event in the store (task state, history), then hands it to
  * every connection it targets (ev->target_kind) whose filter admits it, on
- * whichever worker. Returns the number of connections it was handed to (0
- * too when it was an outdated task update, counted as dropped). */
+ * whichever worker. Returns the number of connections it was handed to,
+ * that is the frames handed over to the workers' queues, whichever worker
+ * and however many workers (0 too when it was an outdated task update,
+ * counted as dropped). What a worker then writes is not waited for. */
 long pb_hub_deliver(struct pb_hub *h, struct pb_event *ev, uint32_t source);
 
 /* Keeps the event in the store only (the rebuild at start). */

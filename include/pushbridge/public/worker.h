@@ -24,25 +24,28 @@
 
 struct pb_admission;
 struct pb_http_req;
+struct pb_sse_stream;
 struct pb_worker;
 
 /* Per-connection lws data (lws allocates and zeroes it, and frees it after
- * LWS_CALLBACK_CLOSED / CLOSED_HTTP). */
+ * LWS_CALLBACK_CLOSED / CLOSED_HTTP). One per connection, idle ones
+ * included: 144 bytes (fields ordered to leave no padding, flags as bytes),
+ * and what only an SSE stream needs is its own allocation (sse.c), so a
+ * WebSocket does not carry it (docs/PERFORMANCE.md, memory per idle
+ * connection; issue 19's bound is 2.5 KiB in all). */
 struct pb_pss {
     struct lws *wsi;
     struct pb_conn *conn;           /* WebSocket: from ESTABLISHED to CLOSED */
     ev_timer auth_timer;            /* ws.auth_timeout_ms (a libev timer: see server.c) */
     struct pb_buf rx;               /* message being reassembled from fragments */
-    int close_after_drain;          /* close with conn->close_code once the queue is empty */
     struct pb_http_req *req;        /* HTTP: the request being served */
-    int peer_closing;               /* the client sent a close: write nothing more */
-    int pending;                    /* on the worker's write_pending list */
-    int sse;                        /* an SSE stream (sse.c): conn is its hub connection */
-    int sse_state;                  /* enum pb_sse_state (sse.h) */
-    int sse_rx_on;                  /* sse_rx is started */
-    char *sse_origin;               /* SSE: the request's Origin, for the stream's head */
-    ev_io sse_rx;                   /* SSE: notices the client going away (sse.c) */
+    /* An SSE stream (sse.c): its state, socket watcher and Origin; NULL
+     * for a WebSocket or a plain HTTP request. Freed at the close. */
+    struct pb_sse_stream *sse;
     struct pb_pss *pend_prev, *pend_next;
+    uint8_t close_after_drain;      /* close with conn->close_code once the queue is empty */
+    uint8_t peer_closing;           /* the client sent a close: write nothing more */
+    uint8_t pending;                /* on the worker's write_pending list */
 };
 
 /* Per-vhost (listener) data: which roles the listener serves, the worker
