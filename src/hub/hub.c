@@ -191,9 +191,9 @@ static int msg_add(struct pb_to_worker **msgp, enum pb_to_worker_type type, stru
     return 0;
 }
 
-static long post(struct pb_hub *h, int worker, struct pb_to_worker *msg)
+static void post(struct pb_hub *h, int worker, struct pb_to_worker *msg)
 {
-    return h->out.post(h->out.ud, worker, msg);
+    h->out.post(h->out.ud, worker, msg);
 }
 
 /* ---- delivery --------------------------------------------------------- */
@@ -348,7 +348,7 @@ long pb_hub_deliver(struct pb_hub *h, struct pb_event *ev, uint32_t source)
         if (!out[w])
             continue;
         n += (long)out[w]->n;
-        (void)post(h, w, out[w]);
+        post(h, w, out[w]);
     }
     /* The messages hold their own references now. */
     pb_frame_unref(fr.plain);

@@ -154,7 +154,7 @@ struct lws_context *pb_pool_context(const struct pb_config *cfg, struct ev_loop 
 
 /* ---- messages ----------------------------------------------------------- */
 
-static long post_to_worker(void *ud, int k, struct pb_to_worker *msg)
+static void post_to_worker(void *ud, int k, struct pb_to_worker *msg)
 {
     struct pb_server *s = ud;
     /* Past a worker's teardown (pb_pool_free) nothing is there to take it. */
@@ -162,9 +162,9 @@ static long post_to_worker(void *ud, int k, struct pb_to_worker *msg)
         if (msg->type == PB_TW_ADOPT)
             close(msg->fd);
         pb_to_worker_free(msg);
-        return 0;
+        return;
     }
-    return pb_worker_post(&s->workers[k], msg);
+    pb_worker_post(&s->workers[k], msg);
 }
 
 static void to_hub(void *ud, struct pb_worker *w, struct pb_to_hub *msg)

@@ -17,7 +17,7 @@
 
 #define TICK_S 1.0
 
-static long handle(struct pb_worker *w, struct pb_to_worker *msg);
+static void handle(struct pb_worker *w, struct pb_to_worker *msg);
 
 static void inbox_run(struct pb_handoff_item *it, size_t n, void *ud)
 {
@@ -25,22 +25,22 @@ static void inbox_run(struct pb_handoff_item *it, size_t n, void *ud)
     struct pb_worker *w = ud;
     while (it) {
         struct pb_handoff_item *next = it->next;
-        (void)handle(w, (struct pb_to_worker *)it); /* counted by the hub when handed */
+        handle(w, (struct pb_to_worker *)it);
         it = next;
     }
 }
 
-/* The frames of a message go to c's queue unless c is gone meanwhile.
- * Returns how many were queued. */
-static long enqueue_items(struct pb_worker *w, struct pb_to_worker *msg)
+/* The frames of a message go to c's queue unless c is gone meanwhile. A
+ * frame the queue refuses is the slow-client policy's to act on (conns.c):
+ * nothing more to do here, and the hub counted the frames when it handed
+ * them over. */
+static void enqueue_items(struct pb_worker *w, struct pb_to_worker *msg)
 {
-    long n = 0;
     for (size_t i = 0; i < msg->n; i++) {
         struct pb_conn *c = msg->items[i].conn;
         if (!c->closing && c->authed)
-            n += pb_conns_send(w->conns, c, msg->items[i].frame);
+            (void)pb_conns_send(w->conns, c, msg->items[i].frame);
     }
-    return n;
 }
 
 static void adopt(struct pb_worker *w, int fd)
@@ -51,13 +51,12 @@ static void adopt(struct pb_worker *w, int fd)
     }
 }
 
-static long handle(struct pb_worker *w, struct pb_to_worker *msg)
+static void handle(struct pb_worker *w, struct pb_to_worker *msg)
 {
     struct pb_conn *c = msg->conn;
-    long queued = 0;
     switch (msg->type) {
     case PB_TW_FRAMES:
-        queued = enqueue_items(w, msg);
+        enqueue_items(w, msg);
         break;
     case PB_TW_START:
         /* A connection that closed meanwhile gets nothing: its release
@@ -67,7 +66,7 @@ static long handle(struct pb_worker *w, struct pb_to_worker *msg)
         c->authed = 1;
         if (c->hooks->started)
             c->hooks->started(c);
-        queued = enqueue_items(w, msg);
+        enqueue_items(w, msg);
         break;
     case PB_TW_REFUSED:
         if (!c->closing && c->hooks->refused)
@@ -89,22 +88,21 @@ static long handle(struct pb_worker *w, struct pb_to_worker *msg)
         break;
     }
     pb_to_worker_free(msg);
-    return queued;
 }
 
-long pb_worker_post(struct pb_worker *w, struct pb_to_worker *msg)
+void pb_worker_post(struct pb_worker *w, struct pb_to_worker *msg)
 {
     if (w->threaded) {
         pb_handoff_push(&w->inbox, &msg->link);
-        return -1;
+        return;
     }
     if (msg->type == PB_TW_ADOPT) {
         /* The acceptor is this loop: no message needed. */
         adopt(w, msg->fd);
         pb_to_worker_free(msg);
-        return 0;
+        return;
     }
-    return handle(w, msg);
+    handle(w, msg);
 }
 
 static struct pb_to_hub *to_hub_new(enum pb_to_hub_type type, struct pb_member *mb);

@@ -16,12 +16,11 @@ static struct pb_conn *fake_last_refused;
  * what comes after them. */
 static int fake_start_frames = 1;
 
-static long fake_post(void *ud, int worker, struct pb_to_worker *msg)
+static void fake_post(void *ud, int worker, struct pb_to_worker *msg)
 {
     struct pb_conns *cs = ud;
     (void)worker;
     struct pb_conn *c = msg->conn;
-    long queued = 0;
     switch (msg->type) {
     case PB_TW_START:
         if (!c->closing) {
@@ -36,7 +35,7 @@ static long fake_post(void *ud, int worker, struct pb_to_worker *msg)
     case PB_TW_FRAMES:
         for (size_t i = 0; i < msg->n; i++)
             if (!msg->items[i].conn->closing && msg->items[i].conn->authed)
-                queued += pb_conns_send(cs, msg->items[i].conn, msg->items[i].frame);
+                (void)pb_conns_send(cs, msg->items[i].conn, msg->items[i].frame);
         break;
     case PB_TW_REFUSED:
         fake_last_refused = c;
@@ -48,7 +47,6 @@ static long fake_post(void *ud, int worker, struct pb_to_worker *msg)
         break;
     }
     pb_to_worker_free(msg);
-    return queued;
 }
 
 static inline struct pb_hub_out fake_out(struct pb_conns *cs)

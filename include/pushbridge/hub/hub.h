@@ -90,12 +90,11 @@ struct pb_to_hub {
 };
 
 /* How the hub reaches the workers: posts a message to worker k's inbox
- * (any thread may call it), or hands it to worker 0 at once. Returns the
- * frames the worker queued when it handled the message at once, else -1;
- * the hub's delivered counts do not use it (they are the frames handed
- * over, on every worker alike: pb_hub_deliver). Set by the server. */
+ * (any thread may call it), or hands it to worker 0 at once. The hub's
+ * delivered counts are the frames handed over, on every worker alike
+ * (pb_hub_deliver). Set by the server. */
 struct pb_hub_out {
-    long (*post)(void *ud, int worker, struct pb_to_worker *msg);
+    void (*post)(void *ud, int worker, struct pb_to_worker *msg);
     void *ud;
     int nworkers; /* 1..PB_MAX_WORKERS */
 };

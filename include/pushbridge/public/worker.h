@@ -111,9 +111,8 @@ int pb_worker_init(struct pb_worker *w, int index, const struct pb_worker_env *e
 /* Threaded workers: starts the thread. 0, or -1 with errstr. */
 int pb_worker_start(struct pb_worker *w, char *errstr, size_t errlen);
 /* Any thread: a message for w. Worker 0 handles it at once (main loop
- * only) and returns the frames it queued; a threaded worker's inbox takes
- * it (-1). */
-long pb_worker_post(struct pb_worker *w, struct pb_to_worker *msg);
+ * only); a threaded worker's inbox takes it. */
+void pb_worker_post(struct pb_worker *w, struct pb_to_worker *msg);
 /* Main loop: stops a threaded worker's loop and joins its thread, then
  * frees the worker's connections, context and loop (for threaded workers). */
 void pb_worker_destroy(struct pb_worker *w);
