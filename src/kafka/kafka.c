@@ -26,6 +26,7 @@
 
 #include "pushbridge/core/buf.h"
 #include "pushbridge/core/log.h"
+#include "pushbridge/kafka/kafka_oidc.h"
 #include "kafka_internal.h"
 
 static void repeat_log_flush(struct repeat_log *r, int64_t now, int force)
@@ -274,6 +275,8 @@ struct pb_kafka *pb_kafka_new(const struct pb_config *cfg, struct pb_hub *hub, s
         snprintf(errstr, errlen, "kafka: cannot create the consumer: %s", err);
         goto fail;
     }
+    if (pb_oidc_client_started(cfg, k->rk, errstr, errlen))
+        goto fail;
     /* From here on the handle owns conf. Route the main queue (errors,
      * rebalances) into the consumer queue: one queue, one wake-up. */
     rd_kafka_resp_err_t qerr = rd_kafka_poll_set_consumer(k->rk);

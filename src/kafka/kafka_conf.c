@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "pushbridge/kafka/kafka.h"
+#include "pushbridge/kafka/kafka_oidc.h"
 #include "pushbridge/core/log.h"
 #include "kafka_internal.h"
 
@@ -47,8 +48,15 @@ int pb_kafka_conf_set(rd_kafka_conf_t *conf, const char *key, const char *val, c
 int pb_kafka_apply_properties(const struct pb_config *cfg, rd_kafka_conf_t *conf, char *errstr,
                             size_t errlen)
 {
+    /* sasl.oauthbearer.method oidc: the bridge fetches the tokens itself
+     * (kafka_oidc.c), so librdkafka never sees the OIDC properties. */
+    int oidc = pb_oidc_enabled(cfg);
+    if (oidc && pb_oidc_check(cfg, errstr, errlen))
+        return -1;
     for (size_t i = 0; i < cfg->kafka_properties.n; i++) {
         const struct pb_kv *kv = &cfg->kafka_properties.items[i];
+        if (oidc && pb_oidc_own_property(kv->key))
+            continue;
         /* "" turns static membership off (see pb_kafka_consumer_conf): not passed,
          * librdkafka would take it as an instance id. */
         if (strcmp(kv->key, "group.instance.id") == 0 && !kv->value[0])
@@ -56,6 +64,8 @@ int pb_kafka_apply_properties(const struct pb_config *cfg, rd_kafka_conf_t *conf
         if (pb_kafka_conf_set(conf, kv->key, kv->value, errstr, errlen))
             return -1;
     }
+    if (oidc)
+        pb_oidc_conf(cfg, conf);
     return 0;
 }
 

@@ -8,6 +8,7 @@
 
 #include "pushbridge/event/envelope.h"
 #include "pushbridge/core/log.h"
+#include "pushbridge/kafka/kafka_oidc.h"
 #include "kafka_internal.h"
 
 /* Delivery reports of the dead-letter producer, served from pb_kafka_tick
@@ -61,6 +62,10 @@ rd_kafka_t *pb_kafka_dead_letter_producer(struct pb_kafka *k, char *errstr, size
     if (!rk) {
         rd_kafka_conf_destroy(conf);
         snprintf(errstr, errlen, "kafka.dead_letter_topic: cannot create the producer: %s", err);
+        return NULL;
+    }
+    if (pb_oidc_client_started(k->cfg, rk, errstr, errlen)) {
+        rd_kafka_destroy(rk);
         return NULL;
     }
     /* Logs served on the loop; fails only when kafka.properties turned

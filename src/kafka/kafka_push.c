@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "pushbridge/core/log.h"
+#include "pushbridge/kafka/kafka_oidc.h"
 #include "kafka_internal.h"
 #include "kafka_topic.h"
 
@@ -69,6 +70,10 @@ static rd_kafka_t *push_producer(struct pb_kafka *k, char *errstr, size_t errlen
     if (!rk) {
         rd_kafka_conf_destroy(conf);
         snprintf(errstr, errlen, "push.topic: cannot create the producer: %s", err);
+        return NULL;
+    }
+    if (pb_oidc_client_started(k->cfg, rk, errstr, errlen)) {
+        rd_kafka_destroy(rk);
         return NULL;
     }
     /* Fails only when kafka.properties turned log.queue off. */

@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "pushbridge/core/log.h"
+#include "pushbridge/kafka/kafka_oidc.h"
 #include "kafka_internal.h"
 
 /* Each blocking lookup waits at most this long, so that a stop is noticed. */
@@ -126,6 +127,9 @@ static rd_kafka_t *rebuild_consumer(struct pb_kafka *k, char *errstr, size_t err
     if (!rk) {
         rd_kafka_conf_destroy(conf);
         snprintf(errstr, errlen, "kafka: cannot create the rebuild consumer: %s", err);
+    } else if (pb_oidc_client_started(cfg, rk, errstr, errlen)) {
+        rd_kafka_destroy(rk);
+        rk = NULL;
     }
     return rk;
 }

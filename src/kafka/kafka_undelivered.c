@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "pushbridge/core/log.h"
+#include "pushbridge/kafka/kafka_oidc.h"
 #include "kafka_internal.h"
 
 #define LOG_INTERVAL_MS 10000
@@ -97,6 +98,8 @@ int pb_kafka_undelivered_start(struct pb_kafka *k, char *errstr, size_t errlen)
         snprintf(errstr, errlen, "kafka.undelivered_topic: cannot create the producer: %s", err);
         return -1;
     }
+    if (pb_oidc_client_started(k->cfg, k->undelivered, errstr, errlen))
+        return -1; /* k->undelivered is destroyed with the rest of k */
     rd_kafka_set_log_queue(k->undelivered, NULL);
     rd_kafka_queue_t *main_q = rd_kafka_queue_get_main(k->undelivered);
     rd_kafka_queue_io_event_enable(main_q, k->pipefd[1], "1", 1);

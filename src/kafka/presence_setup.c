@@ -11,6 +11,7 @@
 #include <sys/random.h>
 
 #include "pushbridge/core/log.h"
+#include "pushbridge/kafka/kafka_oidc.h"
 #include "kafka_internal.h"
 #include "kafka_topic.h"
 #include "presence_internal.h"
@@ -62,6 +63,10 @@ static rd_kafka_t *make(struct pb_kafka *k, rd_kafka_type_t type, char *errstr, 
     if (!rk) {
         rd_kafka_conf_destroy(conf);
         snprintf(errstr, errlen, "cluster.presence_topic: cannot create a Kafka client: %s", err);
+        return NULL;
+    }
+    if (pb_oidc_client_started(k->cfg, rk, errstr, errlen)) {
+        rd_kafka_destroy(rk);
         return NULL;
     }
     rd_kafka_set_log_queue(rk, NULL);

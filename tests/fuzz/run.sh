@@ -14,7 +14,7 @@ fi
 CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DPB_FUZZ=ON -DPB_SANITIZE=ON \
     -DPB_TESTS=OFF >/dev/null
 cmake --build build-fuzz -j"$(nproc)" >/dev/null
-for target in envelope input login push config http resume; do
+for target in envelope input login push config http resume oidc; do
     work=build-fuzz/corpus-$target
     mkdir -p "$work"
     echo "fuzz_$target: ${SECONDS_EACH}s"

@@ -13,6 +13,13 @@ SecureKafka listeners (all on 127.0.0.1, free ports):
   is the client certificate's CN (ssl.principal.mapping.rules).
 - OAUTH (.oauth_bootstrap): SASL_SSL with OAUTHBEARER and Kafka's unsecured
   JWT validator (test only): the principal is the token's sub.
+- OIDC (.oidc_bootstrap): SASL_SSL with OAUTHBEARER and Kafka's secured
+  validator (OAuthBearerValidatorCallbackHandler): RS256 JWTs checked
+  against the JWKS of .idp (oidc_idp.IdentityProvider, HTTPS with the test
+  CA, which the broker's JVM trusts through a PKCS12 truststore), audience
+  "kafka", 1 s of clock skew; sessions end with their token
+  (connections.max.reauth.ms), so a client that did not refresh its token
+  cannot reconnect. The principal is the token's sub (the client id).
 The StandardAuthorizer refuses what no ACL allows
 (allow.everyone.if.no.acl.found=false).
 
@@ -33,10 +40,15 @@ import time
 import uuid
 
 from kafka_harness import KafkaBroker, KafkaError, _kstr
+from oidc_idp import AUDIENCE, IdentityProvider
 from pbutil import die_with_parent, free_port, wait_until
 
 USERS = {"bridge": "bridge-secret-1", "admin": "admin-secret-1"}
 MTLS_USER = "bridge-mtls"
+# The identity provider's clients: id -> (secret, token lifetime in s). The
+# "-chunked" one is answered in chunked transfer coding.
+OIDC_CLIENTS = {"oidc-bridge": ("oidc-secret-1", 300),
+                "oidc-short-chunked": ("oidc-secret-2", 8)}
 
 # Kafka's ACL enums (org.apache.kafka.common.acl / resource).
 RESOURCE = {"topic": 2, "group": 3, "cluster": 4}
@@ -117,7 +129,29 @@ class SecureKafka(KafkaBroker):
         self.sasl_bootstrap = f"127.0.0.1:{self.sasl_port}"
         self.mtls_bootstrap = f"127.0.0.1:{self.mtls_port}"
         self.oauth_bootstrap = f"127.0.0.1:{self.oauth_port}"
+        self.oidc_port = free_port()
+        self.oidc_bootstrap = f"127.0.0.1:{self.oidc_port}"
+        self.idp = IdentityProvider(self.pki.path("broker.crt"), self.pki.path("broker.key"),
+                                    OIDC_CLIENTS)
+        self.truststore = self.pki.path("truststore.p12")
+        r = subprocess.run(["keytool", "-importcert", "-noprompt", "-alias", "test-ca",
+                            "-file", self.pki.ca, "-keystore", self.truststore,
+                            "-storetype", "PKCS12", "-storepass", "changeit"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+        if r.returncode != 0:
+            raise KafkaError(f"keytool failed: {r.stdout.decode(errors='replace')}")
         super().__init__(workdir=workdir)
+
+    def _java(self, *args, **kw):
+        # The secured validator fetches the JWKS over HTTPS from the test IdP:
+        # the JVM trusts the test CA, and (Kafka 3.9.1, CVE-2025-27817) is
+        # told which URLs the OAUTHBEARER settings may name.
+        cmd = super()._java(*args, **kw)
+        return [cmd[0], f"-Djavax.net.ssl.trustStore={self.truststore}",
+                "-Djavax.net.ssl.trustStorePassword=changeit",
+                "-Djavax.net.ssl.trustStoreType=PKCS12",
+                f"-Dorg.apache.kafka.sasl.oauthbearer.allowed.urls={self.idp.jwks_url}",
+                *cmd[1:]]
 
     def _write_properties(self):
         super()._write_properties()
@@ -129,13 +163,16 @@ class SecureKafka(KafkaBroker):
                          f"SASL_SSL://127.0.0.1:{self.sasl_port},"
                          f"SSL://127.0.0.1:{self.mtls_port},"
                          f"OAUTH://127.0.0.1:{self.oauth_port},"
+                         f"OIDC://127.0.0.1:{self.oidc_port},"
                          f"CONTROLLER://127.0.0.1:{self.controller_port}",
             "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port},"
                                     f"SASL_SSL://127.0.0.1:{self.sasl_port},"
                                     f"SSL://127.0.0.1:{self.mtls_port},"
-                                    f"OAUTH://127.0.0.1:{self.oauth_port}",
+                                    f"OAUTH://127.0.0.1:{self.oauth_port},"
+                                    f"OIDC://127.0.0.1:{self.oidc_port}",
             "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,"
-                                              "SASL_SSL:SASL_SSL,SSL:SSL,OAUTH:SASL_SSL",
+                                              "SASL_SSL:SASL_SSL,SSL:SSL,OAUTH:SASL_SSL,"
+                                              "OIDC:SASL_SSL",
             "ssl.keystore.type": "PEM",
             "ssl.keystore.location": self.pki.broker_keystore,
             "ssl.truststore.type": "PEM",
@@ -144,6 +181,16 @@ class SecureKafka(KafkaBroker):
             "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": scram,
             "listener.name.oauth.sasl.enabled.mechanisms": "OAUTHBEARER",
             "listener.name.oauth.oauthbearer.sasl.jaas.config": oauth,
+            "listener.name.oidc.sasl.enabled.mechanisms": "OAUTHBEARER",
+            "listener.name.oidc.oauthbearer.sasl.jaas.config":
+                "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required;",
+            "listener.name.oidc.oauthbearer.sasl.server.callback.handler.class":
+                "org.apache.kafka.common.security.oauthbearer."
+                "OAuthBearerValidatorCallbackHandler",
+            "listener.name.oidc.oauthbearer.connections.max.reauth.ms": "600000",
+            "sasl.oauthbearer.jwks.endpoint.url": self.idp.jwks_url,
+            "sasl.oauthbearer.expected.audience": AUDIENCE,
+            "sasl.oauthbearer.clock.skew.seconds": "1",
             "listener.name.ssl.ssl.client.auth": "required",
             "sasl.enabled.mechanisms": "SCRAM-SHA-512",
             "ssl.principal.mapping.rules": "RULE:^CN=([^,]*).*$/$1/,DEFAULT",
@@ -184,6 +231,18 @@ class SecureKafka(KafkaBroker):
                 "sasl.username": user,
                 "sasl.password": password if password is not None else USERS[user],
                 "ssl.ca.location": ca or self.pki.ca}
+
+    def oidc_properties(self, client="oidc-bridge", secret=None):
+        """kafka.properties for the OIDC listener: the bridge fetches its
+        tokens from .idp with the client-credentials grant."""
+        return {"security.protocol": "SASL_SSL", "sasl.mechanism": "OAUTHBEARER",
+                "sasl.oauthbearer.method": "oidc",
+                "sasl.oauthbearer.client.id": client,
+                "sasl.oauthbearer.client.secret":
+                    secret if secret is not None else OIDC_CLIENTS[client][0],
+                "sasl.oauthbearer.token.endpoint.url": self.idp.token_url,
+                "sasl.oauthbearer.scope": "kafka events",
+                "ssl.ca.location": self.pki.ca}
 
     def mtls_properties(self, foreign=False):
         return {"security.protocol": "SSL", "ssl.ca.location": self.pki.ca,

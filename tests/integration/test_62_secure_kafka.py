@@ -28,6 +28,7 @@ def secure(tmp_path_factory):
     broker.start()
     yield broker
     broker.stop()
+    broker.idp.stop()
 
 
 @pytest.fixture
