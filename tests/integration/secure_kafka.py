@@ -48,7 +48,8 @@ MTLS_USER = "bridge-mtls"
 # The identity provider's clients: id -> (secret, token lifetime in s). The
 # "-chunked" one is answered in chunked transfer coding.
 OIDC_CLIENTS = {"oidc-bridge": ("oidc-secret-1", 300),
-                "oidc-short-chunked": ("oidc-secret-2", 8)}
+                "oidc-short-chunked": ("oidc-secret-2", 8),
+                "oidc-rotated": ("oidc-secret-3", 8)}
 
 # Kafka's ACL enums (org.apache.kafka.common.acl / resource).
 RESOURCE = {"topic": 2, "group": 3, "cluster": 4}

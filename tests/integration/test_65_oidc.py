@@ -11,8 +11,8 @@ import time
 import pytest
 
 from bridge import BridgeFactory
-from pbutil import wait_until
-from secure_kafka import SecureKafka
+from pbutil import envelope, unique_uid, wait_until
+from secure_kafka import OIDC_CLIENTS, SecureKafka
 from test_62_secure_kafka import delivers, readyz, start, wait_refused
 
 
@@ -72,3 +72,42 @@ def test_token_refreshed_before_expiry(factory, secure):
     delivers(b, secure)
     st, doc = readyz(b)
     assert st == 200 and doc == {"ready": True}, doc
+
+
+def test_unsigned_token_is_refused(factory, secure):
+    # The control: the OIDC listener checks signatures, so librdkafka's own
+    # unsecured token, which the OAUTH listener takes, does not get in.
+    props = {"security.protocol": "SASL_SSL", "sasl.mechanism": "OAUTHBEARER",
+             "enable.sasl.oauthbearer.unsecure.jwt": "true",
+             "sasl.oauthbearer.config": "principal=oidc-bridge",
+             "ssl.ca.location": secure.pki.ca}
+    b = start(factory, secure, props, bootstrap=secure.oidc_bootstrap,
+              acl_principal="User:oidc-bridge", wait_ready=False)
+    wait_refused(b, r"Kafka refused the SASL login")
+
+
+def test_secret_rotated_at_the_idp_stops_then_resumes(factory, secure):
+    # The IdP stops taking the bridge's secret: /readyz names the token
+    # endpoint, and once the last token has expired the broker ends the
+    # bridge's sessions, so nothing gets through. With the secret accepted
+    # again the next retry gets a token and what was produced meanwhile
+    # is delivered.
+    cid = "oidc-rotated"
+    b = start(factory, secure, secure.oidc_properties(client=cid),
+              bootstrap=secure.oidc_bootstrap, acl_principal=f"User:{cid}")
+    uid = unique_uid()
+    c = b.uid_client(uid)
+    secure.produce(b.topic, envelope(data="before"), key=uid)
+    assert c.recv_text(timeout=15) == "before"
+    secure.idp.set_secret(cid, "rotated-elsewhere")
+    why = wait_refused(b, r"token endpoint .*HTTP 401", timeout=30)
+    assert secure.idp.token_url in why, why
+    last_expiry = secure.idp.issued_to(cid)[-1][2]
+    wait_until(lambda: time.time() > last_expiry + 2, timeout=30,
+               desc="the last token expired")
+    secure.produce(b.topic, envelope(data="during"), key=uid)
+    with pytest.raises(TimeoutError):
+        c.recv_text(timeout=5)
+    secure.idp.set_secret(cid, OIDC_CLIENTS[cid][0])
+    assert c.recv_text(timeout=40) == "during"
+    wait_until(lambda: readyz(b)[0] == 200, timeout=30, desc="/readyz 200 again")
