@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from bridge import BridgeFactory
+from bridge import BridgeFactory, run_cli
 from pbutil import envelope, unique_uid, wait_until
 from secure_kafka import OIDC_CLIENTS, SecureKafka
 from test_62_secure_kafka import delivers, readyz, start, wait_refused
@@ -32,6 +32,31 @@ def factory(secure, tmp_path):
     errors = f.teardown()
     if errors:
         pytest.fail("\n\n".join(errors), pytrace=False)
+
+
+def check_config(tmp_path, props):
+    cfg = {"listen": {"public": "127.0.0.1:18080", "internal": "127.0.0.1:18081"},
+           "kafka": {"brokers": "127.0.0.1:9092", "topics": ["t"], "group_id": "g",
+                     "properties": props},
+           "auth": {"mode": "none"}}
+    return run_cli(["--check-config"], config=cfg, tmpdir=str(tmp_path))
+
+
+def test_oidc_properties_pass_the_start_up_check(secure, tmp_path):
+    # Debian's librdkafka alone says "not supported in this build" to
+    # sasl.oauthbearer.method=oidc: the bridge keeps these properties.
+    r = check_config(tmp_path, secure.oidc_properties())
+    assert r.returncode == 0, r.stderr
+    props = secure.oidc_properties()
+    props["sasl.oauthbearer.token.endpoint.url"] = "http://localhost:1/token"
+    r = check_config(tmp_path, props)
+    assert r.returncode != 0
+    assert "sasl.oauthbearer.token.endpoint.url must be an https:// URL" in r.stderr, r.stderr
+    del props["sasl.oauthbearer.client.secret"]
+    props["sasl.oauthbearer.token.endpoint.url"] = secure.idp.token_url
+    r = check_config(tmp_path, props)
+    assert r.returncode != 0
+    assert "sasl.oauthbearer.client.secret" in r.stderr, r.stderr
 
 
 def test_oidc_token_delivers(factory, secure):
@@ -111,3 +136,36 @@ def test_secret_rotated_at_the_idp_stops_then_resumes(factory, secure):
     secure.idp.set_secret(cid, OIDC_CLIENTS[cid][0])
     assert c.recv_text(timeout=40) == "during"
     wait_until(lambda: readyz(b)[0] == 200, timeout=30, desc="/readyz 200 again")
+
+
+def test_every_client_of_the_bridge_gets_tokens(factory, secure):
+    # Cluster mode with a dead-letter and an undelivered topic: the consumer,
+    # the rebuild consumer, the push, dead-letter and undelivered producers
+    # and the presence producer and consumer each fetch their own token.
+    cid = "oidc-bridge"
+    principal = f"User:{cid}"
+    push_topic, presence, dlq, undelivered = (secure.unique_topic(n) for n in
+                                              ("push", "presence", "dlq", "undeliv"))
+    for t in (push_topic, presence, dlq, undelivered):
+        secure.create_topic(t)
+    secure.allow(principal, ("topic", push_topic, "read"), ("topic", push_topic, "write"),
+                 ("topic", presence, "read"), ("topic", presence, "write"),
+                 ("topic", dlq, "write"), ("topic", undelivered, "write"))
+    before = len(secure.idp.issued_to(cid))
+    b = start(factory, secure, secure.oidc_properties(), bootstrap=secure.oidc_bootstrap,
+              acl_principal=principal,
+              config={"cluster": {"mode": "kafka", "node_name": "n1", "presence_topic": presence},
+                      "push": {"topic": push_topic},
+                      "kafka": {"dead_letter_topic": dlq, "undelivered_topic": undelivered}})
+    uid = unique_uid()
+    c = b.uid_client(uid)
+    st, doc = b.push(uid, "pushed through kafka")
+    assert st == 202 and "offset" in doc, (st, doc)
+    assert c.recv_text(timeout=15) == "pushed through kafka"
+    secure.produce(b.topic, b"not json", key=uid)
+    b.wait_metric("pushbridge_events_dead_lettered_total", 1, topic=b.topic, timeout=20)
+    assert len(secure.consume(dlq, 1, timeout=20)) == 1
+    wait_until(lambda: len(secure.idp.issued_to(cid)) - before >= 7, timeout=20,
+               desc=f"7 tokens issued (got {len(secure.idp.issued_to(cid)) - before})")
+    st, doc = readyz(b)
+    assert st == 200 and doc == {"ready": True}, doc
