@@ -249,31 +249,46 @@ static int read_response(SSL *ssl, char *buf, int *status, char **body, size_t *
     }
 }
 
-/* The grant's request: form body, Basic credentials. NULL when too long. */
+/* Appends s to out (cap bytes, n used) form-urlencoded (RFC 3986
+ * unreserved characters as they are, the rest %XX); the new length, or cap
+ * when it does not fit. */
+static size_t form_escape(char *out, size_t cap, size_t n, const char *s)
+{
+    for (; *s && n < cap; s++) {
+        unsigned char c = (unsigned char)*s;
+        int w = isalnum(c) || strchr("-._~", c) ? snprintf(out + n, cap - n, "%c", c)
+                                                 : snprintf(out + n, cap - n, "%%%02X", c);
+        n = w < 0 || (size_t)w >= cap - n ? cap : n + (size_t)w;
+    }
+    return n;
+}
+
+/* The grant's request: the form body (grant type, scope), the client id
+ * and secret in HTTP Basic auth as librdkafka sends them. malloc'd; NULL
+ * when the scope does not fit the form buffer or memory is short. */
 static char *request(const struct url *u, const char *id, const char *secret, const char *scope)
 {
+    char form[1024], *req = NULL;
+    size_t n = (size_t)snprintf(form, sizeof(form), "grant_type=client_credentials");
+    if (scope && *scope) {
+        n += (size_t)snprintf(form + n, sizeof(form) - n, "&scope=");
+        n = form_escape(form, sizeof(form), n, scope);
+    }
     size_t cl = strlen(id) + strlen(secret) + 1;
     char *cred = malloc(cl + 1), *b64 = calloc(1, 4 * ((cl + 2) / 3) + 1);
-    char form[1024], *req = NULL;
-    int n = snprintf(form, sizeof(form), "grant_type=client_credentials");
-    for (const char *s = scope; s && *s && n < (int)sizeof(form) - 4; s++)
-        n += isalnum((unsigned char)*s) || strchr("-._~", *s)
-                 ? snprintf(form + n, sizeof(form) - (size_t)n, "%s%c",
-                            s == scope ? "&scope=" : "", *s)
-                 : snprintf(form + n, sizeof(form) - (size_t)n, "%s%%%02X",
-                            s == scope ? "&scope=" : "", (unsigned char)*s);
-    if (cred && b64 && n < (int)sizeof(form) - 4) {
+    if (n < sizeof(form) && cred && b64) {
         snprintf(cred, cl + 1, "%s:%s", id, secret);
         EVP_EncodeBlock((unsigned char *)b64, (unsigned char *)cred, (int)cl);
-        size_t rl = strlen(u->path) + strlen(u->host) + strlen(b64) + (size_t)n + 256;
+        size_t rl = strlen(u->path) + strlen(u->host) + strlen(b64) + n + 256;
         if ((req = malloc(rl)))
             snprintf(req, rl,
                      "POST %s HTTP/1.1\r\nHost: %s:%s\r\nAuthorization: Basic %s\r\n"
                      "Content-Type: application/x-www-form-urlencoded\r\n"
                      "Accept: application/json\r\nUser-Agent: pushbridge\r\n"
-                     "Content-Length: %d\r\nConnection: close\r\n\r\n%s",
+                     "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
                      u->path, u->host, u->port, b64, n, form);
     }
+    /* The secret is not left in freed memory. */
     if (cred)
         OPENSSL_cleanse(cred, cl);
     if (b64)

@@ -7,7 +7,8 @@ against. Served on 127.0.0.1 with a certificate from secure_kafka's test CA
 
 Clients: id -> (secret, expires_in seconds). The one named "*-chunked"
 gets its answers in chunked transfer coding. Every token request is
-recorded (.issued: client id, time, expiry; .refused: client id, time)."""
+recorded (.issued: client id, time, expiry, scope; .refused: client id,
+time)."""
 
 import base64
 import http.server
@@ -109,7 +110,8 @@ class IdentityProvider:
                 return 401, {"error": "invalid_client",
                              "error_description": "client authentication failed"}, False
             lifetime = client[1]
-            self.issued.append((cid, now, now + lifetime))
+            scope = form.get("scope", [""])[0]
+            self.issued.append((cid, now, now + lifetime, scope))
         claims = {"sub": cid, "aud": AUDIENCE, "iss": f"https://localhost:{self.port}",
                   "iat": int(now), "exp": int(now + lifetime),
                   "scope": " ".join(form.get("scope", [""])[0].split())}

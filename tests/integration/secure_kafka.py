@@ -145,8 +145,9 @@ class SecureKafka(KafkaBroker):
 
     def _java(self, *args, **kw):
         # The secured validator fetches the JWKS over HTTPS from the test IdP:
-        # the JVM trusts the test CA, and (Kafka 3.9.1, CVE-2025-27817) is
-        # told which URLs the OAUTHBEARER settings may name.
+        # the JVM trusts the test CA. The allowed-URLs property (3.9.1,
+        # CVE-2025-27817) allows all URLs by default in 3.9.x but none from
+        # 4.0 on, so it is set: the broker may move up without breaking this.
         cmd = super()._java(*args, **kw)
         return [cmd[0], f"-Djavax.net.ssl.trustStore={self.truststore}",
                 "-Djavax.net.ssl.trustStorePassword=changeit",

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from bridge import BridgeFactory, run_cli
-from pbutil import envelope, unique_uid, wait_until
+from pbutil import envelope, free_port, unique_uid, wait_until
 from secure_kafka import OIDC_CLIENTS, SecureKafka
 from test_62_secure_kafka import delivers, readyz, start, wait_refused
 
@@ -65,8 +65,19 @@ def test_oidc_token_delivers(factory, secure):
     delivers(b, secure)
     st, doc = readyz(b)
     assert st == 200 and doc == {"ready": True}
-    # Every client of the bridge got its own token from the IdP.
-    assert secure.idp.issued_to("oidc-bridge"), "no token issued"
+    issued = secure.idp.issued_to("oidc-bridge")
+    assert issued, "no token issued"
+    assert issued[-1][3] == "kafka events", issued[-1]  # the scope, form-urlencoded
+
+
+def test_unreachable_token_endpoint_is_named(factory, secure):
+    props = secure.oidc_properties()
+    url = f"https://localhost:{free_port()}/token"
+    props["sasl.oauthbearer.token.endpoint.url"] = url
+    b = start(factory, secure, props, bootstrap=secure.oidc_bootstrap,
+              acl_principal="User:oidc-bridge", wait_ready=False)
+    why = wait_refused(b, r"token endpoint .*cannot connect")
+    assert url in why and "Connection refused" in why, why
 
 
 def test_wrong_client_secret_names_the_token_endpoint(factory, secure):
