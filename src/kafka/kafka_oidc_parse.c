@@ -165,6 +165,20 @@ int pb_oidc_parse_http(const char *buf, size_t len, int eof, int *status, char *
     return copy_body(p, (size_t)(end - p), body, body_len, err, errlen);
 }
 
+/* A base64 or base64url character's value, or -1. */
+static int b64_value(int c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '-' || c == '+')
+        return 62;
+    return c == '_' || c == '/' ? 63 : -1;
+}
+
 /* base64url without padding (RFC 7515 §2) into out (NUL-terminated);
  * -1 on a character outside the alphabet or an output too long. */
 static int b64url_decode(const char *s, size_t n, char *out, size_t cap)
@@ -172,15 +186,10 @@ static int b64url_decode(const char *s, size_t n, char *out, size_t cap)
     uint32_t acc = 0;
     int bits = 0;
     size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        int c = (unsigned char)s[i], v;
-        if (c >= 'A' && c <= 'Z') v = c - 'A';
-        else if (c >= 'a' && c <= 'z') v = c - 'a' + 26;
-        else if (c >= '0' && c <= '9') v = c - '0' + 52;
-        else if (c == '-' || c == '+') v = 62;
-        else if (c == '_' || c == '/') v = 63;
-        else if (c == '=') break;
-        else return -1;
+    for (size_t i = 0; i < n && s[i] != '='; i++) {
+        int v = b64_value((unsigned char)s[i]);
+        if (v < 0)
+            return -1;
         acc = (acc << 6) | (uint32_t)v;
         bits += 6;
         if (bits >= 8) {
