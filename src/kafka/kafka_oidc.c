@@ -19,6 +19,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +43,30 @@
  * made, always to the process's one configuration, read on librdkafka's
  * background threads (atomic: written on the loop thread, read there). */
 static _Atomic(const struct pb_config *) oidc_cfg;
+
+/* Why the last refresh failed, as librdkafka reports it; "" after a token
+ * came. Every client asks the same IdP with the same credentials, so one
+ * state serves them all. Written on librdkafka's background threads, read
+ * on the loop (pb_oidc_failure): under the lock. */
+#define FAILURE_PREFIX "Failed to acquire SASL OAUTHBEARER token: "
+static pthread_mutex_t failure_lock = PTHREAD_MUTEX_INITIALIZER;
+static char failure[1024];
+
+static void set_failure(const char *msg)
+{
+    pthread_mutex_lock(&failure_lock);
+    snprintf(failure, sizeof(failure), "%s%s", msg ? FAILURE_PREFIX : "", msg ? msg : "");
+    pthread_mutex_unlock(&failure_lock);
+}
+
+int pb_oidc_failure(char *buf, size_t len)
+{
+    pthread_mutex_lock(&failure_lock);
+    int failed = failure[0] != '\0';
+    snprintf(buf, len, "%s", failure);
+    pthread_mutex_unlock(&failure_lock);
+    return failed;
+}
 
 static const char *property(const struct pb_config *cfg, const char *key)
 {
@@ -403,10 +428,13 @@ static void on_token_refresh(rd_kafka_t *rk, const char *oauthbearer_config, voi
     (void)opaque;
     const struct pb_config *cfg = atomic_load(&oidc_cfg);
     char err[512], msg[900];
-    if (refresh(rk, cfg, err, sizeof(err)) == 0)
+    if (refresh(rk, cfg, err, sizeof(err)) == 0) {
+        set_failure(NULL);
         return;
+    }
     snprintf(msg, sizeof(msg), "the token endpoint %s (client id '%s') gave no token: %s",
              property(cfg, P_URL), property(cfg, P_CLIENT_ID), err);
+    set_failure(msg);
     rd_kafka_oauthbearer_set_token_failure(rk, msg);
 }
 

@@ -3,6 +3,7 @@
  * a topic) and what to grant, kept for /readyz and logged once per interval
  * with a count, however often librdkafka retries. */
 #include "pushbridge/kafka/kafka_refusal.h"
+#include "pushbridge/kafka/kafka_oidc.h"
 
 #include <librdkafka/rdkafka.h>
 #include <stdio.h>
@@ -271,6 +272,12 @@ int pb_kafka_note_refusal(struct pb_kafka *k, const rd_kafka_t *rk, int err, con
     enum pb_refusal_kind kind = pb_refusal_classify(err, reason);
     if (kind == PB_REFUSAL_NONE)
         return 0;
+    /* OIDC (kafka_oidc.c): while the IdP gives no token, the broker's
+     * refusal of the expired one ("invalid_token") has that cause, so it
+     * is said as the same sentence, not as another refusal each retry. */
+    char oidc[1024];
+    if (kind == PB_REFUSAL_AUTH && pb_oidc_failure(oidc, sizeof(oidc)))
+        reason = oidc;
     if (rk == k->rk) {
         char tbuf[256];
         if (kind == PB_REFUSAL_TOPIC && !topic)

@@ -13,7 +13,8 @@ import pytest
 from bridge import BridgeFactory, run_cli
 from pbutil import envelope, free_port, unique_uid, wait_until
 from secure_kafka import OIDC_CLIENTS, SecureKafka
-from test_62_secure_kafka import delivers, readyz, start, wait_refused
+from test_62_secure_kafka import (assert_logged_once_per_interval, delivers, readyz, start,
+                                  wait_refused)
 
 
 @pytest.fixture(scope="module")
@@ -128,6 +129,7 @@ def test_secret_rotated_at_the_idp_stops_then_resumes(factory, secure):
     # bridge's sessions, so nothing gets through. With the secret accepted
     # again the next retry gets a token and what was produced meanwhile
     # is delivered.
+    started = time.monotonic()
     cid = "oidc-rotated"
     b = start(factory, secure, secure.oidc_properties(client=cid),
               bootstrap=secure.oidc_bootstrap, acl_principal=f"User:{cid}")
@@ -144,6 +146,11 @@ def test_secret_rotated_at_the_idp_stops_then_resumes(factory, secure):
     secure.produce(b.topic, envelope(data="during"), key=uid)
     with pytest.raises(TimeoutError):
         c.recv_text(timeout=5)
+    # The broker now refuses the expired token: still said as the IdP's
+    # refusal, the cause, and logged once per interval, not on each retry.
+    st, doc = readyz(b)
+    assert st == 503 and secure.idp.token_url in doc.get("message", ""), doc
+    assert_logged_once_per_interval(b, "gave no token", started)
     secure.idp.set_secret(cid, OIDC_CLIENTS[cid][0])
     assert c.recv_text(timeout=40) == "during"
     wait_until(lambda: readyz(b)[0] == 200, timeout=30, desc="/readyz 200 again")

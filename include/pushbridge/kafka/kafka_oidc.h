@@ -42,6 +42,11 @@ void pb_oidc_conf(const struct pb_config *cfg, rd_kafka_conf_t *conf);
 int pb_oidc_client_started(const struct pb_config *cfg, rd_kafka_t *rk, char *errstr,
                            size_t errlen);
 
+/* 1 with buf set to librdkafka's sentence for the last failed refresh
+ * ("Failed to acquire SASL OAUTHBEARER token: the token endpoint ...") while
+ * no token has come since; 0 otherwise. Any thread. */
+int pb_oidc_failure(char *buf, size_t len);
+
 /* An HTTP/1.1 response in buf[0, len): 1 while incomplete (eof 0), 0 with
  * *status and the body (Content-Length, chunked, or up to eof) malloc'd in
  * *body (NUL-terminated, *body_len bytes), -1 with err on a malformed one. */
