@@ -217,7 +217,7 @@ static SSL_CTX *tls_context(const char *ca, char *err, size_t errlen)
     else if (ok)
         ok = SSL_CTX_set_default_verify_paths(ctx);
     if (!ok) {
-        tls_error(ca ? "cannot load ssl.ca.location" : "TLS setup", err, errlen);
+        tls_error(ca && *ca ? "cannot load ssl.ca.location" : "TLS setup", err, errlen);
         SSL_CTX_free(ctx);
         return NULL;
     }
