@@ -35,8 +35,7 @@ log() { printf '\n==> %s\n' "$*"; }
 # itself answers.
 PACKAGES=(build-essential cmake pkg-config librdkafka-dev libwebsockets-dev libyajl-dev
           libssl-dev libev-dev libwebsockets-evlib-ev libcmocka-dev kcat default-jre-headless
-          maven python3-pytest python3-yaml python3-pip chromium nodejs npm openssl
-          python3-cryptography)
+          maven python3-pytest python3-yaml python3-pip chromium nodejs npm openssl)
 # The container image test is opt-in (PB_TEST_IMAGE=1, ~2 minutes): it needs
 # podman and debootstrap (no registry is reachable, so the base image is made
 # locally by scripts/base-image.sh).
@@ -53,8 +52,6 @@ present() {
         default-jre-headless) command -v java >/dev/null 2>&1 && java -version >/dev/null 2>&1 ;;
         python3-pytest) python3 -c 'import pytest' >/dev/null 2>&1 ;;
         python3-yaml) python3 -c 'import yaml' >/dev/null 2>&1 ;;
-        # tests/integration/oidc_idp.py signs RS256 tokens with it.
-        python3-cryptography) python3 -c 'import cryptography' >/dev/null 2>&1 ;;
         # test_60_helm.py takes the Kubernetes schemas from a PyPI package
         # (scripts/helm-tools.sh); helm and kubeconform are built with Go.
         python3-pip) python3 -m pip --version >/dev/null 2>&1 ;;

@@ -1,6 +1,7 @@
 """A small OAuth 2.0 identity provider over HTTPS for the OIDC tests: a
 token endpoint (client-credentials grant, RFC 6749 §4.4, client id and
-secret in HTTP Basic auth) issuing RS256 JWTs signed with a test key (python3-cryptography), and
+secret in HTTP Basic auth) issuing RS256 JWTs signed with a test key (the
+openssl command line: no Python package beyond the standard library), and
 the JWKS endpoint Kafka's OAuthBearerValidatorCallbackHandler checks them
 against. Served on 127.0.0.1 with a certificate from secure_kafka's test CA
 (SAN localhost, 127.0.0.1), on a thread of the test process.
@@ -13,13 +14,13 @@ time)."""
 import base64
 import http.server
 import json
+import os
 import ssl
+import subprocess
+import tempfile
 import threading
 import time
 import urllib.parse
-
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 AUDIENCE = "kafka"
 KID = "pushbridge-test-key"
@@ -38,10 +39,16 @@ class IdentityProvider:
     def __init__(self, certfile, keyfile, clients):
         self.clients = dict(clients)
         self.issued, self.refused = [], []
-        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        pub = self.key.public_key().public_numbers()
+        self.keydir = tempfile.TemporaryDirectory(prefix="pb-idp-")
+        self.keyfile = os.path.join(self.keydir.name, "signing.key")
+        subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt",
+                        "rsa_keygen_bits:2048", "-out", self.keyfile],
+                       check=True, capture_output=True)
+        modulus = subprocess.run(["openssl", "rsa", "-in", self.keyfile, "-noout", "-modulus"],
+                                 check=True, capture_output=True, text=True).stdout
+        n = int(modulus.strip().split("=", 1)[1], 16)
         self.jwks = {"keys": [{"kty": "RSA", "use": "sig", "alg": "RS256", "kid": KID,
-                               "n": _b64uint(pub.n), "e": _b64uint(pub.e)}]}
+                               "n": _b64uint(n), "e": _b64uint(65537)}]}
         self.lock = threading.Lock()
         idp = self
 
@@ -123,7 +130,10 @@ class IdentityProvider:
         """An RS256 JWS (RFC 7515 compact form) of claims with the test key."""
         head = _b64(json.dumps({"alg": "RS256", "typ": "JWT", "kid": KID}).encode())
         body = _b64(json.dumps(claims).encode())
-        sig = self.key.sign(f"{head}.{body}".encode(), padding.PKCS1v15(), hashes.SHA256())
+        # RSASSA-PKCS1-v1_5 with SHA-256, which is what RS256 is (RFC 7518).
+        sig = subprocess.run(["openssl", "dgst", "-sha256", "-sign", self.keyfile],
+                             input=f"{head}.{body}".encode(), check=True,
+                             capture_output=True).stdout
         return f"{head}.{body}.{_b64(sig)}"
 
     def set_secret(self, cid, secret):
@@ -138,3 +148,4 @@ class IdentityProvider:
     def stop(self):
         self.server.shutdown()
         self.server.server_close()
+        self.keydir.cleanup()
