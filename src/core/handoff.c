@@ -32,11 +32,9 @@ int pb_handoff_init(struct pb_handoff *q, struct ev_loop *loop, pb_handoff_run_f
     return 0;
 }
 
-void pb_handoff_push_chain(struct pb_handoff *q, struct pb_handoff_item *first,
-                           struct pb_handoff_item *last, size_t n)
+static void push(struct pb_handoff *q, struct pb_handoff_item *first, struct pb_handoff_item *last,
+                 size_t n, size_t weight)
 {
-    if (!first)
-        return;
     last->next = NULL;
     pthread_mutex_lock(&q->lock);
     int was_empty = q->head == NULL;
@@ -46,6 +44,8 @@ void pb_handoff_push_chain(struct pb_handoff *q, struct pb_handoff_item *first,
         q->head = first;
     q->tail = last;
     q->len += n;
+    q->weight += weight;
+    __atomic_fetch_add(&q->weight_total, weight, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&q->lock);
     /* Only the edge wakes: while the receiver has not swapped the list out,
      * a wake-up is already on its way. */
@@ -53,9 +53,21 @@ void pb_handoff_push_chain(struct pb_handoff *q, struct pb_handoff_item *first,
         ev_async_send(q->loop, &q->wake);
 }
 
+void pb_handoff_push_chain(struct pb_handoff *q, struct pb_handoff_item *first,
+                           struct pb_handoff_item *last, size_t n)
+{
+    if (first)
+        push(q, first, last, n, n);
+}
+
 void pb_handoff_push(struct pb_handoff *q, struct pb_handoff_item *it)
 {
-    pb_handoff_push_chain(q, it, it, 1);
+    push(q, it, it, 1, 1);
+}
+
+void pb_handoff_push_weighted(struct pb_handoff *q, struct pb_handoff_item *it, size_t weight)
+{
+    push(q, it, it, 1, weight ? weight : 1);
 }
 
 size_t pb_handoff_drain(struct pb_handoff *q)
@@ -65,10 +77,9 @@ size_t pb_handoff_drain(struct pb_handoff *q)
     size_t n = q->len;
     q->head = q->tail = NULL;
     q->len = 0;
-    if (n) {
-        q->items += n;
-        q->batches++;
-    }
+    q->weight = 0;
+    if (n)
+        __atomic_fetch_add(&q->batches, 1, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&q->lock);
     if (n)
         q->run(first, n, q->ud);
@@ -83,13 +94,27 @@ size_t pb_handoff_len(struct pb_handoff *q)
     return n;
 }
 
+size_t pb_handoff_weight(struct pb_handoff *q)
+{
+    pthread_mutex_lock(&q->lock);
+    size_t w = q->weight;
+    pthread_mutex_unlock(&q->lock);
+    return w;
+}
+
+void pb_handoff_counts(const struct pb_handoff *q, uint64_t *weight_total, uint64_t *batches)
+{
+    *weight_total = __atomic_load_n(&q->weight_total, __ATOMIC_RELAXED);
+    *batches = __atomic_load_n(&q->batches, __ATOMIC_RELAXED);
+}
+
 struct pb_handoff_item *pb_handoff_close(struct pb_handoff *q)
 {
     ev_async_stop(q->loop, &q->wake);
     pthread_mutex_lock(&q->lock);
     struct pb_handoff_item *rest = q->head;
     q->head = q->tail = NULL;
-    q->len = 0;
+    q->len = q->weight = 0;
     pthread_mutex_unlock(&q->lock);
     pthread_mutex_destroy(&q->lock);
     return rest;

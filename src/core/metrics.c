@@ -156,6 +156,16 @@ static void render_process(const struct pb_metrics *m, const struct pb_gauges *g
     for (int k = 0; k < g->nworkers; k++)
         pb_buf_printf(b, "pushbridge_worker_connections{worker=\"%d\"} %llu\n", k,
                       (unsigned long long)g->worker_connections[k]);
+    help(b, "pushbridge_worker_handed_total", "counter",
+         "Frames (and control messages) the main loop handed to each threaded worker's inbox.");
+    for (int k = 1; k < g->nworkers; k++)
+        pb_buf_printf(b, "pushbridge_worker_handed_total{worker=\"%d\"} %llu\n", k,
+                      (unsigned long long)g->worker_handed[k]);
+    help(b, "pushbridge_worker_wakeups_total", "counter",
+         "Batches each threaded worker took from its inbox: one wake-up each.");
+    for (int k = 1; k < g->nworkers; k++)
+        pb_buf_printf(b, "pushbridge_worker_wakeups_total{worker=\"%d\"} %llu\n", k,
+                      (unsigned long long)g->worker_wakeups[k]);
     help(b, "pushbridge_kafka_ready", "gauge", "1 when Kafka partitions are assigned.");
     pb_buf_printf(b, "pushbridge_kafka_ready %d\n", g->kafka_ready);
     scalar(b, "pushbridge_kafka_brokers_up", "gauge",
@@ -386,8 +396,10 @@ void pb_metrics_render_stats(const struct pb_metrics *m, const struct pb_gauges 
     }
     pb_buf_puts(b, "\"workers\":[");
     for (int k = 0; k < g->nworkers; k++)
-        pb_buf_printf(b, "%s{\"worker\":%d,\"connections\":%llu}", k ? "," : "", k,
-                      (unsigned long long)g->worker_connections[k]);
+        pb_buf_printf(b, "%s{\"worker\":%d,\"connections\":%llu,\"handed\":%llu,\"wakeups\":%llu}",
+                      k ? "," : "", k, (unsigned long long)g->worker_connections[k],
+                      (unsigned long long)g->worker_handed[k],
+                      (unsigned long long)g->worker_wakeups[k]);
     pb_buf_puts(b, "],");
     pb_buf_printf(b, "\"slow_client_closes\":%llu,\"queue_dropped\":%llu,\"events_lost\":{",
                   (unsigned long long)m->slow_client_closes, (unsigned long long)m->queue_drops);

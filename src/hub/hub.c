@@ -52,7 +52,18 @@ struct pb_hub {
     int holding;
     int64_t hold_ms;
     struct pb_held_list held;
+
+    /* Frames for each worker gathered since the last pb_hub_flush(), in
+     * event order: one message, one hand-off and at most one wake-up per
+     * worker per main-loop iteration instead of one per event. Bound:
+     * STAGED_MAX frames per worker, past which they are posted at once. */
+    struct pb_to_worker *staged[PB_MAX_WORKERS];
 };
+
+/* 4,096 (connection, frame) pairs: 64 KiB of message per worker. Enough for
+ * a whole Kafka batch of unicast events; a broadcast to more connections is
+ * posted in slices of this, in order. */
+#define STAGED_MAX 4096
 
 static uint64_t hash_id(const struct pb_hub *h, const char *s, size_t n)
 {
@@ -107,6 +118,8 @@ void pb_hub_free(struct pb_hub *h)
         member_free(e->mb);
         pb_held_free(e);
     }
+    for (int w = 0; w < h->out.nworkers; w++)
+        pb_to_worker_free(h->staged[w]);
     free(h->buckets);
     free(h);
 }
@@ -191,8 +204,27 @@ static int msg_add(struct pb_to_worker **msgp, enum pb_to_worker_type type, stru
     return 0;
 }
 
+static void post_staged(struct pb_hub *h, int worker)
+{
+    struct pb_to_worker *msg = h->staged[worker];
+    if (!msg)
+        return;
+    h->staged[worker] = NULL;
+    h->out.post(h->out.ud, worker, msg);
+}
+
+void pb_hub_flush(struct pb_hub *h)
+{
+    for (int w = 0; w < h->out.nworkers; w++)
+        post_staged(h, w);
+}
+
+/* Every other message to a worker follows the frames staged before it: a
+ * connection's frames before its release, a welcome after the frames of
+ * the events before it. */
 static void post(struct pb_hub *h, int worker, struct pb_to_worker *msg)
 {
+    post_staged(h, worker);
     h->out.post(h->out.ud, worker, msg);
 }
 
@@ -228,7 +260,7 @@ _Static_assert(NATIVE_FRAMES <= 64, "frames.used has one bit per slot");
 struct frames {
     const struct pb_event *ev;
     uint32_t source;
-    struct pb_to_worker **out; /* one message per worker, made on first use */
+    long handed; /* frames staged for the workers */ /* one message per worker, made on first use */
     struct pb_frame *plain;
     /* Slots in use, one bit each: the table itself is not cleared per
      * event (1 KiB, most of it never touched by a unicast event). */
@@ -299,8 +331,13 @@ static void deliver_one(struct pb_hub *h, const struct pb_member *c, struct fram
         fr->oom = 1;
         return;
     }
-    if (msg_add(&fr->out[c->worker], PB_TW_FRAMES, c->conn, f))
+    if (msg_add(&h->staged[c->worker], PB_TW_FRAMES, c->conn, f)) {
         fr->oom = 1;
+    } else {
+        fr->handed++;
+        if (h->staged[c->worker]->n >= STAGED_MAX)
+            post_staged(h, c->worker);
+    }
     if (owned)
         pb_frame_unref(f);
 }
@@ -311,12 +348,10 @@ long pb_hub_deliver(struct pb_hub *h, struct pb_event *ev, uint32_t source)
         pb_metrics_drop(h->m, source, PB_DROP_OUTDATED);
         return 0;
     }
-    struct pb_to_worker *out[PB_MAX_WORKERS];
-    memset(out, 0, (size_t)h->out.nworkers * sizeof(out[0]));
     struct frames fr;
     fr.ev = ev;
     fr.source = source;
-    fr.out = out;
+    fr.handed = 0;
     fr.plain = NULL;
     fr.used = 0;
     fr.nnative = 0;
@@ -335,21 +370,15 @@ long pb_hub_deliver(struct pb_hub *h, struct pb_event *ev, uint32_t source)
             deliver_one(h, c, &fr, name);
         }
     }
-    /* One message per worker: a worker's inbox wakes it only when it was
-     * empty, so a burst of events costs it one wake-up. The count is the
-     * frames handed over, on every worker alike (SPEC 11: a user's
-     * connections count the same whichever worker holds them): a threaded
-     * worker queues them later on its own thread, and waiting for it would
-     * block the loop, so worker 0's own figure (what it queued at once) is
-     * not used either. A connection its frame overflows (closed as a slow
-     * client) is counted, as it would be on any other worker. */
-    long n = 0;
-    for (int w = 0; w < h->out.nworkers; w++) {
-        if (!out[w])
-            continue;
-        n += (long)out[w]->n;
-        post(h, w, out[w]);
-    }
+    /* The frames wait in h->staged until the loop is about to sleep
+     * (pb_hub_flush): a worker's inbox wakes it only when it was empty, so
+     * a batch of events costs it one wake-up. The count is the frames
+     * handed over, on every worker alike (SPEC 11: a user's connections
+     * count the same whichever worker holds them): a threaded worker queues
+     * them later on its own thread, and waiting for it would block the
+     * loop. A connection its frame overflows (closed as a slow client) is
+     * counted, as it would be on any other worker. */
+    long n = fr.handed;
     /* The messages hold their own references now. */
     pb_frame_unref(fr.plain);
     for (uint64_t used = fr.used; used; used &= used - 1)

@@ -365,7 +365,7 @@ size_t pb_pool_backlog(struct pb_server *s)
 {
     size_t most = 0;
     for (int k = 1; k < s->nworkers; k++) {
-        size_t n = pb_handoff_len(&s->workers[k].inbox);
+        size_t n = pb_handoff_weight(&s->workers[k].inbox);
         if (n > most)
             most = n;
     }
@@ -389,6 +389,8 @@ void pb_pool_gauges(const struct pb_server *s, struct pb_gauges *g, struct pb_me
         if (!w->conns)
             continue;
         g->worker_connections[k] = pb_conns_count(w->conns);
+        if (w->threaded)
+            pb_handoff_counts(&w->inbox, &g->worker_handed[k], &g->worker_wakeups[k]);
         g->connections += g->worker_connections[k];
         g->queue_bytes += pb_conns_queue_bytes(w->conns);
         if (w->own_metrics && merged)

@@ -27,10 +27,12 @@
 /* The once-a-second tick; the hub's held logins count their waits in it. */
 #define TICK_S (PB_HUB_TICK_MS / 1000.0)
 
-/* Bound: messages waiting for one worker (an event each, for each worker
- * holding its user). A worker that falls this far behind (starved of CPU)
- * holds the consumer back until it has halved them, instead of its inbox
- * growing with the event rate; Kafka keeps what is not read yet. */
+/* Bound: frames waiting for one worker in its inbox (64 Ki frames, 1 MiB
+ * of message items, the frames themselves shared). A worker that falls
+ * this far behind (starved of CPU) holds the consumer back until it has
+ * halved them, instead of its inbox growing with the event rate; Kafka
+ * keeps what is not read yet. Checked before each batch of Kafka messages,
+ * so one batch may pass it. */
 #define WORKER_BACKLOG_MAX 65536
 #define BACKLOG_RETRY_S 0.005
 
@@ -57,6 +59,18 @@ static void backlog_cb(struct ev_loop *loop, ev_timer *w, int revents)
         return;
     ev_timer_stop(loop, &s->backlog_w);
     ev_io_start(loop, &s->kafka_w);
+}
+
+/* Before the loop sleeps, the frames this iteration's events staged go to
+ * the workers (pb_hub_flush): one hand-off per worker per iteration. At
+ * the highest priority, so that worker 0's own flush (a prepare watcher
+ * too) writes them in the same iteration. */
+static void hub_flush_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct pb_server *s = w->data;
+    pb_hub_flush(s->hub);
 }
 
 /* Runs before the loop sleeps, only while stopping: ends the loop once every
@@ -197,6 +211,7 @@ static void begin_stop(struct pb_server *s, const char *why)
     s->stop_deadline = pb_monotonic_ms() + s->cfg->shutdown_timeout_ms;
     pb_info("%s: closing %zu WebSocket connection(s) with 1001, then committing offsets", why,
             pb_server_connections(s));
+    pb_hub_flush(s->hub); /* what was staged goes before the close */
     pb_pool_close_all(s);
     ev_prepare_start(s->loop, &s->stop_check_w);
     ev_timer_set(&s->stop_timer_w, (double)s->cfg->shutdown_timeout_ms / 2000.0, 0.);
@@ -383,6 +398,10 @@ int pb_server_init(struct pb_server *s, const struct pb_config *cfg, char *errst
     s->kafka_w.data = s;
     ev_timer_init(&s->backlog_w, backlog_cb, 0., 0.);
     s->backlog_w.data = s;
+    ev_prepare_init(&s->hub_flush_w, hub_flush_cb);
+    ev_set_priority(&s->hub_flush_w, EV_MAXPRI);
+    s->hub_flush_w.data = s;
+    ev_prepare_start(s->loop, &s->hub_flush_w);
     ev_io_start(s->loop, &s->kafka_w);
     ev_timer_start(s->loop, &s->tick_w);
     if (pb_kafka_presence(s->kafka)) {
@@ -402,6 +421,7 @@ int pb_server_init(struct pb_server *s, const struct pb_config *cfg, char *errst
 int pb_server_run(struct pb_server *s)
 {
     ev_run(s->loop, 0);
+    pb_hub_flush(s->hub);
     ev_prepare_stop(s->loop, &s->stop_check_w);
     ev_timer_stop(s->loop, &s->stop_timer_w);
     if (!s->stopping)
@@ -424,6 +444,7 @@ size_t pb_server_connections(const struct pb_server *s)
 void pb_server_free(struct pb_server *s)
 {
     if (s->loop) {
+        ev_prepare_stop(s->loop, &s->hub_flush_w);
         ev_io_stop(s->loop, &s->kafka_w);
         ev_timer_stop(s->loop, &s->backlog_w);
         ev_io_stop(s->loop, &s->signal_w);

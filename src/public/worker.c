@@ -93,7 +93,8 @@ static void handle(struct pb_worker *w, struct pb_to_worker *msg)
 void pb_worker_post(struct pb_worker *w, struct pb_to_worker *msg)
 {
     if (w->threaded) {
-        pb_handoff_push(&w->inbox, &msg->link);
+        /* Weighed by its frames: the backlog bound counts frames. */
+        pb_handoff_push_weighted(&w->inbox, &msg->link, msg->n);
         return;
     }
     if (msg->type == PB_TW_ADOPT) {

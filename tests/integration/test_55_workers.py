@@ -84,6 +84,28 @@ def test_broadcast_reaches_every_worker(shared):
         assert c.recv_text() == "to all"
 
 
+def test_a_burst_reaches_a_worker_in_batches_not_an_event_at_a_time(bridge_factory, kafka):
+    """Kafka is read once and handed over in batches (issue 19): the frames a burst hands
+    to worker 1 are counted exactly, and arrive in far fewer wake-ups than frames."""
+    b = bridge_factory(config=WORKERS)
+    uid = unique_uid()
+    clients = [b.native_client(uid)[0] for _ in range(4)]
+    wait_until(lambda: per_worker(b) == {0: 2, 1: 2}, desc="two connections on each worker")
+    handed0 = b.metric("pushbridge_worker_handed_total", worker="1")
+    wakeups0 = b.metric("pushbridge_worker_wakeups_total", worker="1")
+    n = 1000
+    kafka.produce_many(b.topic, [(uid, json.dumps({"data": i})) for i in range(n)])
+    for c in clients:
+        assert [c.recv_json(timeout=15)["data"] for _ in range(n)] == list(range(n))
+    handed = b.metric("pushbridge_worker_handed_total", worker="1") - handed0
+    wakeups = b.metric("pushbridge_worker_wakeups_total", worker="1") - wakeups0
+    assert handed == 2 * n
+    stats = {w["worker"]: w for w in b.stats()["workers"]}
+    assert stats[1]["handed"] == handed0 + handed and stats[1]["wakeups"] == wakeups0 + wakeups
+    print(f"worker 1: {handed} frames in {wakeups} wake-ups")
+    assert 1 <= wakeups <= handed // 10, (handed, wakeups)
+
+
 def test_limits_count_over_the_whole_process(bridge_factory):
     b = bridge_factory(config=dict(WORKERS, ws={"max_connections_per_user": 3}))
     uid = unique_uid()

@@ -15,6 +15,9 @@ static struct pb_conn *fake_last_refused;
 /* 0: a START's frames (the welcome, the snapshot) are dropped, for tests of
  * what comes after them. */
 static int fake_start_frames = 1;
+/* Messages of frames (PB_TW_FRAMES) posted so far: the hand-offs a
+ * threaded worker would be woken for. */
+static int fake_frame_posts;
 
 static void fake_post(void *ud, int worker, struct pb_to_worker *msg)
 {
@@ -33,6 +36,8 @@ static void fake_post(void *ud, int worker, struct pb_to_worker *msg)
         /* its frames follow */
         __attribute__((fallthrough));
     case PB_TW_FRAMES:
+        if (msg->type == PB_TW_FRAMES)
+            fake_frame_posts++;
         for (size_t i = 0; i < msg->n; i++)
             if (!msg->items[i].conn->closing && msg->items[i].conn->authed)
                 (void)pb_conns_send(cs, msg->items[i].conn, msg->items[i].frame);

@@ -85,9 +85,8 @@ static void test_order_and_batches(void **state)
         assert_int_equal(pthread_join(p[i].t, NULL), 0);
     assert_int_equal(st.got, PRODUCERS * PER_PRODUCER);
     assert_int_equal(st.out_of_order, 0);
-    pthread_mutex_lock(&q.lock);
-    uint64_t items = q.items, batches = q.batches;
-    pthread_mutex_unlock(&q.lock);
+    uint64_t items, batches;
+    pb_handoff_counts(&q, &items, &batches);
     assert_int_equal(items, PRODUCERS * PER_PRODUCER);
     /* A wake-up per batch, not per item. */
     assert_true(batches < items);
@@ -116,6 +115,19 @@ static void test_chain_and_drain(void **state)
     assert_int_equal(st.got, 3);
     assert_int_equal(st.out_of_order, 0);
     assert_int_equal(pb_handoff_drain(&q), 0);
+    /* A weighted item counts its weight in the backlog and the total, one
+     * in the items run. */
+    struct msg *heavy = calloc(1, sizeof(*heavy));
+    heavy->seq = 3;
+    pb_handoff_push_weighted(&q, &heavy->link, 500);
+    assert_int_equal(pb_handoff_len(&q), 1);
+    assert_int_equal(pb_handoff_weight(&q), 500);
+    assert_int_equal(pb_handoff_drain(&q), 1);
+    assert_int_equal(pb_handoff_weight(&q), 0);
+    uint64_t total, batches;
+    pb_handoff_counts(&q, &total, &batches);
+    assert_int_equal(total, 3 + 500);
+    assert_int_equal(batches, 2);
     /* What close returns is the caller's to free. */
     struct msg *left = calloc(1, sizeof(*left));
     pb_handoff_push(&q, &left->link);

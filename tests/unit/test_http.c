@@ -155,6 +155,7 @@ static int answer_has(const struct pb_http_req *r, const char *text)
 /* Asserts the head frame's payload contains text, then pops it. */
 static void expect_frame(struct fixture *fx, struct pb_conn *c, const char *text)
 {
+    pb_hub_flush(fx->hub); /* as the main loop does before it sleeps */
     struct pb_frame *f = pb_conn_peek(c);
     if (!f)
         fail_msg("no frame queued, expected one with %s", text);

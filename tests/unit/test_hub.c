@@ -116,8 +116,24 @@ static long deliver(struct fixture *fx, const char *key, const char *json)
     assert_int_equal(pb_event_set_target(&ev, key, key ? strlen(key) : 0), PB_DROP_NONE);
     ev.ts_ms = 1234;
     long n = pb_hub_deliver(fx->h, &ev, PB_SOURCE_HTTP);
+    pb_hub_flush(fx->h); /* as the main loop does before it sleeps */
     pb_event_clear(&ev);
     return n;
+}
+
+/* Delivers {"data":n} to user without the flush the main loop does before
+ * it sleeps: the frames stay staged in the hub. */
+static long deliver_staged(struct fixture *fx, const char *user, int n)
+{
+    char json[32];
+    snprintf(json, sizeof(json), "{\"data\":%d}", n);
+    struct pb_event ev;
+    pb_event_init(&ev);
+    assert_int_equal(pb_envelope_parse(json, strlen(json), 0, &ev), PB_DROP_NONE);
+    assert_int_equal(pb_event_set_target(&ev, user, strlen(user)), PB_DROP_NONE);
+    long r = pb_hub_deliver(fx->h, &ev, PB_SOURCE_HTTP);
+    pb_event_clear(&ev);
+    return r;
 }
 
 /* An event for user whose data is the number n, or with pad > 0 the array [n,"xxx..."]
@@ -241,6 +257,49 @@ static void test_order_preserved(void **state)
         expect_pop(fx, c, want);
     }
     assert_null(pb_conn_peek(c));
+}
+
+/* A batch of events is one hand-off per worker, posted when the loop is
+ * about to sleep (pb_hub_flush), in event order; a message of another kind
+ * for that worker (a login's welcome) posts what was staged first; past
+ * 4,096 staged frames they are posted at once (the bound on staging). */
+static void test_frames_staged_until_flush(void **state)
+{
+    struct fixture *fx = *state;
+    fx->cfg.ws_queue_max_messages = 10000;
+    fx->cfg.ws_queue_max_bytes = 16 * 1024 * 1024;
+    struct pb_conn *a = native(fx, "u1");
+    struct pb_conn *b = native(fx, "u2");
+    fake_frame_posts = 0;
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(deliver_staged(fx, "u1", i), 1); /* counted when staged */
+    assert_int_equal(deliver_staged(fx, "u2", 7), 1);
+    assert_null(pb_conn_peek(a));
+    assert_null(pb_conn_peek(b));
+    assert_int_equal(fake_frame_posts, 0);
+
+    pb_hub_flush(fx->h);
+    assert_int_equal(fake_frame_posts, 1); /* four frames, one message */
+    expect_pop(fx, a, "{\"type\":\"event\",\"event\":\"message\",\"data\":0}");
+    expect_pop(fx, a, "{\"type\":\"event\",\"event\":\"message\",\"data\":1}");
+    expect_pop(fx, a, "{\"type\":\"event\",\"event\":\"message\",\"data\":2}");
+    expect_pop(fx, b, "{\"type\":\"event\",\"event\":\"message\",\"data\":7}");
+    pb_hub_flush(fx->h);
+    assert_int_equal(fake_frame_posts, 1); /* nothing staged: nothing posted */
+
+    assert_int_equal(deliver_staged(fx, "u1", 8), 1);
+    native(fx, "u3"); /* its START goes to the same worker */
+    assert_int_equal(fake_frame_posts, 2);
+    expect_pop(fx, a, "{\"type\":\"event\",\"event\":\"message\",\"data\":8}");
+
+    for (int i = 0; i < 4096; i++)
+        assert_int_equal(deliver_staged(fx, "u1", i), 1);
+    assert_int_equal(fake_frame_posts, 3);
+    assert_int_equal(queued(a), 4096);
+    assert_int_equal(deliver_staged(fx, "u1", 4096), 1);
+    assert_int_equal(queued(a), 4096);
+    pb_hub_flush(fx->h);
+    assert_int_equal(queued(a), 4097);
 }
 
 static void test_frame_shared_once(void **state)
@@ -821,6 +880,7 @@ static void test_delivered_metric_by_source(void **state)
     /* An out-of-range source is not counted, and not a crash. */
     assert_int_equal(pb_hub_deliver(fx->h, &ev, PB_METRICS_MAX_SOURCES + 5), 2);
     assert_int_equal(fx->m.src[src].delivered, 2);
+    pb_hub_flush(fx->h);
     pb_event_clear(&ev);
 }
 
@@ -987,6 +1047,7 @@ int main(void)
         T(test_login_and_user_lists),
         T(test_deliver_to_user),
         T(test_order_preserved),
+        T(test_frames_staged_until_flush),
         T(test_frame_shared_once),
         T(test_plain_and_native_formats),
         T(test_event_filters),

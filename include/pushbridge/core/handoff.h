@@ -33,12 +33,15 @@ struct pb_handoff {
     pthread_mutex_t lock;
     struct pb_handoff_item *head, *tail; /* under lock */
     size_t len;                          /* under lock */
+    size_t weight;                       /* under lock: pb_handoff_push_weighted */
     ev_async wake;                       /* on the receiving loop */
     struct ev_loop *loop;
     pb_handoff_run_fn run;
     void *ud;
-    /* Counters for /stats and the benchmark: read with the lock held. */
-    uint64_t items, batches;
+    /* Counters for /metrics, /stats and the benchmark (atomic: read by any
+     * thread without the lock): the weight ever pushed, and the batches the
+     * receiver took (its wake-ups, give or take a drain it did itself). */
+    uint64_t weight_total, batches;
 };
 
 /* Attaches the wake-up to loop (which must not run yet, or this must be
@@ -47,7 +50,11 @@ int pb_handoff_init(struct pb_handoff *q, struct ev_loop *loop, pb_handoff_run_f
                     char *errstr, size_t errlen);
 /* Any thread: appends one item; wakes the loop if the queue was empty. */
 void pb_handoff_push(struct pb_handoff *q, struct pb_handoff_item *it);
-/* Any thread: appends a chain first..last of n items in one lock. */
+/* Any thread: appends one item that counts as weight (>= 1) in
+ * pb_handoff_weight, e.g. a message carrying that many frames. */
+void pb_handoff_push_weighted(struct pb_handoff *q, struct pb_handoff_item *it, size_t weight);
+/* Any thread: appends a chain first..last of n items (weight 1 each) in one
+ * lock. */
 void pb_handoff_push_chain(struct pb_handoff *q, struct pb_handoff_item *first,
                            struct pb_handoff_item *last, size_t n);
 /* The receiving loop's thread: runs what is queued now (also what the
@@ -55,6 +62,10 @@ void pb_handoff_push_chain(struct pb_handoff *q, struct pb_handoff_item *first,
 size_t pb_handoff_drain(struct pb_handoff *q);
 /* Any thread: items queued and not yet taken by the receiver. */
 size_t pb_handoff_len(struct pb_handoff *q);
+/* Any thread: their weight. */
+size_t pb_handoff_weight(struct pb_handoff *q);
+/* Any thread: the weight ever pushed and the batches taken so far. */
+void pb_handoff_counts(const struct pb_handoff *q, uint64_t *weight_total, uint64_t *batches);
 /* The receiving loop's thread, with every producer stopped: stops the
  * watcher. Items still queued are returned to the caller to free. */
 struct pb_handoff_item *pb_handoff_close(struct pb_handoff *q);

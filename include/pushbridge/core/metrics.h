@@ -126,6 +126,11 @@ struct pb_gauges {
     /* The workers (SPEC 11): open connections on each. */
     int nworkers;
     uint64_t worker_connections[PB_MAX_WORKERS];
+    /* Threaded workers' inboxes (0 for worker 0, which takes its frames on
+     * the main loop): frames (and control messages) handed over, and the
+     * batches it took them in, a wake-up each. */
+    uint64_t worker_handed[PB_MAX_WORKERS];
+    uint64_t worker_wakeups[PB_MAX_WORKERS];
     /* The counters to render instead of the server's own: those plus the
      * workers' (pb_metrics_add_worker); NULL with a single loop. */
     const struct pb_metrics *merged;

@@ -112,8 +112,14 @@ void pb_hub_free(struct pb_hub *h);
  * whichever worker. Returns the number of connections it was handed to,
  * that is the frames handed over to the workers' queues, whichever worker
  * and however many workers (0 too when it was an outdated task update,
- * counted as dropped). What a worker then writes is not waited for. */
+ * counted as dropped). What a worker then writes is not waited for.
+ * The frames are staged per worker and posted by pb_hub_flush(), which
+ * the main loop calls before it sleeps (or by any other message the hub
+ * sends that worker, or past a bound): a batch of events, one hand-off. */
 long pb_hub_deliver(struct pb_hub *h, struct pb_event *ev, uint32_t source);
+
+/* Posts the frames pb_hub_deliver() staged to their workers, in order. */
+void pb_hub_flush(struct pb_hub *h);
 
 /* Keeps the event in the store only (the rebuild at start). */
 void pb_hub_keep(struct pb_hub *h, struct pb_event *ev);

@@ -58,6 +58,7 @@ struct pb_server {
     ev_io signal_w;             /* signal_fd */
     ev_timer tick_w;            /* 1 s: pb_kafka_tick */
     ev_timer presence_w;        /* cluster mode, 250 ms: pb_presence_tick */
+    ev_prepare hub_flush_w;     /* before each sleep: the hub's staged frames to the workers */
     ev_prepare stop_check_w;    /* while stopping: end the loop when done */
     ev_timer stop_timer_w;      /* wakes the loop at half of shutdown_timeout_ms */
     ev_timer watchdog_w;        /* WATCHDOG=1 at half of WATCHDOG_USEC (when set) */
