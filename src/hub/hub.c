@@ -260,7 +260,7 @@ _Static_assert(NATIVE_FRAMES <= 64, "frames.used has one bit per slot");
 struct frames {
     const struct pb_event *ev;
     uint32_t source;
-    long handed; /* frames staged for the workers */ /* one message per worker, made on first use */
+    long handed; /* frames staged for the workers by this event */
     struct pb_frame *plain;
     /* Slots in use, one bit each: the table itself is not cleared per
      * event (1 KiB, most of it never touched by a unicast event). */
