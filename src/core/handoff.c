@@ -86,14 +86,6 @@ size_t pb_handoff_drain(struct pb_handoff *q)
     return n;
 }
 
-size_t pb_handoff_len(struct pb_handoff *q)
-{
-    pthread_mutex_lock(&q->lock);
-    size_t n = q->len;
-    pthread_mutex_unlock(&q->lock);
-    return n;
-}
-
 size_t pb_handoff_weight(struct pb_handoff *q)
 {
     pthread_mutex_lock(&q->lock);

@@ -60,9 +60,8 @@ void pb_handoff_push_chain(struct pb_handoff *q, struct pb_handoff_item *first,
 /* The receiving loop's thread: runs what is queued now (also what the
  * wake-up does). Returns the number of items run. */
 size_t pb_handoff_drain(struct pb_handoff *q);
-/* Any thread: items queued and not yet taken by the receiver. */
-size_t pb_handoff_len(struct pb_handoff *q);
-/* Any thread: their weight. */
+/* Any thread: the weight of the items queued and not yet taken by the
+ * receiver (their number, unless pushed weighted). */
 size_t pb_handoff_weight(struct pb_handoff *q);
 /* Any thread: the weight ever pushed and the batches taken so far. */
 void pb_handoff_counts(const struct pb_handoff *q, uint64_t *weight_total, uint64_t *batches);
