@@ -16,7 +16,7 @@
 #                                slow-base slow state-off state tasks-100k
 #                                cluster idle logins logins-cluster fdlimit inputs
 #                                inputs-e2e unicast-max)
-#   bench/run.sh --no-ref        no pb-sendref reference runs
+#   bench/run.sh --no-ref        no reference runs (pb-sendref, pb-kafkaref)
 #   bench/run.sh --workers 1,2   the bridge's workers (SPEC 11) to run every
 #                                scenario with (PUSHBRIDGE_WORKERS=N), one after
 #                                the other per scenario; default 1,2, --quick 2.
@@ -115,6 +115,10 @@
 # duration, one send() per frame; for fan-out and broadcast also one writev()
 # per connection queue. Its frames per CPU-second are this machine's limit
 # for the load, and the second table gives the bridge's figure as a ratio.
+# For the scenarios fed through Kafka, pb-kafkaref (bench/kafkaref.c, a
+# plain consumer) then takes the bridge's place for the same pb-produce load,
+# with no sockets: its p99 ("Kafka p99") is the latency Kafka alone gives on
+# this machine, the floor under the bridge's.
 #
 # Environment: PB_BENCH_BROKERS (real broker), PB_BENCH_PARTITIONS (topic
 # partitions with a real broker, default 1), PB_BENCH_KAFKA_PROPERTIES
@@ -131,6 +135,7 @@ BRIDGE_BIN=${PB_BENCH_BRIDGE:-$BUILD/pushbridge}
 LOADGEN=$BUILD/bench/pb-loadgen
 PRODUCE=$BUILD/bench/pb-produce
 SENDREF=$BUILD/bench/pb-sendref
+KAFKAREF=$BUILD/bench/pb-kafkaref
 
 MODE=full
 BIG=0
@@ -237,7 +242,7 @@ wait_until() {
 # ---- build ----
 
 build() {
-    local -a targets=(pb-loadgen pb-produce pb-sendref pb-inputbench)
+    local -a targets=(pb-loadgen pb-produce pb-sendref pb-kafkaref pb-inputbench)
     # With PB_BENCH_BRIDGE the bridge comes from elsewhere: a src/ in the
     # middle of a change must not stop the tools from building.
     [ -n "${PB_BENCH_BRIDGE:-}" ] || targets+=(pushbridge)
@@ -346,15 +351,13 @@ start_bridge() {
             --create-topic "${PB_BENCH_PARTITIONS:-1}" --count 0 >/dev/null
         env+=(PUSHBRIDGE_KAFKA_BROKERS="$BOOTSTRAP" PUSHBRIDGE_KAFKA_TOPICS="$TOPIC"
             PUSHBRIDGE_KAFKA_GROUP_ID="$TOPIC" PUSHBRIDGE_AUTH_MODE=none)
-        [ -n "${PB_BENCH_KAFKA_PROPERTIES:-}" ] &&
-            env+=(PUSHBRIDGE_KAFKA_PROPERTIES="$PB_BENCH_KAFKA_PROPERTIES")
     else
         TOPIC=pushbridge.events
         args+=(--dev)
-        # The embedded broker answers an empty fetch only after
-        # fetch.wait.max.ms, even when data arrives meanwhile: keep it short.
-        env+=(PUSHBRIDGE_KAFKA_PROPERTIES="${PB_BENCH_KAFKA_PROPERTIES:-fetch.wait.max.ms=1}")
     fi
+    local props
+    props=$(consumer_properties)
+    [ -z "$props" ] || env+=(PUSHBRIDGE_KAFKA_PROPERTIES="$props")
     local -a wrap=()
     if [ "$CALLGRIND" = 1 ]; then
         mkdir -p "$PROFDIR"
@@ -372,6 +375,17 @@ start_bridge() {
     if [ -z "${PB_BENCH_BROKERS:-}" ]; then
         BOOTSTRAP=$(curl -sf "http://127.0.0.1:$INT_PORT/stats" |
             grep -o '"kafka_bootstrap":"[^"]*"' | cut -d'"' -f4)
+    fi
+}
+
+# The consumer's librdkafka properties, the bridge's and pb-kafkaref's alike.
+# The embedded broker answers an empty fetch only after fetch.wait.max.ms,
+# even when data arrives meanwhile: under --dev keep it short.
+consumer_properties() {
+    if [ -n "${PB_BENCH_BROKERS:-}" ]; then
+        echo "${PB_BENCH_KAFKA_PROPERTIES:-}"
+    else
+        echo "${PB_BENCH_KAFKA_PROPERTIES:-fetch.wait.max.ms=1}"
     fi
 }
 
@@ -520,6 +534,7 @@ run_traffic() {
     curl -sf "http://127.0.0.1:$INT_PORT/metrics" >"$WORK/$name.metrics.txt" || true
     [ "$SHARE_BRIDGE" = 1 ] && [ "$SCEN_FRESH" = 0 ] || stop_bridge
     run_references "$name" "$conns" "$users" "$key" "$stall" "$rate"
+    [ "$transport" != kafka ] || run_kafka_reference "$name" "$users" "$key" "$rate"
     record_traffic "$name" "$transport" "$conns" "$users" "$key" "$stall" "$rate" "$batch" \
         "$((c1 - c0))" "$((l1 - l0))" "$((m1 - m0))" "$us0" "$us1" "$(calc "$t1 - $t0")" \
         "$rss_base" "$rss_conn" "$rss_end" "$hwm" "${slow_closes:-0}" "${qdrops:-0}" \
@@ -591,6 +606,49 @@ run_reference() {
     [ -s "$base.loadgen.json" ] || echo '{}' >"$base.loadgen.json"
 }
 
+# run_kafka_reference NAME USERS KEY RATE: pb-kafkaref, a plain consumer, in
+# the bridge's place for the same producer load, with no sockets: the latency
+# the producer, the broker and the consumer alone give on this machine. Under
+# --dev it runs the embedded broker in its own process, as the bridge does;
+# with PB_BENCH_BROKERS it reads a fresh topic. Into $WORK/NAME.ref-kafka.*
+run_kafka_reference() {
+    local name=${1%-w[0-9]*} users=$2 key=$3 rate=$4
+    wants_reference "$name" || return 0
+    local base=$WORK/$name.ref-kafka
+    [ -e "$base.json" ] && return 0
+    say "   reference, Kafka alone: pb-kafkaref consumes the same events, no sockets"
+    local bootstrap topic
+    local -a kr=(--ready-file "$base.ready" --timeout $((SEND_S + 90))
+        --properties "$(consumer_properties)")
+    if [ -n "${PB_BENCH_BROKERS:-}" ]; then
+        bootstrap=$PB_BENCH_BROKERS topic=pb-bench-$RUN_ID-$name-kafkaref
+        "$PRODUCE" --brokers "$bootstrap" --topic "$topic" \
+            --create-topic "${PB_BENCH_PARTITIONS:-1}" --count 0 >/dev/null
+        kr+=(--brokers "$bootstrap" --topic "$topic")
+    else
+        topic=pushbridge.events
+        kr+=(--embedded --bootstrap-file "$base.bootstrap" --topic "$topic")
+    fi
+    "$KAFKAREF" "${kr[@]}" >"$base.json" 2>"$base.err" &
+    local pid=$!
+    if ! wait_until 300 test -e "$base.ready"; then
+        say "pb-kafkaref for $name did not get ready:"; cat "$base.err" >&2
+        stop_pid "$pid" 2
+        echo '{}' >"$base.json"
+        return 0
+    fi
+    [ -n "${PB_BENCH_BROKERS:-}" ] || bootstrap=$(cat "$base.bootstrap")
+    local -a prod=(--brokers "$bootstrap" --topic "$topic" --rate "$rate" --duration "$SEND_S"
+        --count 0 --timeout $((SEND_S + 60)) "${SCEN_PROD[@]}")
+    if [ "$key" = users ]; then prod+=(--users "$users"); else prod+=(--key "$key"); fi
+    "$PRODUCE" "${prod[@]}" >"$base.producer.json" 2>"$base.producer.err" || true
+    # It stops by itself 3 s after the last message; the bound is for a broken run.
+    wait_until 300 ref_gone "$pid" || say "pb-kafkaref for $name did not end by itself"
+    stop_pid "$pid" 5
+    [ -s "$base.json" ] || echo '{}' >"$base.json"
+    [ -s "$base.producer.json" ] || echo '{}' >"$base.producer.json"
+}
+
 # One mode's figures as JSON members, and its ratio; "" when it did not run.
 ref_json() { # name mode bridge_fpc
     local base=$WORK/${1%-w[0-9]*}.ref-$2
@@ -611,6 +669,13 @@ record_reference() { # name bridge_fpc
     js=$(ref_json "$name" send "$fpc")
     jw=$(ref_json "$name" writev "$fpc")
     printf ',"reference":{"tool":"pb-sendref",%s%s}' "$js" "${jw:+,$jw}"
+    local kafka=$WORK/${1%-w[0-9]*}.ref-kafka kp99="-"
+    if [ -e "$kafka.json" ]; then
+        printf ',"kafka_reference":{"tool":"pb-kafkaref","consumer":%s,"producer":%s}' \
+            "$(tr -d '\n' <"$kafka.json")" "$(tr -d '\n' <"$kafka.producer.json")"
+        [ "$(jget "$kafka.json" lat_count)" = 0 ] ||
+            kp99=$(calc "$(jget "$kafka.json" lat_p99_us) / 1000")
+    fi
 
     local lost=0 dup=0 ooo=0 f
     for f in "$send.loadgen.json" "$writev.loadgen.json"; do
@@ -628,9 +693,9 @@ record_reference() { # name bridge_fpc
         wpw=$(jget "$writev.json" frames_per_write_call)
         wratio=$(calc "$wfpc > 0 ? $fpc / $wfpc : 0")
     fi
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$fpc" "$sfpc" \
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$fpc" "$sfpc" \
         "$(calc "$sfpc > 0 ? $fpc / $sfpc : 0")" "$(calc "$(jget "$send.loadgen.json" lat_p99_us) / 1000")" \
-        "$(calc "$(jget "$send.json" cpu_share) * 100")" "$wfpc" "$wpw" "$wratio" \
+        "$kp99" "$(calc "$(jget "$send.json" cpu_share) * 100")" "$wfpc" "$wpw" "$wratio" \
         "$lost/$dup/$ooo" >>"$REF_ROWS"
 }
 
@@ -1362,18 +1427,20 @@ print_ref_table() {
     say ""
     say "Against pb-sendref, the same load from a plain epoll loop: send = one send() per frame,"
     say "writev = one writev() per connection queue; bridge/ref = the bridge's frames per CPU-second"
-    say "as a fraction of the reference's (1 = this machine's limit for the load)."
+    say "as a fraction of the reference's (1 = this machine's limit for the load). Kafka p99 ="
+    say "pb-kafkaref's: the same producer, broker and consumer settings with no sockets, the floor"
+    say "under the bridge's latency (its p99 is in the table above)."
     awk -F'\t' 'BEGIN {
-        printf "%-18s %12s %12s %8s %8s %6s %12s %8s %8s %9s\n", "scenario", "frames/",
-            "send", "bridge/", "ref p99", "ref", "writev", "frames/", "bridge/", "ref lost/"
-        printf "%-18s %12s %12s %8s %8s %6s %12s %8s %8s %9s\n", "", "bridge-CPU-s",
-            "frames/CPU-s", "send", "ms", "CPU%", "frames/CPU-s", "write", "writev", "dup/ooo"
+        printf "%-18s %12s %12s %8s %8s %8s %6s %12s %8s %8s %9s\n", "scenario", "frames/",
+            "send", "bridge/", "ref p99", "Kafka", "ref", "writev", "frames/", "bridge/", "ref lost/"
+        printf "%-18s %12s %12s %8s %8s %8s %6s %12s %8s %8s %9s\n", "", "bridge-CPU-s",
+            "frames/CPU-s", "send", "ms", "p99 ms", "CPU%", "frames/CPU-s", "write", "writev", "dup/ooo"
     }
     function num(v, fmt) { return v == "-" ? "-" : sprintf(fmt, v) }
     {
-        printf "%-18s %12s %12s %8s %8s %6s %12s %8s %8s %9s\n", $1, num($2, "%.0f"),
-            num($3, "%.0f"), num($4, "%.3f"), num($5, "%.1f"), num($6, "%.0f"), num($7, "%.0f"),
-            num($8, "%.2f"), num($9, "%.3f"), $10
+        printf "%-18s %12s %12s %8s %8s %8s %6s %12s %8s %8s %9s\n", $1, num($2, "%.0f"),
+            num($3, "%.0f"), num($4, "%.3f"), num($5, "%.1f"), num($6, "%.1f"), num($7, "%.0f"),
+            num($8, "%.0f"), num($9, "%.2f"), num($10, "%.3f"), $11
     }' "$REF_ROWS"
 }
 
