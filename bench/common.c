@@ -1,6 +1,7 @@
 /* Clocks, histogram and JSON writer shared by the bench tools (common.h). */
 #include "common.h"
 
+#include <errno.h>
 #include <math.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -178,4 +179,19 @@ void jw_hist(struct jw *w, const char *prefix, const struct hist *h)
     jw_f(w, k, h->n ? h->sum / (double)h->n : 0.0);
     snprintf(k, sizeof(k), "%s_count", prefix);
     jw_u64(w, k, h->n);
+}
+
+int bench_write_file(const char *path, const char *text)
+{
+    char tmp[4096];
+    if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp)) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        return -1;
+    int bad = fputs(text, f) < 0;
+    bad |= fclose(f) != 0;
+    return bad || rename(tmp, path) ? -1 : 0;
 }

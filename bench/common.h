@@ -37,6 +37,10 @@ void hist_merge(struct hist *into, const struct hist *from);
  * above the largest value seen. 0 when empty. */
 uint64_t hist_pct(const struct hist *h, double pct);
 
+/* Writes text to path through path.tmp and a rename, so that a script
+ * polling for the file never reads half of it. 0, or -1 (errno set). */
+int bench_write_file(const char *path, const char *text);
+
 /* Writes one flat JSON object: jw_begin, then keys, then jw_end. Keys are
  * chosen unique across a report so that shell scripts can pick values out
  * with grep, without a JSON parser. */

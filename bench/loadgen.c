@@ -69,16 +69,8 @@ static int write_all(int fd, const void *p, size_t n)
 
 static void write_ready_file(const char *path)
 {
-    if (!path)
-        return;
-    char tmp[4096];
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f)
-        return;
-    fputs("ready\n", f);
-    fclose(f);
-    rename(tmp, path); /* atomic: a watcher never sees a half-written file */
+    if (path && bench_write_file(path, "ready\n"))
+        fprintf(stderr, "pb-loadgen: cannot write %s: %s\n", path, strerror(errno));
 }
 
 struct single_ready {

@@ -613,19 +613,13 @@ static int more_events(const struct server *s, uint64_t now)
     return o->duration_s <= 0 || now - s->t_send0 < (uint64_t)(o->duration_s * 1e6);
 }
 
-/* Writes the file atomically: pb-loadgen polls for it. */
+/* pb-loadgen polls for these files. */
 static void write_number_file(const char *path, unsigned long long v)
 {
-    if (!path)
-        return;
-    char tmp[4096];
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f)
-        return;
-    fprintf(f, "%llu\n", v);
-    fclose(f);
-    rename(tmp, path);
+    char text[32];
+    snprintf(text, sizeof(text), "%llu\n", v);
+    if (path && bench_write_file(path, text))
+        fprintf(stderr, "pb-sendref: cannot write %s: %s\n", path, strerror(errno));
 }
 
 /* ---- phases ---- */
