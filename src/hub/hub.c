@@ -2,8 +2,8 @@
  * Users live in a chained hash table keyed by a seeded FNV-1a hash (the seed
  * makes bucket collisions hard to aim at from outside); each user holds a
  * list of its members. An event is framed at most once per format and pos
- * signature, and each worker that holds a connection it is for gets one
- * message with all of that worker's (connection, frame) pairs. */
+ * signature, and the (connection, frame) pairs for each worker are staged in
+ * one message across events until pb_hub_flush() posts it. */
 #include "pushbridge/hub/hub.h"
 
 #include <stdio.h>
@@ -509,8 +509,16 @@ static void start(struct pb_hub *h, struct pb_member *c, const char *resume, siz
     int native = c->ident.form == PB_FORM_NATIVE;
     int resumed = -1;
     if (resume && native) {
-        resumed = h->store && pb_store_resume(h->store, c->user->id, c->user->idlen, resume,
-                                               resume_len, add_missed, &b);
+        /* While the rebuild at start runs (h->holding), the history may reach
+         * past the pos and still lack events the rebuild reads later: those
+         * are then seen by the live consumer as read already and handed to
+         * nobody. A replay from it would have a hole the client cannot see,
+         * so a resume answered before the rebuild ends (its wait over, or no
+         * wait at all) is "resumed": false, and the client takes the
+         * snapshot. */
+        resumed = h->store && !h->holding &&
+                  pb_store_resume(h->store, c->user->id, c->user->idlen, resume, resume_len,
+                                  add_missed, &b);
         /* A replay the queue's bounds would not take whole is no replay:
          * the client reloads from the snapshot rather than lose its middle
          * (drop_oldest) or be closed and come back for it again (close). */

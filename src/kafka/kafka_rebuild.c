@@ -363,7 +363,10 @@ int pb_kafka_rebuild_start(struct pb_kafka *k)
         return 0;
     }
     k->rebuild = rb;
-    pb_hub_hold_resumes(k->hub, 1); /* resumes wait for the history (hub/held.h) */
+    /* Resumes wait for the history (hub/held.h); with none kept, a resume
+     * cannot succeed and is answered at once. */
+    if (cfg->history_max_events > 0)
+        pb_hub_hold_resumes(k->hub, 1);
     snprintf(k->why, sizeof(k->why),
              "rebuilding task state and history: looking up the last %lld ms of the topics",
              (long long)cfg->state_lookback_ms);

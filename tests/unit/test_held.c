@@ -1,7 +1,10 @@
-/* Unit tests of the held resuming logins (held.c): first in, first out;
- * only due entries are taken unless all are; a dropped entry (its
- * connection closed) leaves the list whole, the tail included. Members are
- * opaque here, so fake addresses stand in for them. */
+/* Unit tests of the held resuming logins. The list (held.c): first in,
+ * first out; only due entries are taken unless all are; a dropped entry (its
+ * connection closed) leaves the list whole, the tail included (members are
+ * opaque there, so fake addresses stand in for them). The hub's answers
+ * (hub.c, with a store and the fake worker): a resume held during the
+ * rebuild is answered when it ends, and one answered before it ends is
+ * "resumed": false even when the history already reaches its pos. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,10 +12,16 @@
 
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "pushbridge/hub/held.h"
+#include "pushbridge/hub/hub.h"
+#include "pushbridge/store/store.h"
+
+#include "fake_hooks.h"
+#include "fake_worker.h"
 
 #define MB(n) ((struct pb_member *)(uintptr_t)(0x1000 * (n)))
 
@@ -67,11 +76,136 @@ static void test_drop_keeps_the_list_whole(void **state)
     assert_null(l.tail);
 }
 
+/* ---- the hub's answers ---- */
+
+struct fixture {
+    struct pb_config cfg;
+    struct pb_metrics m;
+    struct pb_conns_shared shared;
+    struct pb_conns *cs;
+    struct pb_store *st;
+    struct pb_hub *h;
+    char pos[PB_POS_MAX_LEN]; /* u's position after its first event */
+};
+
+/* u's event number n, read from topic t [0] at offset n: the history's. */
+static void record(struct pb_store *st, int64_t n)
+{
+    char data[32];
+    snprintf(data, sizeof(data), "{\"n\":%lld}", (long long)n);
+    struct pb_event ev;
+    pb_event_init(&ev);
+    ev.data = data;
+    ev.data_len = strlen(data);
+    ev.target_kind = PB_TARGET_USER;
+    ev.target = "u";
+    ev.target_len = 1;
+    ev.ts_ms = pb_now_ms();
+    ev.topic = "t";
+    ev.partition = 0;
+    ev.offset = n;
+    assert_int_equal(pb_store_seen(st, "t", 0, n), 0);
+    assert_int_equal(pb_store_record(st, &ev), PB_RECORD_DELIVER);
+}
+
+/* A hub whose history holds u's events 0 and 1, with pos taken after 0, as a
+ * client that saw event 0 holds it; the rebuild at start is running. */
+static struct fixture *hub_with_history(int auth_timeout_ms)
+{
+    struct fixture *fx = calloc(1, sizeof(*fx));
+    assert_non_null(fx);
+    assert_int_equal(pb_config_init(&fx->cfg), 0);
+    fx->cfg.ws_auth_timeout_ms = auth_timeout_ms;
+    pb_metrics_init(&fx->m);
+    assert_non_null(fx->cs = pb_conns_new(&fx->cfg, &fx->m, &fx->shared, &fake_hooks));
+    assert_non_null(fx->st = pb_store_new(&fx->cfg, &fx->m));
+    record(fx->st, 0);
+    pb_store_pos(fx->st, "u", 1, pb_now_ms(), fx->pos);
+    record(fx->st, 1);
+    struct pb_hub_out out = fake_out(fx->cs);
+    assert_non_null(fx->h = pb_hub_new(&fx->cfg, &fx->m, fx->st, &out));
+    pb_conns_on_closing(fx->cs, fake_tell_closing, fx->h);
+    fake_hooks_reset();
+    pb_hub_hold_resumes(fx->h, 1);
+    return fx;
+}
+
+static void hub_free(struct fixture *fx)
+{
+    pb_hub_free(fx->h);
+    pb_conns_free(fx->cs);
+    pb_store_free(fx->st);
+    pb_config_free(&fx->cfg);
+    free(fx);
+}
+
+/* A native client of u logs in resuming from pos. */
+static struct pb_conn *resume_as_u(struct fixture *fx)
+{
+    struct pb_conn *c = pb_conns_new_conn(fx->cs, NULL);
+    assert_non_null(c);
+    struct pb_identity id = {.form = PB_FORM_NATIVE};
+    assert_non_null(id.user = strdup("u"));
+    assert_int_equal(fake_login(fx->h, c, &id, fx->pos), 0);
+    return c;
+}
+
+/* The payload of c's queued frame i, as text ("" past the end). */
+static const char *frame_text(struct pb_conn *c, uint32_t i, char *buf, size_t cap)
+{
+    struct pb_frame *f = pb_conn_at(c, i);
+    snprintf(buf, cap, "%.*s", f ? (int)f->len : 0, f ? (const char *)pb_frame_payload(f) : "");
+    return buf;
+}
+
+/* The rebuild ends while the login waits: it is answered then, resumed,
+ * with the event it missed. */
+static void test_held_resume_answered_when_the_rebuild_ends(void **state)
+{
+    (void)state;
+    struct fixture *fx = hub_with_history(10000); /* a wait of 5 s */
+    struct pb_conn *c = resume_as_u(fx);
+    assert_false(c->authed); /* held: no answer yet */
+    assert_null(pb_conn_peek(c));
+    pb_hub_hold_resumes(fx->h, 0);
+    char buf[512];
+    assert_non_null(strstr(frame_text(c, 0, buf, sizeof(buf)), "\"resumed\":true"));
+    assert_non_null(strstr(frame_text(c, 1, buf, sizeof(buf)), "\"data\":{\"n\":1}"));
+    assert_null(pb_conn_at(c, 2));
+    assert_int_equal(fx->m.resumes[1], 1);
+    hub_free(fx);
+}
+
+/* Answered while the rebuild runs (here with no wait at all: an auth
+ * timeout of 2 s leaves none): the history already reaches the pos, but
+ * what the rebuild reads after it would never reach this client, so the
+ * answer is "resumed": false and nothing is replayed. */
+static void test_resume_answered_during_the_rebuild_is_not_resumed(void **state)
+{
+    (void)state;
+    struct fixture *fx = hub_with_history(2000);
+    struct pb_conn *c = resume_as_u(fx);
+    assert_true(c->authed);
+    char buf[512];
+    assert_non_null(strstr(frame_text(c, 0, buf, sizeof(buf)), "\"resumed\":false"));
+    assert_null(pb_conn_at(c, 1)); /* no replay (and no task in the snapshot) */
+    assert_int_equal(fx->m.resumes[0], 1);
+    assert_int_equal(fx->m.resumes[1], 0);
+    /* Once the rebuild is over, the same pos resumes. */
+    pb_hub_hold_resumes(fx->h, 0);
+    struct pb_conn *c2 = resume_as_u(fx);
+    assert_non_null(strstr(frame_text(c2, 0, buf, sizeof(buf)), "\"resumed\":true"));
+    assert_int_equal(fx->m.resumes[1], 1);
+    hub_free(fx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fifo_and_due),
         cmocka_unit_test(test_drop_keeps_the_list_whole),
+        cmocka_unit_test(test_held_resume_answered_when_the_rebuild_ends),
+        cmocka_unit_test(test_resume_answered_during_the_rebuild_is_not_resumed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
