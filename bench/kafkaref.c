@@ -61,33 +61,52 @@ static int write_file(const char *path, const char *text)
     return path ? bench_write_file(path, text) : 0;
 }
 
+/* s without the blanks around it (in place). */
+static char *trim(char *s)
+{
+    while (*s == ' ' || *s == '\t')
+        s++;
+    size_t n = strlen(s);
+    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+        s[--n] = '\0';
+    return s;
+}
+
 /* "k=v,k=v" into conf, as the bridge reads kafka.properties from its
- * environment (a piece without '=' continues the previous value). */
+ * environment: blanks around each piece dropped, a piece without '='
+ * continuing the previous value. */
 static int set_properties(rd_kafka_conf_t *conf, const char *list, char *err, size_t errlen)
 {
     if (!list || !*list)
         return 0;
-    char *copy = strdup(list), *save = NULL, *keys[MAX_PROPERTIES];
-    char value[MAX_PROPERTIES][1024];
+    char *copy = strdup(list), *rest = copy, *keys[MAX_PROPERTIES];
+    static char value[MAX_PROPERTIES][4096];
     int n = 0, rc = 0;
-    if (!copy)
+    if (!copy) {
+        snprintf(err, errlen, "--properties: out of memory");
         return -1;
-    for (char *p = strtok_r(copy, ",", &save); p; p = strtok_r(NULL, ",", &save)) {
+    }
+    for (char *p; !rc && (p = strsep(&rest, ","));) {
         char *eq = strchr(p, '=');
-        if (!eq && n > 0) {
-            size_t l = strlen(value[n - 1]);
-            snprintf(value[n - 1] + l, sizeof(value[0]) - l, ",%s", p);
-            continue;
+        if (eq)
+            *eq = '\0';
+        if (!eq && n == 0) {
+            snprintf(err, errlen, "--properties: \"%s\" is not key=value", p);
+            rc = -1;
+        } else if (eq && n == MAX_PROPERTIES) {
+            snprintf(err, errlen, "--properties: more than %d properties", MAX_PROPERTIES);
+            rc = -1;
+        } else {
+            char *v = eq ? value[n] : value[n - 1];
+            size_t l = eq ? 0 : strlen(v);
+            if (eq)
+                keys[n++] = trim(p);
+            if ((size_t)snprintf(v + l, sizeof(value[0]) - l, "%s%s", eq ? "" : ",",
+                                 trim(eq ? eq + 1 : p)) >= sizeof(value[0]) - l) {
+                snprintf(err, errlen, "--properties: the value of %s is too long", keys[n - 1]);
+                rc = -1;
+            }
         }
-        if (!eq || n == MAX_PROPERTIES) {
-            snprintf(err, errlen, "--properties: cannot read \"%s\"", p);
-            free(copy);
-            return -1;
-        }
-        *eq = '\0';
-        keys[n] = p;
-        snprintf(value[n], sizeof(value[0]), "%s", eq + 1);
-        n++;
     }
     for (int i = 0; i < n && !rc; i++)
         rc = rd_kafka_conf_set(conf, keys[i], value[i], err, errlen) != RD_KAFKA_CONF_OK;
