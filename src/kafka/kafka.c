@@ -1,8 +1,9 @@
 /* Kafka source. Offsets: enable.auto.offset.store is off and each message's
- * offset is stored only after pb_hub_deliver() has put it on every local
- * connection queue it was for; auto-commit then commits what was stored, and
- * closing the consumer commits the rest. Since delivery to queues is
- * synchronous in this loop, "handed to every queue" is simply "returned".
+ * offset is stored only after pb_hub_deliver() has handed it to every local
+ * connection it was for (framed and staged per worker, queued when the loop
+ * flushes before it sleeps); auto-commit then commits what was stored, and
+ * closing the consumer commits the rest. The queues are memory either way:
+ * an offset committed a moment before the flush loses nothing more.
  *
  * What can be lost, and what is done about it: the backlog found at
  * assignment may be skipped when stale (kafka.max_event_age_ms), but nothing

@@ -211,7 +211,9 @@ static void begin_stop(struct pb_server *s, const char *why)
     s->stop_deadline = pb_monotonic_ms() + s->cfg->shutdown_timeout_ms;
     pb_info("%s: closing %zu WebSocket connection(s) with 1001, then committing offsets", why,
             pb_server_connections(s));
-    pb_hub_flush(s->hub); /* what was staged goes before the close */
+    /* The staged frames go to the workers ahead of the close, in order;
+     * the close then drops every queue (1001), and clients resume. */
+    pb_hub_flush(s->hub);
     pb_pool_close_all(s);
     ev_prepare_start(s->loop, &s->stop_check_w);
     ev_timer_set(&s->stop_timer_w, (double)s->cfg->shutdown_timeout_ms / 2000.0, 0.);

@@ -60,9 +60,9 @@ enum pb_to_worker_type {
 };
 
 /* A message to a worker. Made by the sender, owned by the receiving
- * worker's inbox, freed by the worker once handled. Bound: one per event
- * (or login) per worker it is for; the consumer handles at most one batch
- * of events per turn of the main loop. */
+ * worker's inbox, freed by the worker once handled. Bound: frames are staged
+ * per worker (at most STAGED_MAX pairs, hub.c) and posted once per turn of
+ * the main loop; a login, a release and the shutdown messages are one each. */
 struct pb_to_worker {
     struct pb_handoff_item link;
     enum pb_to_worker_type type;
