@@ -101,10 +101,10 @@ static const struct setting settings[] = {
     INT("ws.max_connections_per_user", ws_max_connections_per_user, 1, 100000, "32",
         "Open WebSocket connections per user"),
     INT("ws.max_pending", ws_max_pending, 1, 10000000, "4096",
-        "Public connections accepted but not yet logged in (upgrading, or before login); "
-        "more are closed at accept"),
+        "Public connections accepted but not yet authenticated (upgrading, or before a valid "
+        "login); more are closed at accept"),
     INT("ws.max_pending_per_ip", ws_max_pending_per_ip, 1, 10000000, "1024",
-        "Public connections not yet logged in from one client address; more are closed at "
+        "Public connections not yet authenticated from one client address; more are closed at "
         "accept"),
     INT("ws.handshake_timeout_ms", ws_handshake_timeout_ms, 1000, 600000, "10000",
         "Time a public connection has to send its whole HTTP request (the WebSocket upgrade); "

@@ -246,7 +246,7 @@ static void render_admission(const struct pb_metrics *m, const struct pb_gauges 
     scalar(b, "pushbridge_connections_refused_total", "counter",
            "Connections refused at ws.max_connections.", (uint64_t)(m->connections_refused));
     scalar(b, "pushbridge_pending_connections", "gauge",
-           "Public connections accepted and not yet logged in (bound: ws.max_pending).",
+           "Public connections accepted and not yet authenticated (bound: ws.max_pending).",
            g->pending_connections);
     help(b, "pushbridge_accept_refused_total", "counter",
          "Public connections closed at accept, by reason (pending, per_ip, descriptors).");

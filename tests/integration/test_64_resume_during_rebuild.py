@@ -9,6 +9,7 @@ bounded (half of ws.auth_timeout_ms), after which it is answered as before.
 The rebuild is kept from finishing by stopping the broker."""
 
 import json
+import time
 
 from pbutil import unique_uid, wait_until
 
@@ -33,11 +34,11 @@ def pos_after_three_events(bridge_factory, kafka):
     return a, uid, got[-1]["pos"]
 
 
-def rebuilding_bridge(bridge_factory, kafka, a, auth_timeout_ms):
+def rebuilding_bridge(bridge_factory, kafka, a, auth_timeout_ms, **ws):
     """A second bridge (its own group) started while the broker is down: it
     listens, but its rebuild cannot finish."""
     kafka.stop()
-    b = bridge_factory(config={"ws": {"auth_timeout_ms": auth_timeout_ms}}, topic=a.topic,
+    b = bridge_factory(config={"ws": {"auth_timeout_ms": auth_timeout_ms, **ws}}, topic=a.topic,
                        create_topic=False, wait_ready=False)
     b.wait_healthy()
     st, _, body = b.http("GET", "/readyz")
@@ -76,3 +77,41 @@ def test_the_wait_is_bounded_by_half_the_auth_timeout(bridge_factory, kafka):
     assert welcome["type"] == "welcome" and welcome["resumed"] is False, welcome
     r.no_message(0.1)
     kafka.start()
+
+
+def test_a_login_sent_late_is_answered_not_closed_by_its_auth_timer(bridge_factory, kafka):
+    """The auth timer runs from the upgrade, the wait from the login: a
+    client that logged in 1.6 s into a 3 s auth timeout was closed with 4001
+    while held (a 1.5 s wait, then the tick). Its timer starts again when
+    its login is taken."""
+    a, uid, pos = pos_after_three_events(bridge_factory, kafka)
+    b = rebuilding_bridge(bridge_factory, kafka, a, 3000)
+    r = b.ws()
+    time.sleep(1.6)  # the client's own delay is the case under test
+    r.send_json({"type": "auth", "token": uid, "resume": pos})
+    welcome = r.recv_json(4.0)
+    assert welcome["type"] == "welcome" and welcome["resumed"] is False, welcome
+
+
+def test_held_logins_do_not_count_as_pending(bridge_factory, kafka):
+    """ws.max_pending_per_ip bounds sockets that have not authenticated. A
+    held login has: behind a balancer (one address) a rolling restart's
+    resumes, held during the rebuild, used to fill it, and the next clients
+    were closed at accept."""
+    a, uid, pos = pos_after_three_events(bridge_factory, kafka)
+    b = rebuilding_bridge(bridge_factory, kafka, a, 60000, max_pending_per_ip=2)
+    held = [b.ws() for _ in range(2)]
+    for r in held:
+        r.send_json({"type": "auth", "token": uid, "resume": pos})
+    b.wait_metric("pushbridge_pending_connections", 0)
+    third = b.ws()  # was closed at accept: 2 pending from 127.0.0.1
+    third.send_json({"type": "auth", "token": uid, "resume": pos})
+    b.wait_metric("pushbridge_pending_connections", 0)
+    assert (b.metric("pushbridge_accept_refused_total", reason="per_ip") or 0) == 0
+    for r in held + [third]:
+        r.no_message(0.2)  # still held
+    kafka.start()
+    for r in held + [third]:
+        welcome = r.recv_json(40)
+        assert welcome["type"] == "welcome" and welcome["resumed"] is True, welcome
+        assert [r.recv_json(10)["data"]["n"] for _ in range(2)] == [3, 4]
