@@ -335,6 +335,12 @@ static void deliver_one(struct pb_hub *h, const struct pb_member *c, struct fram
         fr->oom = 1;
     } else {
         fr->handed++;
+        /* Posting here, inside the walk of the members, runs worker 0's
+         * handler now: a slow client it closes calls back into the hub
+         * (CLOSING only marks the member). That is safe only because every
+         * transport's kill and cut hooks close later, never in the call;
+         * one that freed its connection at once would free a member this
+         * walk still holds. */
         if (h->staged[c->worker]->n >= STAGED_MAX)
             post_staged(h, c->worker);
     }
