@@ -10,6 +10,8 @@
  *   - a close (slow consumer 4009, token expired 4004, shutdown 1001) is a
  *     last message {"type":"close","code":N,"reason":R}, then the end of
  *     the response, so a client learns why as a WebSocket client would;
+ *     before the hub answered the login (a held resume) it is a refusal,
+ *     503 with the JSON error body;
  *   - the client cannot answer a refresh on this one-way stream: it opens a
  *     new stream with a fresh token and resume=<last pos> (pushbridge.js
  *     does), then drops the old one; resume makes that seamless.
@@ -598,8 +600,20 @@ static int writeable(struct pb_worker *w, struct pb_pss *pss)
         return -1;
     if (!pss->sse)
         return -1; /* not a stream (its login failed): nothing to write */
-    if (pss->sse->state == PB_SSE_LOGIN)
-        return 0; /* the hub has not answered yet */
+    if (pss->sse->state == PB_SSE_LOGIN) {
+        /* The hub has not answered yet (a resume held during the rebuild at
+         * start). Closed meanwhile, the request still gets its answer: the
+         * shutdown's as begin() gives it, else what closed it. */
+        if (!c->closing)
+            return 0;
+        if (!c->close_code) /* cut: nothing more */
+            return -1;
+        return c->close_code == PB_CLOSE_GOING_AWAY
+                   ? refuse(pss->wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "not_ready",
+                            "the server is shutting down")
+                   : refuse(pss->wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "closed",
+                            c->close_reason ? c->close_reason : "closed");
+    }
     if (pss->sse->state == PB_SSE_REFUSED)
         return refuse(pss->wsi, 429, "too_many_connections",
                       "this user has ws.max_connections_per_user connections open");

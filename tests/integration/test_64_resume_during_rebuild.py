@@ -9,7 +9,10 @@ bounded (half of ws.auth_timeout_ms), after which it is answered as before.
 The rebuild is kept from finishing by stopping the broker."""
 
 import json
+import signal
+import socket
 import time
+import urllib.parse
 
 from pbutil import unique_uid, wait_until
 
@@ -115,3 +118,26 @@ def test_held_logins_do_not_count_as_pending(bridge_factory, kafka):
         welcome = r.recv_json(40)
         assert welcome["type"] == "welcome" and welcome["resumed"] is True, welcome
         assert [r.recv_json(10)["data"]["n"] for _ in range(2)] == [3, 4]
+
+
+def test_a_held_sse_login_is_answered_at_shutdown(bridge_factory, kafka):
+    """An SSE request whose resume is held has no response yet; closed by
+    SIGTERM meanwhile, it gets the shutdown's 503, as a request that comes
+    during the shutdown does, not 3 s of silence and a dropped socket."""
+    a, uid, pos = pos_after_three_events(bridge_factory, kafka)
+    b = rebuilding_bridge(bridge_factory, kafka, a, 60000)
+    s = socket.create_connection(("127.0.0.1", b.public_port), timeout=10)
+    q = urllib.parse.quote(pos)
+    s.sendall(f"GET /sse?token={uid}&resume={q} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    b.wait_metric("pushbridge_pending_connections", 0)  # authenticated, held
+    b.proc.send_signal(signal.SIGTERM)
+    s.settimeout(2.0)  # under the 3 s after which the socket used to be dropped
+    got = b""
+    while b"\r\n\r\n" not in got or not got.rstrip().endswith(b"}"):
+        chunk = s.recv(4096)
+        assert chunk, f"closed without an answer: {got!r}"
+        got += chunk
+    head, _, body = got.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 503"), head
+    assert json.loads(body)["error"] == "not_ready", body
+    b.stop()
