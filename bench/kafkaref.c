@@ -20,11 +20,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common.h"
 
 #define MAX_PROPERTIES 32
 #define POLL_MS 100
+#define METADATA_WAIT_US (15u * 1000000u)
 
 struct opts {
     const char *brokers;
@@ -175,10 +177,21 @@ static int assign_at_end(rd_kafka_t *rk, const char *topic)
 {
     const struct rd_kafka_metadata *md = NULL;
     rd_kafka_topic_t *t = rd_kafka_topic_new(rk, topic, NULL);
-    rd_kafka_resp_err_t e = t ? rd_kafka_metadata(rk, 0, t, &md, 10000) : RD_KAFKA_RESP_ERR__FAIL;
-    if (!e && (md->topic_cnt != 1 || md->topics[0].err || !md->topics[0].partition_cnt))
-        e = md->topic_cnt == 1 && md->topics[0].err ? md->topics[0].err
-                                                    : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
+    rd_kafka_resp_err_t e = t ? RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC : RD_KAFKA_RESP_ERR__FAIL;
+    /* A topic pb-produce has just created may not be in every broker's
+     * metadata yet: ask again for a while. */
+    uint64_t until = bench_mono_us() + METADATA_WAIT_US;
+    while (t && e && bench_mono_us() < until && !g_stop) {
+        if (md)
+            rd_kafka_metadata_destroy(md);
+        md = NULL;
+        e = rd_kafka_metadata(rk, 0, t, &md, 5000);
+        if (!e && (md->topic_cnt != 1 || md->topics[0].err || !md->topics[0].partition_cnt))
+            e = md->topic_cnt == 1 && md->topics[0].err ? md->topics[0].err
+                                                        : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
+        if (e)
+            nanosleep(&(struct timespec){.tv_nsec = 200000000}, NULL);
+    }
     if (e) {
         fprintf(stderr, "pb-kafkaref: no metadata for topic %s: %s\n", topic, rd_kafka_err2str(e));
         if (md)
