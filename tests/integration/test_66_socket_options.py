@@ -28,8 +28,10 @@ def _socket_inode(local_port, remote_port):
             continue
         for line in lines:
             f = line.split()
+            # f[9] == "0": a socket in TIME_WAIT (an earlier connection
+            # that had the same ports), which no descriptor holds.
             if (int(f[1].rsplit(":", 1)[1], 16) == local_port
-                    and int(f[2].rsplit(":", 1)[1], 16) == remote_port):
+                    and int(f[2].rsplit(":", 1)[1], 16) == remote_port and f[9] != "0"):
                 return f[9]
     return None
 
