@@ -10,7 +10,6 @@
 #include <errno.h>
 #include <libwebsockets.h> /* LWSHUMETH_*: the method numbering of struct pb_http_req */
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -428,9 +427,6 @@ static void write_cb(struct ev_loop *loop, ev_io *w, int revents)
 
 static void new_conn(struct pb_httpd *d, int fd)
 {
-    int one = 1;
-    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)))
-        pb_debug("internal listener: TCP_NODELAY: %s", strerror(errno));
     if ((int64_t)d->nconns >= d->env->cfg->push_max_connections) {
         static const char busy[] =
             "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"

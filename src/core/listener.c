@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,6 +78,14 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
         socklen_t plen = sizeof(peer);
         int fd = accept4(l->fd, (struct sockaddr *)&peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) {
+            /* No Nagle on either listener: a frame or an answer is one small
+             * write, and one sent while the last is unacknowledged would wait
+             * for that ACK (a round trip, or the client's delayed ACK: 40 ms
+             * on Linux, 200 ms on Windows). lws sets it only on sockets it
+             * accepts itself, and the public ones are adopted. */
+            int one = 1;
+            if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)))
+                pb_debug("%s: TCP_NODELAY: %s", l->name, strerror(errno));
             l->fn(l->ud, fd, &peer);
             continue;
         }

@@ -7,13 +7,9 @@
  * load, not by a flow hash as SO_REUSEPORT would (docs/ARCHITECTURE.md). */
 #include "pushbridge/public/pool.h"
 
-#include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "pushbridge/api/http_lws.h"
@@ -237,13 +233,6 @@ static void public_accepted(void *ud, int fd, const struct sockaddr_storage *pee
         close(fd);
         return;
     }
-    /* No Nagle: an event is one small write, and one sent while the last is
-     * not yet acknowledged would wait for that ACK (a round trip, or a
-     * client's delayed ACK: 40 ms on Linux, 200 ms on Windows). lws sets
-     * this on sockets it accepts itself, not on adopted ones. */
-    int one = 1;
-    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)))
-        pb_debug("public listener: TCP_NODELAY: %s", strerror(errno));
     int k = least_loaded(s);
     struct pb_to_worker *msg = pb_to_worker_new(PB_TW_ADOPT, 0);
     if (!msg) {
