@@ -508,9 +508,6 @@ static int begin(struct pb_worker *w, struct lws *wsi, struct pb_pss *pss)
         pb_conns_free_conn(w->conns, c);
         return refuse(wsi, HTTP_STATUS_INTERNAL_SERVER_ERROR, "internal", "out of memory");
     }
-    /* Authenticated: no longer pending, even while the hub holds a resume
-     * during the rebuild at start (ws.c's login says why). */
-    pb_admission_release(w->env.admission, lws_get_socket_fd(wsi));
     return 0;
 }
 

@@ -302,6 +302,10 @@ int pb_worker_login(struct pb_worker *w, struct pb_conn *c, struct pb_identity *
     memset(id, 0, sizeof(*id));
     c->member = mb;
     msg->resume = res;
+    /* Authenticated: ws.max_pending bounds sockets that have not logged in,
+     * so this one stops counting now, not when the hub answers, which a
+     * resume during the rebuild at start waits for (hub/held.h). */
+    pb_admission_release(w->env.admission, lws_get_socket_fd(c->transport));
     w->env.to_hub(w->env.ud, w, msg);
     return 0;
 }

@@ -205,12 +205,10 @@ static void login(struct pb_worker *w, struct pb_pss *pss, const char *text, siz
     struct pb_conn *c = pss->conn;
     if (!c || c->authed || c->closing)
         return; /* answered already (worker 0 runs the hub in this call) */
-    /* Logged in, answer to come: ws.max_pending bounds sockets that have not
-     * authenticated, so this one no longer counts; and the auth timer now
-     * only guards the hub's answer, which a resume during the rebuild at
-     * start waits for (hub/held.h: half of ws.auth_timeout_ms and a tick,
-     * from now), so it starts again rather than run out first. */
-    pb_admission_release(w->env.admission, lws_get_socket_fd(pss->wsi));
+    /* Logged in, answer to come: the auth timer now only guards the hub's
+     * answer, which a resume during the rebuild at start waits for
+     * (hub/held.h: half of ws.auth_timeout_ms and a tick, from now), so it
+     * starts again rather than run out first. */
     ev_timer_stop(w->loop, &pss->auth_timer);
     ev_timer_set(&pss->auth_timer, (double)w->cfg->ws_auth_timeout_ms / 1000., 0.);
     ev_timer_start(w->loop, &pss->auth_timer);
