@@ -320,6 +320,21 @@ static struct pb_frame *frame_for(struct pb_hub *h, const struct pb_member *c, s
     return f;
 }
 
+/* Stages f for c's worker; -1 when out of memory. */
+static int stage(struct pb_hub *h, const struct pb_member *c, struct pb_frame *f)
+{
+    if (msg_add(&h->staged[c->worker], PB_TW_FRAMES, c->conn, f))
+        return -1;
+    /* Posting here, inside the walk of the members, runs worker 0's handler
+     * now: a slow client it closes calls back into the hub (CLOSING only
+     * marks the member). That is safe only because every transport's kill
+     * and cut hooks close later, never in the call; one that freed its
+     * connection at once would free a member this walk still holds. */
+    if (h->staged[c->worker]->n >= STAGED_MAX)
+        post_staged(h, c->worker);
+    return 0;
+}
+
 static void deliver_one(struct pb_hub *h, const struct pb_member *c, struct frames *fr,
                         const char *name)
 {
@@ -331,19 +346,10 @@ static void deliver_one(struct pb_hub *h, const struct pb_member *c, struct fram
         fr->oom = 1;
         return;
     }
-    if (msg_add(&h->staged[c->worker], PB_TW_FRAMES, c->conn, f)) {
+    if (stage(h, c, f))
         fr->oom = 1;
-    } else {
+    else
         fr->handed++;
-        /* Posting here, inside the walk of the members, runs worker 0's
-         * handler now: a slow client it closes calls back into the hub
-         * (CLOSING only marks the member). That is safe only because every
-         * transport's kill and cut hooks close later, never in the call;
-         * one that freed its connection at once would free a member this
-         * walk still holds. */
-        if (h->staged[c->worker]->n >= STAGED_MAX)
-            post_staged(h, c->worker);
-    }
     if (owned)
         pb_frame_unref(f);
 }
@@ -397,10 +403,37 @@ long pb_hub_deliver(struct pb_hub *h, struct pb_event *ev, uint32_t source)
     return n;
 }
 
+static int admits(const struct pb_member *c, const struct pb_event *ev);
+
+/* The rebuild at start keeps what it reads and delivers none of it: those
+ * offsets were produced before this process started, and the live consumer
+ * then skips them as read (pb_store_seen). A connection already logged in
+ * (every one now logged in during the rebuild) took a snapshot without
+ * them, so an update the store now keeps as its task's state goes to the
+ * user's connections as the snapshot frame a login after the rebuild would
+ * have got: their task view ends as complete as a later login's. Events
+ * without a task are in no snapshot and go to nobody, as before. */
 void pb_hub_keep(struct pb_hub *h, struct pb_event *ev)
 {
-    if (h->store)
-        pb_store_record(h->store, ev);
+    if (!h->store || pb_store_record(h->store, ev) != PB_RECORD_TASK)
+        return;
+    struct pb_user *u = user_find(h, ev->target, ev->target_len,
+                                  hash_id(h, ev->target, ev->target_len));
+    /* The same frame for every native connection (a snapshot frame has no
+     * pos), and one for the others. */
+    struct pb_frame *native = NULL, *plain = NULL;
+    for (struct pb_member *c = u ? u->members : NULL; c; c = c->user_next) {
+        if (c->closing || !admits(c, ev))
+            continue;
+        struct pb_frame **f = c->ident.form == PB_FORM_NATIVE ? &native : &plain;
+        if (!*f)
+            *f = f == &native ? native_frame(h, c, ev, 1, NULL) : pb_frame_event_plain(ev);
+        if (!*f || stage(h, c, *f))
+            pb_error("out of memory framing a rebuilt task update; a connection of a user "
+                     "misses it until that task's next event");
+    }
+    pb_frame_unref(native);
+    pb_frame_unref(plain);
 }
 
 /* ---- login: welcome, snapshot, resume ------------------------------------- */

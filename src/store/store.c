@@ -364,8 +364,9 @@ static int task_expired(const struct pb_store *st, const struct pb_sevent *e, in
     return add_sat(e->ts_ms, ttl) <= now;
 }
 
-/* The task's state becomes e. PB_RECORD_OUTDATED when the kept state is
- * newer by Kafka timestamp. */
+/* The task's state becomes e (PB_RECORD_TASK). PB_RECORD_OUTDATED when the
+ * kept state is newer by Kafka timestamp; PB_RECORD_DELIVER when e is not
+ * kept (expired already, or no memory). */
 static int task_update(struct pb_store *st, struct pb_suser *u, struct pb_sevent *e)
 {
     struct pb_task *t = task_find(u, e);
@@ -398,7 +399,7 @@ static int task_update(struct pb_store *st, struct pb_suser *u, struct pb_sevent
     glist_append(st, t);
     ulist_append(t);
     st->state_bytes += task_bytes(t);
-    return PB_RECORD_DELIVER;
+    return PB_RECORD_TASK;
 }
 
 /* ---- history ------------------------------------------------------------------ */
@@ -582,7 +583,7 @@ int pb_store_record(struct pb_store *st, struct pb_event *ev)
     u->busy = 1; /* an eviction of its own last task or entry must not free it */
     if (e && ev->task && st->cfg->state_max_tasks_per_user > 0)
         rc = task_update(st, u, e);
-    if (e && rc == PB_RECORD_DELIVER && st->cfg->history_max_events > 0)
+    if (e && rc != PB_RECORD_OUTDATED && st->cfg->history_max_events > 0)
         hist_append(st, u, e);
     else if (!e && st->cfg->history_max_events > 0)
         note_lost(st, u, s->idx, ev->offset, ev->ts_ms);

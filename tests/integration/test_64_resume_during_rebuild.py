@@ -49,6 +49,37 @@ def rebuilding_bridge(bridge_factory, kafka, a, auth_timeout_ms, **ws):
     return b
 
 
+def progress(p):
+    return json.dumps({"event": "task.progress", "task": "job", "data": {"p": p}})
+
+
+def test_a_fresh_login_during_the_rebuild_gets_the_task_updates_it_reads(
+        bridge_factory, kafka):
+    """A login without resume is answered at once, with the snapshot as it
+    stands: empty here, the rebuild has read nothing. The updates the
+    rebuild reads afterwards are skipped by the live consumer as read, so
+    its progress view used to stay empty (or stale) until the task's next
+    live event; now each reaches it as a snapshot frame."""
+    a = bridge_factory()
+    uid = unique_uid()
+    kafka.produce_many(a.topic, [(uid, progress(p)) for p in (10, 20, 30)])
+    wait_until(lambda: (a.metric("pushbridge_events_consumed_total", topic=a.topic) or 0) >= 3,
+               desc="the first bridge read the three")
+    b = rebuilding_bridge(bridge_factory, kafka, a, 60000)
+    c, welcome = b.native_client(uid)
+    assert welcome.get("resumed") is None, welcome
+    c.no_message(0.5)  # nothing read yet: an empty snapshot
+    kafka.start()
+    got = [c.recv_json(40) for _ in range(3)]
+    assert [(m["task"], m["data"]["p"], m.get("snapshot")) for m in got] == \
+        [("job", 10, True), ("job", 20, True), ("job", 30, True)], got
+    b.wait_ready()
+    kafka.produce(a.topic, progress(40), key=uid)
+    live = c.recv_json(20)
+    assert live["data"]["p"] == 40 and "snapshot" not in live, live
+    c.no_message(0.3)
+
+
 def test_a_resume_during_the_rebuild_waits_for_it_then_gets_what_was_missed(
         bridge_factory, kafka):
     a, uid, pos = pos_after_three_events(bridge_factory, kafka)

@@ -4,7 +4,8 @@
  * opaque there, so fake addresses stand in for them). The hub's answers
  * (hub.c, with a store and the fake worker): a resume held during the
  * rebuild is answered when it ends, and one answered before it ends is
- * "resumed": false even when the history already reaches its pos. */
+ * "resumed": false even when the history already reaches its pos; a login
+ * during the rebuild gets the task updates the rebuild reads after it. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -199,6 +200,75 @@ static void test_resume_answered_during_the_rebuild_is_not_resumed(void **state)
     hub_free(fx);
 }
 
+/* u's update n of task "job", at time ts, read by the rebuild from topic t
+ * [1] at offset n: kept in the store, through the hub. */
+static void rebuild_reads(struct fixture *fx, int64_t n, int64_t ts, const char *task)
+{
+    char data[32];
+    snprintf(data, sizeof(data), "{\"p\":%lld}", (long long)n);
+    struct pb_event ev;
+    pb_event_init(&ev);
+    ev.data = data;
+    ev.data_len = strlen(data);
+    ev.target_kind = PB_TARGET_USER;
+    ev.target = "u";
+    ev.target_len = 1;
+    ev.task = (char *)task;
+    ev.ts_ms = ts;
+    ev.topic = "t";
+    ev.partition = 1;
+    ev.offset = n;
+    assert_int_equal(pb_store_seen(fx->st, "t", 1, n), 0);
+    pb_hub_keep(fx->h, &ev);
+    pb_hub_flush(fx->h);
+}
+
+/* A login without resume during the rebuild gets the snapshot as it stands.
+ * What the rebuild reads later is skipped by the live consumer as read, so
+ * each task update the store then keeps reaches the connection as the
+ * snapshot frame a later login would get; an outdated update and an event
+ * without a task (in no snapshot) reach nobody. */
+static void test_a_login_during_the_rebuild_gets_the_updates_it_reads_later(void **state)
+{
+    (void)state;
+    struct fixture *fx = hub_with_history(10000);
+    int64_t now = pb_now_ms();
+    rebuild_reads(fx, 0, now - 100, "job");
+    struct pb_conn *c = pb_conns_new_conn(fx->cs, NULL);
+    assert_non_null(c);
+    struct pb_identity id = {.form = PB_FORM_NATIVE};
+    assert_non_null(id.user = strdup("u"));
+    assert_int_equal(fake_login(fx->h, c, &id, NULL), 0);
+    char buf[512];
+    assert_non_null(strstr(frame_text(c, 0, buf, sizeof(buf)), "\"type\":\"welcome\""));
+    assert_non_null(strstr(frame_text(c, 1, buf, sizeof(buf)), "\"data\":{\"p\":0}"));
+    assert_null(pb_conn_at(c, 2));
+
+    rebuild_reads(fx, 1, now - 50, "job");
+    frame_text(c, 2, buf, sizeof(buf));
+    assert_non_null(strstr(buf, "\"data\":{\"p\":1}"));
+    assert_non_null(strstr(buf, "\"snapshot\":true"));
+    assert_null(strstr(buf, "\"pos\"")); /* as in a snapshot: no pos */
+    rebuild_reads(fx, 2, now - 80, "job"); /* older than the kept p:1 */
+    rebuild_reads(fx, 3, now - 40, NULL);  /* a notification: no task */
+    assert_null(pb_conn_at(c, 3));
+    rebuild_reads(fx, 4, now - 30, "other");
+    assert_non_null(strstr(frame_text(c, 3, buf, sizeof(buf)), "\"data\":{\"p\":4}"));
+    assert_null(pb_conn_at(c, 4));
+
+    /* A login after the rebuild gets the same two tasks in its snapshot. */
+    pb_hub_hold_resumes(fx->h, 0);
+    struct pb_conn *c2 = pb_conns_new_conn(fx->cs, NULL);
+    assert_non_null(c2);
+    assert_non_null(id.user = strdup("u"));
+    id.form = PB_FORM_NATIVE;
+    assert_int_equal(fake_login(fx->h, c2, &id, NULL), 0);
+    assert_non_null(strstr(frame_text(c2, 1, buf, sizeof(buf)), "\"data\":{\"p\":1}"));
+    assert_non_null(strstr(frame_text(c2, 2, buf, sizeof(buf)), "\"data\":{\"p\":4}"));
+    assert_null(pb_conn_at(c2, 3));
+    hub_free(fx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -206,6 +276,7 @@ int main(void)
         cmocka_unit_test(test_drop_keeps_the_list_whole),
         cmocka_unit_test(test_held_resume_answered_when_the_rebuild_ends),
         cmocka_unit_test(test_resume_answered_during_the_rebuild_is_not_resumed),
+        cmocka_unit_test(test_a_login_during_the_rebuild_gets_the_updates_it_reads_later),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

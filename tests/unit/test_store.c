@@ -96,9 +96,9 @@ static void test_latest_event_per_task_and_outdated(void **state)
 {
     struct fx *fx = *state;
     int64_t now = pb_now_ms();
-    assert_int_equal(record(fx, "u", "a", 0, now - 10, 0, "1"), PB_RECORD_DELIVER);
-    assert_int_equal(record(fx, "u", "b", 0, now - 10, 0, "2"), PB_RECORD_DELIVER);
-    assert_int_equal(record(fx, "u", "a", 0, now, 0, "3"), PB_RECORD_DELIVER);
+    assert_int_equal(record(fx, "u", "a", 0, now - 10, 0, "1"), PB_RECORD_TASK);
+    assert_int_equal(record(fx, "u", "b", 0, now - 10, 0, "2"), PB_RECORD_TASK);
+    assert_int_equal(record(fx, "u", "a", 0, now, 0, "3"), PB_RECORD_TASK);
     /* Older by Kafka timestamp than what is kept for a. */
     assert_int_equal(record(fx, "u", "a", 0, now - 5, 0, "4"), PB_RECORD_OUTDATED);
     struct seen s = {0};

@@ -121,7 +121,9 @@ long pb_hub_deliver(struct pb_hub *h, struct pb_event *ev, uint32_t source);
 /* Posts the frames pb_hub_deliver() staged to their workers, in order. */
 void pb_hub_flush(struct pb_hub *h);
 
-/* Keeps the event in the store only (the rebuild at start). */
+/* The rebuild at start: keeps the event in the store, and when it becomes
+ * its task's state, stages it as a snapshot frame for the user's logged-in
+ * connections (their snapshot, taken during the rebuild, lacked it). */
 void pb_hub_keep(struct pb_hub *h, struct pb_event *ev);
 
 /* A message from a worker (login, closing, closed, groups): handled at once.
