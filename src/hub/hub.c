@@ -159,51 +159,6 @@ static void maybe_grow(struct pb_hub *h)
 
 /* ---- messages to the workers -------------------------------------------- */
 
-struct pb_to_worker *pb_to_worker_new(enum pb_to_worker_type type, size_t n)
-{
-    struct pb_to_worker *msg = malloc(sizeof(*msg) + n * sizeof(msg->items[0]));
-    if (!msg)
-        return NULL;
-    memset(msg, 0, sizeof(*msg));
-    msg->type = type;
-    msg->cap = n;
-    return msg;
-}
-
-void pb_to_worker_free(struct pb_to_worker *msg)
-{
-    if (!msg)
-        return;
-    for (size_t i = 0; i < msg->n; i++)
-        pb_frame_unref(msg->items[i].frame);
-    free(msg);
-}
-
-/* Appends (conn, f) to *msgp, growing it; takes a reference to f. -1 on OOM
- * (the connection misses the frame, which the caller reports). */
-static int msg_add(struct pb_to_worker **msgp, enum pb_to_worker_type type, struct pb_conn *conn,
-                   struct pb_frame *f)
-{
-    struct pb_to_worker *msg = *msgp;
-    if (!msg || msg->n == msg->cap) {
-        size_t cap = msg ? msg->cap * 2 : 4;
-        struct pb_to_worker *grown = realloc(msg, sizeof(*msg) + cap * sizeof(msg->items[0]));
-        if (!grown)
-            return -1;
-        if (!msg) {
-            memset(grown, 0, sizeof(*grown));
-            grown->type = type;
-        }
-        grown->cap = cap;
-        *msgp = msg = grown;
-    }
-    pb_frame_ref(f);
-    msg->items[msg->n].conn = conn;
-    msg->items[msg->n].frame = f;
-    msg->n++;
-    return 0;
-}
-
 static void post_staged(struct pb_hub *h, int worker)
 {
     struct pb_to_worker *msg = h->staged[worker];
@@ -246,6 +201,13 @@ static int in_group(const struct pb_member *c, const char *g, size_t len)
         if (strlen(c->ident.groups[i]) == len && memcmp(c->ident.groups[i], g, len) == 0)
             return 1;
     return 0;
+}
+
+static int admits(const struct pb_member *c, const struct pb_event *ev)
+{
+    if (ev->target_kind == PB_TARGET_GROUP && !in_group(c, ev->target, ev->target_len))
+        return 0;
+    return wants_event(c, pb_event_name(ev));
 }
 
 /* The frames an event may need, each built on first use: the data alone
@@ -323,7 +285,7 @@ static struct pb_frame *frame_for(struct pb_hub *h, const struct pb_member *c, s
 /* Stages f for c's worker; -1 when out of memory. */
 static int stage(struct pb_hub *h, const struct pb_member *c, struct pb_frame *f)
 {
-    if (msg_add(&h->staged[c->worker], PB_TW_FRAMES, c->conn, f))
+    if (pb_to_worker_add(&h->staged[c->worker], PB_TW_FRAMES, c->conn, f))
         return -1;
     /* Posting here, inside the walk of the members, runs worker 0's handler
      * now: a slow client it closes calls back into the hub (CLOSING only
@@ -403,8 +365,6 @@ long pb_hub_deliver(struct pb_hub *h, struct pb_event *ev, uint32_t source)
     return n;
 }
 
-static int admits(const struct pb_member *c, const struct pb_event *ev);
-
 /* The rebuild at start keeps what it reads and delivers none of it: those
  * offsets were produced before this process started, and the live consumer
  * then skips them as read (pb_store_seen). A connection already logged in
@@ -483,13 +443,6 @@ static int batch_fits(const struct pb_hub *h, const struct start_batch *b)
     for (size_t i = 0; i < b->n; i++)
         bytes += b->f[i]->len;
     return b->n + 1 <= (size_t)cfg->ws_queue_max_messages && bytes <= hard;
-}
-
-static int admits(const struct pb_member *c, const struct pb_event *ev)
-{
-    if (ev->target_kind == PB_TARGET_GROUP && !in_group(c, ev->target, ev->target_len))
-        return 0;
-    return wants_event(c, pb_event_name(ev));
 }
 
 static void add_missed(const struct pb_event *ev, const char *pos, void *ud)
@@ -583,11 +536,11 @@ static void start(struct pb_hub *h, struct pb_member *c, const char *resume, siz
         msg->conn = c->conn;
         struct pb_frame *w = native ? welcome_frame(h, c, resumed) : NULL;
         if (w) {
-            msg_add(&msg, PB_TW_START, c->conn, w); /* room was made: cannot fail */
+            pb_to_worker_add(&msg, PB_TW_START, c->conn, w); /* room was made: cannot fail */
             pb_frame_unref(w);
         }
         for (size_t i = 0; i < b.n; i++)
-            msg_add(&msg, PB_TW_START, c->conn, b.f[i]);
+            pb_to_worker_add(&msg, PB_TW_START, c->conn, b.f[i]);
     } else {
         /* Out of memory: the connection starts with nothing queued. */
         msg = pb_to_worker_new(PB_TW_START, 0);

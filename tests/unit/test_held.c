@@ -89,11 +89,12 @@ struct fixture {
     char pos[PB_POS_MAX_LEN]; /* u's position after its first event */
 };
 
-/* u's event number n, read from topic t [0] at offset n: the history's. */
-static void record(struct pb_store *st, int64_t n)
+/* u's event at offset n of topic t [partition], {"<key>":n} at ts, of task
+ * (or none), its offset marked read in st; data is its text's buffer. */
+static struct pb_event user_event(struct pb_store *st, char *data, size_t cap, const char *key,
+                                  int32_t partition, int64_t n, int64_t ts, const char *task)
 {
-    char data[32];
-    snprintf(data, sizeof(data), "{\"n\":%lld}", (long long)n);
+    snprintf(data, cap, "{\"%s\":%lld}", key, (long long)n);
     struct pb_event ev;
     pb_event_init(&ev);
     ev.data = data;
@@ -101,11 +102,20 @@ static void record(struct pb_store *st, int64_t n)
     ev.target_kind = PB_TARGET_USER;
     ev.target = "u";
     ev.target_len = 1;
-    ev.ts_ms = pb_now_ms();
+    ev.task = (char *)task;
+    ev.ts_ms = ts;
     ev.topic = "t";
-    ev.partition = 0;
+    ev.partition = partition;
     ev.offset = n;
-    assert_int_equal(pb_store_seen(st, "t", 0, n), 0);
+    assert_int_equal(pb_store_seen(st, "t", partition, n), 0);
+    return ev;
+}
+
+/* u's event number n, read from topic t [0] at offset n: the history's. */
+static void record(struct pb_store *st, int64_t n)
+{
+    char data[32];
+    struct pb_event ev = user_event(st, data, sizeof(data), "n", 0, n, pb_now_ms(), NULL);
     assert_int_equal(pb_store_record(st, &ev), PB_RECORD_DELIVER);
 }
 
@@ -200,25 +210,12 @@ static void test_resume_answered_during_the_rebuild_is_not_resumed(void **state)
     hub_free(fx);
 }
 
-/* u's update n of task "job", at time ts, read by the rebuild from topic t
- * [1] at offset n: kept in the store, through the hub. */
+/* u's update n of task (or a notification: NULL), at time ts, read by the
+ * rebuild from topic t [1] at offset n: kept through the hub. */
 static void rebuild_reads(struct fixture *fx, int64_t n, int64_t ts, const char *task)
 {
     char data[32];
-    snprintf(data, sizeof(data), "{\"p\":%lld}", (long long)n);
-    struct pb_event ev;
-    pb_event_init(&ev);
-    ev.data = data;
-    ev.data_len = strlen(data);
-    ev.target_kind = PB_TARGET_USER;
-    ev.target = "u";
-    ev.target_len = 1;
-    ev.task = (char *)task;
-    ev.ts_ms = ts;
-    ev.topic = "t";
-    ev.partition = 1;
-    ev.offset = n;
-    assert_int_equal(pb_store_seen(fx->st, "t", 1, n), 0);
+    struct pb_event ev = user_event(fx->st, data, sizeof(data), "p", 1, n, ts, task);
     pb_hub_keep(fx->h, &ev);
     pb_hub_flush(fx->h);
 }
