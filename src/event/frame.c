@@ -45,6 +45,7 @@ static struct pb_frame *frame_alloc(size_t len)
     f->ts_ms = 0;
     f->task_key = 0;
     f->final = 0;
+    f->rebuilt = 0;
     f->len = len;
     return f;
 }

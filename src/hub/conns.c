@@ -237,8 +237,10 @@ static int is_slow(struct pb_conns *cs, const struct pb_conn *c, size_t add)
 }
 
 /* ws.slow_client coalesce: the newest queued update of f's task gives way
- * (unless it is final), so that f can be queued. Returns 1 when it did. */
-static int coalesce_into(struct pb_conns *cs, struct pb_conn *c, struct pb_frame *f)
+ * (unless it is final), so that f can be queued; with rebuilt_only, only a
+ * rebuilt snapshot frame gives way to one (enqueue). Returns 1 when it did. */
+static int coalesce_into(struct pb_conns *cs, struct pb_conn *c, struct pb_frame *f,
+                         int rebuilt_only)
 {
     if (!f || !f->task_key)
         return 0;
@@ -246,8 +248,10 @@ static int coalesce_into(struct pb_conns *cs, struct pb_conn *c, struct pb_frame
         struct pb_frame *old = c->q[(c->q_head + i) % c->q_cap];
         if (old->task_key != f->task_key)
             continue;
-        if (old->final)
-            return 0; /* an update past it would overtake the final one */
+        /* An update past a final one would overtake it; a live frame is not
+         * the rebuild's to replace. */
+        if (old->final || (rebuilt_only && !old->rebuilt))
+            return 0;
         /* The older update leaves its place and f goes to the tail: the
          * frames queued after it keep their order, and so the client's
          * last pos never claims a frame it has not read. */
@@ -308,7 +312,7 @@ static int slow_policy(struct pb_conns *cs, struct pb_conn *c, struct pb_frame *
 {
     int policy = cs->cfg->ws_slow_client;
     if (policy == PB_SLOW_COALESCE) {
-        if (coalesce_into(cs, c, f) && !is_slow(cs, c, add))
+        if (coalesce_into(cs, c, f, 0) && !is_slow(cs, c, add))
             return 0;
         coalesce_queue(cs, c);
         if (!(f ? is_slow(cs, c, add) : c->q_bytes > (size_t)cs->cfg->ws_queue_max_bytes))
@@ -340,6 +344,12 @@ static int enqueue(struct pb_conns *cs, struct pb_conn *c, struct pb_frame *f)
 {
     if (c->closing)
         return 0;
+    /* Whatever ws.slow_client says: a rebuilt snapshot frame stands for
+     * the task's state, so a newer one makes a queued one pointless. A
+     * client that logged in during the rebuild gets each task's latest
+     * state, not every update of ten minutes read at the broker's speed. */
+    if (f->rebuilt && c->q_len)
+        coalesce_into(cs, c, f, 1);
     /* An empty queue always takes one frame, so a reading client never
      * loses an event bigger than the byte bounds (kafka.max_event_bytes caps it). */
     if (c->q_len && is_slow(cs, c, f->len) && slow_policy(cs, c, f, f->len))

@@ -367,31 +367,42 @@ long pb_hub_deliver(struct pb_hub *h, struct pb_event *ev, uint32_t source)
 
 /* The rebuild at start keeps what it reads and delivers none of it: those
  * offsets were produced before this process started, and the live consumer
- * then skips them as read (pb_store_seen). A connection already logged in
- * (every one now logged in during the rebuild) took a snapshot without
- * them, so an update the store now keeps as its task's state goes to the
- * user's connections as the snapshot frame a login after the rebuild would
- * have got: their task view ends as complete as a later login's. Events
- * without a task are in no snapshot and go to nobody, as before. */
+ * then skips them as read (pb_store_seen). A connection already in the
+ * directory logged in during the rebuild, with a snapshot that lacks them,
+ * so an update that changes its task's kept state goes to the user's
+ * connections as a snapshot frame, marked rebuilt: a queue then holds only
+ * each task's latest (conns.c), and the client's view ends as a later
+ * login's snapshot would show it, a task ended by an expired final update
+ * shown ended. Updates that change nothing, and events without a task (in
+ * no snapshot), go to nobody. */
 void pb_hub_keep(struct pb_hub *h, struct pb_event *ev)
 {
     if (!h->store || pb_store_record(h->store, ev) != PB_RECORD_TASK)
         return;
     struct pb_user *u = user_find(h, ev->target, ev->target_len,
                                   hash_id(h, ev->target, ev->target_len));
-    /* The same frame for every native connection (a snapshot frame has no
-     * pos), and one for the others. */
+    /* One frame per form: a snapshot frame has no pos. */
     struct pb_frame *native = NULL, *plain = NULL;
+    int oom = 0;
     for (struct pb_member *c = u ? u->members : NULL; c; c = c->user_next) {
         if (c->closing || !admits(c, ev))
             continue;
-        struct pb_frame **f = c->ident.form == PB_FORM_NATIVE ? &native : &plain;
-        if (!*f)
-            *f = f == &native ? native_frame(h, c, ev, 1, NULL) : pb_frame_event_plain(ev);
-        if (!*f || stage(h, c, *f))
-            pb_error("out of memory framing a rebuilt task update; a connection of a user "
-                     "misses it until that task's next event");
+        int is_native = c->ident.form == PB_FORM_NATIVE;
+        struct pb_frame **f = is_native ? &native : &plain;
+        if (!*f) {
+            *f = is_native ? native_frame(h, c, ev, 1, NULL) : pb_frame_event_plain(ev);
+            if (!*f) {
+                oom = 1;
+                break;
+            }
+            (*f)->rebuilt = 1;
+        }
+        if (stage(h, c, *f))
+            oom = 1;
     }
+    if (oom)
+        pb_error("out of memory framing a rebuilt task update; connections of a user miss it "
+                 "until that task's next event");
     pb_frame_unref(native);
     pb_frame_unref(plain);
 }

@@ -365,8 +365,10 @@ static int task_expired(const struct pb_store *st, const struct pb_sevent *e, in
 }
 
 /* The task's state becomes e (PB_RECORD_TASK). PB_RECORD_OUTDATED when the
- * kept state is newer by Kafka timestamp; PB_RECORD_DELIVER when e is not
- * kept (expired already, or no memory). */
+ * kept state is newer by Kafka timestamp. e already past its time to live
+ * is not kept: PB_RECORD_TASK when it ends the task kept before it (a
+ * client shown that state must learn it ended), else PB_RECORD_DELIVER, as
+ * when there is no memory. */
 static int task_update(struct pb_store *st, struct pb_suser *u, struct pb_sevent *e)
 {
     struct pb_task *t = task_find(u, e);
@@ -375,9 +377,10 @@ static int task_update(struct pb_store *st, struct pb_suser *u, struct pb_sevent
     if (task_expired(st, e, pb_now_ms())) {
         /* Already past its time to live (a rebuild reading old events, a
          * final update of a task long done): not kept, never brought back. */
-        if (t)
-            task_free(st, t, STATE_EVICT_TTL);
-        return PB_RECORD_DELIVER;
+        if (!t)
+            return PB_RECORD_DELIVER;
+        task_free(st, t, STATE_EVICT_TTL);
+        return PB_RECORD_TASK;
     }
     if (t) {
         st->state_bytes -= task_bytes(t);

@@ -212,25 +212,28 @@ static void test_resume_answered_during_the_rebuild_is_not_resumed(void **state)
 
 /* u's update n of task (or a notification: NULL), at time ts, read by the
  * rebuild from topic t [1] at offset n: kept through the hub. */
-static void rebuild_reads(struct fixture *fx, int64_t n, int64_t ts, const char *task)
+static void rebuild_reads(struct fixture *fx, int64_t n, int64_t ts, const char *task, int final)
 {
     char data[32];
     struct pb_event ev = user_event(fx->st, data, sizeof(data), "p", 1, n, ts, task);
+    ev.final = final;
     pb_hub_keep(fx->h, &ev);
     pb_hub_flush(fx->h);
 }
 
 /* A login without resume during the rebuild gets the snapshot as it stands.
  * What the rebuild reads later is skipped by the live consumer as read, so
- * each task update the store then keeps reaches the connection as the
- * snapshot frame a later login would get; an outdated update and an event
- * without a task (in no snapshot) reach nobody. */
+ * each update that changes a task's kept state reaches the connection as a
+ * snapshot frame; one still queued gives way to the same task's next; an
+ * outdated update and an event without a task reach nobody; a final update
+ * already past its time to live ends the task it was shown. The view ends
+ * as a login after the rebuild sees it. */
 static void test_a_login_during_the_rebuild_gets_the_updates_it_reads_later(void **state)
 {
     (void)state;
     struct fixture *fx = hub_with_history(10000);
-    int64_t now = pb_now_ms();
-    rebuild_reads(fx, 0, now - 100, "job");
+    int64_t now = pb_now_ms(); /* state.ttl_ms 10 min, state.final_ttl_ms 1 min */
+    rebuild_reads(fx, 0, now - 300000, "job", 0);
     struct pb_conn *c = pb_conns_new_conn(fx->cs, NULL);
     assert_non_null(c);
     struct pb_identity id = {.form = PB_FORM_NATIVE};
@@ -241,28 +244,41 @@ static void test_a_login_during_the_rebuild_gets_the_updates_it_reads_later(void
     assert_non_null(strstr(frame_text(c, 1, buf, sizeof(buf)), "\"data\":{\"p\":0}"));
     assert_null(pb_conn_at(c, 2));
 
-    rebuild_reads(fx, 1, now - 50, "job");
+    rebuild_reads(fx, 1, now - 250000, "job", 0);
     frame_text(c, 2, buf, sizeof(buf));
     assert_non_null(strstr(buf, "\"data\":{\"p\":1}"));
     assert_non_null(strstr(buf, "\"snapshot\":true"));
     assert_null(strstr(buf, "\"pos\"")); /* as in a snapshot: no pos */
-    rebuild_reads(fx, 2, now - 80, "job"); /* older than the kept p:1 */
-    rebuild_reads(fx, 3, now - 40, NULL);  /* a notification: no task */
+    /* Still queued: the next update of job takes its place, not the
+     * login's own snapshot frame before it. */
+    rebuild_reads(fx, 2, now - 240000, "job", 0);
+    assert_non_null(strstr(frame_text(c, 1, buf, sizeof(buf)), "\"data\":{\"p\":0}"));
+    assert_non_null(strstr(frame_text(c, 2, buf, sizeof(buf)), "\"data\":{\"p\":2}"));
     assert_null(pb_conn_at(c, 3));
-    rebuild_reads(fx, 4, now - 30, "other");
-    assert_non_null(strstr(frame_text(c, 3, buf, sizeof(buf)), "\"data\":{\"p\":4}"));
+    assert_int_equal(fx->m.coalesced, 1);
+    rebuild_reads(fx, 3, now - 245000, "job", 0); /* older than the kept p:2 */
+    rebuild_reads(fx, 4, now - 230000, NULL, 0);  /* a notification: no task */
+    assert_null(pb_conn_at(c, 3));
+    rebuild_reads(fx, 5, now - 220000, "other", 0);
+    assert_non_null(strstr(frame_text(c, 3, buf, sizeof(buf)), "\"data\":{\"p\":5}"));
+    /* other's final update, past state.final_ttl_ms: not kept, but the
+     * client shown other in progress learns it ended. */
+    rebuild_reads(fx, 6, now - 120000, "other", 1);
+    frame_text(c, 3, buf, sizeof(buf));
+    assert_non_null(strstr(buf, "\"data\":{\"p\":6}"));
+    assert_non_null(strstr(buf, "\"final\":true"));
     assert_null(pb_conn_at(c, 4));
 
-    /* A login after the rebuild gets the same two tasks in its snapshot. */
+    /* A login after the rebuild: job as the first client ends up seeing
+     * it, other gone. */
     pb_hub_hold_resumes(fx->h, 0);
     struct pb_conn *c2 = pb_conns_new_conn(fx->cs, NULL);
     assert_non_null(c2);
     assert_non_null(id.user = strdup("u"));
     id.form = PB_FORM_NATIVE;
     assert_int_equal(fake_login(fx->h, c2, &id, NULL), 0);
-    assert_non_null(strstr(frame_text(c2, 1, buf, sizeof(buf)), "\"data\":{\"p\":1}"));
-    assert_non_null(strstr(frame_text(c2, 2, buf, sizeof(buf)), "\"data\":{\"p\":4}"));
-    assert_null(pb_conn_at(c2, 3));
+    assert_non_null(strstr(frame_text(c2, 1, buf, sizeof(buf)), "\"data\":{\"p\":2}"));
+    assert_null(pb_conn_at(c2, 2));
     hub_free(fx);
 }
 

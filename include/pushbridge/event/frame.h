@@ -26,6 +26,11 @@ struct pb_frame {
      * whether it was the task's final update (never coalesced away). */
     uint64_t task_key;
     int final;
+    /* A snapshot frame of an update the rebuild at start read (hub.c,
+     * pb_hub_keep): it replaces the same task's such frame still queued for
+     * its connection, so that a queue takes each task's latest state, not
+     * every update the rebuild reads (conns.c). */
+    uint8_t rebuilt;
     size_t len;           /* payload bytes */
     uint32_t hdr_len;     /* WebSocket header bytes, just before the payload */
     unsigned char buf[];  /* PB_FRAME_HEADROOM + len */

@@ -24,7 +24,7 @@
 enum pb_record_result {
     PB_RECORD_DELIVER = 0,
     PB_RECORD_OUTDATED, /* older than the kept state of its task: not delivered */
-    PB_RECORD_TASK,     /* delivered, and now its task's kept state (the snapshot's) */
+    PB_RECORD_TASK,     /* delivered, and it changed its task's kept state */
 };
 
 struct pb_store;
@@ -43,7 +43,9 @@ void pb_store_gap(struct pb_store *st, const char *topic, int32_t partition);
 /* Keeps a valid, targeted event: its task's state and the history. A local
  * HTTP push (ev->topic NULL) gets its offset here. PB_RECORD_OUTDATED when
  * an update older than the kept one must not be delivered; PB_RECORD_TASK
- * when it is delivered and a snapshot taken now would carry it. */
+ * when it is delivered and changed its task's kept state: it is now that
+ * state (unless state.max_bytes evicts it at once), or, already past its
+ * time to live, it ended the task kept before it. */
 int pb_store_record(struct pb_store *st, struct pb_event *ev);
 
 /* The pos a native frame to `user` carries now (ts: the event's time, or
