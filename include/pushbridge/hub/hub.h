@@ -75,9 +75,10 @@ long pb_hub_deliver(struct pb_hub *h, struct pb_event *ev, uint32_t source);
 /* Posts the frames pb_hub_deliver() staged to their workers, in order. */
 void pb_hub_flush(struct pb_hub *h);
 
-/* The rebuild at start: keeps the event in the store, and when it becomes
- * its task's state, stages it as a snapshot frame for the user's logged-in
- * connections (their snapshot, taken during the rebuild, lacked it). */
+/* The rebuild at start: keeps the event in the store, and when it changes
+ * its task's kept state, stages it as that task's snapshot frame for the
+ * user's logged-in connections (their snapshot, taken during the rebuild,
+ * lacked it). */
 void pb_hub_keep(struct pb_hub *h, struct pb_event *ev);
 
 /* A message from a worker (login, closing, closed, groups): handled at once.
@@ -113,6 +114,5 @@ size_t pb_hub_user_connections(const struct pb_hub *h, const char *user, size_t 
 size_t pb_hub_connections(const struct pb_hub *h);
 /* Users with at least one logged-in connection. */
 size_t pb_hub_users(const struct pb_hub *h);
-
 
 #endif
