@@ -44,8 +44,12 @@ static void push(struct pb_handoff *q, struct pb_handoff_item *first, struct pb_
         q->head = first;
     q->tail = last;
     q->len += n;
-    q->weight += weight;
+    /* weight and weight_peak are written under the lock, read without. */
+    size_t now = q->weight + weight;
+    __atomic_store_n(&q->weight, now, __ATOMIC_RELAXED);
     __atomic_fetch_add(&q->weight_total, weight, __ATOMIC_RELAXED);
+    if (now > q->weight_peak)
+        __atomic_store_n(&q->weight_peak, (uint64_t)now, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&q->lock);
     /* Only the edge wakes: while the receiver has not swapped the list out,
      * a wake-up is already on its way. */
@@ -77,7 +81,7 @@ size_t pb_handoff_drain(struct pb_handoff *q)
     size_t n = q->len;
     q->head = q->tail = NULL;
     q->len = 0;
-    q->weight = 0;
+    __atomic_store_n(&q->weight, (size_t)0, __ATOMIC_RELAXED);
     if (n)
         __atomic_fetch_add(&q->batches, 1, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&q->lock);
@@ -86,12 +90,9 @@ size_t pb_handoff_drain(struct pb_handoff *q)
     return n;
 }
 
-size_t pb_handoff_weight(struct pb_handoff *q)
+size_t pb_handoff_weight(const struct pb_handoff *q)
 {
-    pthread_mutex_lock(&q->lock);
-    size_t w = q->weight;
-    pthread_mutex_unlock(&q->lock);
-    return w;
+    return __atomic_load_n(&q->weight, __ATOMIC_RELAXED);
 }
 
 void pb_handoff_counts(const struct pb_handoff *q, uint64_t *weight_total, uint64_t *batches)
@@ -100,13 +101,19 @@ void pb_handoff_counts(const struct pb_handoff *q, uint64_t *weight_total, uint6
     *batches = __atomic_load_n(&q->batches, __ATOMIC_RELAXED);
 }
 
+uint64_t pb_handoff_peak(const struct pb_handoff *q)
+{
+    return __atomic_load_n(&q->weight_peak, __ATOMIC_RELAXED);
+}
+
 struct pb_handoff_item *pb_handoff_close(struct pb_handoff *q)
 {
     ev_async_stop(q->loop, &q->wake);
     pthread_mutex_lock(&q->lock);
     struct pb_handoff_item *rest = q->head;
     q->head = q->tail = NULL;
-    q->len = q->weight = 0;
+    q->len = 0;
+    __atomic_store_n(&q->weight, (size_t)0, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&q->lock);
     pthread_mutex_destroy(&q->lock);
     return rest;

@@ -166,6 +166,16 @@ static void render_process(const struct pb_metrics *m, const struct pb_gauges *g
     for (int k = 1; k < g->nworkers; k++)
         pb_buf_printf(b, "pushbridge_worker_wakeups_total{worker=\"%d\"} %llu\n", k,
                       (unsigned long long)g->worker_wakeups[k]);
+    help(b, "pushbridge_worker_backlog_frames", "gauge",
+         "Frames waiting in each threaded worker's inbox, not taken by it yet.");
+    for (int k = 1; k < g->nworkers; k++)
+        pb_buf_printf(b, "pushbridge_worker_backlog_frames{worker=\"%d\"} %llu\n", k,
+                      (unsigned long long)g->worker_backlog[k]);
+    help(b, "pushbridge_worker_backlog_peak_frames", "gauge",
+         "The most frames that waited in each threaded worker's inbox at once since start.");
+    for (int k = 1; k < g->nworkers; k++)
+        pb_buf_printf(b, "pushbridge_worker_backlog_peak_frames{worker=\"%d\"} %llu\n", k,
+                      (unsigned long long)g->worker_backlog_peak[k]);
     help(b, "pushbridge_kafka_ready", "gauge", "1 when Kafka partitions are assigned.");
     pb_buf_printf(b, "pushbridge_kafka_ready %d\n", g->kafka_ready);
     scalar(b, "pushbridge_kafka_brokers_up", "gauge",
@@ -396,10 +406,14 @@ void pb_metrics_render_stats(const struct pb_metrics *m, const struct pb_gauges 
     }
     pb_buf_puts(b, "\"workers\":[");
     for (int k = 0; k < g->nworkers; k++)
-        pb_buf_printf(b, "%s{\"worker\":%d,\"connections\":%llu,\"handed\":%llu,\"wakeups\":%llu}",
+        pb_buf_printf(b,
+                      "%s{\"worker\":%d,\"connections\":%llu,\"handed\":%llu,\"wakeups\":%llu,"
+                      "\"backlog\":%llu,\"backlog_peak\":%llu}",
                       k ? "," : "", k, (unsigned long long)g->worker_connections[k],
                       (unsigned long long)g->worker_handed[k],
-                      (unsigned long long)g->worker_wakeups[k]);
+                      (unsigned long long)g->worker_wakeups[k],
+                      (unsigned long long)g->worker_backlog[k],
+                      (unsigned long long)g->worker_backlog_peak[k]);
     pb_buf_puts(b, "],");
     pb_buf_printf(b, "\"slow_client_closes\":%llu,\"queue_dropped\":%llu,\"events_lost\":{",
                   (unsigned long long)m->slow_client_closes, (unsigned long long)m->queue_drops);

@@ -58,6 +58,12 @@ struct pb_hub {
      * worker per main-loop iteration instead of one per event. Bound:
      * STAGED_MAX frames per worker, past which they are posted at once. */
     struct pb_to_worker *staged[PB_MAX_WORKERS];
+
+    /* Frames staged for each worker since pb_hub_turn_begin(), and the most
+     * for any one: what the Kafka drain weighs against the room left in the
+     * fullest worker's inbox (server.c, WORKER_BACKLOG_MAX). */
+    size_t turn_frames[PB_MAX_WORKERS];
+    size_t turn_most;
 };
 
 /* 4,096 (connection, frame) pairs: 64 KiB of message per worker. Enough for
@@ -174,6 +180,17 @@ void pb_hub_flush(struct pb_hub *h)
         post_staged(h, w);
 }
 
+void pb_hub_turn_begin(struct pb_hub *h)
+{
+    memset(h->turn_frames, 0, (size_t)h->out.nworkers * sizeof(h->turn_frames[0]));
+    h->turn_most = 0;
+}
+
+size_t pb_hub_turn_most(const struct pb_hub *h)
+{
+    return h->turn_most;
+}
+
 /* Every other message to a worker follows the frames staged before it: a
  * connection's frames before its release, a welcome after the frames of
  * the events before it. */
@@ -287,6 +304,8 @@ static int stage(struct pb_hub *h, const struct pb_member *c, struct pb_frame *f
 {
     if (pb_to_worker_add(&h->staged[c->worker], PB_TW_FRAMES, c->conn, f))
         return -1;
+    if (++h->turn_frames[c->worker] > h->turn_most)
+        h->turn_most = h->turn_frames[c->worker];
     /* Posting here, inside the walk of the members, runs worker 0's handler
      * now: a slow client it closes calls back into the hub (CLOSING only
      * marks the member). That is safe only because every transport's kill

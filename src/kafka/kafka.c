@@ -410,7 +410,7 @@ static int drain_rebuild(struct pb_kafka *k, int budget)
     return 0;
 }
 
-int pb_kafka_drain(struct pb_kafka *k, int budget)
+int pb_kafka_drain(struct pb_kafka *k, int budget, size_t room)
 {
     char sink[64];
     while (read(k->pipefd[0], sink, sizeof(sink)) > 0)
@@ -428,7 +428,14 @@ int pb_kafka_drain(struct pb_kafka *k, int budget)
             pb_warn("kafka: cannot re-arm the wake-up pipe: %s", strerror(errno));
         return 1;
     }
+    pb_hub_turn_begin(k->hub);
     for (int i = 0; i < budget; i++) {
+        /* One message at least, so that the consumer is polled (its group
+         * session, max.poll.interval.ms) even while a worker is behind;
+         * then no more once the fullest worker's inbox would be past its
+         * bound: a batch of broadcasts is 512 times every connection. */
+        if (i > 0 && pb_hub_turn_most(k->hub) >= room)
+            break;
         rd_kafka_message_t *msg = rd_kafka_consumer_poll(k->rk, 0);
         if (!msg) {
             if (k->ncatching)
@@ -438,9 +445,9 @@ int pb_kafka_drain(struct pb_kafka *k, int budget)
         handle(k, msg);
         rd_kafka_message_destroy(msg);
     }
-    /* Budget spent with messages left: librdkafka writes the pipe only when
-     * its queue turns non-empty, so wake ourselves to come back after the
-     * loop has served the sockets. */
+    /* Budget or room spent with messages (maybe) left: librdkafka writes
+     * the pipe only when its queue turns non-empty, so wake ourselves to
+     * come back after the loop has served the sockets. */
     if (write(k->pipefd[1], "1", 1) < 0 && errno != EAGAIN)
         pb_warn("kafka: cannot re-arm the wake-up pipe: %s", strerror(errno));
     return 1;
@@ -467,11 +474,11 @@ static void update_lag(struct pb_kafka *k)
     rd_kafka_topic_partition_list_destroy(parts);
 }
 
-void pb_kafka_tick(struct pb_kafka *k)
+void pb_kafka_tick(struct pb_kafka *k, size_t room)
 {
     /* Polling at least this often keeps us inside max.poll.interval.ms even
-     * when no message wakes the loop. */
-    pb_kafka_drain(k, 64);
+     * when no message wakes the loop, or while a worker holds it back. */
+    pb_kafka_drain(k, 64, room);
     if (k->dlq)
         rd_kafka_poll(k->dlq, 0);
     pb_kafka_flush_malformed_log(k);

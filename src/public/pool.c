@@ -389,8 +389,11 @@ void pb_pool_gauges(const struct pb_server *s, struct pb_gauges *g, struct pb_me
         if (!w->conns)
             continue;
         g->worker_connections[k] = pb_conns_count(w->conns);
-        if (w->threaded)
+        if (w->threaded) {
             pb_handoff_counts(&w->inbox, &g->worker_handed[k], &g->worker_wakeups[k]);
+            g->worker_backlog[k] = pb_handoff_weight(&w->inbox);
+            g->worker_backlog_peak[k] = pb_handoff_peak(&w->inbox);
+        }
         g->connections += g->worker_connections[k];
         g->queue_bytes += pb_conns_queue_bytes(w->conns);
         if (w->own_metrics && merged)

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/signalfd.h>
@@ -29,25 +30,38 @@
 
 /* Bound: frames waiting for one worker in its inbox (64 Ki frames, 1 MiB
  * of message items, the frames themselves shared). A worker that falls
- * this far behind (starved of CPU) holds the consumer back until it has
- * halved them, instead of its inbox growing with the event rate; Kafka
- * keeps what is not read yet. Checked before each batch of Kafka messages,
- * so one batch may pass it. */
+ * this far behind (starved of CPU, or sent broadcasts faster than it can
+ * write them) holds the consumer back until it has halved them, instead of
+ * its inbox growing with the event rate; Kafka keeps what is not read yet.
+ * A drain stops at the room left under it (pb_kafka_drain), so it is passed
+ * by one event's frames at most, plus, while the consumer is held, the one
+ * event the once-a-second tick reads to keep the group session. */
 #define WORKER_BACKLOG_MAX 65536
 #define BACKLOG_RETRY_S 0.005
+
+/* Frames the fullest threaded worker's inbox may still take (worker 0
+ * queues on this thread as it goes: no inbox). */
+static size_t worker_room(struct pb_server *s)
+{
+    if (s->nworkers < 2)
+        return SIZE_MAX;
+    size_t backlog = pb_pool_backlog(s);
+    return backlog >= WORKER_BACKLOG_MAX ? 0 : WORKER_BACKLOG_MAX - backlog;
+}
 
 /* Kafka's consumer queue turned non-empty (librdkafka wrote the pipe). */
 static void kafka_ready_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)revents;
     struct pb_server *s = w->data;
-    if (s->nworkers > 1 && pb_pool_backlog(s) >= WORKER_BACKLOG_MAX) {
+    size_t room = worker_room(s);
+    if (!room) {
         ev_io_stop(loop, &s->kafka_w);
         ev_timer_set(&s->backlog_w, BACKLOG_RETRY_S, BACKLOG_RETRY_S);
         ev_timer_start(loop, &s->backlog_w);
         return;
     }
-    pb_kafka_drain(s->kafka, KAFKA_BATCH);
+    pb_kafka_drain(s->kafka, KAFKA_BATCH, room);
 }
 
 /* The consumer held back for a worker: resumes once that inbox halved. */
@@ -241,7 +255,7 @@ static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)loop;
     (void)revents;
     struct pb_server *s = w->data;
-    pb_kafka_tick(s->kafka);
+    pb_kafka_tick(s->kafka, worker_room(s));
     pb_hub_tick(s->hub); /* held resumes whose wait is over (hub/held.h) */
     pb_store_tick(s->store);
     notify_tick(s);

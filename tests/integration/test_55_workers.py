@@ -8,10 +8,12 @@ sequential connections alternate between the two workers; every test checks in /
 that both workers hold some before it relies on it."""
 
 import json
+import selectors
+import time
 
 import pytest
 
-from pbutil import unique_uid, wait_until
+from pbutil import envelope, unique_uid, wait_until
 
 WORKERS = {"workers": 2}
 
@@ -104,6 +106,63 @@ def test_a_burst_reaches_a_worker_in_batches_not_an_event_at_a_time(bridge_facto
     assert stats[1]["handed"] == handed0 + handed and stats[1]["wakeups"] == wakeups0 + wakeups
     print(f"worker 1: {handed} frames in {wakeups} wake-ups")
     assert 1 <= wakeups <= handed // 10, (handed, wakeups)
+
+
+def _read_all(socks, want, timeout):
+    """Reads the sockets until each has given `want` bytes; {socket: bytes read}."""
+    got = {s: 0 for s in socks}
+    sel = selectors.DefaultSelector()
+    for s in socks:
+        s.setblocking(False)
+        sel.register(s, selectors.EVENT_READ)
+    deadline = time.monotonic() + timeout
+    while sel.get_map() and time.monotonic() < deadline:
+        for key, _ in sel.select(timeout=0.5):
+            try:
+                data = key.fileobj.recv(1 << 20)
+            except BlockingIOError:
+                continue
+            got[key.fileobj] += len(data)
+            if not data or got[key.fileobj] >= want:
+                sel.unregister(key.fileobj)
+    sel.close()
+    return got
+
+
+def test_a_burst_of_broadcasts_holds_a_workers_inbox_to_its_bound(bridge_factory, kafka):
+    """A threaded worker's inbox is bounded (WORKER_BACKLOG_MAX, 65,536 frames, server.c).
+    A Kafka batch of broadcasts is up to 512 events times every connection, and the main
+    loop stages frames far faster than a worker writes them: with 384 connections on
+    worker 1, one batch would be 196,608 frames in its inbox at once, three times the
+    bound (without the stop: 114,688 to 143,360 in four runs). The consumer stops at the
+    room left, so the inbox's high-water mark stays within the bound plus one event's
+    frames, and every connection still gets every event."""
+    bound, per_worker_conns, n = 65536, 384, 1200
+    b = bridge_factory(config=dict(WORKERS, ws={"queue_max_messages": 2 * n}))
+    clients = []
+    for _ in range(2 * per_worker_conns):
+        c = b.ws()
+        c.login_uid(unique_uid(), sync=False)
+        clients.append(c)
+    wait_until(lambda: b.metric("pushbridge_users") == 2 * per_worker_conns,
+               desc="every login registered")
+    assert per_worker(b) == {0: per_worker_conns, 1: per_worker_conns}
+    payloads = [f"b{i:05d}" for i in range(n)]
+    frame = 2 + len(payloads[0])  # unmasked text frame, payload under 126 bytes
+    witness, rest = clients[1], clients[:1] + clients[2:]  # the second is on worker 1
+    kafka.produce_many(b.topic, [("*", envelope(event="tick", data=p)) for p in payloads])
+    assert [witness.recv_text(timeout=30) for _ in range(n)] == payloads
+    got = _read_all([c.sock for c in rest], n * frame, timeout=60)
+    assert sorted(set(got.values())) == [n * frame], "a connection missed frames"
+    peak = b.metric("pushbridge_worker_backlog_peak_frames", worker="1")
+    stats = {w["worker"]: w for w in b.stats()["workers"]}
+    assert stats[1]["backlog_peak"] == peak and stats[1]["backlog"] == \
+        b.metric("pushbridge_worker_backlog_frames", worker="1")
+    print(f"worker 1: inbox peak {peak} frames of {n * per_worker_conns} handed")
+    # Large enough to show the burst queued up (a worker that kept up would never hold
+    # more than a few batches), and no more than the bound lets through.
+    assert 4096 <= peak <= bound + per_worker_conns, peak
+    assert b.metric("pushbridge_slow_client_closes_total") in (None, 0)
 
 
 def test_limits_count_over_the_whole_process(bridge_factory):

@@ -33,15 +33,16 @@ struct pb_handoff {
     pthread_mutex_t lock;
     struct pb_handoff_item *head, *tail; /* under lock */
     size_t len;                          /* under lock */
-    size_t weight;                       /* under lock: pb_handoff_push_weighted */
+    size_t weight;                       /* written under lock, read atomically */
     ev_async wake;                       /* on the receiving loop */
     struct ev_loop *loop;
     pb_handoff_run_fn run;
     void *ud;
     /* Counters for /metrics, /stats and the benchmark (atomic: read by any
      * thread without the lock): the weight ever pushed, and the batches the
-     * receiver took (its wake-ups, give or take a drain it did itself). */
-    uint64_t weight_total, batches;
+     * receiver took (its wake-ups, give or take a drain it did itself),
+     * and the most weight ever queued at once (a bound's high-water mark). */
+    uint64_t weight_total, batches, weight_peak;
 };
 
 /* Attaches the wake-up to loop (which must not run yet, or this must be
@@ -62,9 +63,11 @@ void pb_handoff_push_chain(struct pb_handoff *q, struct pb_handoff_item *first,
 size_t pb_handoff_drain(struct pb_handoff *q);
 /* Any thread: the weight of the items queued and not yet taken by the
  * receiver (their number, unless pushed weighted). */
-size_t pb_handoff_weight(struct pb_handoff *q);
+size_t pb_handoff_weight(const struct pb_handoff *q);
 /* Any thread: the weight ever pushed and the batches taken so far. */
 void pb_handoff_counts(const struct pb_handoff *q, uint64_t *weight_total, uint64_t *batches);
+/* Any thread: the most weight that was ever queued at once. */
+uint64_t pb_handoff_peak(const struct pb_handoff *q);
 /* The receiving loop's thread, with every producer stopped: stops the
  * watcher. Items still queued are returned to the caller to free. */
 struct pb_handoff_item *pb_handoff_close(struct pb_handoff *q);

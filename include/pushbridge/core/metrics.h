@@ -131,6 +131,10 @@ struct pb_gauges {
      * batches it took them in, a wake-up each. */
     uint64_t worker_handed[PB_MAX_WORKERS];
     uint64_t worker_wakeups[PB_MAX_WORKERS];
+    /* Frames in each threaded worker's inbox not taken yet, now and at the
+     * most (bounded: WORKER_BACKLOG_MAX, server.c). */
+    uint64_t worker_backlog[PB_MAX_WORKERS];
+    uint64_t worker_backlog_peak[PB_MAX_WORKERS];
     /* The counters to render instead of the server's own: those plus the
      * workers' (pb_metrics_add_worker); NULL with a single loop. */
     const struct pb_metrics *merged;

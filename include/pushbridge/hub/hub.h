@@ -75,6 +75,14 @@ long pb_hub_deliver(struct pb_hub *h, struct pb_event *ev, uint32_t source);
 /* Posts the frames pb_hub_deliver() staged to their workers, in order. */
 void pb_hub_flush(struct pb_hub *h);
 
+/* A turn is what the Kafka drain hands over between two looks at the
+ * workers' inboxes: pb_hub_turn_begin() starts counting the frames staged
+ * for each worker, pb_hub_turn_most() is the most any one worker got since.
+ * Worker 0 counts too, though it has no inbox: it writes its frames before
+ * the loop serves its sockets, so a turn that big has done enough. */
+void pb_hub_turn_begin(struct pb_hub *h);
+size_t pb_hub_turn_most(const struct pb_hub *h);
+
 /* The rebuild at start: keeps the event in the store, and when it changes
  * its task's kept state, stages it as that task's snapshot frame for the
  * user's logged-in connections (their snapshot, taken during the rebuild,

@@ -26,13 +26,16 @@ struct pb_kafka *pb_kafka_new(const struct pb_config *cfg, struct pb_hub *hub,
 /* Read end of the wake-up pipe, for the loop to watch. */
 int pb_kafka_wake_fd(const struct pb_kafka *k);
 
-/* Handles at most `budget` messages and callbacks. Returns 1 when more are
- * waiting (the pipe is re-armed so the loop comes back), else 0. */
-int pb_kafka_drain(struct pb_kafka *k, int budget);
+/* Handles at most `budget` messages and callbacks, and no further message
+ * once the frames they staged for one worker reach `room` (SIZE_MAX: no
+ * limit); one message always, when one is waiting. Returns 1 when more may
+ * be waiting (the pipe is re-armed so the loop comes back), else 0. */
+int pb_kafka_drain(struct pb_kafka *k, int budget, size_t room);
 
-/* Once a second: keeps the group membership alive, refreshes lag metrics,
- * flushes the rate-limited malformed-event log. */
-void pb_kafka_tick(struct pb_kafka *k);
+/* Once a second: keeps the group membership alive (a drain, within room as
+ * above), refreshes lag metrics, flushes the rate-limited malformed-event
+ * log. */
+void pb_kafka_tick(struct pb_kafka *k, size_t room);
 
 /* 1 when partitions are assigned and brokers reachable; else 0 and *why. */
 int pb_kafka_ready(const struct pb_kafka *k, const char **why);
