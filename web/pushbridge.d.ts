@@ -95,7 +95,8 @@ export interface ConnectOptions {
   /**
    * The URL of this module for the SharedWorker that holds a shared
    * connection (default: the module's own URL when it is loaded as
-   * pushbridge.js; a bundle has none, and tabs elect a holder instead).
+   * pushbridge.js; a bundle has none, and tabs elect a holder instead). It
+   * imports pushbridge-connection.js and pushbridge-share.js from beside it.
    */
   workerUrl?: string | URL;
   /** Reconnect at once on "online" and when the page is shown again (default true). */

@@ -1,10 +1,10 @@
 /* Which listener serves which file of web/ (compiled in: assets.h). The
- * module and its types are always public, so an app can import them from
- * the bridge it talks to; the dashboard only when dashboard.enabled (it is a
- * sign-in page, which a production deployment may not want to expose); the
- * operator page only on the internal listener, beside /stats it reads. When
- * one port serves both roles, / is the dashboard if it is on, and the
- * operator page is also at /operator. */
+ * module (its three files) and its types are always public, so an app can
+ * import them from the bridge it talks to; the dashboard only when
+ * dashboard.enabled (it is a sign-in page, which a production deployment
+ * may not want to expose); the operator page only on the internal listener,
+ * beside /stats it reads. When one port serves both roles, / is the
+ * dashboard if it is on, and the operator page is also at /operator. */
 #include "pushbridge/api/web.h"
 
 #include <libwebsockets.h> /* LWSHUMETH_GET */
@@ -21,13 +21,19 @@ const struct pb_asset *pb_asset_find(const char *path)
     return NULL;
 }
 
+/* The client module's files. The entry imports the other two by relative
+ * URL, in pages and in the SharedWorker that runs it: without any one of
+ * them every page importing /pushbridge.js breaks. */
+static const char *const module_files[] = {"/pushbridge.js", "/pushbridge-connection.js",
+                                           "/pushbridge-share.js", "/pushbridge.d.ts"};
+
 /* The asset path a request path maps to on this listener, or NULL. */
 static const char *asset_for(const struct pb_api_env *env, const char *path)
 {
     int dash = env->is_public && env->cfg->dashboard_enabled;
-    if (env->is_public && (strcmp(path, "/pushbridge.js") == 0 ||
-                           strcmp(path, "/pushbridge.d.ts") == 0))
-        return path;
+    for (size_t i = 0; env->is_public && i < sizeof module_files / sizeof module_files[0]; i++)
+        if (strcmp(path, module_files[i]) == 0)
+            return path;
     if (dash && strcmp(path, "/") == 0)
         return "/index.html";
     if (dash && (strcmp(path, "/dashboard.js") == 0 || strcmp(path, "/dashboard.css") == 0))

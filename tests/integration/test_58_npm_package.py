@@ -1,7 +1,9 @@
 """The npm package of the browser client (SPEC §9, issue 21): `npm pack` of
-web/ holds exactly the module, its types, its package.json (name
-pushbridge-client, no dependencies, the project's version) and a README,
-and the module in it is the file the bridge serves at /pushbridge.js. A
+web/ holds exactly the module (pushbridge.js and the two files it imports),
+its types, its package.json (name pushbridge-client, no dependencies, the
+project's version) and a README, and each file of the module in it is the
+file the bridge serves at that path (a page importing /pushbridge.js
+fetches the others beside it, and 304s them once it has them). A
 small app that does `import { connect } from "pushbridge-client"` is
 installed from that tarball, bundled with esbuild (from npm, pinned in
 tests/browser/package-lock.json) and run in headless Chromium against the
@@ -25,6 +27,8 @@ from pbutil import unique_uid, wait_until
 from test_53_browser import BROWSER_DIR, ROOT, Driver
 
 WEB = os.path.join(ROOT, "web")
+# The module's files: the entry and the modules it imports by relative URL.
+MODULE = ["pushbridge.js", "pushbridge-connection.js", "pushbridge-share.js"]
 ESBUILD = os.path.join(BROWSER_DIR, "node_modules", ".bin", "esbuild")
 
 
@@ -45,10 +49,10 @@ def test_npm_pack_holds_the_module_and_its_types(tarball):
     assert info["name"] == "pushbridge-client"
     with tarfile.open(path) as tar:
         names = sorted(tar.getnames())
-        assert names == ["package/README.md", "package/package.json", "package/pushbridge.d.ts",
-                         "package/pushbridge.js"]
+        assert names == sorted(["package/README.md", "package/package.json",
+                                "package/pushbridge.d.ts"] + ["package/" + m for m in MODULE])
         pkg = json.load(tar.extractfile("package/package.json"))
-        packed_js = tar.extractfile("package/pushbridge.js").read()
+        packed = {m: tar.extractfile("package/" + m).read() for m in MODULE}
         packed_dts = tar.extractfile("package/pushbridge.d.ts").read()
     assert "dependencies" not in pkg and "peerDependencies" not in pkg
     assert pkg["type"] == "module" and pkg["types"] == "./pushbridge.d.ts"
@@ -57,12 +61,19 @@ def test_npm_pack_holds_the_module_and_its_types(tarball):
     with open(os.path.join(ROOT, "CMakeLists.txt")) as f:
         version = re.search(r"project\(pushbridge VERSION (\S+)", f.read()).group(1)
     assert pkg["version"] == version, "the package's version is the bridge's"
-    with open(os.path.join(WEB, "pushbridge.js"), "rb") as f:
-        assert packed_js == f.read()
-    # Every export of the module is typed.
-    exports = set(re.findall(rb"^export (?:async )?(?:function|class|const) (\w+)", packed_js, re.M))
+    for m in MODULE:
+        with open(os.path.join(WEB, m), "rb") as f:
+            assert packed[m] == f.read(), m
+    # Every export of the module is typed: the entry's own and what it
+    # re-exports (what the other files export is theirs to hand on).
+    entry = packed["pushbridge.js"]
+    exports = set(re.findall(rb"^export (?:async )?(?:function|class|const) (\w+)", entry, re.M))
+    for names, src in re.findall(rb"^export \{([^}]*)\} from \"\./([\w.-]+)\";", entry, re.M):
+        assert src.decode() in MODULE, src
+        exports |= {n.strip() for n in names.split(b",")}
     typed = set(re.findall(rb"^export declare (?:function|class|const) (\w+)", packed_dts, re.M))
     assert exports <= typed, f"untyped exports: {exports - typed}"
+    assert {b"connect", b"Connection", b"SharedConnection", b"jwtSubject"} <= exports
 
 
 def test_the_types_parse_as_typescript(tarball):
@@ -74,13 +85,22 @@ def test_the_types_parse_as_typescript(tarball):
     assert r.returncode == 0, r.stderr.decode()
 
 
-def test_the_bridge_serves_the_packed_module(tarball, module_bridge_factory):
+@pytest.mark.parametrize("name", MODULE)
+def test_the_bridge_serves_the_packed_module(tarball, module_bridge_factory, name):
     b = module_bridge_factory.shared(config={"dashboard": {"enabled": True}})
     path, _ = tarball
     with tarfile.open(path) as tar:
-        packed = tar.extractfile("package/pushbridge.js").read()
-    status, _headers, body = b.http("GET", "/pushbridge.js", public=True)
+        packed = tar.extractfile("package/" + name).read()
+    status, headers, body = b.http("GET", "/" + name, public=True)
     assert status == 200 and body == packed
+    assert headers["content-type"].startswith("text/javascript"), headers["content-type"]
+    etag = headers["etag"]
+    assert etag, "no ETag"
+    status, _headers, body = b.http("GET", "/" + name, public=True, headers={"If-None-Match": etag})
+    assert status == 304 and body == b""
+    # The module is the public listener's: the internal one does not serve it.
+    status, _headers, _body = b.http("GET", "/" + name)
+    assert status == 404
 
 
 APP = """
@@ -129,7 +149,8 @@ def bundled_app(tarball, tmp_path):
     r = subprocess.run(["npm", "install", "--offline", "--no-audit", "--no-fund", "--ignore-scripts",
                         tarball[0]], cwd=app, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
-    assert (app / "node_modules" / "pushbridge-client" / "pushbridge.js").exists()
+    for m in MODULE:
+        assert (app / "node_modules" / "pushbridge-client" / m).exists(), m
     (app / "main.js").write_text(APP)
     r = subprocess.run([ESBUILD, "main.js", "--bundle", "--format=esm", "--outfile=www/app.js"],
                        cwd=app, capture_output=True, text=True, timeout=120)

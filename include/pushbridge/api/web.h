@@ -1,7 +1,8 @@
-/* The browser-facing files: /pushbridge.js and /pushbridge.d.ts and the
- * dashboard (public listener, the dashboard when dashboard.enabled), and the
- * operator page (internal listener). Served from memory (assets.h) with an
- * ETag, so a reload costs a 304. Loop thread only. */
+/* The browser-facing files: /pushbridge.js (with the modules it imports,
+ * /pushbridge-connection.js and /pushbridge-share.js) and /pushbridge.d.ts
+ * and the dashboard (public listener, the dashboard when dashboard.enabled),
+ * and the operator page (internal listener). Served from memory (assets.h)
+ * with an ETag, so a reload costs a 304. Loop thread only. */
 #ifndef PB_WEB_H
 #define PB_WEB_H
 

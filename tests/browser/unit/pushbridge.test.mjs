@@ -210,3 +210,15 @@ test("recent: asked on the first login only; recent frames reach onRecent and le
   assert.deepEqual(sockets[1].sent[0], { type: "auth", token: "u", resume: "p1" }, "a reconnect resumes instead");
   c.close();
 });
+
+// The module is split in files behind pushbridge.js: what it exports is
+// still exactly what pushbridge.d.ts declares, no more, no less.
+test("pushbridge.js exports exactly the names its types declare", async () => {
+  const { readFile } = await import("node:fs/promises");
+  const dts = await readFile(new URL("../../../web/pushbridge.d.ts", import.meta.url), "utf8");
+  const typed = [...dts.matchAll(/^export declare (?:function|class|const) (\w+)/gm)].map((m) => m[1]);
+  if (/^export default \w+;/m.test(dts)) typed.push("default");
+  const mod = await import("../../../web/pushbridge.js");
+  assert.deepEqual(Object.keys(mod).sort(), typed.sort());
+  assert.equal(mod.default, mod.connect);
+});

@@ -266,3 +266,33 @@ test("jwtSubject reads sub without verifying", () => {
   assert.equal(jwtSubject("not-a-jwt"), undefined);
   assert.equal(jwtSubject("a.b.c"), undefined);
 });
+
+// The module is split in files (pushbridge.js imports the others): the
+// worker must still be started on pushbridge.js itself, as a module, and
+// loading that URL in a SharedWorker must start the holder.
+test("the SharedWorker runs pushbridge.js itself, as a module, and it serves there", async () => {
+  const started = [];
+  class FakeSharedWorker {
+    constructor(url, opts) {
+      started.push({ url: String(url), opts });
+      this.port = { start() {}, close() {}, postMessage() {} };
+    }
+  }
+  const c = connect("ws://bridge/ws", { user: "u", locks: {}, SharedWorker: FakeSharedWorker });
+  await until(() => c.role === "worker", "the worker role");
+  assert.equal(started.length, 1);
+  assert.equal(new URL(started[0].url).href, new URL("../../../web/pushbridge.js", import.meta.url).href);
+  assert.equal(started[0].opts.type, "module");
+  c.close();
+
+  const { Worker } = await import("node:worker_threads");
+  const w = new Worker(`
+    globalThis.SharedWorkerGlobalScope = { [Symbol.hasInstance]: (o) => o === globalThis };
+    import(${JSON.stringify(started[0].url)}).then(
+      () => require("node:worker_threads").parentPort.postMessage(typeof globalThis.onconnect),
+      (err) => require("node:worker_threads").parentPort.postMessage("import failed: " + err));
+  `, { eval: true });
+  const answer = await new Promise((resolve, reject) => { w.once("message", resolve); w.once("error", reject); });
+  await w.terminate();
+  assert.equal(answer, "function", "loading the worker URL set onconnect (serveSharedWorker)");
+});
