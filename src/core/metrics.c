@@ -183,6 +183,9 @@ static void render_process(const struct pb_metrics *m, const struct pb_gauges *g
            (uint64_t)(m->kafka_brokers_up));
     scalar(b, "pushbridge_kafka_outages_total", "counter",
            "Times every Kafka broker became unreachable.", (uint64_t)(m->kafka_outages));
+    scalar(b, "pushbridge_kafka_backpressure_total", "counter",
+           "Times reading Kafka was held back or cut short because a worker's inbox was full.",
+           (uint64_t)(m->kafka_backpressure));
     scalar(b, "pushbridge_kafka_commits_total", "counter", "Successful offset commits.",
            (uint64_t)(m->commits));
     scalar(b, "pushbridge_kafka_commit_failures_total", "counter", "Failed offset commits.",

@@ -303,6 +303,13 @@ struct pb_kafka *pb_kafka_new(const struct pb_config *cfg, struct pb_hub *hub, s
         goto fail;
     if (!pb_kafka_rebuild_start(k) && subscribe(k, errstr, errlen))
         goto fail;
+    char ival[32] = "";
+    size_t ivlen = sizeof(ival);
+    k->poll_interval_ms = 300000; /* librdkafka's default */
+    if (rd_kafka_conf_get(rd_kafka_conf(k->rk), "max.poll.interval.ms", ival, &ivlen) ==
+            RD_KAFKA_CONF_OK && atoll(ival) > 0)
+        k->poll_interval_ms = atoll(ival);
+    k->polled_ms = pb_monotonic_ms();
     char inst[300] = "";
     size_t ilen = sizeof(inst);
     if (rd_kafka_conf_get(rd_kafka_conf(k->rk), "group.instance.id", inst, &ilen) !=
@@ -428,14 +435,20 @@ int pb_kafka_drain(struct pb_kafka *k, int budget, size_t room)
             pb_warn("kafka: cannot re-arm the wake-up pipe: %s", strerror(errno));
         return 1;
     }
+    int64_t now = pb_monotonic_ms();
+    if (!room && now - k->polled_ms < k->poll_interval_ms / 2)
+        goto rearm; /* held for a worker (server.c): not due to poll yet */
+    k->polled_ms = now;
     pb_hub_turn_begin(k->hub);
     for (int i = 0; i < budget; i++) {
-        /* One message at least, so that the consumer is polled (its group
-         * session, max.poll.interval.ms) even while a worker is behind;
-         * then no more once the fullest worker's inbox would be past its
-         * bound: a batch of broadcasts is 512 times every connection. */
-        if (i > 0 && pb_hub_turn_most(k->hub) >= room)
+        /* No further message once the frames staged for one worker reach
+         * the room left in the fullest inbox: a batch of broadcasts is 512
+         * times every connection. One message always, when due: polling is
+         * what keeps the consumer in its group (max.poll.interval.ms). */
+        if (i > 0 && pb_hub_turn_most(k->hub) >= room) {
+            k->m->kafka_backpressure++;
             break;
+        }
         rd_kafka_message_t *msg = rd_kafka_consumer_poll(k->rk, 0);
         if (!msg) {
             if (k->ncatching)
@@ -448,6 +461,7 @@ int pb_kafka_drain(struct pb_kafka *k, int budget, size_t room)
     /* Budget or room spent with messages (maybe) left: librdkafka writes
      * the pipe only when its queue turns non-empty, so wake ourselves to
      * come back after the loop has served the sockets. */
+rearm:
     if (write(k->pipefd[1], "1", 1) < 0 && errno != EAGAIN)
         pb_warn("kafka: cannot re-arm the wake-up pipe: %s", strerror(errno));
     return 1;
@@ -477,7 +491,8 @@ static void update_lag(struct pb_kafka *k)
 void pb_kafka_tick(struct pb_kafka *k, size_t room)
 {
     /* Polling at least this often keeps us inside max.poll.interval.ms even
-     * when no message wakes the loop, or while a worker holds it back. */
+     * when no message wakes the loop (and while a worker holds the consumer
+     * back, once half of it has passed). */
     pb_kafka_drain(k, 64, room);
     if (k->dlq)
         rd_kafka_poll(k->dlq, 0);

@@ -33,9 +33,10 @@
  * this far behind (starved of CPU, or sent broadcasts faster than it can
  * write them) holds the consumer back until it has halved them, instead of
  * its inbox growing with the event rate; Kafka keeps what is not read yet.
- * A drain stops at the room left under it (pb_kafka_drain), so it is passed
- * by one event's frames at most, plus, while the consumer is held, the one
- * event the once-a-second tick reads to keep the group session. */
+ * A drain stops at the room left under it (pb_kafka_drain), so Kafka
+ * passes it by one event's frames at most (and, while a worker is stuck,
+ * one event per half max.poll.interval.ms, to stay in the group). Logins'
+ * snapshots and HTTP pushes are not held back by it (ARCHITECTURE.md). */
 #define WORKER_BACKLOG_MAX 65536
 #define BACKLOG_RETRY_S 0.005
 
@@ -45,6 +46,9 @@ static size_t worker_room(struct pb_server *s)
 {
     if (s->nworkers < 2)
         return SIZE_MAX;
+    /* What this turn of the loop staged so far (an HTTP push, an earlier
+     * drain) goes in first, so that the inboxes weigh it. */
+    pb_hub_flush(s->hub);
     size_t backlog = pb_pool_backlog(s);
     return backlog >= WORKER_BACKLOG_MAX ? 0 : WORKER_BACKLOG_MAX - backlog;
 }
@@ -56,6 +60,7 @@ static void kafka_ready_cb(struct ev_loop *loop, ev_io *w, int revents)
     struct pb_server *s = w->data;
     size_t room = worker_room(s);
     if (!room) {
+        s->metrics.kafka_backpressure++;
         ev_io_stop(loop, &s->kafka_w);
         ev_timer_set(&s->backlog_w, BACKLOG_RETRY_S, BACKLOG_RETRY_S);
         ev_timer_start(loop, &s->backlog_w);

@@ -83,6 +83,7 @@ struct pb_metrics {
     uint64_t origin_refused;      /* upgrades refused by ws.allowed_origins */
     uint64_t dead_letter_failures; /* malformed events that could not be dead-lettered */
     uint64_t kafka_outages;        /* times every broker became unreachable */
+    uint64_t kafka_backpressure;   /* reads of Kafka held or cut short for a worker */
     uint64_t kafka_writes_refused[2]; /* by enum pb_write_kind: dead_letter, push */
     uint64_t commits;              /* successful offset commits */
     uint64_t commit_failures;

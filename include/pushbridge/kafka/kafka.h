@@ -28,8 +28,11 @@ int pb_kafka_wake_fd(const struct pb_kafka *k);
 
 /* Handles at most `budget` messages and callbacks, and no further message
  * once the frames they staged for one worker reach `room` (SIZE_MAX: no
- * limit); one message always, when one is waiting. Returns 1 when more may
- * be waiting (the pipe is re-armed so the loop comes back), else 0. */
+ * limit; see WORKER_BACKLOG_MAX in server.c). One message at least, when
+ * one is waiting; with room 0 (the consumer held back for a worker) only
+ * once half of max.poll.interval.ms has passed since the last poll, which
+ * is what keeps it in its group. Returns 1 when more may be waiting (the
+ * pipe is re-armed so the loop comes back), else 0. */
 int pb_kafka_drain(struct pb_kafka *k, int budget, size_t room);
 
 /* Once a second: keeps the group membership alive (a drain, within room as
