@@ -142,6 +142,15 @@ static void scalar(struct pb_buf *b, const char *name, const char *type, const c
     pb_buf_printf(b, "%s %llu\n", name, (unsigned long long)value);
 }
 
+/* One metric labelled by worker, for workers first..n-1. */
+static void per_worker(struct pb_buf *b, const char *name, const char *type, const char *text,
+                       const uint64_t *values, int first, int n)
+{
+    help(b, name, type, text);
+    for (int k = first; k < n; k++)
+        pb_buf_printf(b, "%s{worker=\"%d\"} %llu\n", name, k, (unsigned long long)values[k]);
+}
+
 /* The process, its connections and its Kafka consumer's health. */
 static void render_process(const struct pb_metrics *m, const struct pb_gauges *g, struct pb_buf *b)
 {
@@ -151,31 +160,23 @@ static void render_process(const struct pb_metrics *m, const struct pb_gauges *g
            (uint64_t)(g->users));
     scalar(b, "pushbridge_queue_bytes", "gauge", "Bytes waiting in outgoing connection queues.",
            (uint64_t)(g->queue_bytes));
-    help(b, "pushbridge_worker_connections", "gauge",
-         "Open connections on each event-loop worker.");
-    for (int k = 0; k < g->nworkers; k++)
-        pb_buf_printf(b, "pushbridge_worker_connections{worker=\"%d\"} %llu\n", k,
-                      (unsigned long long)g->worker_connections[k]);
-    help(b, "pushbridge_worker_handed_total", "counter",
-         "Frames (and control messages) the main loop handed to each threaded worker's inbox.");
-    for (int k = 1; k < g->nworkers; k++)
-        pb_buf_printf(b, "pushbridge_worker_handed_total{worker=\"%d\"} %llu\n", k,
-                      (unsigned long long)g->worker_handed[k]);
-    help(b, "pushbridge_worker_wakeups_total", "counter",
-         "Batches each threaded worker took from its inbox: one wake-up each.");
-    for (int k = 1; k < g->nworkers; k++)
-        pb_buf_printf(b, "pushbridge_worker_wakeups_total{worker=\"%d\"} %llu\n", k,
-                      (unsigned long long)g->worker_wakeups[k]);
-    help(b, "pushbridge_worker_backlog_frames", "gauge",
-         "Frames waiting in each threaded worker's inbox, not taken by it yet.");
-    for (int k = 1; k < g->nworkers; k++)
-        pb_buf_printf(b, "pushbridge_worker_backlog_frames{worker=\"%d\"} %llu\n", k,
-                      (unsigned long long)g->worker_backlog[k]);
-    help(b, "pushbridge_worker_backlog_peak_frames", "gauge",
-         "The most frames that waited in each threaded worker's inbox at once since start.");
-    for (int k = 1; k < g->nworkers; k++)
-        pb_buf_printf(b, "pushbridge_worker_backlog_peak_frames{worker=\"%d\"} %llu\n", k,
-                      (unsigned long long)g->worker_backlog_peak[k]);
+    per_worker(b, "pushbridge_worker_connections", "gauge",
+               "Open connections on each event-loop worker.", g->worker_connections, 0,
+               g->nworkers);
+    /* The inbox figures exist for the threaded workers only (from 1). */
+    per_worker(b, "pushbridge_worker_handed_total", "counter",
+               "Frames (and control messages) the main loop handed to each threaded worker's "
+               "inbox.",
+               g->worker_handed, 1, g->nworkers);
+    per_worker(b, "pushbridge_worker_wakeups_total", "counter",
+               "Batches each threaded worker took from its inbox: one wake-up each.",
+               g->worker_wakeups, 1, g->nworkers);
+    per_worker(b, "pushbridge_worker_backlog_frames", "gauge",
+               "Frames waiting in each threaded worker's inbox, not taken by it yet.",
+               g->worker_backlog, 1, g->nworkers);
+    per_worker(b, "pushbridge_worker_backlog_peak_frames", "gauge",
+               "The most frames that waited in each threaded worker's inbox at once since start.",
+               g->worker_backlog_peak, 1, g->nworkers);
     help(b, "pushbridge_kafka_ready", "gauge", "1 when Kafka partitions are assigned.");
     pb_buf_printf(b, "pushbridge_kafka_ready %d\n", g->kafka_ready);
     scalar(b, "pushbridge_kafka_brokers_up", "gauge",
