@@ -17,6 +17,11 @@
 #                                cluster idle logins logins-cluster fdlimit inputs
 #                                inputs-e2e unicast-max)
 #   bench/run.sh --no-ref        no reference runs (pb-sendref, pb-kafkaref)
+#   bench/run.sh --kafka         start one real Kafka broker (KRaft, from
+#                                tests/kafka/lib, bench/broker.sh) and run every
+#                                scenario against it instead of --dev's
+#                                embedded one (as PB_BENCH_BROKERS does with a
+#                                broker of your own); stopped at the end
 #   bench/run.sh --workers 1,2   the bridge's workers (SPEC 11) to run every
 #                                scenario with (PUSHBRIDGE_WORKERS=N), one after
 #                                the other per scenario; default 1,2, --quick 2.
@@ -143,6 +148,7 @@ ONLY=""
 PROFILE=0
 CALLGRIND=0
 REF=1
+START_BROKER=0
 WORKERS_LIST=""
 ALL_SCENARIOS="unicast unicast-10k fanout fanout-10k broadcast http-single http-batch"
 ALL_SCENARIOS+=" slow-base slow state-off state tasks-100k cluster idle logins logins-cluster fdlimit"
@@ -163,6 +169,7 @@ while [ $# -gt 0 ]; do
     --profile) PROFILE=1 ;;
     --callgrind) CALLGRIND=1 ;;
     --no-ref) REF=0 ;;
+    --kafka) START_BROKER=1 ;;
     --workers) [ $# -ge 2 ] || { usage >&2; exit 2; }; WORKERS_LIST=${2//,/ }; shift ;;
     -h | --help) usage; exit 0 ;;
     *) echo "bench/run.sh: unknown argument $1" >&2; usage >&2; exit 2 ;;
@@ -227,6 +234,15 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 say() { printf '%s\n' "$*" >&2; }
+
+if [ "$START_BROKER" = 1 ]; then
+    [ -z "${PB_BENCH_BROKERS:-}" ] || { say "bench/run.sh: --kafka and PB_BENCH_BROKERS both name a broker"; exit 2; }
+    say "starting a real Kafka broker (KRaft, tests/kafka/lib)"
+    . "$ROOT/bench/broker.sh"
+    start_broker "$WORK" || exit 1
+    export PB_BENCH_BROKERS=$BROKER_ADDR
+    say "broker $PB_BENCH_BROKERS"
+fi
 
 # until TRIES×0.1 s have passed: COMMAND... succeeds
 wait_until() {

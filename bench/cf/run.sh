@@ -96,22 +96,9 @@ trap cleanup EXIT
 
 if [ -z "${BROKERS:-}" ]; then
     say "starting a KRaft broker (tests/kafka/lib)"
-    rm -f "$OUT/broker.addr"
-    (cd "$REPO/tests/integration" && exec python3 -c '
-import signal, sys
-from kafka_harness import KafkaBroker
-b = KafkaBroker()
-b.start(timeout=120)
-open(sys.argv[1] + ".tmp", "w").write(b.bootstrap)
-__import__("os").rename(sys.argv[1] + ".tmp", sys.argv[1])
-signal.signal(signal.SIGTERM, lambda *a: (b.stop(), sys.exit(0)))
-while True:
-    signal.pause()
-' "$OUT/broker.addr") >"$LOGS/broker.out" 2>&1 &
-    BROKER_PID=$!
-    for _ in $(seq 1 1500); do [ -s "$OUT/broker.addr" ] && break; sleep 0.1; done
-    [ -s "$OUT/broker.addr" ] || { cat "$LOGS/broker.out" >&2; exit 1; }
-    BROKERS=$(cat "$OUT/broker.addr")
+    . "$REPO/bench/broker.sh"
+    start_broker "$LOGS" || exit 1
+    BROKERS=$BROKER_ADDR
 fi
 say "broker $BROKERS"
 
