@@ -154,6 +154,17 @@ def kcat_produce(bootstrap, topic, messages, headers=None, partition=None):
         os.unlink(path)
 
 
+def new_cluster_id():
+    """A KRaft cluster ID as Kafka makes one (Uuid.randomUuid): URL-safe base64
+    of 16 random bytes, never starting with "-", which the storage tool's
+    argument parser would take for an option (1 in 64 IDs did: "argument
+    --cluster-id/-t: expected one argument")."""
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
+
+
 class KafkaBroker:
     """One KRaft broker. Attributes: bootstrap ("127.0.0.1:PORT"), port,
     controller_port, workdir, log_path, proc (None while stopped)."""
@@ -221,7 +232,7 @@ class KafkaBroker:
         out = ""
         for _attempt in range(2):
             shutil.rmtree(self.data_dir, ignore_errors=True)
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            cluster_id = new_cluster_id()
             r = subprocess.run(
                 self._java("kafka.tools.StorageTool", "format", "-t", cluster_id,
                            "-c", self.props_path),

@@ -24,6 +24,18 @@ from wsclient import (ABNORMAL_CLOSURE, GUID, OP_BINARY, OP_CLOSE, OP_TEXT, WsCl
 # Kafka broker fixture
 # --------------------------------------------------------------------------
 
+
+def test_a_cluster_id_never_starts_with_a_dash(monkeypatch):
+    """The storage tool reads "-t -xyz..." as a missing argument: an ID that would
+    start with "-" (its first 6 bits 62) is drawn again."""
+    import uuid
+    import kafka_harness
+    drawn = iter([uuid.UUID(bytes=b"\xf8" + b"\x00" * 15), uuid.UUID(bytes=b"\x01" * 16)])
+    monkeypatch.setattr(kafka_harness.uuid, "uuid4", lambda: next(drawn))
+    assert base64.urlsafe_b64encode(b"\xf8").decode().startswith("-")
+    cid = kafka_harness.new_cluster_id()
+    assert cid == base64.urlsafe_b64encode(b"\x01" * 16).decode().rstrip("=")
+
 def test_broker_answers_metadata(kafka):
     r = subprocess.run(["kcat", "-b", kafka.bootstrap, "-L", "-J"], stdout=subprocess.PIPE,
                        timeout=20, check=True)
