@@ -372,6 +372,18 @@ size_t pb_pool_backlog(struct pb_server *s)
     return most;
 }
 
+int pb_pool_stalled(const struct pb_server *s, int64_t now, int64_t limit_ms, int64_t *idle_ms)
+{
+    for (int k = 1; k < s->nworkers; k++) {
+        int64_t idle = now - __atomic_load_n(&s->workers[k].turned_ms, __ATOMIC_RELAXED);
+        if (idle >= limit_ms) {
+            *idle_ms = idle;
+            return k;
+        }
+    }
+    return -1;
+}
+
 size_t pb_pool_connections(const struct pb_server *s)
 {
     size_t n = 0;

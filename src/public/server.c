@@ -208,13 +208,32 @@ static void notify_tick(struct pb_server *s)
 }
 
 /* A libev timer on the loop itself: WATCHDOG=1 goes only while the loop
- * turns, so a wedged loop (a blocking call, a livelock) stops the pings and
- * the service manager restarts the bridge (WatchdogSec=). */
+ * turns, and while every threaded worker's loop turns too, so a wedged loop
+ * (a blocking call, a livelock) on any thread stops the pings and the
+ * service manager restarts the bridge (WatchdogSec=). A wedged worker would
+ * otherwise hold the Kafka consumer back (WORKER_BACKLOG_MAX) for good while
+ * the bridge looked alive. A worker counts as wedged once its 1 s tick is
+ * late by a whole watchdog interval (WATCHDOG_USEC), and at least 3 s. */
 static void watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop;
     (void)revents;
     struct pb_server *s = w->data;
+    int64_t limit = s->notify.watchdog_usec / 1000, idle;
+    if (limit < 3000)
+        limit = 3000;
+    int k = pb_pool_stalled(s, pb_monotonic_ms(), limit, &idle);
+    if (k >= 0) {
+        if (!s->stalled_logged)
+            pb_error("worker %d's loop has not turned for %lld ms: no more watchdog pings, "
+                     "so the service manager restarts the bridge",
+                     k, (long long)idle);
+        s->stalled_logged = 1;
+        return;
+    }
+    if (s->stalled_logged)
+        pb_info("every worker's loop turns again: watchdog pings resume");
+    s->stalled_logged = 0;
     pb_notify_send(&s->notify, "WATCHDOG=1");
 }
 

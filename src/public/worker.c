@@ -123,7 +123,9 @@ static void tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
     (void)loop;
     (void)revents;
     struct pb_worker *w = t->data;
-    pb_keepalive_sweep(w->conns, pb_monotonic_ms());
+    int64_t now = pb_monotonic_ms();
+    __atomic_store_n(&w->turned_ms, now, __ATOMIC_RELAXED);
+    pb_keepalive_sweep(w->conns, now);
     /* lws's evlib_ev plugin (4.1) re-arms its timer with ev_timer_set on an
      * active watcher, which libev ignores: waking lws once a second bounds
      * the delay of its timeouts to a second (see server.c). */
@@ -169,6 +171,7 @@ int pb_worker_init(struct pb_worker *w, int index, const struct pb_worker_env *e
         return -1;
     }
     pb_conns_on_closing(w->conns, tell_closing, w);
+    w->turned_ms = pb_monotonic_ms();
     ev_timer_init(&w->tick_w, tick_cb, TICK_S, TICK_S);
     ev_prepare_init(&w->flush_w, flush_cb);
     w->tick_w.data = w->flush_w.data = w;

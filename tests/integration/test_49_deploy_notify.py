@@ -4,6 +4,7 @@ WATCHDOG=1 from its loop at half of WATCHDOG_USEC, STATUS= lines, and
 STOPPING=1 when SIGTERM starts the shutdown. The test plays systemd: it binds
 an AF_UNIX datagram socket and hands its name over in NOTIFY_SOCKET."""
 
+import ctypes
 import os
 import signal
 import socket
@@ -73,6 +74,76 @@ def test_deploy_notify_ready_watchdog_stopping_in_order(bridge_factory, tmp_path
         order = [i for i, m in enumerate(ns.seen) if "READY=1" in lines(m)]
         assert len(order) == 1, f"READY=1 sent {len(order)} times: {ns.seen!r}"
         assert ns.seen.index(stopping) > order[0]
+    finally:
+        ns.close()
+
+
+class FrozenThread:
+    """One thread of another process stopped, the others left running:
+    PTRACE_SEIZE then PTRACE_INTERRUPT put only that thread in a ptrace stop
+    (SIGSTOP would stop the whole process), until thaw() detaches."""
+
+    SEIZE, INTERRUPT, DETACH, WALL = 0x4206, 0x4207, 17, 0x40000000
+
+    def __init__(self, tid):
+        self.libc = ctypes.CDLL(None, use_errno=True)
+        self.libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p,
+                                     ctypes.c_void_p]
+        self.libc.ptrace.restype = ctypes.c_long
+        self.tid = tid
+        if self.libc.ptrace(self.SEIZE, tid, None, None) != 0:
+            err = ctypes.get_errno()
+            pytest.skip(f"ptrace is not permitted here ({os.strerror(err)}): "
+                        "cannot stop one thread of the bridge")
+        if self.libc.ptrace(self.INTERRUPT, tid, None, None) != 0:
+            err = ctypes.get_errno()
+            self.thaw()
+            raise OSError(err, f"PTRACE_INTERRUPT: {os.strerror(err)}")
+        os.waitpid(tid, self.WALL)  # the stop took effect
+
+    def thaw(self):
+        self.libc.ptrace(self.DETACH, self.tid, None, None)
+
+
+def thread_id(pid, name):
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/comm") as f:
+            if f.read().strip() == name:
+                return int(tid)
+    raise AssertionError(f"no thread named {name} in process {pid}")
+
+
+def test_deploy_notify_a_wedged_worker_stops_the_watchdog(bridge_factory, tmp_path):
+    """The watchdog covers every worker (SPEC 11), not only the main loop: with worker
+    1's thread stopped the main loop goes on, but the WATCHDOG=1 pings stop (so systemd
+    restarts a bridge that would otherwise hold Kafka back for that worker for good),
+    the log names the worker, and the pings come back once it runs again."""
+    ns = NotifySocket(str(tmp_path), False)
+    try:
+        b = bridge_factory(config={"workers": 2},
+                           env={"NOTIFY_SOCKET": ns.env_name, "WATCHDOG_USEC": "1000000"},
+                           wait_ready=False)
+        ns.expect(lambda m: "READY=1" in lines(m), 30, "READY=1")
+        ns.expect(lambda m: m == "WATCHDOG=1", 5, "WATCHDOG=1 after READY=1")
+        frozen = FrozenThread(thread_id(b.proc.pid, "pb-worker-1"))
+        try:
+            b.wait_log(r"worker 1's loop has not turned for \d+ ms: no more watchdog pings",
+                       timeout=10)
+            ns.sock.setblocking(False)  # what was sent before that line
+            try:
+                while True:
+                    ns.sock.recv(4096)
+            except BlockingIOError:
+                pass
+            ns.seen.clear()
+            with pytest.raises(AssertionError):
+                ns.expect(lambda m: m == "WATCHDOG=1", 2.0, "WATCHDOG=1 with worker 1 stopped")
+            st, _, _ = b.http("GET", "/readyz")  # the main loop itself still serves
+            assert st == 200
+        finally:
+            frozen.thaw()
+        ns.expect(lambda m: m == "WATCHDOG=1", 5, "WATCHDOG=1 once worker 1 runs again")
+        b.wait_log(r"every worker's loop turns again: watchdog pings resume")
     finally:
         ns.close()
 

@@ -41,6 +41,9 @@ void pb_pool_close_all(struct pb_server *s);
 size_t pb_pool_backlog(struct pb_server *s);
 /* Open connections on every worker. */
 size_t pb_pool_connections(const struct pb_server *s);
+/* The first threaded worker whose loop has not turned (its 1 s tick) for
+ * limit_ms, or -1; *idle_ms says for how long. */
+int pb_pool_stalled(const struct pb_server *s, int64_t now, int64_t limit_ms, int64_t *idle_ms);
 /* Per-worker gauges, and the workers' counters added to merged (a copy of
  * the server's own, made by the caller). */
 void pb_pool_gauges(const struct pb_server *s, struct pb_gauges *g, struct pb_metrics *merged);

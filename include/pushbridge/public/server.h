@@ -62,6 +62,7 @@ struct pb_server {
     ev_prepare stop_check_w;    /* while stopping: end the loop when done */
     ev_timer stop_timer_w;      /* wakes the loop at half of shutdown_timeout_ms */
     ev_timer watchdog_w;        /* WATCHDOG=1 at half of WATCHDOG_USEC (when set) */
+    int stalled_logged;         /* a worker's stalled loop was logged (watchdog_cb) */
     struct pb_notify notify;    /* the service manager (NOTIFY_SOCKET), if any */
 
     int signal_fd;

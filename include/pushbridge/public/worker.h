@@ -101,6 +101,10 @@ struct pb_worker {
      * PB_COUNT, at lws's WSI_DESTROY): the difference is what it holds,
      * upgraded or not, for the acceptor's choice. */
     uint64_t sockets_posted, sockets_gone;
+    /* When its 1 s tick last ran (monotonic ms; written by its thread, read
+     * by the main loop's watchdog, relaxed atomic): a loop that stopped
+     * turning (a blocking call, a livelock) stops the watchdog's pings. */
+    int64_t turned_ms;
 };
 
 /* Worker index: loop and ctx are the main loop's and context for worker 0,
