@@ -3,11 +3,12 @@
 # fetches with Maven, fetched here the same way when missing) through
 # tests/integration/kafka_harness.py, as the integration tests run it.
 #
-#   start_broker DIR   sets BROKER_PID (a job of the calling shell: its
-#                      cleanup stops it, and the harness stops the broker on
-#                      SIGTERM) and BROKER_ADDR (HOST:PORT); the broker's
-#                      output goes to DIR/broker.out. Returns 1 with that
-#                      output on stderr when it does not come up in 150 s.
+#   start_broker DIR   sets BROKER_PID (a job of the calling shell: the
+#                      harness stops the broker on SIGTERM, within 30 s)
+#                      and BROKER_ADDR (HOST:PORT); the harness's output goes
+#                      to DIR/broker.out, the broker's files and log to
+#                      DIR/kafka/. Returns 1 with that output on stderr when
+#                      it does not come up in 150 s.
 
 start_broker() {
     local dir=$1 repo
@@ -21,17 +22,18 @@ start_broker() {
             return 1
     fi
     rm -f "$dir/broker.addr"
+    mkdir -p "$dir/kafka"
     (cd "$repo/tests/integration" && exec python3 -c '
 import os, signal, sys
 from kafka_harness import KafkaBroker
-b = KafkaBroker()
+b = KafkaBroker(workdir=sys.argv[2])
 b.start(timeout=120)
 open(sys.argv[1] + ".tmp", "w").write(b.bootstrap)
 os.rename(sys.argv[1] + ".tmp", sys.argv[1])
 signal.signal(signal.SIGTERM, lambda *a: (b.stop(), sys.exit(0)))
 while True:
     signal.pause()
-' "$dir/broker.addr") >"$dir/broker.out" 2>&1 &
+' "$dir/broker.addr" "$dir/kafka") >"$dir/broker.out" 2>&1 &
     BROKER_PID=$!
     local i
     for ((i = 0; i < 1500; i++)); do

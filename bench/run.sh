@@ -225,6 +225,8 @@ stop_pid() { # pid [seconds]: TERM, wait up to the bound, then KILL
 # can be reused by someone else's process, a job's cannot.
 cleanup() {
     local pid
+    # A broker of --kafka first, given the time its controlled shutdown takes.
+    [ -z "${BROKER_PID:-}" ] || stop_pid "$BROKER_PID" 35
     for pid in $(jobs -p); do stop_pid "$pid" 5; done
     # Keep the last run's logs and raw outputs for a look after the fact.
     rm -rf "$BUILD/bench-logs"

@@ -239,6 +239,17 @@ static int subscribe(struct pb_kafka *k, char *errstr, size_t errlen)
     return 0;
 }
 
+/* max.poll.interval.ms as librdkafka has it (kafka.properties may set it). */
+static int64_t poll_interval_ms(rd_kafka_t *rk)
+{
+    char v[32] = "";
+    size_t len = sizeof(v);
+    long long ms = 0;
+    if (rd_kafka_conf_get(rd_kafka_conf(rk), "max.poll.interval.ms", v, &len) == RD_KAFKA_CONF_OK)
+        ms = atoll(v);
+    return ms > 0 ? ms : 300000; /* librdkafka's default */
+}
+
 struct pb_kafka *pb_kafka_new(const struct pb_config *cfg, struct pb_hub *hub, struct pb_metrics *m,
                               char *errstr, size_t errlen)
 {
@@ -303,12 +314,7 @@ struct pb_kafka *pb_kafka_new(const struct pb_config *cfg, struct pb_hub *hub, s
         goto fail;
     if (!pb_kafka_rebuild_start(k) && subscribe(k, errstr, errlen))
         goto fail;
-    char ival[32] = "";
-    size_t ivlen = sizeof(ival);
-    k->poll_interval_ms = 300000; /* librdkafka's default */
-    if (rd_kafka_conf_get(rd_kafka_conf(k->rk), "max.poll.interval.ms", ival, &ivlen) ==
-            RD_KAFKA_CONF_OK && atoll(ival) > 0)
-        k->poll_interval_ms = atoll(ival);
+    k->poll_interval_ms = poll_interval_ms(k->rk);
     k->polled_ms = pb_monotonic_ms();
     char inst[300] = "";
     size_t ilen = sizeof(inst);
@@ -417,6 +423,16 @@ static int drain_rebuild(struct pb_kafka *k, int budget)
     return 0;
 }
 
+/* librdkafka writes the wake-up pipe only when its queue turns non-empty:
+ * a drain that leaves work behind wakes the loop itself, to come back once
+ * the loop has served the sockets. Returns 1, "more may be waiting". */
+static int rearm(struct pb_kafka *k)
+{
+    if (write(k->pipefd[1], "1", 1) < 0 && errno != EAGAIN)
+        pb_warn("kafka: cannot re-arm the wake-up pipe: %s", strerror(errno));
+    return 1;
+}
+
 int pb_kafka_drain(struct pb_kafka *k, int budget, size_t room)
 {
     char sink[64];
@@ -426,18 +442,13 @@ int pb_kafka_drain(struct pb_kafka *k, int budget, size_t room)
     pb_presence_poll(k->presence);
     if (k->undelivered)
         rd_kafka_poll(k->undelivered, 0);
-    if (k->presence && pb_presence_drain(k->presence, budget)) {
-        if (write(k->pipefd[1], "1", 1) < 0 && errno != EAGAIN)
-            pb_warn("kafka: cannot re-arm the wake-up pipe: %s", strerror(errno));
-    }
-    if (k->rebuild && drain_rebuild(k, budget)) {
-        if (write(k->pipefd[1], "1", 1) < 0 && errno != EAGAIN)
-            pb_warn("kafka: cannot re-arm the wake-up pipe: %s", strerror(errno));
-        return 1;
-    }
+    if (k->presence && pb_presence_drain(k->presence, budget))
+        rearm(k);
+    if (k->rebuild && drain_rebuild(k, budget))
+        return rearm(k);
     int64_t now = pb_monotonic_ms();
     if (!room && now - k->polled_ms < k->poll_interval_ms / 2)
-        goto rearm; /* held for a worker (server.c): not due to poll yet */
+        return rearm(k); /* held for a worker (server.c): not due to poll yet */
     k->polled_ms = now;
     pb_hub_turn_begin(k->hub);
     for (int i = 0; i < budget; i++) {
@@ -458,13 +469,7 @@ int pb_kafka_drain(struct pb_kafka *k, int budget, size_t room)
         handle(k, msg);
         rd_kafka_message_destroy(msg);
     }
-    /* Budget or room spent with messages (maybe) left: librdkafka writes
-     * the pipe only when its queue turns non-empty, so wake ourselves to
-     * come back after the loop has served the sockets. */
-rearm:
-    if (write(k->pipefd[1], "1", 1) < 0 && errno != EAGAIN)
-        pb_warn("kafka: cannot re-arm the wake-up pipe: %s", strerror(errno));
-    return 1;
+    return rearm(k); /* budget or room spent, messages (maybe) left */
 }
 
 static void update_lag(struct pb_kafka *k)

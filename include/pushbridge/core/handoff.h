@@ -28,7 +28,8 @@ typedef void (*pb_handoff_run_fn)(struct pb_handoff_item *first, size_t n, void 
 /* Owned by the receiving side; created before any producer starts and freed
  * after every producer has stopped. Bound: the queue holds whatever the
  * producers push; each producer bounds what it has in flight (a worker's
- * inbox by WORKER_BACKLOG_MAX in server.c, where the consumer stops). */
+ * inbox: the Kafka consumer stops at WORKER_BACKLOG_MAX, server.c, which
+ * says what else it does not hold back). */
 struct pb_handoff {
     pthread_mutex_t lock;
     struct pb_handoff_item *head, *tail; /* under lock */
