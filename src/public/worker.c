@@ -186,6 +186,9 @@ static void *run(void *arg)
     char name[16]; /* the kernel's limit; bench/run.sh reads each worker's CPU by it */
     snprintf(name, sizeof name, "pb-worker-%d", w->index);
     (void)pthread_setname_np(pthread_self(), name); /* a label for top/perf: failing is harmless */
+    /* The watchdog counts from here: the main thread's set-up between this
+     * worker's init and its start (Kafka, OIDC) is not this loop stalling. */
+    __atomic_store_n(&w->turned_ms, pb_monotonic_ms(), __ATOMIC_RELAXED);
     ev_run(w->loop, 0);
     /* The context goes on the thread that served it, while its loop is
      * still there: lws frees a TLS vhost's state only when its own loop
