@@ -139,7 +139,7 @@ def test_deploy_alerts_cover_the_issue():
     exprs = " ".join(r["expr"] for r in rules)
     for metric in ("pushbridge_kafka_ready", "pushbridge_consumer_lag",
                    "pushbridge_events_dropped_total", "pushbridge_slow_client_closes_total",
-                   "pushbridge_dead_letter_failures_total"):
+                   "pushbridge_dead_letter_failures_total", "pushbridge_kafka_backpressure_total"):
         assert metric in exprs, f"no alert on {metric}"
     for r in rules:
         assert r["alert"] and r["annotations"]["summary"], r
