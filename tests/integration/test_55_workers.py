@@ -159,10 +159,11 @@ def test_a_burst_of_broadcasts_holds_a_workers_inbox_to_its_bound(bridge_factory
     assert stats[1]["backlog_peak"] == peak and stats[1]["backlog"] == \
         b.metric("pushbridge_worker_backlog_frames", worker="1")
     print(f"worker 1: inbox peak {peak} frames of {n * per_worker_conns} handed")
-    # Large enough to show the burst queued up to the bound (a worker that kept up
-    # would never hold more than a few hand-offs), and no more than it lets through;
-    # the consumer was held back or cut short to keep it there.
-    assert bound // 2 <= peak <= bound + per_worker_conns, peak
+    # No more than the bound lets through. How close the peak comes to it depends on
+    # how fast worker 1 writes beside the main loop (under ThreadSanitizer it took
+    # 28 Ki); that a read of Kafka was cut short does not: one drain of more than
+    # bound / 384 broadcasts is.
+    assert 4096 <= peak <= bound + per_worker_conns, peak
     assert b.metric("pushbridge_kafka_backpressure_total") > 0
     assert b.metric("pushbridge_slow_client_closes_total") in (None, 0)
 
