@@ -156,6 +156,26 @@ static void forget_stored_offsets(rd_kafka_t *rk, const rd_kafka_topic_partition
     rd_kafka_topic_partition_list_destroy(none);
 }
 
+/* Pauses parts and remembers them, to resume at the hold's end. */
+static void pause_parts(struct pb_kafka *k, rd_kafka_topic_partition_list_t *parts)
+{
+    if (!k->paused && !(k->paused = rd_kafka_topic_partition_list_new(parts->cnt))) {
+        pb_warn("kafka: out of memory holding the consumer back: its partitions go on");
+        return;
+    }
+    rd_kafka_resp_err_t err = rd_kafka_pause_partitions(k->rk, parts);
+    for (int i = 0; i < parts->cnt; i++) {
+        rd_kafka_topic_partition_t *p = &parts->elems[i];
+        if (err || p->err) {
+            pb_warn("kafka: cannot pause %s [%d] for a worker that is behind: %s", p->topic,
+                    (int)p->partition, rd_kafka_err2str(err ? err : p->err));
+            continue;
+        }
+        if (!rd_kafka_topic_partition_list_find(k->paused, p->topic, p->partition))
+            rd_kafka_topic_partition_list_add(k->paused, p->topic, p->partition);
+    }
+}
+
 void pb_kafka_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
@@ -180,6 +200,8 @@ void pb_kafka_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             k->assigned = parts->cnt;
             pb_kafka_catchup_remove(k, NULL);
         }
+        if (k->held) /* they wait for the worker too */
+            pause_parts(k, parts);
         pb_kafka_catchup_add(k, parts);
         pb_refusal_consume_ok(&k->refusals, ""); /* the group let us in */
         for (int i = 0; i < parts->cnt; i++) {
@@ -237,17 +259,6 @@ static int subscribe(struct pb_kafka *k, char *errstr, size_t errlen)
         return -1;
     }
     return 0;
-}
-
-/* max.poll.interval.ms as librdkafka has it (kafka.properties may set it). */
-static int64_t poll_interval_ms(rd_kafka_t *rk)
-{
-    char v[32] = "";
-    size_t len = sizeof(v);
-    long long ms = 0;
-    if (rd_kafka_conf_get(rd_kafka_conf(rk), "max.poll.interval.ms", v, &len) == RD_KAFKA_CONF_OK)
-        ms = atoll(v);
-    return ms > 0 ? ms : 300000; /* librdkafka's default */
 }
 
 struct pb_kafka *pb_kafka_new(const struct pb_config *cfg, struct pb_hub *hub, struct pb_metrics *m,
@@ -314,8 +325,6 @@ struct pb_kafka *pb_kafka_new(const struct pb_config *cfg, struct pb_hub *hub, s
         goto fail;
     if (!pb_kafka_rebuild_start(k) && subscribe(k, errstr, errlen))
         goto fail;
-    k->poll_interval_ms = poll_interval_ms(k->rk);
-    k->polled_ms = pb_monotonic_ms();
     char inst[300] = "";
     size_t ilen = sizeof(inst);
     if (rd_kafka_conf_get(rd_kafka_conf(k->rk), "group.instance.id", inst, &ilen) !=
@@ -446,16 +455,13 @@ int pb_kafka_drain(struct pb_kafka *k, int budget, size_t room)
         rearm(k);
     if (k->rebuild && drain_rebuild(k, budget))
         return rearm(k);
-    int64_t now = pb_monotonic_ms();
-    if (!room && now - k->polled_ms < k->poll_interval_ms / 2)
-        return rearm(k); /* held for a worker (server.c): not due to poll yet */
-    k->polled_ms = now;
     pb_hub_turn_begin(k->hub);
     for (int i = 0; i < budget; i++) {
         /* No further message once the frames staged for one worker reach
          * the room left in the fullest inbox: a batch of broadcasts is 512
-         * times every connection. One message always, when due: polling is
-         * what keeps the consumer in its group (max.poll.interval.ms). */
+         * times every connection. Polling goes on while held (room 0):
+         * the paused partitions give no message, and the group's
+         * callbacks are served. */
         if (i > 0 && pb_hub_turn_most(k->hub) >= room) {
             k->m->kafka_backpressure++;
             break;
@@ -469,7 +475,38 @@ int pb_kafka_drain(struct pb_kafka *k, int budget, size_t room)
         handle(k, msg);
         rd_kafka_message_destroy(msg);
     }
-    return rearm(k); /* budget or room spent, messages (maybe) left */
+    /* Budget or room spent, messages (maybe) left. While held, the hold's
+     * end re-arms instead: no wake-up per turn of the loop meanwhile. */
+    return k->held ? 1 : rearm(k);
+}
+
+void pb_kafka_hold(struct pb_kafka *k, int hold)
+{
+    if (!k || k->held == !!hold)
+        return;
+    k->held = !!hold;
+    if (hold) {
+        rd_kafka_topic_partition_list_t *parts = NULL;
+        if (!rd_kafka_assignment(k->rk, &parts) && parts) {
+            pause_parts(k, parts);
+            rd_kafka_topic_partition_list_destroy(parts);
+        }
+        pb_debug("kafka: held back for a worker that is behind: %d partition(s) paused",
+                 k->paused ? k->paused->cnt : 0);
+        return;
+    }
+    /* Every partition paused, assigned or not by now: librdkafka 2.0.2
+     * keeps an application's pause across a revoke and a later assign. */
+    if (k->paused) {
+        rd_kafka_resp_err_t err = rd_kafka_resume_partitions(k->rk, k->paused);
+        if (err)
+            pb_warn("kafka: cannot resume the partitions held for a worker: %s",
+                    rd_kafka_err2str(err));
+        pb_debug("kafka: %d partition(s) resumed: the workers caught up", k->paused->cnt);
+        rd_kafka_topic_partition_list_destroy(k->paused);
+        k->paused = NULL;
+    }
+    rearm(k); /* what waits in the queue is read without a new wake-up */
 }
 
 static void update_lag(struct pb_kafka *k)
@@ -497,7 +534,7 @@ void pb_kafka_tick(struct pb_kafka *k, size_t room)
 {
     /* Polling at least this often keeps us inside max.poll.interval.ms even
      * when no message wakes the loop (and while a worker holds the consumer
-     * back, once half of it has passed). */
+     * back: its partitions are paused, so the poll reads none of them). */
     pb_kafka_drain(k, 64, room);
     if (k->dlq)
         rd_kafka_poll(k->dlq, 0);
@@ -621,6 +658,8 @@ void pb_kafka_free(struct pb_kafka *k)
     for (size_t i = 0; i < k->nparts; i++)
         free(k->parts[i].topic);
     free(k->parts);
+    if (k->paused)
+        rd_kafka_topic_partition_list_destroy(k->paused);
     free(k->bootstrap);
     free(k);
 }

@@ -61,10 +61,12 @@ struct pb_kafka {
     char *bootstrap;
 
     int assigned; /* partitions currently assigned */
-    /* While a worker holds the consumer back (room 0), the tick reads one
-     * message only once half of max.poll.interval.ms has passed since the
-     * last poll: enough to stay in the group, nothing more for the worker. */
-    int64_t polled_ms, poll_interval_ms;
+    /* Held for a worker (pb_kafka_hold): the partitions paused for it, to
+     * resume when it has caught up. Paused rather than left unpolled, so
+     * that rebalances and errors are still served at once. Bound: the
+     * partitions of the subscribed topics. NULL when not held. */
+    int held;
+    rd_kafka_topic_partition_list_t *paused;
     int brokers_down;
     int64_t all_down_at; /* monotonic ms of an ALL_BROKERS_DOWN not yet confirmed; 0 = none */
     char all_down_why[160];

@@ -31,12 +31,12 @@
 /* Bound: frames waiting for one worker in its inbox (64 Ki frames, 1 MiB
  * of message items, the frames themselves shared). A worker that falls
  * this far behind (starved of CPU, or sent broadcasts faster than it can
- * write them) holds the consumer back until it has halved them, instead of
- * its inbox growing with the event rate; Kafka keeps what is not read yet.
- * A drain stops at the room left under it (pb_kafka_drain), so Kafka
- * passes it by one event's frames at most (and, while a worker is stuck,
- * one event per half max.poll.interval.ms, to stay in the group). Logins'
- * snapshots and HTTP pushes are not held back by it (ARCHITECTURE.md). */
+ * write them) holds the consumer back (pb_kafka_hold: its partitions
+ * paused) until it has halved them, instead of its inbox growing with the
+ * event rate; Kafka keeps what is not read yet. A drain stops at the room
+ * left under it (pb_kafka_drain), so Kafka passes it by one event's frames
+ * at most. Logins' snapshots and HTTP pushes are not held back by it
+ * (ARCHITECTURE.md). */
 #define WORKER_BACKLOG_MAX 65536
 #define BACKLOG_RETRY_S 0.005
 
@@ -53,20 +53,30 @@ static size_t worker_room(struct pb_server *s)
     return backlog >= WORKER_BACKLOG_MAX ? 0 : WORKER_BACKLOG_MAX - backlog;
 }
 
-/* Kafka's consumer queue turned non-empty (librdkafka wrote the pipe). */
-static void kafka_ready_cb(struct ev_loop *loop, ev_io *w, int revents)
+/* Room for the next drain: 0 while the consumer is held for a worker, and
+ * the hold begins when the fullest inbox reaches the bound. */
+static size_t kafka_room(struct pb_server *s)
 {
-    (void)revents;
-    struct pb_server *s = w->data;
+    if (ev_is_active(&s->backlog_w))
+        return 0;
     size_t room = worker_room(s);
     if (!room) {
         s->metrics.kafka_backpressure++;
-        ev_io_stop(loop, &s->kafka_w);
+        pb_kafka_hold(s->kafka, 1);
         ev_timer_set(&s->backlog_w, BACKLOG_RETRY_S, BACKLOG_RETRY_S);
-        ev_timer_start(loop, &s->backlog_w);
-        return;
+        ev_timer_start(s->loop, &s->backlog_w);
     }
-    pb_kafka_drain(s->kafka, KAFKA_BATCH, room);
+    return room;
+}
+
+/* Kafka's consumer queue turned non-empty (librdkafka wrote the pipe): its
+ * messages, or while held, its rebalances and errors alone. */
+static void kafka_ready_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct pb_server *s = w->data;
+    pb_kafka_drain(s->kafka, KAFKA_BATCH, kafka_room(s));
 }
 
 /* The consumer held back for a worker: resumes once that inbox halved. */
@@ -77,7 +87,7 @@ static void backlog_cb(struct ev_loop *loop, ev_timer *w, int revents)
     if (pb_pool_backlog(s) >= WORKER_BACKLOG_MAX / 2)
         return;
     ev_timer_stop(loop, &s->backlog_w);
-    ev_io_start(loop, &s->kafka_w);
+    pb_kafka_hold(s->kafka, 0);
 }
 
 /* Before the loop sleeps, the frames this iteration's events staged go to
@@ -279,7 +289,7 @@ static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)loop;
     (void)revents;
     struct pb_server *s = w->data;
-    pb_kafka_tick(s->kafka, worker_room(s));
+    pb_kafka_tick(s->kafka, kafka_room(s));
     pb_hub_tick(s->hub); /* held resumes whose wait is over (hub/held.h) */
     pb_store_tick(s->store);
     notify_tick(s);

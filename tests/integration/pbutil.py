@@ -1,9 +1,11 @@
 """Small helpers shared by the integration harness: free ports, bounded
-polling, HTTP calls and Prometheus text parsing. Standard library only."""
+polling, HTTP calls, Prometheus text parsing, and one thread of the bridge
+stopped. Standard library only (pytest, for a skip, where it is imported)."""
 
 import ctypes
 import http.client
 import json
+import os
 import random
 import re
 import signal
@@ -204,3 +206,40 @@ def without_pos(frame):
     a non-empty string. For tests about the rest of the frame."""
     assert isinstance(frame.get("pos"), str) and frame["pos"], f"no pos in {frame!r}"
     return {k: v for k, v in frame.items() if k != "pos"}
+
+
+class FrozenThread:
+    """One thread of another process stopped, the others left running:
+    PTRACE_SEIZE then PTRACE_INTERRUPT put only that thread in a ptrace stop
+    (SIGSTOP would stop the whole process), until thaw() detaches."""
+
+    SEIZE, INTERRUPT, DETACH, WALL = 0x4206, 0x4207, 17, 0x40000000
+
+    def __init__(self, tid):
+        self.libc = ctypes.CDLL(None, use_errno=True)
+        self.libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p,
+                                     ctypes.c_void_p]
+        self.libc.ptrace.restype = ctypes.c_long
+        self.tid = tid
+        if self.libc.ptrace(self.SEIZE, tid, None, None) != 0:
+            import pytest
+            err = ctypes.get_errno()
+            pytest.skip(f"ptrace is not permitted here ({os.strerror(err)}): "
+                        "cannot stop one thread of the bridge")
+        if self.libc.ptrace(self.INTERRUPT, tid, None, None) != 0:
+            err = ctypes.get_errno()
+            self.thaw()
+            raise OSError(err, f"PTRACE_INTERRUPT: {os.strerror(err)}")
+        os.waitpid(tid, self.WALL)  # the stop took effect
+
+    def thaw(self):
+        self.libc.ptrace(self.DETACH, self.tid, None, None)
+
+
+def thread_id(pid, name):
+    """The id of the thread of process pid named name (pb-worker-1)."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/comm") as f:
+            if f.read().strip() == name:
+                return int(tid)
+    raise AssertionError(f"no thread named {name} in process {pid}")

@@ -4,7 +4,6 @@ WATCHDOG=1 from its loop at half of WATCHDOG_USEC, STATUS= lines, and
 STOPPING=1 when SIGTERM starts the shutdown. The test plays systemd: it binds
 an AF_UNIX datagram socket and hands its name over in NOTIFY_SOCKET."""
 
-import ctypes
 import os
 import signal
 import socket
@@ -12,6 +11,8 @@ import time
 import uuid
 
 import pytest
+
+from pbutil import FrozenThread, thread_id
 
 
 class NotifySocket:
@@ -76,41 +77,6 @@ def test_deploy_notify_ready_watchdog_stopping_in_order(bridge_factory, tmp_path
         assert ns.seen.index(stopping) > order[0]
     finally:
         ns.close()
-
-
-class FrozenThread:
-    """One thread of another process stopped, the others left running:
-    PTRACE_SEIZE then PTRACE_INTERRUPT put only that thread in a ptrace stop
-    (SIGSTOP would stop the whole process), until thaw() detaches."""
-
-    SEIZE, INTERRUPT, DETACH, WALL = 0x4206, 0x4207, 17, 0x40000000
-
-    def __init__(self, tid):
-        self.libc = ctypes.CDLL(None, use_errno=True)
-        self.libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p,
-                                     ctypes.c_void_p]
-        self.libc.ptrace.restype = ctypes.c_long
-        self.tid = tid
-        if self.libc.ptrace(self.SEIZE, tid, None, None) != 0:
-            err = ctypes.get_errno()
-            pytest.skip(f"ptrace is not permitted here ({os.strerror(err)}): "
-                        "cannot stop one thread of the bridge")
-        if self.libc.ptrace(self.INTERRUPT, tid, None, None) != 0:
-            err = ctypes.get_errno()
-            self.thaw()
-            raise OSError(err, f"PTRACE_INTERRUPT: {os.strerror(err)}")
-        os.waitpid(tid, self.WALL)  # the stop took effect
-
-    def thaw(self):
-        self.libc.ptrace(self.DETACH, self.tid, None, None)
-
-
-def thread_id(pid, name):
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{tid}/comm") as f:
-            if f.read().strip() == name:
-                return int(tid)
-    raise AssertionError(f"no thread named {name} in process {pid}")
 
 
 def test_deploy_notify_a_wedged_worker_stops_the_watchdog(bridge_factory, tmp_path):

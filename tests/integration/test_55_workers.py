@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from pbutil import envelope, unique_uid, wait_until
+from pbutil import FrozenThread, envelope, thread_id, unique_uid, wait_until
 
 WORKERS = {"workers": 2}
 
@@ -166,6 +166,65 @@ def test_a_burst_of_broadcasts_holds_a_workers_inbox_to_its_bound(bridge_factory
     assert 4096 <= peak <= bound + per_worker_conns, peak
     assert b.metric("pushbridge_kafka_backpressure_total") > 0
     assert b.metric("pushbridge_slow_client_closes_total") in (None, 0)
+
+
+def test_a_held_consumer_still_answers_a_rebalance(bridge_factory, kafka):
+    """While a worker is behind, the consumer is held back by pausing its partitions
+    (pb_kafka_hold), not by leaving it unpolled: the group's rebalances are still served
+    at once. Worker 1 is stopped with a full inbox; a second member joining the group then
+    gets its partitions in seconds. Unpolled, this bridge made the whole group wait until
+    half of max.poll.interval.ms (60 s here) had passed. The partition handed back to it
+    during the hold stays paused, and once worker 1 runs again every connection gets every
+    event, in order, none twice."""
+    bound, per_worker_conns, n = 65536, 256, 400  # the hold begins near event 256
+    a = bridge_factory(config=dict(
+        WORKERS, ws={"queue_max_messages": 2 * n},
+        kafka={"properties": {"max.poll.interval.ms": "120000"}}))
+    clients = []
+    for _ in range(2 * per_worker_conns):
+        c = a.ws()
+        c.login_uid(unique_uid(), sync=False)
+        clients.append(c)
+    wait_until(lambda: a.metric("pushbridge_users") == 2 * per_worker_conns,
+               desc="every login registered")
+    assert per_worker(a) == {0: per_worker_conns, 1: per_worker_conns}
+    payloads = [f"b{i:05d}" for i in range(n)]
+    frame = 2 + len(payloads[0])
+    on_main, on_worker1 = clients[0], clients[1]
+    frozen = FrozenThread(thread_id(a.proc.pid, "pb-worker-1"))
+    try:
+        kafka.produce_many(a.topic, [("*", envelope(event="tick", data=p)) for p in payloads])
+        wait_until(lambda: a.metric("pushbridge_worker_backlog_frames", worker="1") >= bound,
+                   timeout=30, desc="worker 1's inbox full")
+        held_at = int(a.metric("pushbridge_worker_backlog_frames", worker="1"))
+        assert bound <= held_at <= bound + per_worker_conns, held_at
+        seen = [on_main.recv_text(timeout=10) for _ in range(held_at // per_worker_conns)]
+        assert seen == payloads[:len(seen)]
+
+        started = time.monotonic()
+        b = bridge_factory(topic=kafka.unique_topic(), group_id=a.config["kafka"]["group_id"],
+                           wait_ready=False)
+        b.wait_log(r"partition\(s\) assigned", timeout=30)
+        took = time.monotonic() - started
+        assert took < 20, f"the second member waited {took:.1f} s for its partitions"
+        # This bridge gave its partition up and got it back while held: paused again.
+        a.wait_log(r"partition\(s\) revoked", timeout=10)
+        assert a.log_text().count("partition(s) assigned") == 2
+        on_main.no_message(2.0)
+        assert a.metric("pushbridge_worker_backlog_frames", worker="1") == held_at
+    finally:
+        frozen.thaw()
+    got = [on_worker1.recv_text(timeout=30) for _ in range(n)]
+    assert got == payloads
+    got = [on_main.recv_text(timeout=30) for _ in range(n - len(seen))]
+    assert seen + got == payloads
+    rest = clients[2:]
+    read = _read_all([c.sock for c in rest], n * frame, timeout=60)
+    assert sorted(set(read.values())) == [n * frame], "a connection missed frames"
+    on_main.no_message(0.3)
+    log = a.log_text()
+    assert "kafka: held back for a worker that is behind: 1 partition(s) paused" in log
+    assert "kafka: 1 partition(s) resumed: the workers caught up" in log
 
 
 def test_limits_count_over_the_whole_process(bridge_factory):
