@@ -129,6 +129,20 @@ def _read_all(socks, want, timeout):
     return got
 
 
+def _users_on_both_workers(bridge, per_worker_conns):
+    """per_worker_conns users logged in on each worker, one connection each; the
+    acceptor alternates, so clients[0] is on worker 0 and clients[1] on worker 1."""
+    clients = []
+    for _ in range(2 * per_worker_conns):
+        c = bridge.ws()
+        c.login_uid(unique_uid(), sync=False)
+        clients.append(c)
+    wait_until(lambda: bridge.metric("pushbridge_users") == 2 * per_worker_conns,
+               desc="every login registered")
+    assert per_worker(bridge) == {0: per_worker_conns, 1: per_worker_conns}
+    return clients
+
+
 def test_a_burst_of_broadcasts_holds_a_workers_inbox_to_its_bound(bridge_factory, kafka):
     """A threaded worker's inbox is bounded (WORKER_BACKLOG_MAX, 65,536 frames, server.c).
     A Kafka batch of broadcasts is up to 512 events times every connection, and the main
@@ -139,17 +153,10 @@ def test_a_burst_of_broadcasts_holds_a_workers_inbox_to_its_bound(bridge_factory
     frames, and every connection still gets every event."""
     bound, per_worker_conns, n = 65536, 384, 1200
     b = bridge_factory(config=dict(WORKERS, ws={"queue_max_messages": 2 * n}))
-    clients = []
-    for _ in range(2 * per_worker_conns):
-        c = b.ws()
-        c.login_uid(unique_uid(), sync=False)
-        clients.append(c)
-    wait_until(lambda: b.metric("pushbridge_users") == 2 * per_worker_conns,
-               desc="every login registered")
-    assert per_worker(b) == {0: per_worker_conns, 1: per_worker_conns}
+    clients = _users_on_both_workers(b, per_worker_conns)
     payloads = [f"b{i:05d}" for i in range(n)]
     frame = 2 + len(payloads[0])  # unmasked text frame, payload under 126 bytes
-    witness, rest = clients[1], clients[:1] + clients[2:]  # the second is on worker 1
+    witness, rest = clients[1], clients[:1] + clients[2:]  # on worker 1, the others
     kafka.produce_many(b.topic, [("*", envelope(event="tick", data=p)) for p in payloads])
     assert [witness.recv_text(timeout=30) for _ in range(n)] == payloads
     got = _read_all([c.sock for c in rest], n * frame, timeout=60)
@@ -180,14 +187,7 @@ def test_a_held_consumer_still_answers_a_rebalance(bridge_factory, kafka):
     a = bridge_factory(config=dict(
         WORKERS, ws={"queue_max_messages": 2 * n},
         kafka={"properties": {"max.poll.interval.ms": "120000"}}))
-    clients = []
-    for _ in range(2 * per_worker_conns):
-        c = a.ws()
-        c.login_uid(unique_uid(), sync=False)
-        clients.append(c)
-    wait_until(lambda: a.metric("pushbridge_users") == 2 * per_worker_conns,
-               desc="every login registered")
-    assert per_worker(a) == {0: per_worker_conns, 1: per_worker_conns}
+    clients = _users_on_both_workers(a, per_worker_conns)
     payloads = [f"b{i:05d}" for i in range(n)]
     frame = 2 + len(payloads[0])
     on_main, on_worker1 = clients[0], clients[1]
