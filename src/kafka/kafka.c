@@ -156,26 +156,6 @@ static void forget_stored_offsets(rd_kafka_t *rk, const rd_kafka_topic_partition
     rd_kafka_topic_partition_list_destroy(none);
 }
 
-/* Pauses parts and remembers them, to resume at the hold's end. */
-static void pause_parts(struct pb_kafka *k, rd_kafka_topic_partition_list_t *parts)
-{
-    if (!k->paused && !(k->paused = rd_kafka_topic_partition_list_new(parts->cnt))) {
-        pb_warn("kafka: out of memory holding the consumer back: its partitions go on");
-        return;
-    }
-    rd_kafka_resp_err_t err = rd_kafka_pause_partitions(k->rk, parts);
-    for (int i = 0; i < parts->cnt; i++) {
-        rd_kafka_topic_partition_t *p = &parts->elems[i];
-        if (err || p->err) {
-            pb_warn("kafka: cannot pause %s [%d] for a worker that is behind: %s", p->topic,
-                    (int)p->partition, rd_kafka_err2str(err ? err : p->err));
-            continue;
-        }
-        if (!rd_kafka_topic_partition_list_find(k->paused, p->topic, p->partition))
-            rd_kafka_topic_partition_list_add(k->paused, p->topic, p->partition);
-    }
-}
-
 void pb_kafka_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
@@ -200,8 +180,7 @@ void pb_kafka_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             k->assigned = parts->cnt;
             pb_kafka_catchup_remove(k, NULL);
         }
-        if (k->held) /* they wait for the worker too */
-            pause_parts(k, parts);
+        pb_kafka_hold_assigned(k, parts);
         pb_kafka_catchup_add(k, parts);
         pb_refusal_consume_ok(&k->refusals, ""); /* the group let us in */
         for (int i = 0; i < parts->cnt; i++) {
@@ -435,7 +414,7 @@ static int drain_rebuild(struct pb_kafka *k, int budget)
 /* librdkafka writes the wake-up pipe only when its queue turns non-empty:
  * a drain that leaves work behind wakes the loop itself, to come back once
  * the loop has served the sockets. Returns 1, "more may be waiting". */
-static int rearm(struct pb_kafka *k)
+int pb_kafka_rearm(struct pb_kafka *k)
 {
     if (write(k->pipefd[1], "1", 1) < 0 && errno != EAGAIN)
         pb_warn("kafka: cannot re-arm the wake-up pipe: %s", strerror(errno));
@@ -452,9 +431,11 @@ int pb_kafka_drain(struct pb_kafka *k, int budget, size_t room)
     if (k->undelivered)
         rd_kafka_poll(k->undelivered, 0);
     if (k->presence && pb_presence_drain(k->presence, budget))
-        rearm(k);
+        pb_kafka_rearm(k);
     if (k->rebuild && drain_rebuild(k, budget))
-        return rearm(k);
+        return pb_kafka_rearm(k);
+    if (!pb_kafka_hold_lets_poll(k))
+        return 1; /* a short hold: the hold's end re-arms */
     pb_hub_turn_begin(k->hub);
     for (int i = 0; i < budget; i++) {
         /* No further message once the frames staged for one worker reach
@@ -472,41 +453,14 @@ int pb_kafka_drain(struct pb_kafka *k, int budget, size_t room)
                 pb_kafka_resolve_ends(k);
             return 0;
         }
+        if (k->paused && !msg->err) /* its pause was lost: handled, and paused now */
+            pb_kafka_hold_strayed(k, msg);
         handle(k, msg);
         rd_kafka_message_destroy(msg);
     }
     /* Budget or room spent, messages (maybe) left. While held, the hold's
      * end re-arms instead: no wake-up per turn of the loop meanwhile. */
-    return k->held ? 1 : rearm(k);
-}
-
-void pb_kafka_hold(struct pb_kafka *k, int hold)
-{
-    if (!k || k->held == !!hold)
-        return;
-    k->held = !!hold;
-    if (hold) {
-        rd_kafka_topic_partition_list_t *parts = NULL;
-        if (!rd_kafka_assignment(k->rk, &parts) && parts) {
-            pause_parts(k, parts);
-            rd_kafka_topic_partition_list_destroy(parts);
-        }
-        pb_debug("kafka: held back for a worker that is behind: %d partition(s) paused",
-                 k->paused ? k->paused->cnt : 0);
-        return;
-    }
-    /* Every partition paused, assigned or not by now: librdkafka 2.0.2
-     * keeps an application's pause across a revoke and a later assign. */
-    if (k->paused) {
-        rd_kafka_resp_err_t err = rd_kafka_resume_partitions(k->rk, k->paused);
-        if (err)
-            pb_warn("kafka: cannot resume the partitions held for a worker: %s",
-                    rd_kafka_err2str(err));
-        pb_debug("kafka: %d partition(s) resumed: the workers caught up", k->paused->cnt);
-        rd_kafka_topic_partition_list_destroy(k->paused);
-        k->paused = NULL;
-    }
-    rearm(k); /* what waits in the queue is read without a new wake-up */
+    return k->held ? 1 : pb_kafka_rearm(k);
 }
 
 static void update_lag(struct pb_kafka *k)
@@ -533,8 +487,8 @@ static void update_lag(struct pb_kafka *k)
 void pb_kafka_tick(struct pb_kafka *k, size_t room)
 {
     /* Polling at least this often keeps us inside max.poll.interval.ms even
-     * when no message wakes the loop (and while a worker holds the consumer
-     * back: its partitions are paused, so the poll reads none of them). */
+     * when no message wakes the loop, and while a worker holds the consumer
+     * back once the hold has lasted (kafka_hold.c: its partitions paused). */
     pb_kafka_drain(k, 64, room);
     if (k->dlq)
         rd_kafka_poll(k->dlq, 0);

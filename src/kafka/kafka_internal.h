@@ -61,11 +61,12 @@ struct pb_kafka {
     char *bootstrap;
 
     int assigned; /* partitions currently assigned */
-    /* Held for a worker (pb_kafka_hold): the partitions paused for it, to
-     * resume when it has caught up. Paused rather than left unpolled, so
-     * that rebalances and errors are still served at once. Bound: the
-     * partitions of the subscribed topics. NULL when not held. */
-    int held;
+    /* Held for a worker (pb_kafka_hold, kafka_hold.c) since held_ms; once
+     * the hold lasts, `paused` lists the partitions paused for it, to
+     * resume when it has caught up (NULL until then). Bound: the
+     * partitions of the subscribed topics. */
+    int held, ever_paused;
+    int64_t held_ms;
     rd_kafka_topic_partition_list_t *paused;
     int brokers_down;
     int64_t all_down_at; /* monotonic ms of an ALL_BROKERS_DOWN not yet confirmed; 0 = none */
@@ -87,6 +88,7 @@ struct pb_kafka {
         int catching_up;
         int64_t end;        /* backlog end (high watermark at assignment); -1 = not known yet */
         int64_t reset_from; /* offset at which auto.offset.reset moved on; -1 = none */
+        int64_t assigned_ms; /* monotonic ms of the first assignment */
     } * parts;
     size_t nparts;
     size_t ncatching; /* parts with catching_up set: 0 = no scan per message */
@@ -167,6 +169,17 @@ int pb_kafka_note_refusal(struct pb_kafka *k, const rd_kafka_t *rk, int err, con
                           const char *reason);
 /* librdkafka's error callback of the producers. */
 void pb_kafka_on_producer_error(rd_kafka_t *rk, int err, const char *reason, void *opaque);
+
+/* kafka_hold.c. lets_poll: 0 while a short hold leaves the consumer
+ * unpolled; a lasting one pauses the partitions first. assigned: pauses
+ * partitions assigned during a lasting hold. strayed: a message of a
+ * partition whose pause was lost pauses it again; assigned also resumes
+ * new partitions once a hold ever paused (a lost resume). */
+int pb_kafka_hold_lets_poll(struct pb_kafka *k);
+void pb_kafka_hold_assigned(struct pb_kafka *k, rd_kafka_topic_partition_list_t *parts);
+void pb_kafka_hold_strayed(struct pb_kafka *k, const rd_kafka_message_t *msg);
+/* Wakes the loop to drain again (the pipe librdkafka writes); returns 1. */
+int pb_kafka_rearm(struct pb_kafka *k);
 
 /* kafka_parts.c */
 /* A partition assigned for the first time starts catching up. */

@@ -32,7 +32,7 @@ void pb_kafka_catchup_add(struct pb_kafka *k, const rd_kafka_topic_partition_lis
         char *topic = strdup(tp->topic);
         if (!topic)
             continue;
-        k->parts[k->nparts++] = (struct part){topic, tp->partition, 1, -1, -1};
+        k->parts[k->nparts++] = (struct part){topic, tp->partition, 1, -1, -1, pb_monotonic_ms()};
         k->ncatching++;
     }
 }
@@ -78,7 +78,10 @@ void pb_kafka_catchup_remove(struct pb_kafka *k, const rd_kafka_topic_partition_
  * judged: a backlog's first message arrives with the fetch response that
  * taught its high watermark. (An outage that begins between assignment and
  * that first fetch response makes its held-up events count as backlog: the
- * window is a fraction of a second.) */
+ * window is a fraction of a second. A partition assigned during a lasting
+ * hold, kafka_hold.c, is paused before its first fetch, which comes at the
+ * hold's end: pb_kafka_stale_backlog then tells what was produced after
+ * the assignment by its age.) */
 static void resolve_end(struct pb_kafka *k, struct part *p)
 {
     int64_t lo, hi;
@@ -104,8 +107,11 @@ int pb_kafka_stale_backlog(struct pb_kafka *k, const rd_kafka_message_t *msg, in
     if (!p || !p->catching_up)
         return 0;
     resolve_end(k, p);
-    if (p->end >= 0 && msg->offset >= p->end) {
-        catchup_end(k, p); /* produced after assignment: never stale */
+    /* Produced after the assignment: never stale. Its offset says so from
+     * the end on; its age says so when the first fetch came long after the
+     * assignment, which makes the end it taught later than that. */
+    if ((p->end >= 0 && msg->offset >= p->end) || age_ms <= pb_monotonic_ms() - p->assigned_ms) {
+        catchup_end(k, p);
         return 0;
     }
     if (age_ms <= k->cfg->kafka_max_event_age_ms) {

@@ -31,12 +31,12 @@
 /* Bound: frames waiting for one worker in its inbox (64 Ki frames, 1 MiB
  * of message items, the frames themselves shared). A worker that falls
  * this far behind (starved of CPU, or sent broadcasts faster than it can
- * write them) holds the consumer back (pb_kafka_hold: its partitions
- * paused) until it has halved them, instead of its inbox growing with the
- * event rate; Kafka keeps what is not read yet. A drain stops at the room
- * left under it (pb_kafka_drain), so Kafka passes it by one event's frames
- * at most. Logins' snapshots and HTTP pushes are not held back by it
- * (ARCHITECTURE.md). */
+ * write them) holds the consumer back (pb_kafka_hold: unpolled, its
+ * partitions paused once the hold lasts) until it has halved them, instead
+ * of its inbox growing with the event rate; Kafka keeps what is not read
+ * yet. A drain stops at the room left under it (pb_kafka_drain), so Kafka
+ * passes it by one event's frames at most. Logins' snapshots and HTTP
+ * pushes are not held back by it (ARCHITECTURE.md). */
 #define WORKER_BACKLOG_MAX 65536
 #define BACKLOG_RETRY_S 0.005
 
@@ -70,7 +70,8 @@ static size_t kafka_room(struct pb_server *s)
 }
 
 /* Kafka's consumer queue turned non-empty (librdkafka wrote the pipe): its
- * messages, or while held, its rebalances and errors alone. */
+ * messages; while held, nothing, or once the hold lasts, its rebalances and
+ * errors alone. */
 static void kafka_ready_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)loop;

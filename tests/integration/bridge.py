@@ -182,6 +182,16 @@ class Bridge:
         except OSError:
             return ""
 
+    def assigned(self):
+        """Partitions of the bridge's topic in its last 'assigned ... in all' log line
+        (the eager protocol's assignments are complete)."""
+        lines = re.findall(r"partition\(s\) assigned, (\d+) in all: (.*)$", self.log_text(),
+                           re.MULTILINE)
+        if not lines:
+            return set()
+        m = re.search(re.escape(self.topic) + r"\[([\d,]+)\]", lines[-1][1])
+        return {int(p) for p in m.group(1).split(",")} if m else set()
+
     def log_tail(self, nbytes=20000):
         t = self.log_text()
         return t[-nbytes:]

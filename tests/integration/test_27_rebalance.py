@@ -4,25 +4,11 @@ resumes from the leaver's committed offsets. Clients of the bridge that stays
 miss nothing: every event of its own partitions, and every event of the moved
 partitions from the hand-over on, in order, without duplicates."""
 
-import re
-
 from pbutil import envelope, unique_uid, wait_until
 
 PARTITIONS = 4
 USERS_PER_PARTITION = 2
 ROUND = 10
-
-
-def _assigned(bridge):
-    """Partitions of the bridge's topic in its last 'assigned ... in all' line
-    whose total is the current assignment (eager protocol: each assignment is
-    complete)."""
-    lines = re.findall(r"partition\(s\) assigned, (\d+) in all: (.*)$", bridge.log_text(),
-                       re.MULTILINE)
-    if not lines:
-        return set()
-    m = re.search(re.escape(bridge.topic) + r"\[([\d,]+)\]", lines[-1][1])
-    return {int(p) for p in m.group(1).split(",")} if m else set()
 
 
 def _revoked_count(bridge):
@@ -32,14 +18,14 @@ def _revoked_count(bridge):
 def test_partitions_move_to_the_bridge_that_stays(bridge_factory, kafka):
     a = bridge_factory(partitions=PARTITIONS)
     group = a.config["kafka"]["group_id"]
-    wait_until(lambda: _assigned(a) == set(range(PARTITIONS)), timeout=30,
+    wait_until(lambda: a.assigned() == set(range(PARTITIONS)), timeout=30,
                desc="bridge A owns every partition")
     b = bridge_factory(topic=a.topic, create_topic=False, group_id=group)
     # B joining makes A give up half: wait until the two split the topic.
-    wait_until(lambda: _assigned(a) and _assigned(b) and
-               _assigned(a) | _assigned(b) == set(range(PARTITIONS)) and
-               not _assigned(a) & _assigned(b), timeout=60, desc="A and B split the partitions")
-    a_parts = _assigned(a)
+    wait_until(lambda: a.assigned() and b.assigned() and
+               a.assigned() | b.assigned() == set(range(PARTITIONS)) and
+               not a.assigned() & b.assigned(), timeout=60, desc="A and B split the partitions")
+    a_parts = a.assigned()
     assert 0 < len(a_parts) < PARTITIONS
 
     users = {p: [unique_uid() for _ in range(USERS_PER_PARTITION)] for p in range(PARTITIONS)}
@@ -54,7 +40,7 @@ def test_partitions_move_to_the_bridge_that_stays(bridge_factory, kafka):
     revoked_before = _revoked_count(a)
     b.stop()  # SIGTERM: B commits what it handed over, and leaves the group
     wait_until(lambda: _revoked_count(a) > revoked_before and
-               _assigned(a) == set(range(PARTITIONS)), timeout=60,
+               a.assigned() == set(range(PARTITIONS)), timeout=60,
                desc="A owns every partition again")
     produce_round(ROUND)
 

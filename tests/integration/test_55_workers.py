@@ -176,55 +176,67 @@ def test_a_burst_of_broadcasts_holds_a_workers_inbox_to_its_bound(bridge_factory
 
 
 def test_a_held_consumer_still_answers_a_rebalance(bridge_factory, kafka):
-    """While a worker is behind, the consumer is held back by pausing its partitions
-    (pb_kafka_hold), not by leaving it unpolled: the group's rebalances are still served
-    at once. Worker 1 is stopped with a full inbox; a second member joining the group then
-    gets its partitions in seconds. Unpolled, this bridge made the whole group wait until
-    half of max.poll.interval.ms (60 s here) had passed. The partition handed back to it
-    during the hold stays paused, and once worker 1 runs again every connection gets every
-    event, in order, none twice."""
-    bound, per_worker_conns, n = 65536, 256, 400  # the hold begins near event 256
-    a = bridge_factory(config=dict(
-        WORKERS, ws={"queue_max_messages": 2 * n},
-        kafka={"properties": {"max.poll.interval.ms": "120000"}}))
+    """A worker that stays behind holds the consumer back by pausing its partitions
+    (kafka_hold.c), not by leaving it unpolled, so the group's rebalances are still
+    served. A and B share a group on a topic of two partitions; A's worker 1 is stopped
+    with a full inbox (A's hold lasts, so its partition is paused); B then leaves, and A
+    takes B's partition within seconds. Unpolled, A made the whole group wait until half
+    of max.poll.interval.ms (60 s here) had passed. The partition A takes during the hold
+    is paused too (its events wait), and, first read after more than
+    kafka.max_event_age_ms, its events still count as produced after the assignment, not
+    as stale backlog. Once worker 1 runs again every connection gets every event of both
+    partitions, in order, none twice."""
+    bound, per_worker_conns, n, m = 65536, 256, 400, 50  # the hold begins near event 256
+    b = bridge_factory(partitions=2)
+    wait_until(lambda: b.assigned() == {0, 1}, timeout=30, desc="B owns both partitions")
+    a = bridge_factory(topic=b.topic, create_topic=False, group_id=b.config["kafka"]["group_id"],
+                       config=dict(WORKERS, ws={"queue_max_messages": 2 * (n + m)},
+                                   kafka={"max_event_age_ms": 2000, "properties": {
+                                       "max.poll.interval.ms": "120000"}}))
+    wait_until(lambda: len(a.assigned()) == 1 and a.assigned() | b.assigned() == {0, 1},
+               timeout=60, desc="A and B split the partitions")
+    (pa,), (pb,) = a.assigned(), b.assigned()
     clients = _users_on_both_workers(a, per_worker_conns)
-    payloads = [f"b{i:05d}" for i in range(n)]
-    frame = 2 + len(payloads[0])
+    on_a = [f"a{i:05d}" for i in range(n)]
+    on_b = [f"b{i:05d}" for i in range(m)]
+    frame = 2 + len(on_a[0])
     on_main, on_worker1 = clients[0], clients[1]
     frozen = FrozenThread(thread_id(a.proc.pid, "pb-worker-1"))
     try:
-        kafka.produce_many(a.topic, [("*", envelope(event="tick", data=p)) for p in payloads])
-        wait_until(lambda: a.metric("pushbridge_worker_backlog_frames", worker="1") >= bound,
-                   timeout=30, desc="worker 1's inbox full")
+        kafka.produce_many(a.topic, [("*", envelope(event="tick", data=p)) for p in on_a],
+                           partition=pa)
+        a.wait_log(r"kafka: a worker has been behind for \d+ ms: 1 partition\(s\) paused",
+                   timeout=30)
         held_at = int(a.metric("pushbridge_worker_backlog_frames", worker="1"))
         assert bound <= held_at <= bound + per_worker_conns, held_at
         seen = [on_main.recv_text(timeout=10) for _ in range(held_at // per_worker_conns)]
-        assert seen == payloads[:len(seen)]
+        assert seen == on_a[:len(seen)]
 
-        started = time.monotonic()
-        b = bridge_factory(topic=kafka.unique_topic(), group_id=a.config["kafka"]["group_id"],
-                           wait_ready=False)
-        b.wait_log(r"partition\(s\) assigned", timeout=30)
-        took = time.monotonic() - started
-        assert took < 20, f"the second member waited {took:.1f} s for its partitions"
-        # This bridge gave its partition up and got it back while held: paused again.
-        a.wait_log(r"partition\(s\) revoked", timeout=10)
-        assert a.log_text().count("partition(s) assigned") == 2
-        on_main.no_message(2.0)
+        left = time.monotonic()
+        b.stop()  # SIGTERM: B leaves the group
+        wait_until(lambda: a.assigned() == {0, 1}, timeout=30, desc="A takes B's partition")
+        took = time.monotonic() - left
+        assert took < 20, f"A answered the rebalance after {took:.1f} s"
+        kafka.produce_many(a.topic, [("*", envelope(event="tick", data=p)) for p in on_b],
+                           partition=pb)
+        on_main.no_message(2.5)  # past max_event_age_ms, and nothing read while held
         assert a.metric("pushbridge_worker_backlog_frames", worker="1") == held_at
     finally:
         frozen.thaw()
-    got = [on_worker1.recv_text(timeout=30) for _ in range(n)]
-    assert got == payloads
-    got = [on_main.recv_text(timeout=30) for _ in range(n - len(seen))]
-    assert seen + got == payloads
-    rest = clients[2:]
-    read = _read_all([c.sock for c in rest], n * frame, timeout=60)
-    assert sorted(set(read.values())) == [n * frame], "a connection missed frames"
+
+    def in_order(got):
+        return [p for p in got if p[0] == "a"] == on_a and [p for p in got if p[0] == "b"] == on_b
+
+    got = [on_worker1.recv_text(timeout=30) for _ in range(n + m)]
+    assert in_order(got), got
+    got = seen + [on_main.recv_text(timeout=30) for _ in range(n + m - len(seen))]
+    assert in_order(got), got
+    read = _read_all([c.sock for c in clients[2:]], (n + m) * frame, timeout=60)
+    assert sorted(set(read.values())) == [(n + m) * frame], "a connection missed frames"
     on_main.no_message(0.3)
-    log = a.log_text()
-    assert "kafka: held back for a worker that is behind: 1 partition(s) paused" in log
-    assert "kafka: 1 partition(s) resumed: the workers caught up" in log
+    assert a.metric("pushbridge_redeliveries_skipped_total") in (None, 0)
+    assert a.metric("pushbridge_events_dropped_total", topic=a.topic, reason="stale") in (None, 0)
+    a.wait_log(r"kafka: 2 partition\(s\) resumed: the workers caught up")
 
 
 def test_limits_count_over_the_whole_process(bridge_factory):

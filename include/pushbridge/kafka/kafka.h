@@ -29,17 +29,18 @@ int pb_kafka_wake_fd(const struct pb_kafka *k);
 /* Handles at most `budget` messages and callbacks, and no further message
  * once the frames they staged for one worker reach `room` (SIZE_MAX: no
  * limit; see WORKER_BACKLOG_MAX in server.c). One message at least, when
- * one is waiting (none comes while held: see pb_kafka_hold). Returns 1
- * when more may be waiting (the pipe is re-armed so the loop comes back,
- * or, while held, the hold's end re-arms it), else 0. */
+ * one is waiting (none while held: see pb_kafka_hold). Returns 1 when more
+ * may be waiting (the pipe is re-armed so the loop comes back, or, while
+ * held, the hold's end re-arms it), else 0. */
 int pb_kafka_drain(struct pb_kafka *k, int budget, size_t room);
 
 /* Holds the consumer back for a worker that is behind (hold 1), or lets it
- * go (0): the assigned partitions, and any assigned meanwhile, are paused
- * and resumed from the last message handled, so nothing is lost or read
- * twice. The drains go on meanwhile with room 0: the group's rebalances
- * and errors are served at once, and polling keeps the consumer inside
- * max.poll.interval.ms however long the hold lasts. */
+ * go (0). A short hold leaves it unpolled; once a hold lasts (a second,
+ * kafka_hold.c) the assigned partitions, and any assigned meanwhile, are
+ * paused and polling goes on, so that the group's rebalances are served
+ * and the consumer stays inside max.poll.interval.ms however long the
+ * hold. They resume from the last message handled: nothing is lost or
+ * read twice. */
 void pb_kafka_hold(struct pb_kafka *k, int hold);
 
 /* Once a second: a drain (within room as above), lag metrics, the
