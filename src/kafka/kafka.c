@@ -414,7 +414,7 @@ static int drain_rebuild(struct pb_kafka *k, int budget)
 /* librdkafka writes the wake-up pipe only when its queue turns non-empty:
  * a drain that leaves work behind wakes the loop itself, to come back once
  * the loop has served the sockets. Returns 1, "more may be waiting". */
-int pb_kafka_rearm(struct pb_kafka *k)
+static int rearm(struct pb_kafka *k)
 {
     if (write(k->pipefd[1], "1", 1) < 0 && errno != EAGAIN)
         pb_warn("kafka: cannot re-arm the wake-up pipe: %s", strerror(errno));
@@ -431,9 +431,9 @@ int pb_kafka_drain(struct pb_kafka *k, int budget, size_t room)
     if (k->undelivered)
         rd_kafka_poll(k->undelivered, 0);
     if (k->presence && pb_presence_drain(k->presence, budget))
-        pb_kafka_rearm(k);
+        rearm(k);
     if (k->rebuild && drain_rebuild(k, budget))
-        return pb_kafka_rearm(k);
+        return rearm(k);
     if (!pb_kafka_hold_lets_poll(k))
         return 1; /* a short hold: the hold's end re-arms */
     pb_hub_turn_begin(k->hub);
@@ -460,7 +460,16 @@ int pb_kafka_drain(struct pb_kafka *k, int budget, size_t room)
     }
     /* Budget or room spent, messages (maybe) left. While held, the hold's
      * end re-arms instead: no wake-up per turn of the loop meanwhile. */
-    return k->held ? 1 : pb_kafka_rearm(k);
+    return k->held ? 1 : rearm(k);
+}
+
+void pb_kafka_hold(struct pb_kafka *k, int hold)
+{
+    if (!k || k->held == !!hold)
+        return;
+    pb_kafka_hold_set(k, !!hold);
+    if (!hold)
+        rearm(k); /* what waits in the queue is read without a new wake-up */
 }
 
 static void update_lag(struct pb_kafka *k)

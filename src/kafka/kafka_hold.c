@@ -47,11 +47,9 @@ static void pause_parts(struct pb_kafka *k, rd_kafka_topic_partition_list_t *par
     }
 }
 
-void pb_kafka_hold(struct pb_kafka *k, int hold)
+void pb_kafka_hold_set(struct pb_kafka *k, int hold)
 {
-    if (!k || k->held == !!hold)
-        return;
-    k->held = !!hold;
+    k->held = hold;
     if (hold) {
         k->held_ms = pb_monotonic_ms();
         return;
@@ -67,7 +65,6 @@ void pb_kafka_hold(struct pb_kafka *k, int hold)
         rd_kafka_topic_partition_list_destroy(k->paused);
         k->paused = NULL;
     }
-    pb_kafka_rearm(k); /* what waits in the queue is read without a new wake-up */
 }
 
 int pb_kafka_hold_lets_poll(struct pb_kafka *k)

@@ -170,16 +170,16 @@ int pb_kafka_note_refusal(struct pb_kafka *k, const rd_kafka_t *rk, int err, con
 /* librdkafka's error callback of the producers. */
 void pb_kafka_on_producer_error(rd_kafka_t *rk, int err, const char *reason, void *opaque);
 
-/* kafka_hold.c. lets_poll: 0 while a short hold leaves the consumer
- * unpolled; a lasting one pauses the partitions first. assigned: pauses
+/* kafka_hold.c. set: begins a hold, or ends it (resuming what it paused).
+ * lets_poll: 0 while a short hold leaves the consumer unpolled; a lasting
+ * one pauses the partitions first. assigned: pauses
  * partitions assigned during a lasting hold. strayed: a message of a
  * partition whose pause was lost pauses it again; assigned also resumes
  * new partitions once a hold ever paused (a lost resume). */
+void pb_kafka_hold_set(struct pb_kafka *k, int hold);
 int pb_kafka_hold_lets_poll(struct pb_kafka *k);
 void pb_kafka_hold_assigned(struct pb_kafka *k, rd_kafka_topic_partition_list_t *parts);
 void pb_kafka_hold_strayed(struct pb_kafka *k, const rd_kafka_message_t *msg);
-/* Wakes the loop to drain again (the pipe librdkafka writes); returns 1. */
-int pb_kafka_rearm(struct pb_kafka *k);
 
 /* kafka_parts.c */
 /* A partition assigned for the first time starts catching up. */
