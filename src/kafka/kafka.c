@@ -162,6 +162,7 @@ void pb_kafka_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     struct pb_kafka *k = opaque;
     int cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        pb_kafka_hold_assigning(k, parts); /* they wait for the worker too */
         if (cooperative) {
             rd_kafka_error_t *e = rd_kafka_incremental_assign(rk, parts);
             if (e) {
@@ -180,7 +181,6 @@ void pb_kafka_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             k->assigned = parts->cnt;
             pb_kafka_catchup_remove(k, NULL);
         }
-        pb_kafka_hold_assigned(k, parts);
         pb_kafka_catchup_add(k, parts);
         pb_refusal_consume_ok(&k->refusals, ""); /* the group let us in */
         for (int i = 0; i < parts->cnt; i++) {

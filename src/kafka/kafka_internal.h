@@ -65,8 +65,9 @@ struct pb_kafka {
      * the hold lasts, `paused` lists the partitions paused for it, to
      * resume when it has caught up (NULL until then). Bound: the
      * partitions of the subscribed topics. */
-    int held, ever_paused;
-    int64_t held_ms;
+    int held, hold_warned, hold_loud;
+    int64_t held_ms, hold_log_ms;
+    uint64_t hold_quiet; /* lasting holds logged at debug since the last at info */
     rd_kafka_topic_partition_list_t *paused;
     int brokers_down;
     int64_t all_down_at; /* monotonic ms of an ALL_BROKERS_DOWN not yet confirmed; 0 = none */
@@ -172,13 +173,12 @@ void pb_kafka_on_producer_error(rd_kafka_t *rk, int err, const char *reason, voi
 
 /* kafka_hold.c. set: begins a hold, or ends it (resuming what it paused).
  * lets_poll: 0 while a short hold leaves the consumer unpolled; a lasting
- * one pauses the partitions first. assigned: pauses
- * partitions assigned during a lasting hold. strayed: a message of a
- * partition whose pause was lost pauses it again; assigned also resumes
- * new partitions once a hold ever paused (a lost resume). */
+ * one pauses the partitions first. assigning: pauses the partitions about
+ * to be assigned during a lasting hold (before rd_kafka_assign). strayed:
+ * a message of a partition whose pause was lost pauses it again. */
 void pb_kafka_hold_set(struct pb_kafka *k, int hold);
 int pb_kafka_hold_lets_poll(struct pb_kafka *k);
-void pb_kafka_hold_assigned(struct pb_kafka *k, rd_kafka_topic_partition_list_t *parts);
+void pb_kafka_hold_assigning(struct pb_kafka *k, rd_kafka_topic_partition_list_t *parts);
 void pb_kafka_hold_strayed(struct pb_kafka *k, const rd_kafka_message_t *msg);
 
 /* kafka_parts.c */

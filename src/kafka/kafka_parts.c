@@ -76,12 +76,11 @@ void pb_kafka_catchup_remove(struct pb_kafka *k, const rd_kafka_topic_partition_
  * on a quiet partition. So this is called after every drain and tick while
  * some end is unknown, and before the first message of a partition is
  * judged: a backlog's first message arrives with the fetch response that
- * taught its high watermark. (An outage that begins between assignment and
- * that first fetch response makes its held-up events count as backlog: the
- * window is a fraction of a second. A partition assigned during a lasting
- * hold, kafka_hold.c, is paused before its first fetch, which comes at the
- * hold's end: pb_kafka_stale_backlog then tells what was produced after
- * the assignment by its age.) */
+ * taught its high watermark. When that first fetch comes late (an outage
+ * beginning right after the assignment, or a partition assigned during a
+ * lasting hold, kafka_hold.c, paused until the hold's end), the end it
+ * teaches takes in what was produced meanwhile: pb_kafka_stale_backlog
+ * tells those messages by their age against the assignment's time. */
 static void resolve_end(struct pb_kafka *k, struct part *p)
 {
     int64_t lo, hi;

@@ -193,8 +193,9 @@ def test_a_held_consumer_still_answers_a_rebalance(bridge_factory, kafka):
                        config=dict(WORKERS, ws={"queue_max_messages": 2 * (n + m)},
                                    kafka={"max_event_age_ms": 2000, "properties": {
                                        "max.poll.interval.ms": "120000"}}))
-    wait_until(lambda: len(a.assigned()) == 1 and a.assigned() | b.assigned() == {0, 1},
-               timeout=60, desc="A and B split the partitions")
+    wait_until(lambda: len(a.assigned()) == 1 and len(b.assigned()) == 1 and
+               a.assigned() | b.assigned() == {0, 1}, timeout=60,
+               desc="A and B split the partitions")
     (pa,), (pb,) = a.assigned(), b.assigned()
     clients = _users_on_both_workers(a, per_worker_conns)
     on_a = [f"a{i:05d}" for i in range(n)]
